@@ -1,0 +1,156 @@
+# eddy - one non-recursive Makefile. Objects go under build/$(MODE)/, binaries under bin/.
+#   make            build bin/eddyd, bin/eddy-cli, libeddy (release mode)
+#   make run        install missing Debian packages, build, start eddyd on $(PORT) with $(DIR)
+#   make test       the everyday suite; ends with "N passed, N failed"
+#   make test-all   the everyday suite, then the slow suites and the ASan+UBSan build
+#   make asan       build everything with AddressSanitizer+UBSan under build/asan
+#   make install    libeddy, eddy.h, eddy.pc, eddyd and eddy-cli under $(PREFIX)
+MODE ?= release
+PORT ?= 7711
+BIND ?= 127.0.0.1
+DIR ?= ./data
+PREFIX ?= /usr/local
+
+DEB_PACKAGES := gcc make pkg-config librocksdb-dev liblua5.4-dev libev-dev libzstd-dev \
+	redis-tools redis-server lua-cjson-dev
+
+CC ?= cc
+PKGS := rocksdb lua5.4 libzstd lua5.4-cjson
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+ifeq ($(CI),true)
+WARN += -Werror
+endif
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -g -pthread $(WARN) -fno-strict-aliasing
+ifeq ($(MODE),release)
+MODE_CFLAGS := -O2
+else ifeq ($(MODE),asan)
+MODE_CFLAGS := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+MODE_LDFLAGS := -fsanitize=address,undefined
+else ifeq ($(MODE),tsan)
+MODE_CFLAGS := -O1 -fsanitize=thread
+MODE_LDFLAGS := -fsanitize=thread
+else
+MODE_CFLAGS := -O0
+endif
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS_ALL = $(BASE_CFLAGS) $(MODE_CFLAGS) $(PKG_CFLAGS) $(CFLAGS)
+LDFLAGS_ALL = -pthread $(MODE_LDFLAGS) $(LDFLAGS)
+
+B := build/$(MODE)
+ifeq ($(MODE),release)
+BIN := bin
+else
+BIN := $(B)/bin
+endif
+
+COMMON_SRC := $(wildcard common/*.c)
+CODEC_SRC := net/resp.c
+ENGINE_SRC := $(wildcard engine/*.c)
+UDF_SRC := $(wildcard udf/*.c)
+NET_SRC := $(filter-out net/resp.c net/main.c,$(wildcard net/*.c))
+CLUSTER_SRC := $(wildcard cluster/*.c)
+CLIENT_SRC := client/eddy.c
+CLI_SRC := client/cli.c
+
+obj = $(patsubst %.c,$(B)/%.o,$(1))
+LIB_OBJ := $(call obj,$(COMMON_SRC) $(CODEC_SRC))
+SERVER_OBJ := $(call obj,$(ENGINE_SRC) $(UDF_SRC) $(NET_SRC) $(CLUSTER_SRC))
+CLIENT_OBJ := $(call obj,$(CLIENT_SRC))
+PIC_OBJ := $(patsubst %.c,$(B)/pic/%.o,$(COMMON_SRC) $(CODEC_SRC) $(CLIENT_SRC))
+
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(BIN)/tests/%,$(wildcard tests/unit/test_*.c))
+INTEG_SRC := $(wildcard tests/integration/*.c)
+
+.PHONY: all clean run deps test test-build test-all asan install format
+all: $(BIN)/eddyd $(BIN)/eddy-cli $(BIN)/libeddy.a $(BIN)/libeddy.so $(BIN)/eddy.pc
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(B)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -fPIC -MMD -MP -c $< -o $@
+
+$(BIN)/eddyd: $(SERVER_OBJ) $(LIB_OBJ) $(B)/net/main.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS) -lev -lm
+
+$(BIN)/libeddy.a: $(LIB_OBJ) $(CLIENT_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BIN)/libeddy.so: $(PIC_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(LDFLAGS_ALL) -Wl,-soname,libeddy.so.0 -o $@ $^
+
+$(BIN)/eddy.pc: client/eddy.pc.in
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|0.1.0|g' $< > $@
+
+$(BIN)/eddy-cli: $(call obj,$(CLI_SRC)) $(BIN)/libeddy.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ -lm
+
+# Unit tests link the module under test directly.
+$(BIN)/tests/%: tests/unit/%.c $(SERVER_OBJ) $(LIB_OBJ) $(CLIENT_OBJ) tests/unit/unit.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(SERVER_OBJ) $(LIB_OBJ) $(CLIENT_OBJ) $(PKG_LIBS) -lev -lm
+
+$(BIN)/tests/integration: $(INTEG_SRC) $(BIN)/libeddy.a tests/integration/harness.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $(INTEG_SRC) $(BIN)/libeddy.a -lm
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	fi
+
+run: deps
+	$(MAKE) all
+	mkdir -p $(DIR)
+	exec $(BIN)/eddyd --port $(PORT) --bind $(BIND) --dir $(DIR)
+
+# deps first (a fresh machine has no packages), then build, then run every suite.
+test: deps
+	@$(MAKE) --no-print-directory test-build
+	@BIN=$(BIN) sh tests/run.sh $(UNIT_TESTS)
+
+test-build: all $(UNIT_TESTS) $(BIN)/tests/integration
+
+test-all: deps
+	@$(MAKE) --no-print-directory test-build
+	@$(MAKE) --no-print-directory MODE=asan test-build
+	@BIN=$(BIN) EDDY_SLOW=1 sh tests/run.sh $(UNIT_TESTS)
+	@echo "== the same suites under AddressSanitizer+UBSan"
+	@BIN=build/asan/bin EDDY_SLOW=1 ASAN_OPTIONS=detect_leaks=0 sh tests/run.sh \
+		$(patsubst $(BIN)/%,build/asan/bin/%,$(UNIT_TESTS))
+
+asan:
+	$(MAKE) MODE=asan all
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin
+	install -m 644 $(BIN)/libeddy.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BIN)/libeddy.so $(DESTDIR)$(PREFIX)/lib/libeddy.so.0
+	ln -sf libeddy.so.0 $(DESTDIR)$(PREFIX)/lib/libeddy.so
+	install -m 644 client/eddy.h $(DESTDIR)$(PREFIX)/include/eddy.h
+	install -d $(DESTDIR)$(PREFIX)/include/eddy/net $(DESTDIR)$(PREFIX)/include/eddy/common
+	install -m 644 net/resp.h $(DESTDIR)$(PREFIX)/include/eddy/net/resp.h
+	install -m 644 common/common.h $(DESTDIR)$(PREFIX)/include/eddy/common/common.h
+	install -m 644 $(BIN)/eddy.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/eddy.pc
+	install -m 755 $(BIN)/eddyd $(BIN)/eddy-cli $(DESTDIR)$(PREFIX)/bin/
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build bin
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,641 @@
+/* cli.c - eddy-cli, the command-line client, modeled on redis-cli.
+ *
+ * One-shot (`eddy-cli SET a b`) or interactive (a prompt that reads lines split with
+ * redis-cli's quoting rules). Replies print as redis-cli prints them: quoted and typed
+ * on a terminal, raw otherwise. Uses only the public libeddy API (client/eddy.h).
+ */
+#include "eddy.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_PORT 7711
+
+struct config {
+    const char *host;
+    int port;
+    const char *socket_path;
+    const char *password;
+    int db;
+    bool raw;           /* raw output (the default when stdout is not a terminal) */
+    bool stdin_arg;     /* -x: the last argument comes from stdin */
+    long long repeat;   /* -r: times to run a one-shot command; < 0 forever */
+    double interval;    /* -i: seconds between repeats */
+    bool resp3;         /* -3: HELLO 3 after connecting */
+};
+
+/* ---- Output buffer ------------------------------------------------------------------ */
+
+/* A growable byte string; the CLI gives up on out-of-memory. */
+struct sbuf {
+    char *p;
+    size_t len, cap;
+};
+
+static void die_oom(void)
+{
+    fprintf(stderr, "Out of memory\n");
+    exit(1);
+}
+
+static void sb_add(struct sbuf *s, const void *p, size_t n)
+{
+    if (s->len + n + 1 > s->cap) {
+        size_t cap = s->cap ? s->cap : 256;
+        while (cap < s->len + n + 1)
+            cap *= 2;
+        char *q = realloc(s->p, cap);
+        if (q == NULL)
+            die_oom();
+        s->p = q;
+        s->cap = cap;
+    }
+    if (n > 0)
+        memcpy(s->p + s->len, p, n);
+    s->len += n;
+    s->p[s->len] = '\0';
+}
+
+static void sb_str(struct sbuf *s, const char *str)
+{
+    sb_add(s, str, strlen(str));
+}
+
+static void sb_printf(struct sbuf *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(struct sbuf *s, const char *fmt, ...)
+{
+    char tmp[128];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    sb_add(s, tmp, n < 0 ? 0 : (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+/* ---- Reply formatting ------------------------------------------------------------------ */
+
+/* Appends p quoted the way redis-cli quotes strings: "a\n\x01". */
+static void format_repr(struct sbuf *s, const char *p, size_t n)
+{
+    sb_add(s, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        switch (c) {
+        case '\\': sb_add(s, "\\\\", 2); break;
+        case '"': sb_add(s, "\\\"", 2); break;
+        case '\n': sb_add(s, "\\n", 2); break;
+        case '\r': sb_add(s, "\\r", 2); break;
+        case '\t': sb_add(s, "\\t", 2); break;
+        case '\a': sb_add(s, "\\a", 2); break;
+        case '\b': sb_add(s, "\\b", 2); break;
+        default:
+            if (isprint(c))
+                sb_add(s, &c, 1);
+            else
+                sb_printf(s, "\\x%02x", c);
+        }
+    }
+    sb_add(s, "\"", 1);
+}
+
+static bool is_aggregate(const struct eddy_reply *r)
+{
+    return r->type == EDDY_REPLY_ARRAY || r->type == EDDY_REPLY_SET ||
+           r->type == EDDY_REPLY_PUSH || r->type == EDDY_REPLY_MAP ||
+           r->type == EDDY_REPLY_ATTR;
+}
+
+static bool is_map(const struct eddy_reply *r)
+{
+    return r->type == EDDY_REPLY_MAP || r->type == EDDY_REPLY_ATTR;
+}
+
+/* Whether a map value takes several lines, so that it starts on a line of its own. */
+static bool is_multiline(const struct eddy_reply *r)
+{
+    if (!is_aggregate(r) || r->elements == 0)
+        return false;
+    if (r->elements > (is_map(r) ? 2u : 1u))
+        return true;
+    return is_multiline(r->element[r->elements - 1]);
+}
+
+static const char *empty_name(const struct eddy_reply *r)
+{
+    switch (r->type) {
+    case EDDY_REPLY_ARRAY: return "(empty array)\n";
+    case EDDY_REPLY_MAP: return "(empty hash)\n";
+    case EDDY_REPLY_SET: return "(empty set)\n";
+    case EDDY_REPLY_PUSH: return "(empty push)\n";
+    default: return "(empty aggregate type)\n";
+    }
+}
+
+static void format_tty(struct sbuf *s, const struct eddy_reply *r, const char *prefix);
+
+/* Formats a non-empty aggregate: "1) a\n2) b", nested items indented under their index. */
+static void format_tty_aggregate(struct sbuf *s, const struct eddy_reply *r, const char *prefix)
+{
+    bool map = is_map(r);
+    size_t count = map ? r->elements / 2 : r->elements;
+    int width = snprintf(NULL, 0, "%zu", count);
+    char sep = r->type == EDDY_REPLY_SET ? '~' : map ? '#' : r->type == EDDY_REPLY_PUSH ? '>' : ')';
+    size_t plen = strlen(prefix);
+    char *inner = malloc(plen + (size_t)width + 3);
+    if (inner == NULL)
+        die_oom();
+    memcpy(inner, prefix, plen);
+    memset(inner + plen, ' ', (size_t)width + 2);
+    inner[plen + (size_t)width + 2] = '\0';
+
+    for (size_t i = 0; i < r->elements; i++) {
+        sb_printf(s, "%s%*zu%c ", i == 0 ? "" : prefix, width, (map ? i / 2 : i) + 1, sep);
+        format_tty(s, r->element[i], inner);
+        if (map && i + 1 < r->elements) {
+            s->len--; /* the key's newline */
+            sb_str(s, " => ");
+            i++;
+            if (is_multiline(r->element[i])) {
+                sb_str(s, "\n");
+                sb_str(s, inner);
+            }
+            format_tty(s, r->element[i], inner);
+        }
+    }
+    free(inner);
+}
+
+/* The type label redis-cli prints before a value on a terminal. */
+static const char *tty_label(enum eddy_reply_type t)
+{
+    switch (t) {
+    case EDDY_REPLY_ERROR: return "(error) ";
+    case EDDY_REPLY_INTEGER: return "(integer) ";
+    case EDDY_REPLY_DOUBLE: return "(double) ";
+    case EDDY_REPLY_BIGNUM: return "(big number) ";
+    default: return "";
+    }
+}
+
+/* Formats a reply as redis-cli does on a terminal; every reply ends with a newline. */
+static void format_tty(struct sbuf *s, const struct eddy_reply *r, const char *prefix)
+{
+    if (is_aggregate(r)) {
+        if (r->elements == 0)
+            sb_str(s, empty_name(r));
+        else
+            format_tty_aggregate(s, r, prefix); /* each element ends its own line */
+        return;
+    }
+    sb_str(s, tty_label(r->type));
+    if (r->type == EDDY_REPLY_INTEGER)
+        sb_printf(s, "%lld", r->integer);
+    else if (r->type == EDDY_REPLY_NIL)
+        sb_str(s, "(nil)");
+    else if (r->type == EDDY_REPLY_BOOL)
+        sb_str(s, r->integer ? "(true)" : "(false)");
+    else if (r->type == EDDY_REPLY_STRING)
+        format_repr(s, r->str, r->len);
+    else
+        sb_add(s, r->str, r->len); /* status, error, double, big number, verbatim */
+    sb_str(s, "\n");
+}
+
+/* Formats a reply as redis-cli --raw does: bare values, one per line. */
+static void format_raw(struct sbuf *s, const struct eddy_reply *r)
+{
+    switch (r->type) {
+    case EDDY_REPLY_NIL: break;
+    case EDDY_REPLY_ERROR: sb_add(s, r->str, r->len); sb_str(s, "\n"); break;
+    case EDDY_REPLY_INTEGER: sb_printf(s, "%lld", r->integer); break;
+    case EDDY_REPLY_BOOL: sb_str(s, r->integer ? "(true)" : "(false)"); break;
+    case EDDY_REPLY_STRING:
+    case EDDY_REPLY_STATUS:
+    case EDDY_REPLY_VERB:
+    case EDDY_REPLY_DOUBLE:
+    case EDDY_REPLY_BIGNUM: sb_add(s, r->str, r->len); break;
+    default:
+        for (size_t i = 0; i < r->elements; i++) {
+            if (i > 0)
+                sb_str(s, "\n");
+            format_raw(s, r->element[i]);
+            if (is_map(r) && ++i < r->elements) {
+                sb_str(s, " ");
+                format_raw(s, r->element[i]);
+            }
+        }
+    }
+}
+
+/* How a reply prints: quoted (terminal), raw, or raw as is for text made to be read
+ * (INFO, CLIENT LIST), which redis-cli prints without adding a newline. */
+enum output { OUT_TTY, OUT_RAW, OUT_VERBATIM };
+
+static void print_reply(const struct eddy_reply *r, enum output mode)
+{
+    struct sbuf s = {0};
+    if (mode == OUT_TTY) {
+        format_tty(&s, r, "");
+    } else {
+        format_raw(&s, r);
+        if (mode == OUT_RAW)
+            sb_str(&s, "\n");
+    }
+    fwrite(s.p, 1, s.len, stdout);
+    free(s.p);
+}
+
+/* ---- Line splitting -------------------------------------------------------------------- */
+
+/* A list of binary-safe arguments. */
+struct args {
+    int argc, cap;
+    char **argv;
+    size_t *len;
+};
+
+static void args_push(struct args *a, struct sbuf *arg)
+{
+    if (a->argc == a->cap) {
+        a->cap = a->cap ? a->cap * 2 : 8;
+        a->argv = realloc(a->argv, (size_t)a->cap * sizeof(*a->argv));
+        a->len = realloc(a->len, (size_t)a->cap * sizeof(*a->len));
+        if (a->argv == NULL || a->len == NULL)
+            die_oom();
+    }
+    if (arg->p == NULL)
+        sb_add(arg, "", 0);
+    a->argv[a->argc] = arg->p;
+    a->len[a->argc++] = arg->len;
+    *arg = (struct sbuf){0};
+}
+
+static void args_free(struct args *a)
+{
+    for (int i = 0; i < a->argc; i++)
+        free(a->argv[i]);
+    free(a->argv);
+    free(a->len);
+    *a = (struct args){0};
+}
+
+static int hexval(int c)
+{
+    return isdigit(c) ? c - '0' : tolower(c) - 'a' + 10;
+}
+
+/* Reads one double-quoted token body starting after the quote; returns the position
+ * after the closing quote, or NULL when the quotes are unbalanced. */
+static const char *split_dquoted(const char *p, struct sbuf *cur)
+{
+    for (;; p++) {
+        if (*p == '\0')
+            return NULL;
+        if (*p == '"')
+            return p + 1;
+        if (p[0] == '\\' && p[1] == 'x' && isxdigit((unsigned char)p[2]) &&
+            isxdigit((unsigned char)p[3])) {
+            char byte = (char)(hexval((unsigned char)p[2]) * 16 + hexval((unsigned char)p[3]));
+            sb_add(cur, &byte, 1);
+            p += 3;
+        } else if (p[0] == '\\' && p[1] != '\0') {
+            p++;
+            char c = *p == 'n' ? '\n' : *p == 'r' ? '\r' : *p == 't' ? '\t'
+                   : *p == 'b' ? '\b' : *p == 'a' ? '\a' : *p;
+            sb_add(cur, &c, 1);
+        } else {
+            sb_add(cur, p, 1);
+        }
+    }
+}
+
+/* Reads one single-quoted token body (only \' is an escape), as split_dquoted. */
+static const char *split_squoted(const char *p, struct sbuf *cur)
+{
+    for (;; p++) {
+        if (*p == '\0')
+            return NULL;
+        if (*p == '\'')
+            return p + 1;
+        if (p[0] == '\\' && p[1] == '\'')
+            p++;
+        sb_add(cur, p, 1);
+    }
+}
+
+/* Splits a line into arguments with redis-cli's rules (sdssplitargs). Returns 0, or
+ * -1 for unbalanced quotes or a closing quote followed by something other than a
+ * space. */
+static int split_line(const char *p, struct args *out)
+{
+    struct sbuf cur = {0};
+    for (;;) {
+        while (*p != '\0' && isspace((unsigned char)*p))
+            p++;
+        if (*p == '\0')
+            return 0;
+        while (*p != '\0' && !isspace((unsigned char)*p)) {
+            if (*p == '"' || *p == '\'') {
+                p = (*p == '"' ? split_dquoted : split_squoted)(p + 1, &cur);
+                if (p == NULL || (*p != '\0' && !isspace((unsigned char)*p)))
+                    goto unbalanced;
+                break;
+            }
+            sb_add(&cur, p++, 1);
+        }
+        args_push(out, &cur);
+    }
+unbalanced:
+    free(cur.p);
+    args_free(out);
+    return -1;
+}
+
+/* ---- Commands ---------------------------------------------------------------------------- */
+
+/* Runs one command and prints its reply. Returns 0, or -1 when the connection failed
+ * (the message has been printed). */
+static int run_once(eddy_ctx *ctx, const struct args *a, enum output mode)
+{
+    struct eddy_reply *r = eddy_command_argv(ctx, a->argc, (const char **)a->argv, a->len);
+    if (r == NULL) {
+        fprintf(stderr, "Error: %s\n", eddy_errstr(ctx));
+        return -1;
+    }
+    print_reply(r, mode);
+    eddy_reply_free(r);
+    fflush(stdout);
+    return 0;
+}
+
+/* Commands whose text replies redis-cli always prints raw. */
+static bool always_raw(const struct args *a)
+{
+    const char *c = a->argv[0];
+    if (strcasecmp(c, "info") == 0)
+        return true;
+    if (a->argc == 2 && (strcasecmp(c, "cluster") == 0 || strcasecmp(c, "client") == 0))
+        return strcasecmp(a->argv[1], "nodes") == 0 || strcasecmp(a->argv[1], "info") == 0 ||
+               strcasecmp(a->argv[1], "list") == 0;
+    return false;
+}
+
+static void sleep_seconds(double s)
+{
+    if (s <= 0)
+        return;
+    struct timespec ts = {.tv_sec = (time_t)s, .tv_nsec = (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* Runs a command repeat times (forever if negative). Returns 0 or -1 as run_once. */
+static int run_command(eddy_ctx *ctx, const struct args *a, const struct config *cfg,
+                       long long repeat)
+{
+    enum output mode = always_raw(a) ? OUT_VERBATIM : cfg->raw ? OUT_RAW : OUT_TTY;
+    for (long long i = 0; repeat < 0 || i < repeat; i++) {
+        if (i > 0)
+            sleep_seconds(cfg->interval);
+        if (run_once(ctx, a, mode) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- Interactive mode -------------------------------------------------------------------- */
+
+/* Reads one line of any length from stdin without its newline; NULL at EOF. */
+static char *read_line(void)
+{
+    struct sbuf s = {0};
+    int c;
+    while ((c = getchar()) != EOF && c != '\n') {
+        char ch = (char)c;
+        sb_add(&s, &ch, 1);
+    }
+    if (c == EOF && s.p == NULL)
+        return NULL;
+    if (s.p == NULL)
+        sb_add(&s, "", 0);
+    return s.p;
+}
+
+/* Runs one typed line. Returns 1 to leave, 0 to go on, -1 when the connection died. */
+static int repl_line(eddy_ctx *ctx, const char *line, const struct config *cfg)
+{
+    struct args a = {0};
+    if (split_line(line, &a) != 0) {
+        printf("Invalid argument(s)\n");
+        return 0;
+    }
+    int rc = 0;
+    long long repeat = 1;
+    if (a.argc == 0)
+        goto free_args;
+    if (strcasecmp(a.argv[0], "quit") == 0 || strcasecmp(a.argv[0], "exit") == 0) {
+        rc = 1;
+        goto free_args;
+    }
+    /* "3 INCR x" runs INCR three times, as in redis-cli. */
+    char *end;
+    long long n = strtoll(a.argv[0], &end, 10);
+    if (a.argc > 1 && *end == '\0' && n > 0) {
+        repeat = n;
+        free(a.argv[0]);
+        memmove(a.argv, a.argv + 1, (size_t)(a.argc - 1) * sizeof(*a.argv));
+        memmove(a.len, a.len + 1, (size_t)(a.argc - 1) * sizeof(*a.len));
+        a.argc--;
+    }
+    rc = run_command(ctx, &a, cfg, repeat);
+free_args:
+    args_free(&a);
+    return rc;
+}
+
+static int repl(eddy_ctx *ctx, const struct config *cfg)
+{
+    bool tty = isatty(STDIN_FILENO);
+    char prompt[300];
+    if (cfg->socket_path != NULL)
+        snprintf(prompt, sizeof(prompt), "%s", cfg->socket_path);
+    else
+        snprintf(prompt, sizeof(prompt), "%s:%d", cfg->host, cfg->port);
+    if (cfg->db != 0)
+        snprintf(prompt + strlen(prompt), sizeof(prompt) - strlen(prompt), "[%d]", cfg->db);
+    for (;;) {
+        if (tty) {
+            printf("%s> ", prompt);
+            fflush(stdout);
+        }
+        char *line = read_line();
+        if (line == NULL)
+            return 0;
+        int rc = repl_line(ctx, line, cfg);
+        free(line);
+        if (rc != 0)
+            return rc < 0 ? 1 : 0;
+    }
+}
+
+/* ---- Options and setup ------------------------------------------------------------------- */
+
+static void usage(int status)
+{
+    FILE *f = status == 0 ? stdout : stderr;
+    fprintf(f,
+            "eddy-cli %s\n\n"
+            "Usage: eddy-cli [OPTIONS] [cmd [arg [arg ...]]]\n"
+            "  -h <hostname>      Server hostname (default: 127.0.0.1).\n"
+            "  -p <port>          Server port (default: %d).\n"
+            "  -s <socket>        Server socket (overrides hostname and port).\n"
+            "  -a <password>      Password to use when connecting to the server.\n"
+            "  -n <db>            Database number (eddy has only database 0).\n"
+            "  -3                 Start session in RESP3 protocol mode (HELLO 3).\n"
+            "  -x                 Read last argument from STDIN.\n"
+            "  -r <repeat>        Execute specified command N times (-1: forever).\n"
+            "  -i <interval>      When -r is used, waits <interval> seconds per command.\n"
+            "  --raw              Use raw formatting for replies (default when STDOUT is\n"
+            "                     not a tty).\n"
+            "  --no-raw           Force formatted output even when STDOUT is not a tty.\n"
+            "  --help             Output this help and exit.\n"
+            "  --version          Output version and exit.\n\n"
+            "Without a command, eddy-cli reads commands interactively; 'quit' leaves.\n",
+            eddy_version(), DEFAULT_PORT);
+    exit(status);
+}
+
+/* Parses options; returns the index of the first command argument. */
+static int parse_options(int argc, char **argv, struct config *cfg)
+{
+    int i;
+    for (i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        bool has = i + 1 < argc;
+        if (strcmp(o, "-h") == 0 && has) cfg->host = argv[++i];
+        else if (strcmp(o, "-p") == 0 && has) cfg->port = atoi(argv[++i]);
+        else if (strcmp(o, "-s") == 0 && has) cfg->socket_path = argv[++i];
+        else if (strcmp(o, "-a") == 0 && has) cfg->password = argv[++i];
+        else if (strcmp(o, "-n") == 0 && has) cfg->db = atoi(argv[++i]);
+        else if (strcmp(o, "-r") == 0 && has) cfg->repeat = strtoll(argv[++i], NULL, 10);
+        else if (strcmp(o, "-i") == 0 && has) cfg->interval = atof(argv[++i]);
+        else if (strcmp(o, "-x") == 0) cfg->stdin_arg = true;
+        else if (strcmp(o, "-3") == 0) cfg->resp3 = true;
+        else if (strcmp(o, "--raw") == 0) cfg->raw = true;
+        else if (strcmp(o, "--no-raw") == 0) cfg->raw = false;
+        else if (strcmp(o, "--no-auth-warning") == 0) continue;
+        else if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) usage(0);
+        else if (strcmp(o, "--version") == 0 || strcmp(o, "-v") == 0) {
+            printf("eddy-cli %s\n", eddy_version());
+            exit(0);
+        } else if (o[0] == '-') {
+            fprintf(stderr, "Unrecognized option or bad number of args for: '%s'\n", o);
+            exit(1);
+        } else {
+            break; /* the command name */
+        }
+    }
+    return i;
+}
+
+/* Sends a setup command and checks it did not fail. Returns 0 or -1 (printed). */
+static int setup_command(eddy_ctx *ctx, const char *what, const char **argv, int argc)
+{
+    struct eddy_reply *r = eddy_command_argv(ctx, argc, argv, NULL);
+    if (r == NULL) {
+        fprintf(stderr, "Error: %s\n", eddy_errstr(ctx));
+        return -1;
+    }
+    int rc = 0;
+    if (r->type == EDDY_REPLY_ERROR) {
+        fprintf(stderr, "%s failed: %s\n", what, r->str);
+        rc = -1;
+    }
+    eddy_reply_free(r);
+    return rc;
+}
+
+static eddy_ctx *connect_server(const struct config *cfg)
+{
+    char err[EDDY_ERRLEN];
+    eddy_ctx *ctx = cfg->socket_path != NULL
+                        ? eddy_connect_unix(cfg->socket_path, 0, NULL, err)
+                        : eddy_connect(cfg->host, cfg->port, 0, NULL, err);
+    if (ctx == NULL) {
+        if (cfg->socket_path != NULL)
+            fprintf(stderr, "Could not connect to eddy at %s: %s\n", cfg->socket_path, err);
+        else
+            fprintf(stderr, "Could not connect to eddy at %s:%d: %s\n", cfg->host, cfg->port,
+                    err);
+        return NULL;
+    }
+    char db[24];
+    snprintf(db, sizeof(db), "%d", cfg->db);
+    const char *auth[] = {"AUTH", cfg->password};
+    const char *select[] = {"SELECT", db};
+    const char *hello[] = {"HELLO", "3"};
+    /* Like redis-cli, a refused AUTH is reported and the session goes on, so the
+     * commands that follow show the server's NOAUTH errors. */
+    if (cfg->password != NULL && setup_command(ctx, "AUTH", auth, 2) != 0 &&
+        eddy_err(ctx) != EDDY_OK) {
+        eddy_free(ctx);
+        return NULL;
+    }
+    if ((cfg->db != 0 && setup_command(ctx, "SELECT", select, 2) != 0) ||
+        (cfg->resp3 && setup_command(ctx, "HELLO 3", hello, 2) != 0)) {
+        eddy_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+/* Reads all of stdin into a new argument (binary-safe). */
+static void read_stdin_arg(struct sbuf *s)
+{
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), stdin)) > 0)
+        sb_add(s, buf, n);
+    if (s->p == NULL)
+        sb_add(s, "", 0);
+}
+
+static int one_shot(eddy_ctx *ctx, int argc, char **argv, const struct config *cfg)
+{
+    struct args a = {0};
+    for (int i = 0; i < argc; i++) {
+        struct sbuf s = {0};
+        sb_str(&s, argv[i]);
+        args_push(&a, &s);
+    }
+    if (cfg->stdin_arg) {
+        struct sbuf s = {0};
+        read_stdin_arg(&s);
+        args_push(&a, &s);
+    }
+    int rc = run_command(ctx, &a, cfg, cfg->repeat);
+    args_free(&a);
+    return rc == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    struct config cfg = {.host = "127.0.0.1", .port = DEFAULT_PORT, .repeat = 1};
+    cfg.raw = !isatty(STDOUT_FILENO);
+    int first = parse_options(argc, argv, &cfg);
+    eddy_ctx *ctx = connect_server(&cfg);
+    if (ctx == NULL)
+        return 1;
+    int rc = first < argc || cfg.stdin_arg ? one_shot(ctx, argc - first, argv + first, &cfg)
+                                           : repl(ctx, &cfg);
+    eddy_free(ctx);
+    return rc;
+}

@@ -1,0 +1,1078 @@
+/* engine.c - slots on RocksDB: open/close, reads, batched writes with group-committed
+ * WAL syncs, key lock stripes, scans, expiry, metadata. See engine.h. */
+#include "engine.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <rocksdb/c.h>
+
+#define STRIPES 4096
+#define CF_DATA 0
+#define CF_EXPIRE 1
+#define CF_META 2
+#define NCF 3
+
+#define VAL_F_EXPIRE 0x01
+
+struct eng {
+    rocksdb_t *db;
+    rocksdb_options_t *opts;
+    rocksdb_options_t *cf_opts[NCF];
+    rocksdb_block_based_table_options_t *table;
+    rocksdb_cache_t *cache;
+    rocksdb_filterpolicy_t *bloom; /* owned by the table options once set */
+    rocksdb_column_family_handle_t *cf[NCF];
+    rocksdb_readoptions_t *ropts;
+    rocksdb_writeoptions_t *wopts;
+    atomic_int fsync;
+
+    /* Group commit: writes take increasing sequence numbers after they reach the
+     * WAL; a sync covers every write numbered up to what it read before fsync. */
+    atomic_ullong written_seq;
+    atomic_ullong synced_seq;
+    pthread_mutex_t sync_lock;
+
+    atomic_ullong n_expired, n_writes, n_syncs;
+    pthread_mutex_t stripes[STRIPES];
+    /* Optimistic transactions: commit_seq counts commits; stripe_seq[s] is the
+     * commit_seq of the last write to stripe s (read and written under its mutex). */
+    atomic_ullong commit_seq;
+    unsigned long long stripe_seq[STRIPES];
+};
+
+struct eng_txn {
+    struct eng *e;
+    const rocksdb_snapshot_t *snap;
+    rocksdb_readoptions_t *ro;
+    rocksdb_writebatch_wi_t *wb;
+    unsigned long long start_seq;
+    struct eng_lockset reads, writes;
+    struct cm_buf key, val;
+};
+
+struct eng_iter {
+    struct eng *e;
+    rocksdb_readoptions_t *ro;
+    rocksdb_iterator_t *it;
+    char lo[2], hi[2];
+    unsigned slot_hi;
+    bool started, reseeked;
+    char *after;
+    size_t after_len;
+    const char *pos;
+    size_t pos_len;
+};
+
+struct eng_batch {
+    struct eng *e;
+    rocksdb_writebatch_t *wb;
+    struct cm_buf key, val;
+};
+
+static _Thread_local unsigned long long tls_last_seq;
+
+static unsigned stripe_of(const char *key, size_t klen);
+
+static const char *cf_names[NCF] = {"default", "expire", "meta"};
+
+/* ---- Encoding ---------------------------------------------------------------------- */
+
+static void put_be64(char *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (char)(v & 0xff);
+}
+
+static uint64_t get_be64(const char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | (uint8_t)p[i];
+    return v;
+}
+
+int eng_encode_key(struct cm_buf *out, const char *key, size_t klen)
+{
+    unsigned slot = cm_key_slot(key, klen);
+    char s[2] = {(char)(slot >> 8), (char)(slot & 0xff)};
+    out->len = 0;
+    if (cm_buf_reserve(out, klen + 2) != 0)
+        return CM_ENOMEM;
+    cm_buf_append(out, s, 2);
+    cm_buf_append(out, key, klen);
+    return 0;
+}
+
+int eng_encode_value(struct cm_buf *out, enum eng_type type, int64_t expire_ms, const void *val,
+                     size_t vlen)
+{
+    char h[10];
+    size_t hn = 2;
+    h[0] = (char)type;
+    h[1] = expire_ms > 0 ? VAL_F_EXPIRE : 0;
+    if (expire_ms > 0) {
+        put_be64(h + 2, (uint64_t)expire_ms);
+        hn = 10;
+    }
+    out->len = 0;
+    if (cm_buf_reserve(out, hn + vlen) != 0)
+        return CM_ENOMEM;
+    cm_buf_append(out, h, hn);
+    cm_buf_append(out, val, vlen);
+    return 0;
+}
+
+int eng_decode_value(const char *p, size_t n, struct eng_item *it)
+{
+    if (n < 2 || (uint8_t)p[0] != ENG_T_STRING || ((uint8_t)p[1] & ~VAL_F_EXPIRE) != 0)
+        return CM_EINVAL;
+    it->type = (enum eng_type)p[0];
+    it->expire_ms = 0;
+    size_t hn = 2;
+    if (p[1] & VAL_F_EXPIRE) {
+        if (n < 10)
+            return CM_EINVAL;
+        it->expire_ms = (int64_t)get_be64(p + 2);
+        hn = 10;
+    }
+    it->data = p + hn;
+    it->len = n - hn;
+    return 0;
+}
+
+/* A physical key in a stack buffer when small. */
+struct pkey {
+    char small[256];
+    char *p;
+    size_t n;
+};
+
+static int pkey_make(struct pkey *k, const char *key, size_t klen)
+{
+    k->p = klen + 2 <= sizeof(k->small) ? k->small : cm_malloc(klen + 2);
+    if (k->p == NULL)
+        return CM_ENOMEM;
+    unsigned slot = cm_key_slot(key, klen);
+    k->p[0] = (char)(slot >> 8);
+    k->p[1] = (char)(slot & 0xff);
+    memcpy(k->p + 2, key, klen);
+    k->n = klen + 2;
+    return 0;
+}
+
+static void pkey_free(struct pkey *k)
+{
+    if (k->p != k->small)
+        cm_free(k->p);
+}
+
+static int rocks_err(struct cm_err *err, char *rerr, const char *what)
+{
+    cm_err_set(err, CM_EIO, "%s: %s", what, rerr ? rerr : "unknown RocksDB error");
+    rocksdb_free(rerr);
+    return CM_EIO;
+}
+
+/* ---- Open and close -------------------------------------------------------------------- */
+
+void eng_options_init(struct eng_options *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->dir = "./data";
+    o->fsync = ENG_FSYNC_EVERYSEC;
+    o->block_cache_bytes = 256u << 20;
+    o->memtable_bytes = 64u << 20;
+}
+
+static rocksdb_options_t *data_cf_options(struct eng *e, size_t memtable)
+{
+    rocksdb_options_t *o = rocksdb_options_create();
+    rocksdb_options_set_block_based_table_factory(o, e->table);
+    rocksdb_options_set_write_buffer_size(o, memtable);
+    rocksdb_options_set_level_compaction_dynamic_level_bytes(o, 1);
+    /* Hot upper levels stay uncompressed for speed; zstd from level 2 down. */
+    int levels[7] = {rocksdb_no_compression, rocksdb_no_compression, rocksdb_zstd_compression,
+                     rocksdb_zstd_compression, rocksdb_zstd_compression,
+                     rocksdb_zstd_compression, rocksdb_zstd_compression};
+    rocksdb_options_set_num_levels(o, 7);
+    rocksdb_options_set_compression_per_level(o, levels, 7);
+    rocksdb_options_set_bottommost_compression(o, rocksdb_zstd_compression);
+    rocksdb_options_set_memtable_whole_key_filtering(o, 1);
+    rocksdb_options_set_memtable_prefix_bloom_size_ratio(o, 0.05);
+    return o;
+}
+
+struct eng *eng_open(const struct eng_options *o, struct cm_err *err)
+{
+    struct eng *e = cm_calloc(1, sizeof(*e));
+    char *rerr = NULL;
+    if (e == NULL) {
+        cm_err_set(err, CM_ENOMEM, "out of memory");
+        return NULL;
+    }
+    if (mkdir(o->dir, 0755) != 0 && errno != EEXIST) {
+        cm_err_set(err, CM_EIO, "cannot create data directory %s: %s", o->dir, strerror(errno));
+        cm_free(e);
+        return NULL;
+    }
+    atomic_store(&e->fsync, o->fsync);
+    pthread_mutex_init(&e->sync_lock, NULL);
+    for (int i = 0; i < STRIPES; i++)
+        pthread_mutex_init(&e->stripes[i], NULL);
+
+    e->cache = rocksdb_cache_create_lru(o->block_cache_bytes ? o->block_cache_bytes : 1 << 20);
+    e->table = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_cache(e->table, e->cache);
+    e->bloom = rocksdb_filterpolicy_create_bloom_full(10);
+    rocksdb_block_based_options_set_filter_policy(e->table, e->bloom);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(e->table, 1);
+    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(e->table, 1);
+    rocksdb_block_based_options_set_format_version(e->table, 5);
+
+    size_t mem = o->memtable_bytes ? o->memtable_bytes : 64u << 20;
+    e->opts = data_cf_options(e, mem / 2 > (4u << 20) ? mem / 2 : (4u << 20));
+    rocksdb_options_set_create_if_missing(e->opts, 1);
+    rocksdb_options_set_create_missing_column_families(e->opts, 1);
+    rocksdb_options_set_db_write_buffer_size(e->opts, mem);
+    rocksdb_options_set_max_background_jobs(e->opts, 2);
+    rocksdb_options_set_max_total_wal_size(e->opts, 4 * mem);
+    rocksdb_options_set_keep_log_file_num(e->opts, 4);
+    rocksdb_options_set_info_log_level(e->opts, 2 /* WARN */);
+    rocksdb_options_set_max_open_files(e->opts, 1000);
+
+    e->cf_opts[CF_DATA] = e->opts;
+    e->cf_opts[CF_EXPIRE] = data_cf_options(e, 4u << 20);
+    e->cf_opts[CF_META] = data_cf_options(e, 4u << 20);
+    const rocksdb_options_t *cfo[NCF] = {e->cf_opts[0], e->cf_opts[1], e->cf_opts[2]};
+    e->db = rocksdb_open_column_families(e->opts, o->dir, NCF, cf_names, cfo, e->cf, &rerr);
+    if (e->db == NULL) {
+        rocks_err(err, rerr, "cannot open the store");
+        eng_close(e);
+        return NULL;
+    }
+    e->ropts = rocksdb_readoptions_create();
+    e->wopts = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(e->wopts, 0);
+    return e;
+}
+
+void eng_close(struct eng *e)
+{
+    if (e == NULL)
+        return;
+    if (e->db != NULL) {
+        eng_sync_all(e, NULL);
+        for (int i = 0; i < NCF; i++)
+            if (e->cf[i] != NULL)
+                rocksdb_column_family_handle_destroy(e->cf[i]);
+        rocksdb_close(e->db);
+    }
+    if (e->ropts)
+        rocksdb_readoptions_destroy(e->ropts);
+    if (e->wopts)
+        rocksdb_writeoptions_destroy(e->wopts);
+    for (int i = 1; i < NCF; i++)
+        if (e->cf_opts[i])
+            rocksdb_options_destroy(e->cf_opts[i]);
+    if (e->opts)
+        rocksdb_options_destroy(e->opts);
+    if (e->table)
+        rocksdb_block_based_options_destroy(e->table);
+    if (e->cache)
+        rocksdb_cache_destroy(e->cache);
+    for (int i = 0; i < STRIPES; i++)
+        pthread_mutex_destroy(&e->stripes[i]);
+    pthread_mutex_destroy(&e->sync_lock);
+    cm_free(e);
+}
+
+/* ---- Durability ---------------------------------------------------------------------------- */
+
+static int sync_upto(struct eng *e, unsigned long long seq, struct cm_err *err)
+{
+    if (atomic_load(&e->synced_seq) >= seq)
+        return 0;
+    pthread_mutex_lock(&e->sync_lock);
+    int rc = 0;
+    if (atomic_load(&e->synced_seq) < seq) {
+        unsigned long long target = atomic_load(&e->written_seq);
+        char *rerr = NULL;
+        rocksdb_flush_wal(e->db, 1, &rerr);
+        if (rerr != NULL)
+            rc = rocks_err(err, rerr, "WAL sync failed");
+        else {
+            atomic_store(&e->synced_seq, target);
+            atomic_fetch_add_explicit(&e->n_syncs, 1, memory_order_relaxed);
+        }
+    }
+    pthread_mutex_unlock(&e->sync_lock);
+    return rc;
+}
+
+int eng_sync(struct eng *e, struct cm_err *err)
+{
+    return sync_upto(e, tls_last_seq, err);
+}
+
+int eng_sync_all(struct eng *e, struct cm_err *err)
+{
+    return sync_upto(e, atomic_load(&e->written_seq), err);
+}
+
+bool eng_dirty(const struct eng *e)
+{
+    return atomic_load(&((struct eng *)e)->synced_seq) < atomic_load(&((struct eng *)e)->written_seq);
+}
+
+void eng_set_fsync(struct eng *e, enum eng_fsync mode)
+{
+    atomic_store(&e->fsync, mode);
+}
+
+enum eng_fsync eng_get_fsync(const struct eng *e)
+{
+    return (enum eng_fsync)atomic_load(&((struct eng *)e)->fsync);
+}
+
+/* ---- Reads ------------------------------------------------------------------------------------ */
+
+int eng_get(struct eng *e, const char *key, size_t klen, int64_t now_ms, struct eng_item *it,
+            struct cm_err *err)
+{
+    struct pkey k;
+    char *rerr = NULL;
+    memset(it, 0, sizeof(*it));
+    if (pkey_make(&k, key, klen) != 0)
+        return cm_err_set(err, CM_ENOMEM, "out of memory");
+    rocksdb_pinnableslice_t *ps = rocksdb_get_pinned_cf(e->db, e->ropts, e->cf[CF_DATA], k.p, k.n,
+                                                        &rerr);
+    pkey_free(&k);
+    if (rerr != NULL)
+        return rocks_err(err, rerr, "read failed");
+    if (ps == NULL)
+        return CM_ENOTFOUND;
+    size_t n;
+    const char *p = rocksdb_pinnableslice_value(ps, &n);
+    if (eng_decode_value(p, n, it) != 0) {
+        rocksdb_pinnableslice_destroy(ps);
+        memset(it, 0, sizeof(*it));
+        return cm_err_set(err, CM_EIO, "corrupt value stored for key");
+    }
+    if (it->expire_ms != 0 && it->expire_ms <= now_ms) {
+        int64_t exp = it->expire_ms;
+        rocksdb_pinnableslice_destroy(ps);
+        memset(it, 0, sizeof(*it));
+        it->expire_ms = exp;
+        return CM_ENOTFOUND;
+    }
+    it->pin = ps;
+    return 0;
+}
+
+void eng_item_release(struct eng_item *it)
+{
+    if (it->pin != NULL)
+        rocksdb_pinnableslice_destroy(it->pin);
+    rocksdb_free(it->owned);
+    it->pin = NULL;
+    it->owned = NULL;
+}
+
+int eng_exists(struct eng *e, const char *key, size_t klen, int64_t now_ms, struct cm_err *err)
+{
+    struct eng_item it;
+    int rc = eng_get(e, key, klen, now_ms, &it, err);
+    if (rc == 0) {
+        eng_item_release(&it);
+        return 1;
+    }
+    return rc == CM_ENOTFOUND ? 0 : rc;
+}
+
+/* ---- Writes ----------------------------------------------------------------------------------- */
+
+struct eng_batch *eng_batch_new(struct eng *e)
+{
+    struct eng_batch *b = cm_calloc(1, sizeof(*b));
+    if (b == NULL)
+        return NULL;
+    b->e = e;
+    b->wb = rocksdb_writebatch_create();
+    cm_buf_init(&b->key);
+    cm_buf_init(&b->val);
+    return b;
+}
+
+void eng_batch_free(struct eng_batch *b)
+{
+    if (b == NULL)
+        return;
+    rocksdb_writebatch_destroy(b->wb);
+    cm_buf_deinit(&b->key);
+    cm_buf_deinit(&b->val);
+    cm_free(b);
+}
+
+void eng_batch_clear(struct eng_batch *b)
+{
+    rocksdb_writebatch_clear(b->wb);
+    cm_buf_shrink(&b->val, 1 << 20);
+}
+
+size_t eng_batch_count(const struct eng_batch *b)
+{
+    return (size_t)rocksdb_writebatch_count(b->wb);
+}
+
+int eng_batch_put(struct eng_batch *b, const char *key, size_t klen, enum eng_type type,
+                  int64_t expire_ms, const void *val, size_t vlen)
+{
+    if (eng_encode_key(&b->key, key, klen) != 0 ||
+        eng_encode_value(&b->val, type, expire_ms, val, vlen) != 0)
+        return CM_ENOMEM;
+    rocksdb_writebatch_put_cf(b->wb, b->e->cf[CF_DATA], b->key.p, b->key.len, b->val.p, b->val.len);
+    if (expire_ms > 0) {
+        /* Index entry: expiry (8 bytes BE) + physical key, value empty. */
+        char h[8];
+        put_be64(h, (uint64_t)expire_ms);
+        const char *parts[2] = {h, b->key.p};
+        size_t lens[2] = {8, b->key.len};
+        rocksdb_writebatch_putv_cf(b->wb, b->e->cf[CF_EXPIRE], 2, parts, lens, 0, NULL, NULL);
+    }
+    return 0;
+}
+
+void eng_batch_del(struct eng_batch *b, const char *key, size_t klen)
+{
+    if (eng_encode_key(&b->key, key, klen) != 0)
+        return;
+    rocksdb_writebatch_delete_cf(b->wb, b->e->cf[CF_DATA], b->key.p, b->key.len);
+}
+
+int eng_write(struct eng *e, struct eng_batch *b, struct cm_err *err)
+{
+    char *rerr = NULL;
+    rocksdb_write(e->db, e->wopts, b->wb, &rerr);
+    if (rerr != NULL)
+        return rocks_err(err, rerr, "write failed");
+    tls_last_seq = atomic_fetch_add(&e->written_seq, 1) + 1;
+    atomic_fetch_add_explicit(&e->n_writes, 1, memory_order_relaxed);
+    return 0;
+}
+
+/* ---- Key locks --------------------------------------------------------------------------------- */
+
+static unsigned stripe_of(const char *key, size_t klen)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (size_t i = 0; i < klen; i++)
+        h = (h ^ (uint8_t)key[i]) * 1099511628211ULL;
+    return (unsigned)(h ^ (h >> 32)) & (STRIPES - 1);
+}
+
+void eng_lock_key(struct eng *e, const char *key, size_t klen)
+{
+    pthread_mutex_lock(&e->stripes[stripe_of(key, klen)]);
+}
+
+void eng_unlock_key(struct eng *e, const char *key, size_t klen)
+{
+    pthread_mutex_unlock(&e->stripes[stripe_of(key, klen)]);
+}
+
+/* Marks stripe s written by a new commit; the caller holds its mutex. */
+static void mark_stripe(struct eng *e, unsigned s)
+{
+    e->stripe_seq[s] = atomic_fetch_add(&e->commit_seq, 1) + 1;
+}
+
+void eng_lockset_mark_written(struct eng *e, struct eng_lockset *ls)
+{
+    unsigned long long seq = atomic_fetch_add(&e->commit_seq, 1) + 1;
+    for (unsigned i = 0; i < ls->n; i++)
+        e->stripe_seq[ls->stripes[i]] = seq;
+}
+
+void eng_lockset_init(struct eng_lockset *ls)
+{
+    ls->n = 0;
+    ls->cap = 8;
+    ls->stripes = ls->small;
+}
+
+int eng_lockset_add(struct eng *e, struct eng_lockset *ls, const char *key, size_t klen)
+{
+    (void)e;
+    return eng_lockset_add_stripe(ls, stripe_of(key, klen));
+}
+
+int eng_lockset_add_stripe(struct eng_lockset *ls, unsigned s)
+{
+    /* Duplicates are removed when locking; skip only the common repeat. */
+    if (ls->n > 0 && ls->stripes[ls->n - 1] == s)
+        return 0;
+    if (ls->n == ls->cap) {
+        unsigned cap = ls->cap * 2;
+        unsigned *p = cm_malloc(cap * sizeof(*p));
+        if (p == NULL)
+            return CM_ENOMEM;
+        memcpy(p, ls->stripes, ls->n * sizeof(*p));
+        if (ls->stripes != ls->small)
+            cm_free(ls->stripes);
+        ls->stripes = p;
+        ls->cap = cap;
+    }
+    ls->stripes[ls->n++] = s;
+    return 0;
+}
+
+static int cmp_uint(const void *a, const void *b)
+{
+    unsigned x = *(const unsigned *)a, y = *(const unsigned *)b;
+    return x < y ? -1 : x > y;
+}
+
+void eng_lockset_lock(struct eng *e, struct eng_lockset *ls)
+{
+    qsort(ls->stripes, ls->n, sizeof(unsigned), cmp_uint);
+    unsigned n = 0;
+    for (unsigned i = 0; i < ls->n; i++)
+        if (n == 0 || ls->stripes[n - 1] != ls->stripes[i])
+            ls->stripes[n++] = ls->stripes[i];
+    ls->n = n;
+    for (unsigned i = 0; i < ls->n; i++)
+        pthread_mutex_lock(&e->stripes[ls->stripes[i]]);
+}
+
+void eng_lockset_unlock(struct eng *e, struct eng_lockset *ls)
+{
+    for (unsigned i = ls->n; i > 0; i--)
+        pthread_mutex_unlock(&e->stripes[ls->stripes[i - 1]]);
+}
+
+void eng_lockset_deinit(struct eng_lockset *ls)
+{
+    if (ls->stripes != ls->small)
+        cm_free(ls->stripes);
+    eng_lockset_init(ls);
+}
+
+/* ---- Transactions ----------------------------------------------------------------------- */
+
+struct eng_txn *eng_txn_begin(struct eng *e)
+{
+    struct eng_txn *t = cm_calloc(1, sizeof(*t));
+    if (t == NULL)
+        return NULL;
+    t->e = e;
+    /* commit_seq is read before the snapshot is taken: a commit that the snapshot
+     * misses has a larger number, so validation sees it (see struct eng). */
+    t->start_seq = atomic_load(&e->commit_seq);
+    t->snap = rocksdb_create_snapshot(e->db);
+    t->ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_snapshot(t->ro, t->snap);
+    t->wb = rocksdb_writebatch_wi_create(0, 1);
+    eng_lockset_init(&t->reads);
+    eng_lockset_init(&t->writes);
+    cm_buf_init(&t->key);
+    cm_buf_init(&t->val);
+    return t;
+}
+
+void eng_txn_free(struct eng_txn *t)
+{
+    if (t == NULL)
+        return;
+    rocksdb_writebatch_wi_destroy(t->wb);
+    rocksdb_readoptions_destroy(t->ro);
+    rocksdb_release_snapshot(t->e->db, t->snap);
+    eng_lockset_deinit(&t->reads);
+    eng_lockset_deinit(&t->writes);
+    cm_buf_deinit(&t->key);
+    cm_buf_deinit(&t->val);
+    cm_free(t);
+}
+
+int eng_txn_note_read(struct eng_txn *t, const char *key, size_t klen)
+{
+    return eng_lockset_add(t->e, &t->reads, key, klen);
+}
+
+int eng_txn_get(struct eng_txn *t, const char *key, size_t klen, int64_t now_ms,
+                struct eng_item *it, struct cm_err *err)
+{
+    memset(it, 0, sizeof(*it));
+    if (eng_lockset_add(t->e, &t->reads, key, klen) != 0 || eng_encode_key(&t->key, key, klen) != 0)
+        return cm_err_set(err, CM_ENOMEM, "out of memory");
+    char *rerr = NULL;
+    size_t n;
+    char *v = rocksdb_writebatch_wi_get_from_batch_and_db_cf(t->wb, t->e->db, t->ro,
+                                                             t->e->cf[CF_DATA], t->key.p,
+                                                             t->key.len, &n, &rerr);
+    if (rerr != NULL)
+        return rocks_err(err, rerr, "read failed");
+    if (v == NULL)
+        return CM_ENOTFOUND;
+    if (eng_decode_value(v, n, it) != 0) {
+        rocksdb_free(v);
+        memset(it, 0, sizeof(*it));
+        return cm_err_set(err, CM_EIO, "corrupt value stored for key");
+    }
+    if (it->expire_ms != 0 && it->expire_ms <= now_ms) {
+        int64_t exp = it->expire_ms;
+        rocksdb_free(v);
+        memset(it, 0, sizeof(*it));
+        it->expire_ms = exp;
+        return CM_ENOTFOUND;
+    }
+    it->owned = v;
+    return 0;
+}
+
+int eng_txn_put(struct eng_txn *t, const char *key, size_t klen, enum eng_type type,
+                int64_t expire_ms, const void *val, size_t vlen)
+{
+    if (eng_lockset_add(t->e, &t->writes, key, klen) != 0 ||
+        eng_encode_key(&t->key, key, klen) != 0 ||
+        eng_encode_value(&t->val, type, expire_ms, val, vlen) != 0)
+        return CM_ENOMEM;
+    rocksdb_writebatch_wi_put_cf(t->wb, t->e->cf[CF_DATA], t->key.p, t->key.len, t->val.p,
+                                 t->val.len);
+    if (expire_ms > 0) {
+        char h[8];
+        put_be64(h, (uint64_t)expire_ms);
+        const char *parts[2] = {h, t->key.p};
+        size_t lens[2] = {8, t->key.len};
+        rocksdb_writebatch_wi_putv_cf(t->wb, t->e->cf[CF_EXPIRE], 2, parts, lens, 0, NULL, NULL);
+    }
+    return 0;
+}
+
+int eng_txn_del(struct eng_txn *t, const char *key, size_t klen)
+{
+    if (eng_lockset_add(t->e, &t->writes, key, klen) != 0 || eng_encode_key(&t->key, key, klen) != 0)
+        return CM_ENOMEM;
+    rocksdb_writebatch_wi_delete_cf(t->wb, t->e->cf[CF_DATA], t->key.p, t->key.len);
+    return 0;
+}
+
+size_t eng_txn_write_count(const struct eng_txn *t)
+{
+    return (size_t)rocksdb_writebatch_wi_count(t->wb);
+}
+
+int eng_txn_commit(struct eng_txn *t, struct cm_err *err)
+{
+    struct eng *e = t->e;
+    if (rocksdb_writebatch_wi_count(t->wb) == 0)
+        return 0; /* read-only: the snapshot was a consistent view, nothing to apply */
+    struct eng_lockset all;
+    eng_lockset_init(&all);
+    int rc = 0;
+    for (unsigned i = 0; i < t->reads.n && rc == 0; i++)
+        rc = eng_lockset_add_stripe(&all, t->reads.stripes[i]);
+    for (unsigned i = 0; i < t->writes.n && rc == 0; i++)
+        rc = eng_lockset_add_stripe(&all, t->writes.stripes[i]);
+    if (rc != 0) {
+        eng_lockset_deinit(&all);
+        return cm_err_set(err, CM_ENOMEM, "out of memory");
+    }
+    eng_lockset_lock(e, &all);
+    for (unsigned i = 0; i < t->reads.n; i++)
+        if (e->stripe_seq[t->reads.stripes[i]] > t->start_seq) {
+            rc = cm_err_set(err, CM_ECONFLICT, "a key read by the transaction was written");
+            goto out;
+        }
+    char *rerr = NULL;
+    rocksdb_write_writebatch_wi(e->db, e->wopts, t->wb, &rerr);
+    if (rerr != NULL) {
+        rc = rocks_err(err, rerr, "write failed");
+        goto out;
+    }
+    tls_last_seq = atomic_fetch_add(&e->written_seq, 1) + 1;
+    atomic_fetch_add_explicit(&e->n_writes, 1, memory_order_relaxed);
+    eng_lockset_mark_written(e, &t->writes);
+out:
+    eng_lockset_unlock(e, &all);
+    eng_lockset_deinit(&all);
+    return rc;
+}
+
+/* ---- Iteration ----------------------------------------------------------------------------------- */
+
+struct eng_iter *eng_iter_new(struct eng *e, struct eng_txn *t, int flags, unsigned slot_lo,
+                              unsigned slot_hi, const char *after, size_t after_len)
+{
+    struct eng_iter *it = cm_calloc(1, sizeof(*it));
+    if (it == NULL)
+        return NULL;
+    unsigned end = slot_hi + 1;
+    it->e = e;
+    it->slot_hi = slot_hi;
+    it->lo[0] = (char)(slot_lo >> 8);
+    it->lo[1] = (char)(slot_lo & 0xff);
+    it->hi[0] = (char)(end >> 8);
+    it->hi[1] = (char)(end & 0xff);
+    if (after != NULL && (it->after = cm_memdup(after, after_len)) == NULL) {
+        cm_free(it);
+        return NULL;
+    }
+    it->after_len = after_len;
+    it->ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_lower_bound(it->ro, it->lo, 2);
+    rocksdb_readoptions_set_iterate_upper_bound(it->ro, it->hi, 2);
+    rocksdb_readoptions_set_fill_cache(it->ro, 0);
+    if (t != NULL)
+        rocksdb_readoptions_set_snapshot(it->ro, t->snap);
+    rocksdb_iterator_t *base = rocksdb_create_iterator_cf(e->db, it->ro, e->cf[CF_DATA]);
+    it->it = t != NULL && (flags & ENG_ITER_OWN_WRITES)
+                 ? rocksdb_writebatch_wi_create_iterator_with_base_cf(t->wb, base, e->cf[CF_DATA])
+                 : base;
+    return it;
+}
+
+void eng_iter_seek(struct eng_iter *it, const char *pos, size_t len)
+{
+    it->started = true;
+    rocksdb_iter_seek(it->it, pos, len);
+    it->reseeked = true;
+}
+
+void eng_iter_free(struct eng_iter *it)
+{
+    if (it == NULL)
+        return;
+    rocksdb_iter_destroy(it->it);
+    rocksdb_readoptions_destroy(it->ro);
+    cm_free(it->after);
+    cm_free(it);
+}
+
+const char *eng_iter_pos(struct eng_iter *it, size_t *len)
+{
+    *len = it->pos_len;
+    return it->pos;
+}
+
+int eng_iter_next(struct eng_iter *it, int64_t now_ms, const char **key, size_t *klen,
+                  struct eng_item *item, struct cm_err *err)
+{
+    if (!it->started) {
+        it->started = true;
+        if (it->after != NULL) {
+            rocksdb_iter_seek(it->it, it->after, it->after_len);
+            size_t kl;
+            if (rocksdb_iter_valid(it->it)) {
+                const char *k = rocksdb_iter_key(it->it, &kl);
+                if (kl == it->after_len && memcmp(k, it->after, kl) == 0)
+                    rocksdb_iter_next(it->it);
+            }
+        } else {
+            rocksdb_iter_seek(it->it, it->lo, 2);
+        }
+    } else if (it->reseeked) {
+        it->reseeked = false;
+    } else {
+        rocksdb_iter_next(it->it);
+    }
+    for (; rocksdb_iter_valid(it->it); rocksdb_iter_next(it->it)) {
+        size_t kl, vl;
+        const char *k = rocksdb_iter_key(it->it, &kl);
+        /* The batch part of a transaction iterator ignores the bounds: check them. */
+        if (kl < 2 || memcmp(k, it->lo, 2) < 0)
+            continue;
+        if (memcmp(k, it->hi, 2) >= 0)
+            break;
+        const char *v = rocksdb_iter_value(it->it, &vl);
+        memset(item, 0, sizeof(*item));
+        if (eng_decode_value(v, vl, item) != 0)
+            continue;
+        if (item->expire_ms != 0 && item->expire_ms <= now_ms)
+            continue;
+        it->pos = k;
+        it->pos_len = kl;
+        *key = k + 2;
+        *klen = kl - 2;
+        return 1;
+    }
+    char *rerr = NULL;
+    rocksdb_iter_get_error(it->it, &rerr);
+    if (rerr != NULL)
+        return rocks_err(err, rerr, "scan failed");
+    return 0;
+}
+
+int eng_scan(struct eng *e, struct eng_txn *t, unsigned slot_lo, unsigned slot_hi,
+             const char *after, size_t after_len, size_t max_visit, int64_t now_ms, eng_key_fn fn,
+             void *ud, char **next_pos, size_t *next_len, struct cm_err *err)
+{
+    struct eng_iter *it = eng_iter_new(e, t, ENG_ITER_OWN_WRITES, slot_lo, slot_hi, after, after_len);
+    *next_pos = NULL;
+    *next_len = 0;
+    if (it == NULL)
+        return cm_err_set(err, CM_ENOMEM, "out of memory");
+    size_t visited = 0;
+    int rc;
+    const char *key;
+    size_t klen;
+    struct eng_item item;
+    while ((rc = eng_iter_next(it, now_ms, &key, &klen, &item, err)) == 1) {
+        rc = fn(ud, key, klen, &item);
+        if (rc != 0)
+            break;
+        if (max_visit != 0 && ++visited == max_visit) {
+            size_t pl;
+            const char *pos = eng_iter_pos(it, &pl);
+            char *copy = cm_memdup(pos, pl);
+            /* Resume after this key, unless nothing follows it. */
+            rc = eng_iter_next(it, now_ms, &key, &klen, &item, err);
+            if (rc == 1 && copy != NULL) {
+                *next_pos = copy;
+                *next_len = pl;
+            } else {
+                cm_free(copy);
+            }
+            rc = rc < 0 ? rc : 0;
+            break;
+        }
+    }
+    eng_iter_free(it);
+    return rc;
+}
+
+static int count_fn(void *ud, const char *key, size_t klen, const struct eng_item *it)
+{
+    (*(long long *)ud)++;
+    return 0;
+}
+
+long long eng_count_keys(struct eng *e, struct eng_txn *t, unsigned slot_lo, unsigned slot_hi,
+                         int64_t now_ms)
+{
+    long long n = 0;
+    char *next;
+    size_t nl;
+    if (eng_scan(e, t, slot_lo, slot_hi, NULL, 0, 0, now_ms, count_fn, &n, &next, &nl, NULL) < 0)
+        return -1;
+    return n;
+}
+
+int eng_flush_all(struct eng *e, struct cm_err *err)
+{
+    char *rerr = NULL;
+    char lo[2] = {0, 0}, hi[2] = {0x40, 0};
+    char elo[1] = {0}, ehi[9];
+    memset(ehi, 0xff, sizeof(ehi));
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_writebatch_delete_range_cf(wb, e->cf[CF_DATA], lo, 2, hi, 2);
+    rocksdb_writebatch_delete_range_cf(wb, e->cf[CF_EXPIRE], elo, 0, ehi, 9);
+    rocksdb_write(e->db, e->wopts, wb, &rerr);
+    rocksdb_writebatch_destroy(wb);
+    if (rerr != NULL)
+        return rocks_err(err, rerr, "flush failed");
+    tls_last_seq = atomic_fetch_add(&e->written_seq, 1) + 1;
+    /* Every transaction that read anything before the flush must now conflict. */
+    for (unsigned i = 0; i < STRIPES; i++) {
+        pthread_mutex_lock(&e->stripes[i]);
+        mark_stripe(e, i);
+        pthread_mutex_unlock(&e->stripes[i]);
+    }
+    return 0;
+}
+
+static int first_fn(void *ud, const char *key, size_t klen, const struct eng_item *it)
+{
+    struct cm_buf *out = ud;
+    if (cm_buf_append(out, key, klen) != 0)
+        return CM_ENOMEM;
+    return 1;
+}
+
+int eng_random_key(struct eng *e, int64_t now_ms, struct cm_buf *out, struct cm_err *err)
+{
+    out->len = 0;
+    unsigned start = (unsigned)random() & (CM_SLOTS - 1);
+    char *next;
+    size_t nl;
+    int rc = eng_scan(e, NULL, start, CM_SLOTS - 1, NULL, 0, 0, now_ms, first_fn, out, &next, &nl, err);
+    if (rc == 0 && start > 0)
+        rc = eng_scan(e, NULL, 0, start - 1, NULL, 0, 0, now_ms, first_fn, out, &next, &nl, err);
+    if (rc < 0)
+        return rc;
+    return rc == 1 ? 0 : CM_ENOTFOUND;
+}
+
+/* ---- Expiry ---------------------------------------------------------------------------------------- */
+
+int eng_purge_expired(struct eng *e, const char *key, size_t klen, int64_t now_ms,
+                      struct cm_err *err)
+{
+    struct eng_item it;
+    int deleted = 0;
+    eng_lock_key(e, key, klen);
+    int rc = eng_get(e, key, klen, now_ms, &it, err);
+    if (rc == 0) {
+        eng_item_release(&it);
+    } else if (rc == CM_ENOTFOUND && it.expire_ms != 0) {
+        struct eng_batch *b = eng_batch_new(e);
+        if (b == NULL) {
+            rc = CM_ENOMEM;
+        } else {
+            eng_batch_del(b, key, klen);
+            rc = eng_write(e, b, err);
+            eng_batch_free(b);
+            if (rc == 0) {
+                mark_stripe(e, stripe_of(key, klen));
+                deleted = 1;
+                atomic_fetch_add_explicit(&e->n_expired, 1, memory_order_relaxed);
+            }
+        }
+    }
+    eng_unlock_key(e, key, klen);
+    if (rc < 0 && rc != CM_ENOTFOUND)
+        return rc;
+    return deleted;
+}
+
+long eng_expire_cycle(struct eng *e, int64_t now_ms, long max, struct cm_err *err)
+{
+    char hi[8];
+    put_be64(hi, (uint64_t)now_ms + 1);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_upper_bound(ro, hi, 8);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(e->db, ro, e->cf[CF_EXPIRE]);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    long deleted = 0, seen = 0;
+    int rc = 0;
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it) && seen < max;
+         rocksdb_iter_next(it), seen++) {
+        size_t kl;
+        const char *k = rocksdb_iter_key(it, &kl);
+        rocksdb_writebatch_clear(wb);
+        rocksdb_writebatch_delete_cf(wb, e->cf[CF_EXPIRE], k, kl);
+        if (kl >= 10) {
+            int64_t when = (int64_t)get_be64(k);
+            const char *ukey = k + 10;
+            size_t ulen = kl - 10;
+            eng_lock_key(e, ukey, ulen);
+            struct eng_item item;
+            int g = eng_get(e, ukey, ulen, now_ms, &item, NULL);
+            if (g == 0)
+                eng_item_release(&item); /* live: a newer write replaced the TTL */
+            else if (g == CM_ENOTFOUND && item.expire_ms == when) {
+                rocksdb_writebatch_delete_cf(wb, e->cf[CF_DATA], k + 8, kl - 8);
+                deleted++;
+            }
+            char *rerr = NULL;
+            rocksdb_write(e->db, e->wopts, wb, &rerr);
+            if (rerr == NULL)
+                mark_stripe(e, stripe_of(ukey, ulen));
+            eng_unlock_key(e, ukey, ulen);
+            if (rerr != NULL) {
+                rc = rocks_err(err, rerr, "expire failed");
+                break;
+            }
+            tls_last_seq = atomic_fetch_add(&e->written_seq, 1) + 1;
+        } else {
+            char *rerr = NULL;
+            rocksdb_write(e->db, e->wopts, wb, &rerr);
+            rocksdb_free(rerr);
+        }
+    }
+    rocksdb_writebatch_destroy(wb);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    atomic_fetch_add_explicit(&e->n_expired, (unsigned long long)deleted, memory_order_relaxed);
+    return rc < 0 ? rc : deleted;
+}
+
+/* ---- Metadata ------------------------------------------------------------------------------------------ */
+
+int eng_meta_get(struct eng *e, const char *key, size_t klen, struct cm_buf *out,
+                 struct cm_err *err)
+{
+    char *rerr = NULL;
+    size_t vl;
+    out->len = 0;
+    char *v = rocksdb_get_cf(e->db, e->ropts, e->cf[CF_META], key, klen, &vl, &rerr);
+    if (rerr != NULL)
+        return rocks_err(err, rerr, "metadata read failed");
+    if (v == NULL)
+        return CM_ENOTFOUND;
+    int rc = cm_buf_append(out, v, vl);
+    rocksdb_free(v);
+    return rc;
+}
+
+int eng_meta_put(struct eng *e, const char *key, size_t klen, const void *val, size_t vlen,
+                 struct cm_err *err)
+{
+    char *rerr = NULL;
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(wo, 1); /* metadata is rare and must survive */
+    rocksdb_put_cf(e->db, wo, e->cf[CF_META], key, klen, val, vlen, &rerr);
+    rocksdb_writeoptions_destroy(wo);
+    if (rerr != NULL)
+        return rocks_err(err, rerr, "metadata write failed");
+    return 0;
+}
+
+int eng_meta_del(struct eng *e, const char *key, size_t klen, struct cm_err *err)
+{
+    char *rerr = NULL;
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(wo, 1);
+    rocksdb_delete_cf(e->db, wo, e->cf[CF_META], key, klen, &rerr);
+    rocksdb_writeoptions_destroy(wo);
+    if (rerr != NULL)
+        return rocks_err(err, rerr, "metadata delete failed");
+    return 0;
+}
+
+int eng_meta_scan(struct eng *e, const char *prefix, size_t plen, eng_meta_fn fn, void *ud,
+                  struct cm_err *err)
+{
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(e->db, e->ropts, e->cf[CF_META]);
+    int rc = 0;
+    for (rocksdb_iter_seek(it, prefix, plen); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = rocksdb_iter_key(it, &kl);
+        if (kl < plen || memcmp(k, prefix, plen) != 0)
+            break;
+        const char *v = rocksdb_iter_value(it, &vl);
+        if ((rc = fn(ud, k, kl, v, vl)) != 0)
+            break;
+    }
+    char *rerr = NULL;
+    rocksdb_iter_get_error(it, &rerr);
+    if (rerr != NULL)
+        rc = rocks_err(err, rerr, "metadata scan failed");
+    rocksdb_iter_destroy(it);
+    return rc;
+}
+
+/* ---- Statistics ------------------------------------------------------------------------------------------ */
+
+static unsigned long long prop(struct eng *e, const char *name)
+{
+    char *v = rocksdb_property_value_cf(e->db, e->cf[CF_DATA], name);
+    unsigned long long n = v ? strtoull(v, NULL, 10) : 0;
+    rocksdb_free(v);
+    return n;
+}
+
+void eng_get_stats(struct eng *e, struct eng_stats *st)
+{
+    st->estimated_keys = prop(e, "rocksdb.estimate-num-keys");
+    st->sst_bytes = prop(e, "rocksdb.total-sst-files-size");
+    st->memtable_bytes = prop(e, "rocksdb.cur-size-all-mem-tables");
+    st->block_cache_bytes = rocksdb_cache_get_usage(e->cache);
+    st->expired_keys = atomic_load(&e->n_expired);
+    st->writes = atomic_load(&e->n_writes);
+    st->syncs = atomic_load(&e->n_syncs);
+}

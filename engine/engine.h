@@ -1,0 +1,231 @@
+/* engine.h - eddy's storage engine: hash slots on one RocksDB per server.
+ *
+ * The physical key of a user key is its 2-byte big-endian slot (CRC16 of the key or
+ * its {hash tag}, mod 16384) followed by the key, so each slot is one contiguous
+ * range. Column families: "default" holds the data, "expire" an index of keys with a
+ * TTL (8-byte big-endian expiry in ms + physical key), "meta" metadata (functions,
+ * node identity). The engine is thread-safe: any thread may read and write. Writers
+ * that read-modify-write take the key's lock stripe (eng_lock_*), so commands on
+ * one key are linearizable across I/O threads. Depends on common/ and RocksDB.
+ */
+#ifndef EDDY_ENGINE_H
+#define EDDY_ENGINE_H
+
+#include "../common/common.h"
+
+struct eng;
+
+enum eng_fsync { ENG_FSYNC_NO, ENG_FSYNC_EVERYSEC, ENG_FSYNC_ALWAYS };
+
+/* Value types stored in the first byte of every value. */
+enum eng_type { ENG_T_STRING = 1 };
+
+struct eng_options {
+    const char *dir;            /* data directory (created if missing); borrowed */
+    enum eng_fsync fsync;       /* appendfsync mode */
+    size_t block_cache_bytes;   /* RocksDB block cache; default 256 MB */
+    size_t memtable_bytes;      /* total memtable budget; default 64 MB */
+};
+
+/* Fills o with the defaults (dir "./data", everysec). */
+void eng_options_init(struct eng_options *o);
+
+/* Opens (creating if needed) the store. Returns NULL with err set on failure. The
+ * options are copied. */
+struct eng *eng_open(const struct eng_options *o, struct cm_err *err);
+/* Syncs the WAL and closes. NULL is a no-op. */
+void eng_close(struct eng *e);
+
+/* Makes the calling thread's writes durable (fsync of the WAL) unless a sync that
+ * started after them already did. Called before replies leave under "always".
+ * Concurrent callers share one fsync (group commit). Returns 0 or CM_EIO. */
+int eng_sync(struct eng *e, struct cm_err *err);
+/* Syncs every write made so far (the everysec timer, shutdown). */
+int eng_sync_all(struct eng *e, struct cm_err *err);
+void eng_set_fsync(struct eng *e, enum eng_fsync mode);
+enum eng_fsync eng_get_fsync(const struct eng *e);
+/* Writes made since the last eng_sync (for the everysec timer). */
+bool eng_dirty(const struct eng *e);
+
+/* ---- Values ---------------------------------------------------------------------- */
+
+/* A value read from the store. data points into memory pinned by RocksDB until
+ * eng_item_release; expire_ms is 0 when the key has no TTL. */
+struct eng_item {
+    enum eng_type type;
+    int64_t expire_ms;
+    const char *data;
+    size_t len;
+    void *pin;   /* private: RocksDB pinned slice, or */
+    char *owned; /* private: RocksDB-allocated copy */
+};
+
+/* Reads key. Returns 0 and fills it, CM_ENOTFOUND when the key does not exist or has
+ * expired at now_ms, or CM_EIO. For an expired key it->expire_ms is set (non-zero)
+ * so the caller may purge it with eng_purge_expired; the active expire cycle deletes
+ * it anyway. On 0 the caller must call eng_item_release. */
+int eng_get(struct eng *e, const char *key, size_t klen, int64_t now_ms, struct eng_item *it,
+            struct cm_err *err);
+void eng_item_release(struct eng_item *it);
+/* Deletes key if it has expired at now_ms; takes the key's lock (the caller must not
+ * hold it). Returns 1 if it deleted the key, 0 if not, or CM_EIO. */
+int eng_purge_expired(struct eng *e, const char *key, size_t klen, int64_t now_ms,
+                      struct cm_err *err);
+/* Returns 1 if the key exists (and has not expired), 0 if not, or CM_EIO. */
+int eng_exists(struct eng *e, const char *key, size_t klen, int64_t now_ms, struct cm_err *err);
+
+/* ---- Writes ---------------------------------------------------------------------------
+ * A batch collects puts and deletes and applies them atomically with eng_write. */
+struct eng_batch;
+
+/* A batch for engine e; NULL when out of memory. */
+struct eng_batch *eng_batch_new(struct eng *e);
+void eng_batch_free(struct eng_batch *b); /* NULL is a no-op */
+void eng_batch_clear(struct eng_batch *b);
+/* Queues key = value with type and expiry (0 = none). Returns 0 or CM_ENOMEM. */
+int eng_batch_put(struct eng_batch *b, const char *key, size_t klen, enum eng_type type,
+                  int64_t expire_ms, const void *val, size_t vlen);
+void eng_batch_del(struct eng_batch *b, const char *key, size_t klen);
+size_t eng_batch_count(const struct eng_batch *b);
+/* Applies the batch atomically (WAL first). Returns 0 or CM_EIO (disk full, I/O
+ * error: err names it). Under "always" the caller must eng_sync before replying.
+ * The caller must hold the lock stripes of every key in the batch (see below), so
+ * that transactions (eng_txn) can detect the write. */
+int eng_write(struct eng *e, struct eng_batch *b, struct cm_err *err);
+
+/* ---- Key locks ---------------------------------------------------------------------------
+ * Striped mutexes by key hash. Take them around read-modify-write sequences. A lock
+ * set takes several stripes in a global order (no deadlock). */
+void eng_lock_key(struct eng *e, const char *key, size_t klen);
+void eng_unlock_key(struct eng *e, const char *key, size_t klen);
+
+struct eng_lockset {
+    unsigned n;
+    unsigned cap;
+    unsigned *stripes;
+    unsigned small[8];
+};
+void eng_lockset_init(struct eng_lockset *ls);
+/* Adds a key's stripe; returns 0 or CM_ENOMEM. */
+int eng_lockset_add(struct eng *e, struct eng_lockset *ls, const char *key, size_t klen);
+int eng_lockset_add_stripe(struct eng_lockset *ls, unsigned stripe);
+void eng_lockset_lock(struct eng *e, struct eng_lockset *ls);
+void eng_lockset_unlock(struct eng *e, struct eng_lockset *ls);
+void eng_lockset_deinit(struct eng_lockset *ls);
+
+/* Records a write to the stripes of ls for transaction validation: call after a
+ * successful eng_write while still holding ls (eng_write with a lock set does it). */
+void eng_lockset_mark_written(struct eng *e, struct eng_lockset *ls);
+
+/* ---- Transactions ---------------------------------------------------------------------------
+ * Optimistic and serializable: reads come from a snapshot taken at begin, merged with
+ * the transaction's own writes; writes are buffered. At commit the lock stripes of
+ * every key read or written are locked in order, and if any key read was written by
+ * someone else since the snapshot (tracked per stripe, so a false conflict is possible,
+ * a missed one is not), the commit fails with CM_ECONFLICT and nothing is applied;
+ * the caller retries from the start. Used by function calls (udf/). Not thread-safe:
+ * one transaction belongs to one thread at a time. */
+struct eng_txn;
+
+struct eng_txn *eng_txn_begin(struct eng *e);
+/* Like eng_get, through the transaction. Records the key as read. */
+int eng_txn_get(struct eng_txn *t, const char *key, size_t klen, int64_t now_ms,
+                struct eng_item *it, struct cm_err *err);
+int eng_txn_put(struct eng_txn *t, const char *key, size_t klen, enum eng_type type,
+                int64_t expire_ms, const void *val, size_t vlen);
+int eng_txn_del(struct eng_txn *t, const char *key, size_t klen);
+/* Records a key as read without reading it (e.g. EXISTS-like checks done elsewhere). */
+int eng_txn_note_read(struct eng_txn *t, const char *key, size_t klen);
+size_t eng_txn_write_count(const struct eng_txn *t);
+/* Validates and applies. Returns 0, CM_ECONFLICT (nothing applied), CM_EIO or
+ * CM_ENOMEM. The transaction cannot be used afterwards except to free it. */
+int eng_txn_commit(struct eng_txn *t, struct cm_err *err);
+/* Frees (aborting if not committed). NULL is a no-op. */
+void eng_txn_free(struct eng_txn *t);
+
+/* ---- Iteration ---------------------------------------------------------------------------- */
+
+/* An iterator over live keys of slots [slot_lo, slot_hi] in (slot, key) order,
+ * starting after the physical position `after` (NULL = from the start). With t, it
+ * reads t's snapshot, and with ENG_ITER_OWN_WRITES also t's own writes (then t must
+ * not be written while the iterator lives); without t, the current state. t must
+ * outlive the iterator. */
+enum { ENG_ITER_OWN_WRITES = 1 };
+struct eng_iter;
+struct eng_iter *eng_iter_new(struct eng *e, struct eng_txn *t, int flags, unsigned slot_lo,
+                              unsigned slot_hi, const char *after, size_t after_len);
+/* Repositions so that the next key returned is the first at or after pos. */
+void eng_iter_seek(struct eng_iter *it, const char *pos, size_t len);
+/* Moves to the next live key. Returns 1 with key/item set (valid until the next call
+ * or free), 0 at the end, CM_EIO on error. */
+int eng_iter_next(struct eng_iter *it, int64_t now_ms, const char **key, size_t *klen,
+                  struct eng_item *item, struct cm_err *err);
+/* The physical position of the last key returned (slot + key), valid until next. */
+const char *eng_iter_pos(struct eng_iter *it, size_t *len);
+void eng_iter_free(struct eng_iter *it); /* NULL is a no-op */
+
+
+/* Called for each live key; key and value are valid during the call only. Return 0
+ * to go on, non-zero to stop (the value is returned by the scan function). */
+typedef int (*eng_key_fn)(void *ud, const char *key, size_t klen, const struct eng_item *it);
+
+/* Visits live keys of slots [slot_lo, slot_hi] in (slot, key) order, starting after
+ * the physical position `after` (slot + key bytes, NULL = from the start of slot_lo),
+ * for at most max_visit stored keys (0 = no limit), expired ones included in the
+ * count but not passed to fn. On return *next_pos (owned, cm_free) is the physical
+ * key to resume after, or NULL when the range is exhausted. Returns 0, fn's
+ * non-zero value, or CM_EIO. */
+int eng_scan(struct eng *e, struct eng_txn *t, unsigned slot_lo, unsigned slot_hi, const char *after,
+             size_t after_len, size_t max_visit, int64_t now_ms, eng_key_fn fn, void *ud,
+             char **next_pos, size_t *next_len, struct cm_err *err);
+
+/* Counts live keys (O(n)), through t when not NULL. */
+long long eng_count_keys(struct eng *e, struct eng_txn *t, unsigned slot_lo, unsigned slot_hi,
+                         int64_t now_ms);
+
+/* Deletes every key (data and expiry index). Returns 0 or CM_EIO. */
+int eng_flush_all(struct eng *e, struct cm_err *err);
+
+/* A random live key, copied into out (cleared first). Returns 0, CM_ENOTFOUND when
+ * the store is empty, or CM_EIO. */
+int eng_random_key(struct eng *e, int64_t now_ms, struct cm_buf *out, struct cm_err *err);
+
+/* Deletes up to max keys whose TTL passed before now_ms, using the expiry index.
+ * Returns how many keys it deleted (>= 0) or CM_EIO. */
+long eng_expire_cycle(struct eng *e, int64_t now_ms, long max, struct cm_err *err);
+
+/* ---- Metadata column family ------------------------------------------------------------------ */
+/* Reads a metadata value into out (cleared first). 0, CM_ENOTFOUND or CM_EIO. */
+int eng_meta_get(struct eng *e, const char *key, size_t klen, struct cm_buf *out,
+                 struct cm_err *err);
+int eng_meta_put(struct eng *e, const char *key, size_t klen, const void *val, size_t vlen,
+                 struct cm_err *err);
+int eng_meta_del(struct eng *e, const char *key, size_t klen, struct cm_err *err);
+/* Calls fn for each metadata key starting with prefix, in key order; fn returns
+ * non-zero to stop (returned). Returns 0, fn's value or CM_EIO. */
+typedef int (*eng_meta_fn)(void *ud, const char *key, size_t klen, const char *val, size_t vlen);
+int eng_meta_scan(struct eng *e, const char *prefix, size_t plen, eng_meta_fn fn, void *ud,
+                  struct cm_err *err);
+
+/* ---- Statistics ---------------------------------------------------------------------------------- */
+struct eng_stats {
+    unsigned long long estimated_keys;
+    unsigned long long sst_bytes;
+    unsigned long long memtable_bytes;
+    unsigned long long block_cache_bytes;
+    unsigned long long expired_keys; /* deleted because their TTL passed */
+    unsigned long long writes;       /* eng_write calls */
+    unsigned long long syncs;        /* WAL syncs */
+};
+void eng_get_stats(struct eng *e, struct eng_stats *st);
+
+/* ---- Key encoding (exposed for tests) -------------------------------------------------------------- */
+/* Writes slot(2) + key into out (cleared first). Returns 0 or CM_ENOMEM. */
+int eng_encode_key(struct cm_buf *out, const char *key, size_t klen);
+/* Encodes a stored value: type, flags, optional expiry, payload. */
+int eng_encode_value(struct cm_buf *out, enum eng_type type, int64_t expire_ms, const void *val,
+                     size_t vlen);
+/* Decodes a stored value; returns 0 or CM_EINVAL for a corrupt one. */
+int eng_decode_value(const char *p, size_t n, struct eng_item *it);
+
+#endif

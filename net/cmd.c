@@ -1,0 +1,279 @@
+/* cmd.c - the command table and dispatcher: lookup, AUTH and arity checks, key
+ * locks for writing commands, one atomic commit of each command's writes, and the
+ * reply helpers and key-access functions the command files share. */
+#include "net_int.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+static const struct cmd_def *const tables[] = {cmd_string_table, cmd_keys_table,
+                                               cmd_server_table, cmd_udf_table};
+
+#define HASH_SIZE 512
+static const struct cmd_def *hash_tab[HASH_SIZE];
+static const struct cmd_def *all_cmds[HASH_SIZE];
+static int ncmds;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+static unsigned name_hash(const char *s, size_t n)
+{
+    unsigned h = 5381;
+    for (size_t i = 0; i < n; i++)
+        h = h * 33 + (unsigned)tolower((unsigned char)s[i]);
+    return h;
+}
+
+static void build_table(void)
+{
+    for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
+        for (const struct cmd_def *d = tables[t]; d->name != NULL; d++) {
+            unsigned h = name_hash(d->name, strlen(d->name)) % HASH_SIZE;
+            while (hash_tab[h] != NULL)
+                h = (h + 1) % HASH_SIZE;
+            hash_tab[h] = d;
+            all_cmds[ncmds++] = d;
+        }
+}
+
+const struct cmd_def *cmd_lookup(const char *name, size_t len)
+{
+    pthread_once(&init_once, build_table);
+    if (len > 32)
+        return NULL;
+    unsigned h = name_hash(name, len) % HASH_SIZE;
+    while (hash_tab[h] != NULL) {
+        if (cm_streq_ci(name, len, hash_tab[h]->name))
+            return hash_tab[h];
+        h = (h + 1) % HASH_SIZE;
+    }
+    return NULL;
+}
+
+int cmd_count(void)
+{
+    pthread_once(&init_once, build_table);
+    return ncmds;
+}
+
+const struct cmd_def *cmd_at(int i)
+{
+    pthread_once(&init_once, build_table);
+    return i >= 0 && i < ncmds ? all_cmds[i] : NULL;
+}
+
+/* ---- Replies ----------------------------------------------------------------------- */
+
+void reply_ok(struct cmd_ctx *x)
+{
+    resp_add_simple(x->out, "OK");
+}
+
+void reply_err(struct cmd_ctx *x, const char *msg)
+{
+    x->failed = true;
+    resp_add_error(x->out, msg);
+}
+
+void reply_errf(struct cmd_ctx *x, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    reply_err(x, msg);
+}
+
+void reply_syntax(struct cmd_ctx *x)
+{
+    reply_err(x, "ERR syntax error");
+}
+
+void reply_wrongtype(struct cmd_ctx *x)
+{
+    reply_err(x, "WRONGTYPE Operation against a key holding the wrong kind of value");
+}
+
+void reply_storage_err(struct cmd_ctx *x, const struct cm_err *err)
+{
+    reply_errf(x, "ERR storage error: %s", err->msg);
+}
+
+bool arg_is(struct cmd_ctx *x, size_t i, const char *lit)
+{
+    return i < x->argc && cm_streq_ci(x->argv[i], x->argvlen[i], lit);
+}
+
+bool arg_ll(struct cmd_ctx *x, size_t i, long long *v)
+{
+    if (cm_str_to_ll(x->argv[i], x->argvlen[i], v) != 0) {
+        reply_err(x, "ERR value is not an integer or out of range");
+        return false;
+    }
+    return true;
+}
+
+/* ---- Key access ----------------------------------------------------------------------- */
+
+int kv_get(struct cmd_ctx *x, const char *key, size_t klen, struct eng_item *it)
+{
+    struct cm_err err = {0};
+    int rc = x->txn ? eng_txn_get(x->txn, key, klen, x->now_ms, it, &err)
+                    : eng_get(x->eng, key, klen, x->now_ms, it, &err);
+    if (rc == 0) {
+        atomic_fetch_add_explicit(&x->srv->keyspace_hits, 1, memory_order_relaxed);
+        return 0;
+    }
+    if (rc == CM_ENOTFOUND) {
+        atomic_fetch_add_explicit(&x->srv->keyspace_misses, 1, memory_order_relaxed);
+        if (it->expire_ms != 0 && x->txn == NULL) {
+            /* Lazy expiry. A writing command holds the key's lock: delete in its
+             * batch; a reading one takes the lock in eng_purge_expired. */
+            if (x->cmd->flags & CMD_WRITE)
+                eng_batch_del(x->batch, key, klen);
+            else
+                eng_purge_expired(x->eng, key, klen, x->now_ms, NULL);
+        }
+        return CM_ENOTFOUND;
+    }
+    reply_storage_err(x, &err);
+    return rc;
+}
+
+int kv_put(struct cmd_ctx *x, const char *key, size_t klen, int64_t expire_ms, const void *val,
+           size_t vlen)
+{
+    int rc = x->txn ? eng_txn_put(x->txn, key, klen, ENG_T_STRING, expire_ms, val, vlen)
+                    : eng_batch_put(x->batch, key, klen, ENG_T_STRING, expire_ms, val, vlen);
+    if (rc != 0) {
+        reply_err(x, "OOM command not allowed when used memory > 'maxmemory'.");
+        return CM_ENOMEM;
+    }
+    return 0;
+}
+
+int kv_del(struct cmd_ctx *x, const char *key, size_t klen)
+{
+    if (x->txn == NULL) {
+        eng_batch_del(x->batch, key, klen);
+        return 0;
+    }
+    if (eng_txn_del(x->txn, key, klen) != 0) {
+        reply_err(x, "OOM command not allowed when used memory > 'maxmemory'.");
+        return CM_ENOMEM;
+    }
+    return 0;
+}
+
+/* ---- Dispatch --------------------------------------------------------------------------- */
+
+static void unknown_command(struct conn *c, size_t argc, const char **argv, size_t *argvlen)
+{
+    struct cm_buf msg;
+    cm_buf_init(&msg);
+    cm_buf_appendf(&msg, "ERR unknown command '%.*s', with args beginning with: ",
+                   (int)(argvlen[0] > 128 ? 128 : argvlen[0]), argv[0]);
+    for (size_t i = 1; i < argc && msg.len < 256; i++)
+        cm_buf_appendf(&msg, "'%.*s' ", (int)(argvlen[i] > 128 ? 128 : argvlen[i]), argv[i]);
+    cm_buf_appendc(&msg, '\0');
+    resp_add_error(&c->out, msg.p ? msg.p : "ERR unknown command");
+    cm_buf_deinit(&msg);
+}
+
+static int lock_keys(struct cmd_ctx *x, struct eng_lockset *ls)
+{
+    const struct cmd_def *d = x->cmd;
+    if (d->first_key <= 0)
+        return 0;
+    int last = d->last_key < 0 ? (int)x->argc + d->last_key : d->last_key;
+    for (int i = d->first_key; i <= last && i < (int)x->argc; i += d->step > 0 ? d->step : 1)
+        if (eng_lockset_add(x->eng, ls, x->argv[i], x->argvlen[i]) != 0)
+            return CM_ENOMEM;
+    eng_lockset_lock(x->eng, ls);
+    return 0;
+}
+
+void cmd_execute(struct conn *c, size_t argc, const char **argv, size_t *argvlen)
+{
+    struct server *s = c->w->srv;
+    atomic_fetch_add_explicit(&s->commands, 1, memory_order_relaxed);
+    c->ncmds++;
+    const struct cmd_def *d = cmd_lookup(argv[0], argvlen[0]);
+    if (d == NULL) {
+        if (!c->authed)
+            resp_add_error(&c->out, "NOAUTH Authentication required.");
+        else
+            unknown_command(c, argc, argv, argvlen);
+        return;
+    }
+    snprintf(c->last_cmd, sizeof(c->last_cmd), "%s", d->name);
+    if (!c->authed && !(d->flags & CMD_NOAUTH)) {
+        resp_add_error(&c->out, "NOAUTH Authentication required.");
+        return;
+    }
+    if ((d->arity > 0 && (int)argc != d->arity) || (d->arity < 0 && (int)argc < -d->arity)) {
+        resp_add_errorf(&c->out, "ERR wrong number of arguments for '%s' command", d->name);
+        return;
+    }
+    struct cmd_ctx x = {
+        .c = c, .srv = s, .eng = s->eng, .cmd = d, .argc = argc, .argv = argv,
+        .argvlen = argvlen, .out = &c->out, .resp = c->resp, .now_ms = cm_now_ms(),
+        .batch = c->w->batch,
+    };
+    if (!(d->flags & CMD_WRITE)) {
+        d->fn(&x);
+        return;
+    }
+    struct eng_lockset ls;
+    eng_lockset_init(&ls);
+    eng_batch_clear(x.batch);
+    if (lock_keys(&x, &ls) != 0) {
+        eng_lockset_deinit(&ls);
+        resp_add_error(&c->out, "OOM out of memory locking keys");
+        return;
+    }
+    size_t mark = c->out.len;
+    d->fn(&x);
+    if (!x.failed && eng_batch_count(x.batch) > 0) {
+        struct cm_err err = {0};
+        if (eng_write(s->eng, x.batch, &err) != 0) {
+            c->out.len = mark; /* the reply must not claim what did not happen */
+            resp_add_errorf(&c->out, "ERR storage error: %s", err.msg);
+            cm_log(CM_LOG_WARNING, "Write failed: %s", err.msg);
+        } else {
+            eng_lockset_mark_written(s->eng, &ls);
+            c->dirty = true;
+        }
+    }
+    eng_batch_clear(x.batch);
+    eng_lockset_unlock(s->eng, &ls);
+    eng_lockset_deinit(&ls);
+}
+
+int cmd_exec_from_script(void *owner, struct eng_txn *txn, int resp, int flags, int argc,
+                         const char **argv, const size_t *argvlen, struct cm_buf *out)
+{
+    struct conn *c = owner;
+    struct server *s = c->w->srv;
+    const struct cmd_def *d = cmd_lookup(argv[0], argvlen[0]);
+    size_t mark = out->len;
+    if (d == NULL)
+        resp_add_error(out, "ERR Unknown Redis command called from script");
+    else if (d->flags & CMD_NOSCRIPT)
+        resp_add_error(out, "ERR This Redis command is not allowed from script");
+    else if ((d->arity > 0 && argc != d->arity) || (d->arity < 0 && argc < -d->arity))
+        resp_add_error(out, "ERR Wrong number of args calling Redis command from script");
+    else if ((flags & UDF_EXEC_READONLY) && (d->flags & CMD_WRITE))
+        resp_add_error(out, "ERR Write commands are not allowed from read-only scripts.");
+    else {
+        struct cmd_ctx x = {
+            .c = c, .srv = s, .eng = s->eng, .cmd = d, .argc = (size_t)argc, .argv = argv,
+            .argvlen = (size_t *)argvlen, .out = out, .resp = resp, .now_ms = cm_now_ms(),
+            .batch = NULL, .txn = txn,
+        };
+        atomic_fetch_add_explicit(&s->commands, 1, memory_order_relaxed);
+        d->fn(&x);
+    }
+    return out->len > mark ? 0 : CM_ENOMEM;
+}

@@ -1,0 +1,574 @@
+/* cmd_server.c - connection and server commands: PING ECHO HELLO AUTH SELECT QUIT
+ * INFO CONFIG CLIENT COMMAND TIME SHUTDOWN CLUSTER KEYSLOT. */
+#include "net_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+/* The Redis version whose commands and replies eddy follows; INFO and HELLO report
+ * it as redis_version/version so clients enable the matching features. */
+#define REDIS_COMPAT_VERSION "7.0.0"
+
+static void ping_cmd(struct cmd_ctx *x)
+{
+    if (x->argc > 2)
+        reply_errf(x, "ERR wrong number of arguments for 'ping' command");
+    else if (x->argc == 2)
+        resp_add_bulk(x->out, x->argv[1], x->argvlen[1]);
+    else
+        resp_add_simple(x->out, "PONG");
+}
+
+static void echo_cmd(struct cmd_ctx *x)
+{
+    resp_add_bulk(x->out, x->argv[1], x->argvlen[1]);
+}
+
+/* Constant-time comparison of a password attempt with requirepass. */
+static bool password_ok(struct cmd_ctx *x, const char *p, size_t n)
+{
+    const char *want = x->srv->cfg->requirepass;
+    size_t wn = strlen(want);
+    unsigned char diff = (unsigned char)(n != wn);
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned char)(p[i] ^ want[wn ? i % wn : 0]);
+    return diff == 0 && wn > 0;
+}
+
+/* Checks AUTH [user] pass at argv[i..]; replies on failure. */
+static bool check_auth(struct cmd_ctx *x, size_t user, size_t pass)
+{
+    if (x->srv->cfg->requirepass[0] == '\0') {
+        reply_err(x, "ERR AUTH <password> called without any password configured for the "
+                     "default user. Are you sure your configuration is correct?");
+        return false;
+    }
+    bool user_ok = user == 0 || cm_streq_ci(x->argv[user], x->argvlen[user], "default");
+    if (!user_ok || !password_ok(x, x->argv[pass], x->argvlen[pass])) {
+        atomic_fetch_add(&x->srv->auth_failures, 1);
+        cm_log(CM_LOG_WARNING, "AUTH failed for client %s", x->c->addr);
+        reply_err(x, "WRONGPASS invalid username-password pair or user is disabled.");
+        return false;
+    }
+    x->c->authed = true;
+    return true;
+}
+
+static void auth_cmd(struct cmd_ctx *x)
+{
+    if (x->argc > 3) {
+        reply_syntax(x);
+        return;
+    }
+    if (check_auth(x, x->argc == 3 ? 1 : 0, x->argc - 1))
+        reply_ok(x);
+}
+
+static int set_name(struct cmd_ctx *x, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] < '!' || p[i] > '~') {
+            reply_err(x, "ERR Client names cannot contain spaces, newlines or special characters.");
+            return -1;
+        }
+    char *name = n ? cm_malloc(n + 1) : NULL;
+    if (n && name == NULL) {
+        reply_err(x, "OOM out of memory");
+        return -1;
+    }
+    if (name) {
+        memcpy(name, p, n);
+        name[n] = '\0';
+    }
+    pthread_mutex_lock(&x->srv->clients_lock);
+    cm_free(x->c->name);
+    x->c->name = name;
+    pthread_mutex_unlock(&x->srv->clients_lock);
+    return 0;
+}
+
+static void hello_cmd(struct cmd_ctx *x)
+{
+    long long proto = x->c->resp;
+    size_t i = 1;
+    if (x->argc >= 2) {
+        if (cm_str_to_ll(x->argv[1], x->argvlen[1], &proto) != 0) {
+            reply_err(x, "ERR Protocol version is not an integer or out of range");
+            return;
+        }
+        if (proto < 2 || proto > 3) {
+            reply_err(x, "NOPROTO unsupported protocol version");
+            return;
+        }
+        i = 2;
+    }
+    const char *name = NULL;
+    size_t namelen = 0;
+    for (; i < x->argc; i++) {
+        if (arg_is(x, i, "AUTH") && i + 2 < x->argc) {
+            if (!check_auth(x, i + 1, i + 2))
+                return;
+            i += 2;
+        } else if (arg_is(x, i, "SETNAME") && i + 1 < x->argc) {
+            name = x->argv[i + 1];
+            namelen = x->argvlen[i + 1];
+            i++;
+        } else {
+            reply_errf(x, "ERR Syntax error in HELLO option '%.*s'", (int)x->argvlen[i],
+                       x->argv[i]);
+            return;
+        }
+    }
+    if (!x->c->authed) {
+        reply_err(x, "NOAUTH HELLO must be called with the client already authenticated, "
+                     "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "
+                     "authenticate the client and select the RESP protocol version at the "
+                     "same time");
+        return;
+    }
+    if (name != NULL && set_name(x, name, namelen) != 0)
+        return;
+    x->c->resp = (int)proto;
+    x->resp = (int)proto;
+    resp_add_map(x->out, 8, x->resp);
+    resp_add_cstr(x->out, "server");
+    resp_add_cstr(x->out, "redis");
+    resp_add_cstr(x->out, "version");
+    resp_add_cstr(x->out, REDIS_COMPAT_VERSION);
+    resp_add_cstr(x->out, "proto");
+    resp_add_int(x->out, proto);
+    resp_add_cstr(x->out, "id");
+    resp_add_int(x->out, (long long)x->c->id);
+    resp_add_cstr(x->out, "mode");
+    resp_add_cstr(x->out, "standalone");
+    resp_add_cstr(x->out, "role");
+    resp_add_cstr(x->out, "master");
+    resp_add_cstr(x->out, "modules");
+    resp_add_array(x->out, 0);
+    resp_add_cstr(x->out, "eddy_version");
+    resp_add_cstr(x->out, EDDY_VERSION);
+}
+
+static void select_cmd(struct cmd_ctx *x)
+{
+    long long db;
+    if (!arg_ll(x, 1, &db))
+        return;
+    if (db != 0)
+        reply_err(x, "ERR DB index is out of range");
+    else
+        reply_ok(x);
+}
+
+static void quit_cmd(struct cmd_ctx *x)
+{
+    reply_ok(x);
+    x->c->flags |= CONN_CLOSE_AFTER_REPLY;
+}
+
+static void time_cmd(struct cmd_ctx *x)
+{
+    int64_t us = cm_now_us();
+    char a[24], b[24];
+    int na = snprintf(a, sizeof(a), "%lld", (long long)(us / 1000000));
+    int nb = snprintf(b, sizeof(b), "%lld", (long long)(us % 1000000));
+    resp_add_array(x->out, 2);
+    resp_add_bulk(x->out, a, (size_t)na);
+    resp_add_bulk(x->out, b, (size_t)nb);
+}
+
+static void shutdown_cmd(struct cmd_ctx *x)
+{
+    for (size_t i = 1; i < x->argc; i++)
+        if (!arg_is(x, i, "NOSAVE") && !arg_is(x, i, "SAVE") && !arg_is(x, i, "NOW") &&
+            !arg_is(x, i, "FORCE")) {
+            reply_syntax(x);
+            return;
+        }
+    cm_log(CM_LOG_WARNING, "SHUTDOWN requested by client %s", x->c->addr);
+    server_shutdown(x->srv, 0);
+    x->c->flags |= CONN_CLOSE_AFTER_REPLY; /* like Redis: no reply, the connection closes */
+}
+
+/* ---- INFO ------------------------------------------------------------------------------- */
+
+static size_t rss_bytes(void)
+{
+    long pages = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f != NULL) {
+        if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+            rss = 0;
+        fclose(f);
+    }
+    return (size_t)rss * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static bool want(struct cmd_ctx *x, const char *section, bool in_default)
+{
+    if (x->argc == 1)
+        return in_default;
+    for (size_t i = 1; i < x->argc; i++)
+        if (arg_is(x, i, section) || arg_is(x, i, "all") || arg_is(x, i, "everything") ||
+            (in_default && arg_is(x, i, "default")))
+            return true;
+    return false;
+}
+
+static void info_cmd(struct cmd_ctx *x)
+{
+    struct server *s = x->srv;
+    struct cm_buf b;
+    cm_buf_init(&b);
+    int64_t up = (cm_now_us() - s->start_us) / 1000000;
+    if (want(x, "server", true))
+        cm_buf_appendf(&b,
+                       "# Server\r\nredis_version:%s\r\neddy_version:%s\r\nredis_mode:standalone\r\n"
+                       "os:Linux\r\narch_bits:64\r\nmultiplexing_api:libev\r\nprocess_id:%d\r\n"
+                       "tcp_port:%d\r\nuptime_in_seconds:%lld\r\nuptime_in_days:%lld\r\n"
+                       "hz:%d\r\nio_threads_active:%d\r\nexecutable:eddyd\r\nconfig_file:%s\r\n\r\n",
+                       REDIS_COMPAT_VERSION, EDDY_VERSION, (int)getpid(), s->cfg->port,
+                       (long long)up, (long long)up / 86400, s->cfg->hz, s->nworkers,
+                       s->cfg->config_file);
+    if (want(x, "clients", true))
+        cm_buf_appendf(&b, "# Clients\r\nconnected_clients:%ld\r\nmaxclients:%lld\r\n\r\n",
+                       atomic_load(&s->nclients), s->cfg->maxclients);
+    struct eng_stats st;
+    eng_get_stats(s->eng, &st);
+    if (want(x, "memory", true)) {
+        size_t rss = rss_bytes();
+        cm_buf_appendf(&b,
+                       "# Memory\r\nused_memory:%zu\r\nused_memory_rss:%zu\r\n"
+                       "used_memory_engine_memtables:%llu\r\nused_memory_engine_block_cache:%llu\r\n"
+                       "maxmemory:0\r\nmaxmemory_policy:noeviction\r\n\r\n",
+                       cm_alloc_used() + (size_t)st.memtable_bytes + (size_t)st.block_cache_bytes,
+                       rss, st.memtable_bytes, st.block_cache_bytes);
+    }
+    if (want(x, "persistence", true)) {
+        static const char *modes[] = {"no", "everysec", "always"};
+        cm_buf_appendf(&b,
+                       "# Persistence\r\nloading:0\r\naof_enabled:1\r\nappendfsync:%s\r\n"
+                       "engine:rocksdb\r\nengine_sst_bytes:%llu\r\nengine_writes:%llu\r\n"
+                       "engine_wal_syncs:%llu\r\nrdb_changes_since_last_save:0\r\n\r\n",
+                       modes[eng_get_fsync(s->eng)], st.sst_bytes, st.writes, st.syncs);
+    }
+    if (want(x, "stats", true))
+        cm_buf_appendf(&b,
+                       "# Stats\r\ntotal_connections_received:%llu\r\ntotal_commands_processed:%llu\r\n"
+                       "total_net_input_bytes:%llu\r\ntotal_net_output_bytes:%llu\r\n"
+                       "rejected_connections:%llu\r\nexpired_keys:%llu\r\nkeyspace_hits:%llu\r\n"
+                       "keyspace_misses:%llu\r\nauth_failures:%llu\r\n\r\n",
+                       atomic_load(&s->conns_received), atomic_load(&s->commands),
+                       atomic_load(&s->net_in), atomic_load(&s->net_out),
+                       atomic_load(&s->conns_rejected), st.expired_keys,
+                       atomic_load(&s->keyspace_hits), atomic_load(&s->keyspace_misses),
+                       atomic_load(&s->auth_failures));
+    if (want(x, "keyspace", true)) {
+        cm_buf_appendf(&b, "# Keyspace\r\n");
+        if (st.estimated_keys > 0)
+            cm_buf_appendf(&b, "db0:keys=%llu,expires=0,avg_ttl=0\r\n", st.estimated_keys);
+    }
+    resp_add_verbatim(x->out, "txt", b.p ? b.p : "", b.len, x->resp);
+    cm_buf_deinit(&b);
+}
+
+/* ---- CONFIG ------------------------------------------------------------------------------ */
+
+static void config_cmd(struct cmd_ctx *x)
+{
+    struct net_config *cfg = x->srv->cfg;
+    if (arg_is(x, 1, "GET") && x->argc >= 3) {
+        if (x->argc == 3) {
+            net_config_get(cfg, x->argv[2], x->argvlen[2], x->out, x->resp);
+            return;
+        }
+        /* Several patterns: merge the maps. */
+        struct cm_buf tmp;
+        cm_buf_init(&tmp);
+        size_t pairs = 0;
+        for (size_t i = 2; i < x->argc; i++) {
+            struct cm_buf one;
+            cm_buf_init(&one);
+            net_config_get(cfg, x->argv[i], x->argvlen[i], &one, 3);
+            size_t n = (size_t)strtoul(one.p + 1, NULL, 10);
+            char *body = strstr(one.p, "\r\n") + 2;
+            pairs += n;
+            cm_buf_append(&tmp, body, one.len - (size_t)(body - one.p));
+            cm_buf_deinit(&one);
+        }
+        resp_add_map(x->out, pairs, x->resp);
+        cm_buf_append(x->out, tmp.p, tmp.len);
+        cm_buf_deinit(&tmp);
+    } else if (arg_is(x, 1, "SET") && x->argc >= 4 && x->argc % 2 == 0) {
+        char msg[300];
+        for (size_t i = 2; i < x->argc; i += 2) {
+            if (net_config_set(cfg, x->argv[i], x->argvlen[i], x->argv[i + 1], x->argvlen[i + 1],
+                               msg, sizeof(msg)) != 0) {
+                reply_errf(x, "ERR %s", msg);
+                return;
+            }
+        }
+        eng_set_fsync(x->eng, (enum eng_fsync)cfg->appendfsync);
+        cm_log_set_level(cfg->loglevel);
+        server_apply_udf_limits(x->srv);
+        reply_ok(x);
+    } else if (arg_is(x, 1, "RESETSTAT") && x->argc == 2) {
+        struct server *s = x->srv;
+        atomic_store(&s->commands, 0);
+        atomic_store(&s->conns_received, 0);
+        atomic_store(&s->net_in, 0);
+        atomic_store(&s->net_out, 0);
+        atomic_store(&s->keyspace_hits, 0);
+        atomic_store(&s->keyspace_misses, 0);
+        atomic_store(&s->auth_failures, 0);
+        atomic_store(&s->conns_rejected, 0);
+        reply_ok(x);
+    } else if (arg_is(x, 1, "GET") || arg_is(x, 1, "SET") || arg_is(x, 1, "RESETSTAT")) {
+        reply_errf(x, "ERR wrong number of arguments for 'config|%s' command",
+                   arg_is(x, 1, "GET") ? "get" : arg_is(x, 1, "SET") ? "set" : "resetstat");
+    } else {
+        reply_errf(x, "ERR unknown subcommand '%.*s'. Try CONFIG HELP.",
+                   (int)(x->argvlen[1] > 64 ? 64 : x->argvlen[1]), x->argv[1]);
+    }
+}
+
+/* ---- CLIENT ------------------------------------------------------------------------------ */
+
+static long kill_matching(struct cmd_ctx *x, unsigned long long id, const char *addr,
+                          size_t addrlen, bool laddr, bool skipme)
+{
+    struct server *s = x->srv;
+    long n = 0;
+    pthread_mutex_lock(&s->clients_lock);
+    for (struct conn *c = s->clients; c != NULL; c = c->gnext) {
+        if (id != 0 && c->id != id)
+            continue;
+        if (addr != NULL && !cm_streq_ci(addr, addrlen, laddr ? c->laddr : c->addr))
+            continue;
+        if (skipme && c == x->c)
+            continue;
+        if (c == x->c) {
+            x->c->flags |= CONN_CLOSE_AFTER_REPLY;
+        } else {
+            atomic_store(&c->kill, true);
+            server_wake_worker(c->w);
+        }
+        n++;
+    }
+    pthread_mutex_unlock(&s->clients_lock);
+    return n;
+}
+
+static void client_kill(struct cmd_ctx *x)
+{
+    if (x->argc == 3) { /* old form: CLIENT KILL addr:port */
+        if (kill_matching(x, 0, x->argv[2], x->argvlen[2], false, false) == 0)
+            reply_err(x, "ERR No such client");
+        else
+            reply_ok(x);
+        return;
+    }
+    unsigned long long id = 0;
+    const char *addr = NULL;
+    size_t addrlen = 0;
+    bool laddr = false, skipme = true;
+    if (x->argc % 2 != 0) {
+        reply_syntax(x);
+        return;
+    }
+    for (size_t i = 2; i < x->argc; i += 2) {
+        long long v;
+        if (arg_is(x, i, "ID")) {
+            if (cm_str_to_ll(x->argv[i + 1], x->argvlen[i + 1], &v) != 0 || v <= 0) {
+                reply_err(x, "ERR client-id should be greater than 0");
+                return;
+            }
+            id = (unsigned long long)v;
+        } else if (arg_is(x, i, "ADDR") || arg_is(x, i, "LADDR")) {
+            laddr = arg_is(x, i, "LADDR");
+            addr = x->argv[i + 1];
+            addrlen = x->argvlen[i + 1];
+        } else if (arg_is(x, i, "SKIPME")) {
+            if (arg_is(x, i + 1, "yes"))
+                skipme = true;
+            else if (arg_is(x, i + 1, "no"))
+                skipme = false;
+            else {
+                reply_syntax(x);
+                return;
+            }
+        } else if (arg_is(x, i, "TYPE") || arg_is(x, i, "USER") || arg_is(x, i, "MAXAGE")) {
+            /* Accepted for compatibility: every client is a normal 'default' user. */
+        } else {
+            reply_syntax(x);
+            return;
+        }
+    }
+    resp_add_int(x->out, kill_matching(x, id, addr, addrlen, laddr, skipme));
+}
+
+static void client_cmd(struct cmd_ctx *x)
+{
+    struct conn *c = x->c;
+    if (arg_is(x, 1, "ID") && x->argc == 2) {
+        resp_add_int(x->out, (long long)c->id);
+    } else if (arg_is(x, 1, "SETNAME") && x->argc == 3) {
+        if (set_name(x, x->argv[2], x->argvlen[2]) == 0)
+            reply_ok(x);
+    } else if (arg_is(x, 1, "GETNAME") && x->argc == 2) {
+        if (c->name)
+            resp_add_cstr(x->out, c->name);
+        else
+            resp_add_null(x->out, x->resp);
+    } else if (arg_is(x, 1, "LIST")) {
+        struct cm_buf b;
+        cm_buf_init(&b);
+        pthread_mutex_lock(&x->srv->clients_lock);
+        for (struct conn *o = x->srv->clients; o != NULL; o = o->gnext)
+            conn_describe(o, &b);
+        pthread_mutex_unlock(&x->srv->clients_lock);
+        resp_add_verbatim(x->out, "txt", b.p ? b.p : "", b.len, x->resp);
+        cm_buf_deinit(&b);
+    } else if (arg_is(x, 1, "INFO") && x->argc == 2) {
+        struct cm_buf b;
+        cm_buf_init(&b);
+        pthread_mutex_lock(&x->srv->clients_lock);
+        conn_describe(c, &b);
+        pthread_mutex_unlock(&x->srv->clients_lock);
+        resp_add_verbatim(x->out, "txt", b.p ? b.p : "", b.len, x->resp);
+        cm_buf_deinit(&b);
+    } else if (arg_is(x, 1, "KILL") && x->argc >= 3) {
+        client_kill(x);
+    } else if ((arg_is(x, 1, "SETINFO") && x->argc == 4) || (arg_is(x, 1, "NO-EVICT") && x->argc == 3)) {
+        reply_ok(x);
+    } else {
+        static const char *const subs[] = {"id", "setname", "getname", "list", "info", "kill",
+                                           "setinfo", "no-evict", NULL};
+        for (int i = 0; subs[i] != NULL; i++)
+            if (arg_is(x, 1, subs[i])) {
+                reply_errf(x, "ERR wrong number of arguments for 'client|%s' command", subs[i]);
+                return;
+            }
+        reply_errf(x, "ERR unknown subcommand '%.*s'. Try CLIENT HELP.",
+                   (int)(x->argvlen[1] > 64 ? 64 : x->argvlen[1]), x->argv[1]);
+    }
+}
+
+/* ---- COMMAND ------------------------------------------------------------------------------- */
+
+static void add_flags(struct cmd_ctx *x, const struct cmd_def *d)
+{
+    const char *names[6];
+    size_t n = 0;
+    if (d->flags & CMD_WRITE)
+        names[n++] = "write";
+    if (d->flags & CMD_READONLY)
+        names[n++] = "readonly";
+    if (d->flags & CMD_FAST)
+        names[n++] = "fast";
+    if (d->flags & CMD_NOAUTH)
+        names[n++] = "no_auth";
+    if (d->flags & CMD_ADMIN)
+        names[n++] = "admin";
+    resp_add_set(x->out, n, x->resp);
+    for (size_t i = 0; i < n; i++)
+        resp_add_simple(x->out, names[i]);
+}
+
+static void describe_cmd(struct cmd_ctx *x, const struct cmd_def *d)
+{
+    resp_add_array(x->out, 10);
+    resp_add_cstr(x->out, d->name);
+    resp_add_int(x->out, d->arity);
+    add_flags(x, d);
+    resp_add_int(x->out, d->first_key);
+    resp_add_int(x->out, d->last_key);
+    resp_add_int(x->out, d->step);
+    resp_add_set(x->out, 0, x->resp);
+    resp_add_set(x->out, 0, x->resp);
+    resp_add_array(x->out, 0);
+    resp_add_array(x->out, 0);
+}
+
+static void command_cmd(struct cmd_ctx *x)
+{
+    int n = cmd_count();
+    if (x->argc == 1) {
+        resp_add_array(x->out, (size_t)n);
+        for (int i = 0; i < n; i++)
+            describe_cmd(x, cmd_at(i));
+    } else if (arg_is(x, 1, "COUNT")) {
+        resp_add_int(x->out, n);
+    } else if (arg_is(x, 1, "INFO")) {
+        resp_add_array(x->out, x->argc - 2);
+        for (size_t i = 2; i < x->argc; i++) {
+            const struct cmd_def *d = cmd_lookup(x->argv[i], x->argvlen[i]);
+            if (d)
+                describe_cmd(x, d);
+            else
+                resp_add_null_array(x->out, x->resp);
+        }
+    } else if (arg_is(x, 1, "LIST")) {
+        resp_add_array(x->out, (size_t)n);
+        for (int i = 0; i < n; i++)
+            resp_add_cstr(x->out, cmd_at(i)->name);
+    } else if (arg_is(x, 1, "DOCS")) {
+        /* Name -> {summary, group}: enough for redis-cli's hints. */
+        size_t count = 0;
+        for (int i = 0; i < n; i++) {
+            bool asked = x->argc == 2;
+            for (size_t j = 2; j < x->argc && !asked; j++)
+                asked = cm_streq_ci(x->argv[j], x->argvlen[j], cmd_at(i)->name);
+            count += asked;
+        }
+        resp_add_map(x->out, count, x->resp);
+        for (int i = 0; i < n; i++) {
+            const struct cmd_def *d = cmd_at(i);
+            bool asked = x->argc == 2;
+            for (size_t j = 2; j < x->argc && !asked; j++)
+                asked = cm_streq_ci(x->argv[j], x->argvlen[j], d->name);
+            if (!asked)
+                continue;
+            resp_add_cstr(x->out, d->name);
+            resp_add_map(x->out, 2, x->resp);
+            resp_add_cstr(x->out, "summary");
+            resp_add_cstr(x->out, "");
+            resp_add_cstr(x->out, "group");
+            resp_add_cstr(x->out, d->group);
+        }
+    } else {
+        reply_errf(x, "ERR unknown subcommand '%.*s'. Try COMMAND HELP.",
+                   (int)(x->argvlen[1] > 64 ? 64 : x->argvlen[1]), x->argv[1]);
+    }
+}
+
+static void cluster_cmd(struct cmd_ctx *x)
+{
+    if (arg_is(x, 1, "KEYSLOT") && x->argc == 3)
+        resp_add_int(x->out, cm_key_slot(x->argv[2], x->argvlen[2]));
+    else if (arg_is(x, 1, "KEYSLOT"))
+        reply_err(x, "ERR wrong number of arguments for 'cluster|keyslot' command");
+    else
+        reply_err(x, "ERR This instance has cluster support disabled");
+}
+
+#define A CMD_ADMIN
+const struct cmd_def cmd_server_table[] = {
+    {"ping", ping_cmd, -1, CMD_FAST, 0, 0, 0, "connection"},
+    {"echo", echo_cmd, 2, CMD_FAST, 0, 0, 0, "connection"},
+    {"hello", hello_cmd, -1, CMD_NOAUTH | CMD_FAST | CMD_NOSCRIPT, 0, 0, 0, "connection"},
+    {"auth", auth_cmd, -2, CMD_NOAUTH | CMD_FAST | CMD_NOSCRIPT, 0, 0, 0, "connection"},
+    {"select", select_cmd, 2, CMD_FAST, 0, 0, 0, "connection"},
+    {"quit", quit_cmd, -1, CMD_NOAUTH | CMD_FAST | CMD_NOSCRIPT, 0, 0, 0, "connection"},
+    {"client", client_cmd, -2, CMD_NOSCRIPT, 0, 0, 0, "connection"},
+    {"info", info_cmd, -1, 0, 0, 0, 0, "server"},
+    {"config", config_cmd, -2, A | CMD_NOSCRIPT, 0, 0, 0, "server"},
+    {"command", command_cmd, -1, 0, 0, 0, 0, "server"},
+    {"time", time_cmd, 1, CMD_FAST, 0, 0, 0, "server"},
+    {"shutdown", shutdown_cmd, -1, A | CMD_NOSCRIPT, 0, 0, 0, "server"},
+    {"cluster", cluster_cmd, -2, 0, 0, 0, 0, "cluster"},
+    {NULL, NULL, 0, 0, 0, 0, 0, NULL},
+};

@@ -1,0 +1,386 @@
+/* config.c - eddy's configuration: defaults, a Redis-style file of "name value"
+ * lines, command-line flags (which override the file), CONFIG GET and CONFIG SET. */
+#include "net_int.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+enum opt_type { OPT_INT, OPT_MEM, OPT_STR, OPT_FSYNC, OPT_LOGLEVEL, OPT_YESNO_FIXED };
+
+struct opt {
+    const char *name;
+    enum opt_type type;
+    size_t offset;     /* in struct net_config */
+    size_t size;       /* for strings */
+    bool mutable_;     /* CONFIG SET allowed at run time */
+    long long min, max;
+    const char *help;
+    const char *fixed; /* OPT_YESNO_FIXED: the only value, kept for client compatibility */
+};
+
+#define F(field) offsetof(struct net_config, field), sizeof(((struct net_config *)0)->field)
+
+static const struct opt opts[] = {
+    {"port", OPT_INT, F(port), false, 0, 65535, "TCP port (default 7711)", NULL},
+    {"bind", OPT_STR, F(bind), false, 0, 0, "addresses to listen on (default 127.0.0.1)", NULL},
+    {"dir", OPT_STR, F(dir), false, 0, 0, "data directory (default ./data)", NULL},
+    {"threads", OPT_INT, F(threads), false, 0, 256, "I/O threads (default: number of cores)",
+     NULL},
+    {"appendfsync", OPT_FSYNC, F(appendfsync), true, 0, 0,
+     "always | everysec | no (default everysec)", NULL},
+    {"requirepass", OPT_STR, F(requirepass), true, 0, 0, "password clients must AUTH with",
+     NULL},
+    {"maxclients", OPT_INT, F(maxclients), true, 1, 1000000, "most connected clients (10000)",
+     NULL},
+    {"timeout", OPT_INT, F(timeout), true, 0, 100000000, "close clients idle this many seconds (0 = never)",
+     NULL},
+    {"client-output-buffer-limit", OPT_MEM, F(output_limit), true, 0, LLONG_MAX,
+     "close a client whose pending replies exceed this (default 1gb; 0 = no limit)", NULL},
+    {"client-query-buffer-limit", OPT_MEM, F(query_limit), true, 1024 * 1024, LLONG_MAX,
+     "close a client whose unparsed input exceeds this (default 1gb)", NULL},
+    {"proto-max-bulk-len", OPT_MEM, F(max_bulk), true, 1024 * 1024, LLONG_MAX,
+     "longest bulk string accepted (default 512mb)", NULL},
+    {"loglevel", OPT_LOGLEVEL, F(loglevel), true, 0, 0, "debug | verbose | notice | warning",
+     NULL},
+    {"logfile", OPT_STR, F(logfile), false, 0, 0, "log file (default: standard error)", NULL},
+    {"block-cache-size", OPT_MEM, F(block_cache), false, 1024 * 1024, LLONG_MAX,
+     "RocksDB block cache (default 256mb)", NULL},
+    {"memtable-size", OPT_MEM, F(memtable), false, 4 * 1024 * 1024, LLONG_MAX,
+     "RocksDB memtable budget (default 64mb)", NULL},
+    {"hz", OPT_INT, F(hz), true, 1, 500, "background tasks per second (default 10)", NULL},
+    {"udf-time-limit", OPT_INT, F(udf_time_limit), true, 1, 86400000,
+     "milliseconds a function call may run before it is killed (default 5000)", NULL},
+    {"udf-memory-limit", OPT_MEM, F(udf_memory_limit), true, 1024 * 1024, LLONG_MAX,
+     "memory of each thread's Lua state (default 64mb)", NULL},
+    /* Answered for compatibility with tools that ask (redis-benchmark asks for these). */
+    {"save", OPT_YESNO_FIXED, 0, 0, false, 0, 0, NULL, ""},
+    {"appendonly", OPT_YESNO_FIXED, 0, 0, false, 0, 0, NULL, "yes"},
+    {"databases", OPT_YESNO_FIXED, 0, 0, false, 0, 0, NULL, "1"},
+};
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+static void defaults(struct net_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->port = 7711;
+    strcpy(c->bind, "127.0.0.1");
+    strcpy(c->dir, "./data");
+    c->threads = 0;
+    c->appendfsync = ENG_FSYNC_EVERYSEC;
+    c->maxclients = 10000;
+    c->timeout = 0;
+    c->output_limit = 1024LL * 1024 * 1024;
+    c->query_limit = 1024LL * 1024 * 1024;
+    c->max_bulk = 512LL * 1024 * 1024;
+    c->loglevel = CM_LOG_NOTICE;
+    c->block_cache = 256LL * 1024 * 1024;
+    c->memtable = 64LL * 1024 * 1024;
+    c->hz = 10;
+    c->udf_time_limit = 5000;
+    c->udf_memory_limit = 64LL * 1024 * 1024;
+}
+
+static const struct opt *find_opt(const char *name, size_t n)
+{
+    for (size_t i = 0; i < NOPTS; i++)
+        if (cm_streq_ci(name, n, opts[i].name))
+            return &opts[i];
+    return NULL;
+}
+
+int net_parse_memory(const char *s, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || v < 0)
+        return CM_EINVAL;
+    long long mul = 1;
+    if (*end != '\0') {
+        static const struct {
+            const char *u;
+            long long m;
+        } units[] = {{"b", 1},           {"k", 1000},       {"kb", 1024},
+                     {"m", 1000000},     {"mb", 1 << 20},   {"g", 1000000000},
+                     {"gb", 1LL << 30}};
+        size_t i;
+        for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+            if (strcasecmp(end, units[i].u) == 0)
+                break;
+        if (i == sizeof(units) / sizeof(units[0]))
+            return CM_EINVAL;
+        mul = units[i].m;
+    }
+    if (v > LLONG_MAX / mul)
+        return CM_EINVAL;
+    *out = v * mul;
+    return 0;
+}
+
+/* Sets one option from text. Returns 0 or CM_EINVAL with msg. */
+static int set_opt(struct net_config *c, const struct opt *o, const char *val, char *msg,
+                   size_t cap)
+{
+    char *field = (char *)c + o->offset;
+    long long v;
+    switch (o->type) {
+    case OPT_INT:
+        if (cm_str_to_ll(val, strlen(val), &v) != 0 || v < o->min || v > o->max) {
+            snprintf(msg, cap, "argument must be an integer between %lld and %lld", o->min,
+                     o->max);
+            return CM_EINVAL;
+        }
+        if (o->size == sizeof(int))
+            *(int *)field = (int)v;
+        else
+            *(long long *)field = v;
+        return 0;
+    case OPT_MEM:
+        if (net_parse_memory(val, &v) != 0 || (v != 0 && v < o->min)) {
+            snprintf(msg, cap, "argument must be a memory value");
+            return CM_EINVAL;
+        }
+        *(long long *)field = v;
+        return 0;
+    case OPT_STR:
+        if (strlen(val) >= o->size) {
+            snprintf(msg, cap, "value is too long");
+            return CM_EINVAL;
+        }
+        strcpy(field, val);
+        return 0;
+    case OPT_FSYNC:
+        if (strcasecmp(val, "always") == 0)
+            *(int *)field = ENG_FSYNC_ALWAYS;
+        else if (strcasecmp(val, "everysec") == 0)
+            *(int *)field = ENG_FSYNC_EVERYSEC;
+        else if (strcasecmp(val, "no") == 0)
+            *(int *)field = ENG_FSYNC_NO;
+        else {
+            snprintf(msg, cap, "argument(s) must be one of the following: always, everysec, no");
+            return CM_EINVAL;
+        }
+        return 0;
+    case OPT_LOGLEVEL: {
+        int l = cm_log_level_parse(val);
+        if (l < 0) {
+            snprintf(msg, cap,
+                     "argument(s) must be one of the following: debug, verbose, notice, warning");
+            return CM_EINVAL;
+        }
+        *(int *)field = l;
+        return 0;
+    }
+    case OPT_YESNO_FIXED:
+        if (strcasecmp(val, o->fixed) != 0) {
+            snprintf(msg, cap, "eddy only supports '%s' for this option", o->fixed);
+            return CM_EINVAL;
+        }
+        return 0;
+    }
+    return CM_EINVAL;
+}
+
+static void format_opt(const struct net_config *c, const struct opt *o, char *buf, size_t cap)
+{
+    const char *field = (const char *)c + o->offset;
+    static const char *fsync_names[] = {"no", "everysec", "always"};
+    static const char *levels[] = {"debug", "verbose", "notice", "warning"};
+    switch (o->type) {
+    case OPT_INT:
+        snprintf(buf, cap, "%lld",
+                 o->size == sizeof(int) ? (long long)*(const int *)field : *(const long long *)field);
+        break;
+    case OPT_MEM:
+        snprintf(buf, cap, "%lld", *(const long long *)field);
+        break;
+    case OPT_STR:
+        snprintf(buf, cap, "%s", field);
+        break;
+    case OPT_FSYNC:
+        snprintf(buf, cap, "%s", fsync_names[*(const int *)field]);
+        break;
+    case OPT_LOGLEVEL:
+        snprintf(buf, cap, "%s", levels[*(const int *)field & 3]);
+        break;
+    case OPT_YESNO_FIXED:
+        snprintf(buf, cap, "%s", o->fixed);
+        break;
+    }
+}
+
+int net_config_get(struct net_config *cfg, const char *pattern, size_t plen, struct cm_buf *out,
+                   int proto)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < NOPTS; i++)
+        if (cm_glob_match(pattern, plen, opts[i].name, strlen(opts[i].name), true))
+            n++;
+    resp_add_map(out, n, proto);
+    for (size_t i = 0; i < NOPTS; i++) {
+        if (!cm_glob_match(pattern, plen, opts[i].name, strlen(opts[i].name), true))
+            continue;
+        char val[1100];
+        format_opt(cfg, &opts[i], val, sizeof(val));
+        resp_add_cstr(out, opts[i].name);
+        resp_add_cstr(out, val);
+    }
+    return 0;
+}
+
+int net_config_set(struct net_config *cfg, const char *name, size_t nlen, const char *val,
+                   size_t vlen, char *msg, size_t msgcap)
+{
+    const struct opt *o = find_opt(name, nlen);
+    if (o == NULL) {
+        snprintf(msg, msgcap, "Unknown option or number of arguments for CONFIG SET - '%.*s'",
+                 (int)(nlen > 64 ? 64 : nlen), name);
+        return CM_EINVAL;
+    }
+    if (!o->mutable_) {
+        snprintf(msg, msgcap, "CONFIG SET failed (possibly related to argument '%s') - can't set immutable config",
+                 o->name);
+        return CM_EINVAL;
+    }
+    char *v = cm_malloc(vlen + 1);
+    if (v == NULL) {
+        snprintf(msg, msgcap, "out of memory");
+        return CM_ENOMEM;
+    }
+    memcpy(v, val, vlen);
+    v[vlen] = '\0';
+    char detail[200];
+    int rc = set_opt(cfg, o, v, detail, sizeof(detail));
+    cm_free(v);
+    if (rc != 0)
+        snprintf(msg, msgcap, "CONFIG SET failed (possibly related to argument '%s') - %s",
+                 o->name, detail);
+    return rc;
+}
+
+static int load_file(struct net_config *c, const char *path, struct cm_err *err)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return cm_err_set(err, CM_EIO, "cannot open config file %s: %s", path, strerror(errno));
+    char line[2048];
+    int lineno = 0, rc = 0;
+    while (rc == 0 && fgets(line, sizeof(line), f) != NULL) {
+        lineno++;
+        char *p = line;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        p[strcspn(p, "\r\n")] = '\0';
+        if (*p == '\0' || *p == '#')
+            continue;
+        char *name = p;
+        p += strcspn(p, " \t");
+        if (*p != '\0')
+            *p++ = '\0';
+        while (*p == ' ' || *p == '\t')
+            p++;
+        /* Strip one pair of surrounding quotes. */
+        size_t vl = strlen(p);
+        if (vl >= 2 && (p[0] == '"' || p[0] == '\'') && p[vl - 1] == p[0]) {
+            p[vl - 1] = '\0';
+            p++;
+        }
+        const struct opt *o = find_opt(name, strlen(name));
+        char msg[200];
+        if (o == NULL)
+            rc = cm_err_set(err, CM_EINVAL, "%s:%d: unknown option '%s'", path, lineno, name);
+        else if (set_opt(c, o, p, msg, sizeof(msg)) != 0)
+            rc = cm_err_set(err, CM_EINVAL, "%s:%d: %s: %s", path, lineno, name, msg);
+    }
+    fclose(f);
+    return rc;
+}
+
+static void usage(void)
+{
+    printf("Usage: eddyd [--config FILE] [--NAME VALUE ...]\n"
+           "eddy %s: a key-value store that runs Lua functions next to the data.\n"
+           "Speaks the Redis protocol (RESP2/RESP3); data lives in RocksDB.\n\n"
+           "Options (also valid as 'NAME VALUE' lines in the config file; a flag\n"
+           "overrides the file):\n",
+           EDDY_VERSION);
+    for (size_t i = 0; i < NOPTS; i++)
+        if (opts[i].help != NULL)
+            printf("  --%-28s %s\n", opts[i].name, opts[i].help);
+    printf("  --%-28s %s\n", "config FILE", "read options from FILE first");
+    printf("  --%-28s %s\n", "help", "print this help and exit");
+    printf("  --%-28s %s\n", "version", "print the version and exit");
+    printf("\nExample: eddyd --port 7711 --dir ./data --appendfsync always\n");
+}
+
+struct net_config *net_config_load(int argc, char **argv, bool *exit_now, struct cm_err *err)
+{
+    struct net_config *c = cm_malloc(sizeof(*c));
+    *exit_now = false;
+    if (c == NULL) {
+        cm_err_set(err, CM_ENOMEM, "out of memory");
+        return NULL;
+    }
+    defaults(c);
+    /* First pass: --help, --version, --config. */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage();
+            *exit_now = true;
+            return c;
+        }
+        if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-v") == 0) {
+            printf("eddyd %s\n", EDDY_VERSION);
+            *exit_now = true;
+            return c;
+        }
+        if (strcmp(argv[i], "--config") == 0) {
+            if (i + 1 >= argc) {
+                cm_err_set(err, CM_EINVAL, "--config needs a file name");
+                goto fail;
+            }
+            snprintf(c->config_file, sizeof(c->config_file), "%s", argv[i + 1]);
+            if (load_file(c, argv[i + 1], err) != 0)
+                goto fail;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0) {
+            i++;
+            continue;
+        }
+        if (strncmp(argv[i], "--", 2) != 0) {
+            cm_err_set(err, CM_EINVAL, "unexpected argument '%s' (see --help)", argv[i]);
+            goto fail;
+        }
+        const char *name = argv[i] + 2;
+        const struct opt *o = find_opt(name, strlen(name));
+        if (o == NULL || o->help == NULL) {
+            cm_err_set(err, CM_EINVAL, "unknown option --%s (see --help)", name);
+            goto fail;
+        }
+        if (i + 1 >= argc) {
+            cm_err_set(err, CM_EINVAL, "--%s needs a value", name);
+            goto fail;
+        }
+        char msg[200];
+        if (set_opt(c, o, argv[++i], msg, sizeof(msg)) != 0) {
+            cm_err_set(err, CM_EINVAL, "--%s: %s", name, msg);
+            goto fail;
+        }
+    }
+    return c;
+fail:
+    cm_free(c);
+    return NULL;
+}
+
+void net_config_free(struct net_config *cfg)
+{
+    cm_free(cfg);
+}

@@ -1,0 +1,372 @@
+/* conn.c - one client connection on one worker loop: read, parse (resp.c), execute
+ * (cmd.c), reply in request order, with limits on what a client may buffer. */
+#include "net_int.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Stop executing a client's commands while this much reply data is pending: a
+ * pipeline of a million commands then proceeds as fast as the client reads. */
+#define OUT_PAUSE_BYTES (1 << 20)
+#define READ_CHUNK (16 * 1024)
+
+static void conn_io(void *ud, int events);
+
+static void format_addr(const struct sockaddr_storage *sa, char *buf, size_t cap)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+        snprintf(buf, cap, "%s:%d", host, port);
+    } else if (sa->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+        snprintf(buf, cap, "[%s]:%d", host, port);
+    } else {
+        snprintf(buf, cap, "?:0");
+    }
+}
+
+void conn_accept(struct worker *w, int fd)
+{
+    struct server *s = w->srv;
+    struct conn *c = cm_calloc(1, sizeof(*c));
+    if (c == NULL) {
+        close(fd);
+        return;
+    }
+    c->fd = fd;
+    c->w = w;
+    c->id = atomic_fetch_add(&s->next_client_id, 1);
+    c->resp = 2;
+    c->authed = s->cfg->requirepass[0] == '\0';
+    c->ctime_ms = c->last_ms = cm_now_ms();
+    cm_buf_init(&c->in);
+    cm_buf_init(&c->out);
+    resp_req_init(&c->req);
+    c->req.max_bulk = s->cfg->max_bulk;
+    struct sockaddr_storage sa;
+    socklen_t sl = sizeof(sa);
+    if (getpeername(fd, (struct sockaddr *)&sa, &sl) == 0)
+        format_addr(&sa, c->addr, sizeof(c->addr));
+    sl = sizeof(sa);
+    if (getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
+        format_addr(&sa, c->laddr, sizeof(c->laddr));
+    c->io = loop_io_new(w->loop, fd, conn_io, c);
+    if (c->io == NULL) {
+        resp_req_deinit(&c->req);
+        cm_free(c);
+        close(fd);
+        return;
+    }
+    loop_io_set(c->io, LOOP_READ);
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    pthread_mutex_lock(&s->clients_lock);
+    c->gnext = s->clients;
+    if (s->clients)
+        s->clients->gprev = c;
+    s->clients = c;
+    pthread_mutex_unlock(&s->clients_lock);
+    atomic_fetch_add(&s->nclients, 1);
+    cm_log(CM_LOG_VERBOSE, "Accepted %s (id %llu)", c->addr, c->id);
+}
+
+void conn_close(struct conn *c)
+{
+    struct worker *w = c->w;
+    struct server *s = w->srv;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    pthread_mutex_lock(&s->clients_lock);
+    if (c->gprev)
+        c->gprev->gnext = c->gnext;
+    else
+        s->clients = c->gnext;
+    if (c->gnext)
+        c->gnext->gprev = c->gprev;
+    pthread_mutex_unlock(&s->clients_lock);
+    atomic_fetch_sub(&s->nclients, 1);
+    if (c->call != NULL) {
+        /* The call is aborted: nothing it wrote is applied. */
+        udf_call_free(c->call);
+        c->call = NULL;
+    }
+    if (c->in_calls) {
+        if (c->cprev)
+            c->cprev->cnext = c->cnext;
+        else
+            w->calls = c->cnext;
+        if (c->cnext)
+            c->cnext->cprev = c->cprev;
+    }
+    loop_io_free(c->io);
+    close(c->fd);
+    cm_buf_deinit(&c->in);
+    cm_buf_deinit(&c->out);
+    resp_req_deinit(&c->req);
+    cm_free(c->name);
+    cm_log(CM_LOG_VERBOSE, "Client closed connection %s (id %llu)", c->addr, c->id);
+    cm_free(c);
+}
+
+/* Writes pending output and sets the watcher. Returns -1 if c was closed. */
+static int flush_out(struct conn *c)
+{
+    while (c->opos < c->out.len) {
+        ssize_t n = write(c->fd, c->out.p + c->opos, c->out.len - c->opos);
+        if (n > 0) {
+            c->opos += (size_t)n;
+            atomic_fetch_add_explicit(&c->w->srv->net_out, (unsigned long long)n,
+                                      memory_order_relaxed);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        conn_close(c);
+        return -1;
+    }
+    bool pending = c->opos < c->out.len;
+    if (!pending) {
+        c->out.len = c->opos = 0;
+        if (c->out.cap > 4 * OUT_PAUSE_BYTES)
+            cm_buf_shrink(&c->out, 0);
+        if (c->flags & CONN_CLOSE_AFTER_REPLY) {
+            conn_close(c);
+            return -1;
+        }
+    }
+    loop_io_set(c->io, (c->paused ? 0 : LOOP_READ) | (pending ? LOOP_WRITE : 0));
+    return 0;
+}
+
+/* Durability before acknowledgement: under appendfsync always the WAL is synced
+ * once for all the commands of this batch (group commit with other threads). */
+static void sync_if_needed(struct conn *c)
+{
+    if (!c->dirty)
+        return;
+    c->dirty = false;
+    struct eng *e = c->w->srv->eng;
+    if (eng_get_fsync(e) != ENG_FSYNC_ALWAYS)
+        return;
+    struct cm_err err = {0};
+    if (eng_sync(e, &err) != 0) {
+        /* Like Redis with appendfsync always: an acknowledged write must be durable,
+         * so a failing fsync stops the server rather than lie to clients. */
+        cm_log(CM_LOG_WARNING, "Can't sync the WAL with appendfsync always (%s). Exiting...",
+               err.msg);
+        exit(1);
+    }
+}
+
+/* Parses and executes every whole command in the query buffer. */
+static void process_input(struct conn *c)
+{
+    struct server *s = c->w->srv;
+    while (!c->paused && c->call == NULL && !(c->flags & CONN_CLOSE_AFTER_REPLY) &&
+           c->qpos < c->in.len) {
+        int rc = resp_req_parse(&c->req, c->in.p + c->qpos, c->in.len - c->qpos);
+        if (rc == RESP_MORE)
+            break;
+        if (rc == RESP_BAD) {
+            resp_add_errorf(&c->out, "ERR %s", c->req.err);
+            cm_log(CM_LOG_VERBOSE, "Protocol error (%s) from client %s", c->req.err, c->addr);
+            c->flags |= CONN_CLOSE_AFTER_REPLY;
+            break;
+        }
+        if (c->req.argc > 0)
+            cmd_execute(c, c->req.argc, c->req.argv, c->req.argvlen);
+        c->qpos += c->req.frame_len;
+        resp_req_next(&c->req);
+        if (c->out.len - c->opos > OUT_PAUSE_BYTES)
+            c->paused = true;
+        if (atomic_load(&s->shutting_down))
+            break;
+    }
+    if (c->qpos == c->in.len) {
+        c->in.len = c->qpos = 0;
+        if (c->in.cap > 1024 * 1024)
+            cm_buf_shrink(&c->in, 0);
+    } else if (c->qpos > 0) {
+        cm_buf_consume(&c->in, c->qpos);
+        c->qpos = 0;
+    }
+    sync_if_needed(c);
+}
+
+/* Reads what the socket has. Returns -1 if c was closed. */
+static int read_in(struct conn *c)
+{
+    struct server *s = c->w->srv;
+    size_t want = READ_CHUNK;
+    if (c->req.need > c->in.len - c->qpos) {
+        /* A large bulk is pending: read it straight into place. */
+        size_t missing = c->req.need - (c->in.len - c->qpos);
+        want = missing > want ? missing : want;
+    }
+    if (cm_buf_reserve(&c->in, want) != 0) {
+        cm_log(CM_LOG_WARNING, "Out of memory reading from client %s", c->addr);
+        conn_close(c);
+        return -1;
+    }
+    ssize_t n = read(c->fd, c->in.p + c->in.len, c->in.cap - c->in.len);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        conn_close(c);
+        return -1;
+    }
+    if (n < 0)
+        return 0;
+    c->in.len += (size_t)n;
+    c->last_ms = cm_now_ms();
+    atomic_fetch_add_explicit(&s->net_in, (unsigned long long)n, memory_order_relaxed);
+    if ((long long)(c->in.len - c->qpos) > s->cfg->query_limit) {
+        cm_log(CM_LOG_WARNING, "Closing client %s that reached max query buffer length (%zu bytes)",
+               c->addr, c->in.len - c->qpos);
+        conn_close(c);
+        return -1;
+    }
+    return 0;
+}
+
+static int check_output_limit(struct conn *c)
+{
+    long long limit = c->w->srv->cfg->output_limit;
+    if (limit > 0 && (long long)(c->out.len - c->opos) > limit) {
+        cm_log(CM_LOG_WARNING,
+               "Client id=%llu addr=%s closed for overcoming of output buffer limits.", c->id,
+               c->addr);
+        conn_close(c);
+        return -1;
+    }
+    return 0;
+}
+
+/* Executes buffered commands and writes replies until the client has to read or
+ * send more, or a preempted call blocks it. */
+static void serve(struct conn *c)
+{
+    for (;;) {
+        process_input(c);
+        if (check_output_limit(c) < 0 || flush_out(c) < 0)
+            return;
+        if (c->paused && c->out.len - c->opos <= OUT_PAUSE_BYTES) {
+            c->paused = false;
+            loop_io_set(c->io, LOOP_READ | (c->opos < c->out.len ? LOOP_WRITE : 0));
+            if (c->qpos < c->in.len)
+                continue;
+        }
+        return;
+    }
+}
+
+static void conn_io(void *ud, int events)
+{
+    struct conn *c = ud;
+    if (atomic_load(&c->kill)) {
+        conn_close(c);
+        return;
+    }
+    if ((events & LOOP_READ) && !c->paused && read_in(c) < 0)
+        return;
+    serve(c);
+}
+
+/* Appends a finished call's reply and lets the connection go on. */
+static void finish_call(struct conn *c, struct udf_call *call)
+{
+    const struct cm_buf *r = udf_call_reply(call);
+    cm_buf_append(&c->out, r->p, r->len);
+    if (udf_call_wrote(call))
+        c->dirty = true;
+    udf_call_free(call);
+}
+
+void conn_run_call(struct conn *c, struct udf_call *call)
+{
+    if (udf_call_run(call) == UDF_DONE) {
+        finish_call(c, call);
+        return;
+    }
+    /* Preempted: the connection waits (no further commands of it run) while the
+     * worker serves others and resumes the call on its next iterations. */
+    struct worker *w = c->w;
+    c->call = call;
+    c->in_calls = true;
+    c->cprev = NULL;
+    c->cnext = w->calls;
+    if (w->calls)
+        w->calls->cprev = c;
+    w->calls = c;
+    loop_async_send(w->resume);
+}
+
+void conn_resume_calls(struct worker *w)
+{
+    for (struct conn *c = w->calls, *next; c != NULL; c = next) {
+        next = c->cnext;
+        if (udf_call_run(c->call) != UDF_DONE)
+            continue;
+        struct udf_call *call = c->call;
+        c->call = NULL;
+        c->in_calls = false;
+        if (c->cprev)
+            c->cprev->cnext = c->cnext;
+        else
+            w->calls = c->cnext;
+        if (c->cnext)
+            c->cnext->cprev = c->cprev;
+        finish_call(c, call);
+        /* serve may close c or start another call (which links c at the head, so
+         * `next` stays valid). */
+        serve(c);
+    }
+    if (w->calls != NULL)
+        loop_async_send(w->resume);
+}
+
+void conn_worker_cron(struct worker *w)
+{
+    long long timeout = w->srv->cfg->timeout;
+    int64_t now = cm_now_ms();
+    for (struct conn *c = w->conns, *next; c != NULL; c = next) {
+        next = c->next;
+        if (atomic_load(&c->kill)) {
+            conn_close(c);
+        } else if (timeout > 0 && now - c->last_ms > timeout * 1000 && c->opos == c->out.len) {
+            cm_log(CM_LOG_VERBOSE, "Closing idle client %s", c->addr);
+            conn_close(c);
+        }
+    }
+}
+
+void conn_describe(struct conn *c, struct cm_buf *out)
+{
+    int64_t now = cm_now_ms();
+    cm_buf_appendf(out,
+                   "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=N db=0 "
+                   "sub=0 psub=0 ssub=0 multi=-1 qbuf=%zu qbuf-free=%zu obl=0 oll=0 omem=%zu "
+                   "tot-mem=%zu events=r cmd=%s user=default redir=-1 resp=%d\n",
+                   c->id, c->addr, c->laddr, c->fd, c->name ? c->name : "",
+                   (long long)((now - c->ctime_ms) / 1000), (long long)((now - c->last_ms) / 1000),
+                   c->in.len - c->qpos, c->in.cap - c->in.len, c->out.len - c->opos,
+                   c->in.cap + c->out.cap + sizeof(*c), c->last_cmd[0] ? c->last_cmd : "NULL",
+                   c->resp);
+}

@@ -1,0 +1,248 @@
+/* net_int.h - declarations private to net/: the event-loop API (loop.c), the
+ * configuration (config.c), the server and its worker threads (server.c),
+ * connections (conn.c) and the command table (cmd*.c). */
+#ifndef EDDY_NET_INT_H
+#define EDDY_NET_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "../engine/engine.h"
+#include "../udf/udf.h"
+#include "net.h"
+#include "resp.h"
+
+/* ---- Event loop (loop.c; the only user of libev) ------------------------------------ */
+enum { LOOP_READ = 1, LOOP_WRITE = 2 };
+struct loop;
+struct loop_io;
+struct loop_timer;
+struct loop_async;
+typedef void (*loop_io_fn)(void *ud, int events);
+typedef void (*loop_timer_fn)(void *ud);
+
+struct loop *loop_new(bool is_default);
+void loop_free(struct loop *l);
+void loop_run(struct loop *l);
+void loop_stop(struct loop *l);
+double loop_now(struct loop *l);
+struct loop_io *loop_io_new(struct loop *l, int fd, loop_io_fn fn, void *ud);
+void loop_io_set(struct loop_io *io, int events); /* LOOP_READ|LOOP_WRITE, 0 = off */
+int loop_io_events(const struct loop_io *io);
+void loop_io_free(struct loop_io *io);
+struct loop_timer *loop_timer_new(struct loop *l, double after, double repeat, loop_timer_fn fn,
+                                  void *ud);
+void loop_timer_free(struct loop_timer *t);
+struct loop_async *loop_async_new(struct loop *l, loop_timer_fn fn, void *ud);
+void loop_async_send(struct loop_async *a); /* thread-safe */
+void loop_async_free(struct loop_async *a);
+int loop_on_signal(struct loop *l, int signum, loop_timer_fn fn, void *ud);
+
+/* ---- Configuration (config.c) --------------------------------------------------------- */
+struct net_config {
+    int port;
+    char bind[256];            /* space-separated addresses */
+    char dir[1024];
+    int threads;               /* I/O threads; 0 = number of cores */
+    int appendfsync;           /* enum eng_fsync */
+    char requirepass[512];
+    long long maxclients;
+    long long timeout;         /* idle seconds; 0 = never */
+    long long output_limit;    /* client-output-buffer-limit (bytes, 0 = none) */
+    long long query_limit;     /* client-query-buffer-limit */
+    long long max_bulk;        /* proto-max-bulk-len */
+    int loglevel;
+    char logfile[1024];
+    long long udf_time_limit;  /* ms */
+    long long udf_memory_limit; /* bytes per Lua state */
+    long long block_cache;     /* bytes */
+    long long memtable;        /* bytes */
+    int hz;
+    char config_file[1024];
+};
+
+/* CONFIG GET: appends the matching name/value pairs as a map. */
+int net_config_get(struct net_config *cfg, const char *pattern, size_t plen, struct cm_buf *out,
+                   int proto);
+/* CONFIG SET of one name; returns 0 or CM_EINVAL with msg set (Redis's wording). */
+int net_config_set(struct net_config *cfg, const char *name, size_t nlen, const char *val,
+                   size_t vlen, char *msg, size_t msgcap);
+/* Parses "1gb", "64mb", "100" into bytes. */
+int net_parse_memory(const char *s, long long *out);
+
+/* ---- Server and workers (server.c) ------------------------------------------------------ */
+struct conn;
+struct worker;
+
+struct server {
+    struct net_config *cfg;
+    struct eng *eng;
+    struct udf *udf;
+    int nworkers;
+    struct worker **workers;
+    int listen_fds[8];
+    int nlisten;
+    int64_t start_us;
+    atomic_bool shutting_down;
+    int exit_code;
+
+    /* All clients, for CLIENT LIST/KILL and maxclients; guarded by clients_lock. */
+    pthread_mutex_t clients_lock;
+    struct conn *clients;
+    atomic_long nclients;
+    atomic_ullong next_client_id;
+    unsigned next_worker;
+
+    /* Counters for INFO stats. */
+    atomic_ullong conns_received, conns_rejected, commands, net_in, net_out, auth_failures;
+    atomic_ullong keyspace_hits, keyspace_misses;
+    struct loop_timer *cron;
+};
+
+extern struct server *g_server;
+
+struct worker {
+    int id;
+    struct server *srv;
+    struct loop *loop;
+    pthread_t thread;
+    struct loop_async *wake;   /* new connections or kill requests are pending */
+    pthread_mutex_t inbox_lock;
+    int *inbox;                /* accepted fds handed to this worker */
+    int inbox_len, inbox_cap;
+    struct conn *conns;        /* this worker's connections */
+    struct loop_timer *cron;
+    struct eng_batch *batch;   /* reused by commands on this thread */
+    struct udf_vm *vm;         /* this thread's Lua state */
+    struct loop_async *resume; /* run a slice of the preempted calls */
+    struct conn *calls;        /* connections whose call was preempted */
+};
+
+/* Requests shutdown from any thread (SHUTDOWN, signals). */
+void server_shutdown(struct server *s, int exit_code);
+/* Pushes the udf-* configuration to the function registry. */
+void server_apply_udf_limits(struct server *s);
+/* Wakes the worker that owns c so it notices a kill request. */
+void server_wake_worker(struct worker *w);
+
+/* ---- Connections (conn.c) ------------------------------------------------------------------ */
+enum {
+    CONN_CLOSE_AFTER_REPLY = 1, /* QUIT, protocol errors */
+    CONN_CLOSE_ASAP = 2
+};
+
+struct conn {
+    unsigned long long id;
+    int fd;
+    struct worker *w;
+    struct loop_io *io;
+    struct cm_buf in;          /* query buffer; frames start at in.p[qpos] */
+    size_t qpos;
+    struct resp_req req;
+    struct cm_buf out;         /* replies; out.p[opos..] not yet written */
+    size_t opos;
+    int resp;                  /* 2 or 3 */
+    bool authed;
+    int flags;
+    atomic_bool kill;
+    bool paused;               /* reading paused: too much pending output */
+    bool dirty;                /* wrote since the last WAL sync check */
+    char *name;
+    char addr[64], laddr[64];
+    int64_t ctime_ms, last_ms;
+    unsigned long long ncmds;
+    char last_cmd[32];
+    struct udf_call *call;             /* a running function call blocks the connection */
+    struct conn *cnext, *cprev;        /* worker's list of preempted calls */
+    bool in_calls;
+    struct conn *next, *prev;          /* worker list */
+    struct conn *gnext, *gprev;        /* server list (clients_lock) */
+};
+
+void conn_accept(struct worker *w, int fd);
+void conn_close(struct conn *c);
+/* Appends the CLIENT LIST line of c to out. Caller holds clients_lock. */
+void conn_describe(struct conn *c, struct cm_buf *out);
+/* Closes idle clients and finished kills on this worker; called by its cron. */
+void conn_worker_cron(struct worker *w);
+/* Runs a new call for c (from FCALL/EVAL): its reply is appended now if it finishes
+ * within its first slice, else when a later slice finishes it. Takes ownership. */
+void conn_run_call(struct conn *c, struct udf_call *call);
+/* Gives every preempted call of w one more slice; called from w's resume watcher. */
+void conn_resume_calls(struct worker *w);
+/* The udf_exec_fn for redis.call (cmd.c). */
+int cmd_exec_from_script(void *owner, struct eng_txn *txn, int resp, int flags, int argc,
+                         const char **argv, const size_t *argvlen, struct cm_buf *out);
+
+/* ---- Commands (cmd.c and cmd_*.c) ---------------------------------------------------------- */
+enum {
+    CMD_WRITE = 1,     /* may modify the keyspace: keys are locked, writes batched */
+    CMD_READONLY = 2,
+    CMD_NOAUTH = 4,    /* allowed before AUTH */
+    CMD_ADMIN = 8,
+    CMD_FAST = 16,
+    CMD_LOADING = 32,
+    CMD_NOSCRIPT = 64  /* not allowed from redis.call */
+};
+
+struct cmd_ctx;
+typedef void (*cmd_fn)(struct cmd_ctx *x);
+
+struct cmd_def {
+    const char *name;
+    cmd_fn fn;
+    int arity;       /* Redis convention: N exact, -N at least N */
+    int flags;
+    int first_key, last_key, step; /* key positions (last -1 = until the end) */
+    const char *group;
+};
+
+/* One command execution. Replies go to out; writes go to batch and are committed by
+ * the dispatcher after fn returns (so every command applies atomically). */
+struct cmd_ctx {
+    struct conn *c;
+    struct server *srv;
+    struct eng *eng;
+    const struct cmd_def *cmd;
+    size_t argc;
+    const char **argv;
+    size_t *argvlen;
+    struct cm_buf *out;
+    int resp;
+    int64_t now_ms;
+    struct eng_batch *batch;
+    struct eng_txn *txn; /* set inside a function call: reads and writes go through it */
+    bool failed;     /* fn wrote an error reply: nothing to commit */
+};
+
+const struct cmd_def *cmd_lookup(const char *name, size_t len);
+/* Runs argv on connection c, appending the reply to c->out. */
+void cmd_execute(struct conn *c, size_t argc, const char **argv, size_t *argvlen);
+int cmd_count(void);
+const struct cmd_def *cmd_at(int i);
+
+/* Reply helpers used by the command files. */
+void reply_ok(struct cmd_ctx *x);
+void reply_err(struct cmd_ctx *x, const char *msg);
+void reply_errf(struct cmd_ctx *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void reply_syntax(struct cmd_ctx *x);
+void reply_wrongtype(struct cmd_ctx *x);
+void reply_storage_err(struct cmd_ctx *x, const struct cm_err *err);
+bool arg_is(struct cmd_ctx *x, size_t i, const char *lit);
+/* Parses argv[i] as an integer; replies "value is not an integer or out of range"
+ * and returns false when it is not one. */
+bool arg_ll(struct cmd_ctx *x, size_t i, long long *v);
+
+/* Key access for commands: reads see the store; writes go to the command's batch. */
+int kv_get(struct cmd_ctx *x, const char *key, size_t klen, struct eng_item *it);
+int kv_put(struct cmd_ctx *x, const char *key, size_t klen, int64_t expire_ms, const void *val,
+           size_t vlen);
+int kv_del(struct cmd_ctx *x, const char *key, size_t klen);
+
+/* Command groups, each a table of definitions. */
+extern const struct cmd_def cmd_string_table[];
+extern const struct cmd_def cmd_keys_table[];
+extern const struct cmd_def cmd_server_table[];
+extern const struct cmd_def cmd_udf_table[];
+
+#endif

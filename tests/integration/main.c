@@ -1,0 +1,29 @@
+/* main.c - entry point of the integration suite (bin/tests/integration): starts the
+ * shared eddyd (or attaches to EDDY_TEST_PORT), runs every suite, then stops it.
+ * Environment: EDDYD (default bin/eddyd), EDDY_TEST_PORT, EDDY_TEST_ONLY (run only
+ * the suite of that name: conn strings keys server pipeline persist protocol limits). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static const struct {
+    const char *name;
+    void (*fn)(void);
+} suites[] = {
+    {"conn", suite_conn},         {"strings", suite_strings}, {"keys", suite_keys},
+    {"server", suite_server},     {"pipeline", suite_pipeline}, {"protocol", suite_protocol},
+    {"limits", suite_limits},     {"persist", suite_persist},
+};
+
+int main(void)
+{
+    if (!h_setup())
+        return 1;
+    const char *only = getenv("EDDY_TEST_ONLY");
+    for (size_t i = 0; i < sizeof(suites) / sizeof(suites[0]); i++)
+        if (only == NULL || *only == '\0' || strcmp(only, suites[i].name) == 0)
+            suites[i].fn();
+    return h_teardown();
+}

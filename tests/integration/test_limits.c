@@ -1,0 +1,299 @@
+/* test_limits.c - client limits, each on its own server: --maxclients (the 11th of
+ * 10 is refused; 10,000 idle connections are served), the query and output buffer
+ * limits, --proto-max-bulk-len at the limit and one past it, and --timeout. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static void t_maxclients_10(void)
+{
+    struct h_server *s = h_server_start("--maxclients", "10", NULL);
+    eddy_ctx *c[10];
+    for (int i = 0; i < 10; i++) {
+        c[i] = h_connect_port(s->port);
+        EXPECT_STATUS("PONG", c[i], "PING");
+    }
+    for (int round = 0; round < 3; round++) {
+        int fd = h_raw_connect(s->port);
+        CHECK(fd >= 0);
+        char buf[256];
+        size_t got;
+        bool closed = h_raw_wait_close(fd, buf, sizeof(buf), &got, 3000);
+        close(fd);
+        CHECK_STR(buf, "-ERR max number of clients reached\r\n");
+        CHECK(closed);
+    }
+    CHECK(h_info_field(c[0], "stats", "rejected_connections") >= 3);
+    CHECK_EQ_INT(h_info_field(c[0], "clients", "connected_clients"), 10);
+    /* The ten are still served; once one leaves, a newcomer gets in. */
+    for (int i = 0; i < 10; i++)
+        EXPECT_STATUS("PONG", c[i], "PING");
+    eddy_free(c[9]);
+    int64_t end = h_now_ms() + 3000;
+    eddy_ctx *n = NULL;
+    while (n == NULL && h_now_ms() < end) {
+        n = eddy_connect("127.0.0.1", s->port, 2000, NULL, NULL);
+        struct eddy_reply *r = n ? eddy_command(n, "PING", (char *)NULL) : NULL;
+        bool ok = r != NULL && r->type == EDDY_REPLY_STATUS;
+        eddy_reply_free(r);
+        if (!ok) {
+            eddy_free(n);
+            n = NULL;
+            h_sleep_ms(50);
+        }
+    }
+    CHECK(n != NULL);
+    eddy_free(n);
+    for (int i = 0; i < 9; i++)
+        eddy_free(c[i]);
+    h_server_free(s);
+}
+
+/* Counts the lines of CLIENT LIST. */
+static long client_list_lines(eddy_ctx *c)
+{
+    char *t = CMD_TEXT(c, "CLIENT", "LIST");
+    long n = 0;
+    for (char *p = t; *p; p++)
+        n += *p == '\n';
+    free(t);
+    return n;
+}
+
+static void t_10000_idle_connections(void)
+{
+    enum { N = 10000 };
+    long lim = h_raise_nofile(N + 200);
+    if (lim < N + 100)
+        FAILF("RLIMIT_NOFILE is %ld; need %d (raise the hard limit)", lim, N + 100);
+    struct h_server *s = h_server_start("--maxclients", "20000", NULL);
+    static int fds[N];
+    int64_t t0 = h_now_ms();
+    for (int i = 0; i < N; i++) {
+        fds[i] = h_raw_connect(s->port);
+        if (fds[i] < 0)
+            FAILF("connection %d of %d failed", i, N);
+    }
+    int64_t t1 = h_now_ms();
+    eddy_ctx *c = h_connect_port(s->port);
+    EXPECT_STATUS("PONG", c, "PING");
+    /* Wait until the server has taken every connection in. */
+    long clients = 0;
+    int64_t end = h_now_ms() + 20000;
+    while (h_now_ms() < end) {
+        clients = h_info_field(c, "clients", "connected_clients");
+        if (clients >= N + 1)
+            break;
+        h_sleep_ms(100);
+    }
+    CHECK_EQ_INT(clients, N + 1);
+    CHECK_EQ_INT(client_list_lines(c), N + 1);
+    /* Still fast for everyone: a new client, and some of the idle ones. */
+    int64_t t2 = h_now_ms();
+    EXPECT_STATUS("PONG", c, "PING");
+    eddy_ctx *c2 = h_connect_port(s->port);
+    EXPECT_OK(c2, "SET", "k", "v");
+    EXPECT_BULK("v", c2, "GET", "k");
+    eddy_free(c2);
+    if (h_now_ms() - t2 > 2000)
+        FAILF("PING and SET took %lld ms with %d idle clients", (long long)(h_now_ms() - t2), N);
+    for (int i = 0; i < N; i += N / 10) {
+        char buf[16];
+        bool closed;
+        CHECK(h_raw_send(fds[i], "PING\r\n", 6) == 0);
+        h_raw_recv(fds[i], buf, 7, 3000, &closed);
+        CHECK_STR(buf, "+PONG\r\n");
+    }
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    end = h_now_ms() + 20000;
+    while (h_now_ms() < end) {
+        clients = h_info_field(c, "clients", "connected_clients");
+        if (clients == 1)
+            break;
+        h_sleep_ms(100);
+    }
+    CHECK_EQ_INT(clients, 1);
+    fprintf(stderr, "  10000 connections opened in %lld ms\n", (long long)(t1 - t0));
+    eddy_free(c);
+    h_server_free(s);
+}
+
+/* A client whose unparsed input passes --client-query-buffer-limit is closed. */
+static void t_query_buffer_limit(void)
+{
+    struct h_server *s = h_server_start("--client-query-buffer-limit", "1mb", NULL);
+    size_t big = 3u << 20;
+    char *v = malloc(big);
+    CHECK(v != NULL);
+    memset(v, 'q', big);
+    /* Half a MB fits. */
+    eddy_ctx *c = h_connect_port(s->port);
+    const char *set[] = {"SET", "qb:small", v};
+    size_t setl[] = {3, 8, 512 * 1024};
+    h_expect_status(H_AT, h_cmdv(H_AT, c, 3, set, setl), "OK");
+    EXPECT_INT(512 * 1024, c, "STRLEN", "qb:small");
+    /* A 3 MB argument does not. */
+    int fd = h_raw_connect(s->port);
+    CHECK(fd >= 0);
+    char hdr[64];
+    int n = snprintf(hdr, sizeof(hdr), "*3\r\n$3\r\nSET\r\n$6\r\nqb:big\r\n$%zu\r\n", big);
+    CHECK(h_raw_send(fd, hdr, (size_t)n) == 0);
+    h_raw_send(fd, v, big); /* may fail half-way once the server closes */
+    char buf[256];
+    size_t got;
+    bool closed = h_raw_wait_close(fd, buf, sizeof(buf), &got, 5000);
+    close(fd);
+    CHECK(closed);
+    EXPECT_STATUS("PONG", c, "PING");
+    EXPECT_INT(0, c, "EXISTS", "qb:big");
+    EXPECT_INT(1, c, "DEL", "qb:small");
+    free(v);
+    eddy_free(c);
+    EXPECT_ALIVE(s->port);
+    h_server_free(s);
+}
+
+/* A client that pipelines GETs of a big value and never reads is disconnected at
+ * --client-output-buffer-limit; a client that reads is served. */
+static void t_output_buffer_limit(void)
+{
+    struct h_server *s = h_server_start("--client-output-buffer-limit", "1mb", NULL);
+    enum { SIZE = 256 * 1024 };
+    char *v = malloc(SIZE);
+    CHECK(v != NULL);
+    memset(v, 'o', SIZE);
+    eddy_ctx *c = h_connect_port(s->port);
+    const char *set[] = {"SET", "ob:v", v};
+    size_t setl[] = {3, 4, SIZE};
+    h_expect_status(H_AT, h_cmdv(H_AT, c, 3, set, setl), "OK");
+
+    int hog = h_raw_connect(s->port);
+    CHECK(hog >= 0);
+    char buf[64];
+    bool closed;
+    CHECK(h_raw_send(hog, "CLIENT SETNAME hog\r\n", 20) == 0);
+    h_raw_recv(hog, buf, 5, 3000, &closed);
+    CHECK_STR(buf, "+OK\r\n");
+    char *list = CMD_TEXT(c, "CLIENT", "LIST");
+    CHECK(strstr(list, "name=hog ") != NULL);
+    free(list);
+    size_t reqlen = 0;
+    char *req = malloc(400 * 32);
+    for (int i = 0; i < 400; i++)
+        reqlen += (size_t)sprintf(req + reqlen, "*2\r\n$3\r\nGET\r\n$4\r\nob:v\r\n");
+    h_raw_send(hog, req, reqlen);
+    free(req);
+    /* The hog never reads. It must disappear from CLIENT LIST. */
+    bool gone = false;
+    int64_t end = h_now_ms() + 5000;
+    while (!gone && h_now_ms() < end) {
+        list = CMD_TEXT(c, "CLIENT", "LIST");
+        gone = strstr(list, "name=hog ") == NULL;
+        free(list);
+        if (!gone)
+            h_sleep_ms(50);
+    }
+    if (!gone)
+        FAILF("a client with 100 MB of unread replies was not disconnected (limit 1mb)");
+    /* Others are fine, with replies below the limit. */
+    eddy_ctx *c2 = h_connect_port(s->port);
+    for (int i = 0; i < 20; i++) {
+        const char *get[] = {"GET", "ob:v"};
+        h_expect_bulk(H_AT, h_cmdv(H_AT, c2, 2, get, NULL), v, SIZE);
+    }
+    EXPECT_STATUS("PONG", c, "PING");
+    /* The hog's socket: some replies, then the end. */
+    size_t got;
+    CHECK(h_raw_wait_close(hog, NULL, 0, &got, 5000));
+    close(hog);
+    free(v);
+    eddy_free(c2);
+    eddy_free(c);
+    h_server_free(s);
+}
+
+/* --proto-max-bulk-len 1mb: a 1 MB argument passes, one byte more is a protocol
+ * error; APPEND and SETRANGE cannot grow a string past it. */
+static void t_proto_max_bulk_len(void)
+{
+    struct h_server *s = h_server_start("--proto-max-bulk-len", "1mb", NULL);
+    size_t max = 1u << 20;
+    char *v = malloc(max + 1);
+    CHECK(v != NULL);
+    memset(v, 'b', max + 1);
+    eddy_ctx *c = h_connect_port(s->port);
+    const char *set[] = {"SET", "pm:k", v};
+    size_t setl[] = {3, 4, max};
+    h_expect_status(H_AT, h_cmdv(H_AT, c, 3, set, setl), "OK");
+    EXPECT_INT((long long)max, c, "STRLEN", "pm:k");
+    EXPECT_ERR("ERR string exceeds maximum allowed size (proto-max-bulk-len)", c, "APPEND",
+               "pm:k", "x");
+    EXPECT_ERR("ERR string exceeds maximum allowed size (proto-max-bulk-len)", c, "SETRANGE",
+               "pm:k", "1048576", "x");
+    EXPECT_INT((long long)max, c, "SETRANGE", "pm:k", "1048575", "x");
+    EXPECT_INT((long long)max, c, "STRLEN", "pm:k");
+    eddy_free(c);
+    int fd = h_raw_connect(s->port);
+    CHECK(fd >= 0);
+    const char hdr[] = "*3\r\n$3\r\nSET\r\n$4\r\npm:k\r\n$1048577\r\n";
+    CHECK(h_raw_send(fd, hdr, sizeof(hdr) - 1) == 0);
+    char buf[256];
+    size_t got;
+    bool closed = h_raw_wait_close(fd, buf, sizeof(buf), &got, 3000);
+    close(fd);
+    CHECK_STR(buf, "-ERR Protocol error: invalid bulk length\r\n");
+    CHECK(closed);
+    c = h_connect_port(s->port);
+    EXPECT_INT((long long)max, c, "STRLEN", "pm:k");
+    EXPECT_INT((long long)max, c, "APPEND", "pm:k", "");
+    free(v);
+    eddy_free(c);
+    h_server_free(s);
+}
+
+/* --timeout 1: an idle client is closed after about 2 s; an active one is not. */
+static void t_idle_timeout(void)
+{
+    struct h_server *s = h_server_start("--timeout", "1", NULL);
+    eddy_ctx *idle = h_connect_port(s->port);
+    EXPECT_STATUS("PONG", idle, "PING");
+    int raw = h_raw_connect(s->port);
+    CHECK(raw >= 0);
+    eddy_ctx *busy = h_connect_port(s->port);
+    int64_t start = h_now_ms();
+    while (h_now_ms() - start < 3000) {
+        EXPECT_STATUS("PONG", busy, "PING");
+        h_sleep_ms(250);
+    }
+    struct eddy_reply *r = eddy_command(idle, "PING", (char *)NULL);
+    if (r != NULL)
+        FAILF("an idle client still got %s after 3 s with --timeout 1", h_describe(r));
+    char buf[64];
+    size_t got;
+    CHECK(h_raw_wait_close(raw, buf, sizeof(buf), &got, 100));
+    close(raw);
+    EXPECT_STATUS("PONG", busy, "PING");
+    /* Not before a second of silence. */
+    eddy_ctx *fresh = h_connect_port(s->port);
+    h_sleep_ms(500);
+    EXPECT_STATUS("PONG", fresh, "PING");
+    eddy_free(fresh);
+    eddy_free(busy);
+    eddy_free(idle);
+    h_server_free(s);
+}
+
+void suite_limits(void)
+{
+    h_run("maxclients_10_then_refused", t_maxclients_10, H_OWN, 30);
+    h_run("idle_connections_10000", t_10000_idle_connections, H_OWN, 90);
+    h_run("client_query_buffer_limit", t_query_buffer_limit, H_OWN, 30);
+    h_run("client_output_buffer_limit", t_output_buffer_limit, H_OWN, 30);
+    h_run("proto_max_bulk_len_limit", t_proto_max_bulk_len, H_OWN, 30);
+    h_run("timeout_closes_idle_clients", t_idle_timeout, H_OWN, 30);
+}

@@ -1,0 +1,286 @@
+/* test_persist.c - durability, each on its own server: data and TTLs survive a
+ * SHUTDOWN or SIGTERM and a restart on the same directory; under --appendfsync
+ * always, every acknowledged write survives a kill -9 at a random moment. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+enum { NKEYS = 2000 };
+
+/* Writes NKEYS keys in one pipeline: p:i = "value-i" (+ binary tail for some);
+ * i % 4 == 1 with EX 1000, i % 4 == 2 with PX 300, others without TTL. */
+static void write_keys(eddy_ctx *c)
+{
+    for (int i = 0; i < NKEYS; i++) {
+        char key[32], val[64];
+        snprintf(key, sizeof(key), "p:%05d", i);
+        int vl = snprintf(val, sizeof(val), "value-%d", i);
+        if (i % 10 == 0) {
+            memcpy(val + vl, "\0\r\n", 3);
+            vl += 3;
+        }
+        const char *argv[] = {"SET", key, val, i % 4 == 1 ? "EX" : "PX",
+                              i % 4 == 1 ? "1000" : "300"};
+        size_t lens[] = {3, strlen(key), (size_t)vl, 2, i % 4 == 1 ? 4u : 3u};
+        int argc = i % 4 == 1 || i % 4 == 2 ? 5 : 3;
+        CHECK(eddy_append_argv(c, argc, argv, lens) == EDDY_OK);
+    }
+    for (int i = 0; i < NKEYS; i++) {
+        struct eddy_reply *r;
+        if (eddy_get_reply(c, &r) != EDDY_OK)
+            FAILF("reply %d: %s", i, eddy_errstr(c));
+        h_expect_status(H_AT, r, "OK");
+    }
+}
+
+/* Checks what write_keys wrote, after the PX 300 keys expired. */
+static void check_keys(eddy_ctx *c)
+{
+    for (int i = 0; i < NKEYS; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "p:%05d", i);
+        const char *get[] = {"GET", key};
+        const char *pttl[] = {"PTTL", key};
+        CHECK(eddy_append_argv(c, 2, get, NULL) == EDDY_OK);
+        CHECK(eddy_append_argv(c, 2, pttl, NULL) == EDDY_OK);
+    }
+    for (int i = 0; i < NKEYS; i++) {
+        char key[32], val[64];
+        snprintf(key, sizeof(key), "p:%05d", i);
+        int vl = snprintf(val, sizeof(val), "value-%d", i);
+        if (i % 10 == 0) {
+            memcpy(val + vl, "\0\r\n", 3);
+            vl += 3;
+        }
+        struct eddy_reply *g, *t;
+        if (eddy_get_reply(c, &g) != EDDY_OK || eddy_get_reply(c, &t) != EDDY_OK)
+            FAILF("reply for %s: %s", key, eddy_errstr(c));
+        if (i % 4 == 2) {
+            if (g->type != EDDY_REPLY_NIL)
+                FAILF("%s (PX 300) is still there after restart: %s", key, h_describe(g));
+            h_expect_nil(H_AT, g);
+            h_expect_int(H_AT, t, -2);
+            continue;
+        }
+        if (g->type != EDDY_REPLY_STRING || g->len != (size_t)vl || memcmp(g->str, val, g->len))
+            FAILF("%s after restart: %s", key, h_describe(g));
+        eddy_reply_free(g);
+        if (i % 4 == 1) {
+            if (t->type != EDDY_REPLY_INTEGER || t->integer < 900000 || t->integer > 1000000)
+                FAILF("PTTL %s after restart: %s, expected about 1000000", key, h_describe(t));
+            eddy_reply_free(t);
+        } else {
+            h_expect_int(H_AT, t, -1);
+        }
+    }
+    EXPECT_INT(NKEYS / 4 * 3, c, "DBSIZE");
+}
+
+static void t_restart_after_shutdown(void)
+{
+    struct h_server *s = h_server_start(NULL);
+    eddy_ctx *c = h_connect_port(s->port);
+    write_keys(c);
+    size_t big = 1u << 20;
+    char *v = malloc(big);
+    CHECK(v != NULL);
+    for (size_t i = 0; i < big; i++)
+        v[i] = (char)(i * 31 + 7);
+    const char *set[] = {"SET", "p:big", v};
+    size_t setl[] = {3, 5, big};
+    h_expect_status(H_AT, h_cmdv(H_AT, c, 3, set, setl), "OK");
+    EXPECT_INT(5, c, "INCRBY", "p:ctr", "5");
+    EXPECT_OK(c, "SET", "p:gone", "x");
+    EXPECT_INT(1, c, "DEL", "p:gone");
+    struct eddy_reply *r = eddy_command(c, "SHUTDOWN", (char *)NULL);
+    CHECK(r == NULL);
+    eddy_free(c);
+    int st;
+    if (!h_server_wait_exit(s, 10000, &st))
+        FAILF("eddyd still runs 10 s after SHUTDOWN");
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    h_sleep_ms(400); /* past the PX 300 keys' time */
+    h_server_restart(s);
+    c = h_connect_port(s->port);
+    EXPECT_INT(0, c, "EXISTS", "p:gone");
+    EXPECT_BULK("5", c, "GET", "p:ctr");
+    const char *get[] = {"GET", "p:big"};
+    h_expect_bulk(H_AT, h_cmdv(H_AT, c, 2, get, NULL), v, big);
+    EXPECT_INT(1, c, "DEL", "p:big");
+    EXPECT_INT(1, c, "DEL", "p:ctr");
+    check_keys(c);
+    /* And a second restart, after writes on the restarted server. */
+    EXPECT_OK(c, "SET", "p:second", "2");
+    eddy_free(c);
+    h_server_restart(s);
+    c = h_connect_port(s->port);
+    EXPECT_BULK("2", c, "GET", "p:second");
+    eddy_free(c);
+    free(v);
+    h_server_free(s);
+}
+
+/* SIGTERM with appendfsync no: a clean shutdown still keeps everything. */
+static void t_restart_after_sigterm(void)
+{
+    struct h_server *s = h_server_start("--appendfsync", "no", NULL);
+    eddy_ctx *c = h_connect_port(s->port);
+    write_keys(c);
+    eddy_free(c);
+    int st = h_server_stop(s);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    h_sleep_ms(400);
+    h_server_restart(s);
+    c = h_connect_port(s->port);
+    check_keys(c);
+    eddy_free(c);
+    h_server_free(s);
+}
+
+/* A writer does acknowledged INCRs and SETs of unique values (in batches of `batch`
+ * pipelined commands) until a helper process kills the server with SIGKILL at a
+ * random moment; after a restart every acknowledged write must be there. */
+static void kill9_run(const char *fsync_mode, int batch, unsigned seed)
+{
+    struct h_server *s = h_server_start("--appendfsync", fsync_mode, NULL);
+    srand(seed ^ (unsigned)time(NULL) ^ (unsigned)getpid());
+    int delay_ms = 150 + rand() % 500;
+    eddy_ctx *c = h_connect_port(s->port);
+    EXPECT_OK(c, "SET", "kv:warmup", "1");
+    pid_t killer = fork();
+    if (killer == 0) {
+        h_helper();
+        h_sleep_ms(delay_ms);
+        kill(s->pid, SIGKILL);
+        _exit(0);
+    }
+    CHECK(killer > 0);
+    long long last_ctr = 0; /* last acknowledged INCR value */
+    long sets_acked = 0;    /* kv:0 .. kv:sets_acked-1 were acknowledged */
+    long sent = 0;
+    int64_t end = h_now_ms() + 15000;
+    bool dead = false;
+    while (!dead && h_now_ms() < end) {
+        /* Each batch: INCR kv:ctr, SET kv:<n> <n>-<n*n>, alternating. */
+        for (int i = 0; i < batch; i++) {
+            char key[32], val[64];
+            long n = sent + i;
+            if (n % 2 == 0) {
+                const char *argv[] = {"INCR", "kv:ctr"};
+                if (eddy_append_argv(c, 2, argv, NULL) != EDDY_OK)
+                    dead = true;
+            } else {
+                snprintf(key, sizeof(key), "kv:%ld", n / 2);
+                snprintf(val, sizeof(val), "%ld-%ld", n / 2, (n / 2) * (n / 2));
+                const char *argv[] = {"SET", key, val};
+                if (eddy_append_argv(c, 3, argv, NULL) != EDDY_OK)
+                    dead = true;
+            }
+        }
+        for (int i = 0; i < batch && !dead; i++) {
+            struct eddy_reply *r;
+            if (eddy_get_reply(c, &r) != EDDY_OK) {
+                dead = true;
+                break;
+            }
+            long n = sent + i;
+            if (n % 2 == 0) {
+                if (r->type != EDDY_REPLY_INTEGER || r->integer != last_ctr + 1)
+                    FAILF("INCR #%ld replied %s, expected %lld", n / 2, h_describe(r),
+                          last_ctr + 1);
+                last_ctr = r->integer;
+            } else {
+                if (r->type != EDDY_REPLY_STATUS)
+                    FAILF("SET #%ld replied %s", n / 2, h_describe(r));
+                sets_acked = n / 2 + 1;
+            }
+            eddy_reply_free(r);
+        }
+        sent += batch;
+    }
+    eddy_free(c);
+    int st;
+    waitpid(killer, &st, 0);
+    if (!dead)
+        FAILF("the server was not killed within 15 s (%ld commands acknowledged)", sent);
+    if (!h_server_wait_exit(s, 5000, &st))
+        FAILF("the killed server did not exit");
+    if (last_ctr < 50)
+        fprintf(stderr, "  note: only %lld INCRs acknowledged before the kill\n", last_ctr);
+    h_server_restart(s);
+    c = h_connect_port(s->port);
+    struct eddy_reply *r = CMD(c, "GET", "kv:ctr");
+    long long ctr = r->type == EDDY_REPLY_STRING ? atoll(r->str) : 0;
+    if (ctr < last_ctr || ctr > last_ctr + batch)
+        FAILF("after kill -9: kv:ctr = %s, last acknowledged INCR = %lld", h_describe(r),
+              last_ctr);
+    eddy_reply_free(r);
+    for (long i = 0; i < sets_acked; i++) {
+        char key[32], val[64];
+        snprintf(key, sizeof(key), "kv:%ld", i);
+        snprintf(val, sizeof(val), "%ld-%ld", i, i * i);
+        const char *get[] = {"GET", key};
+        CHECK(eddy_append_argv(c, 2, get, NULL) == EDDY_OK);
+    }
+    long missing = 0, first_missing = -1;
+    for (long i = 0; i < sets_acked; i++) {
+        char val[64];
+        snprintf(val, sizeof(val), "%ld-%ld", i, i * i);
+        if (eddy_get_reply(c, &r) != EDDY_OK)
+            FAILF("GET kv:%ld after restart: %s", i, eddy_errstr(c));
+        if (r->type != EDDY_REPLY_STRING || strcmp(r->str, val) != 0) {
+            if (first_missing < 0)
+                first_missing = i;
+            missing++;
+        }
+        eddy_reply_free(r);
+    }
+    if (missing > 0)
+        FAILF("after kill -9: %ld of %ld acknowledged SETs lost (first kv:%ld)", missing,
+              sets_acked, first_missing);
+    fprintf(stderr, "  kill -9 (%s, batch %d) after %d ms: %lld INCRs, %ld SETs acknowledged, "
+            "all present\n", fsync_mode, batch, delay_ms, last_ctr, sets_acked);
+    eddy_free(c);
+    h_server_free(s);
+}
+
+static void t_kill9_always(void)
+{
+    kill9_run("always", 1, 1);
+}
+
+static void t_kill9_always_pipelined(void)
+{
+    kill9_run("always", 32, 2);
+}
+
+/* Under everysec, writes acknowledged well over a second before a kill -9 stay. */
+static void t_kill9_everysec(void)
+{
+    struct h_server *s = h_server_start("--appendfsync", "everysec", NULL);
+    eddy_ctx *c = h_connect_port(s->port);
+    write_keys(c);
+    eddy_free(c);
+    h_sleep_ms(1500);
+    h_server_kill9(s);
+    h_server_restart(s);
+    c = h_connect_port(s->port);
+    check_keys(c);
+    eddy_free(c);
+    h_server_free(s);
+}
+
+void suite_persist(void)
+{
+    h_run("persist_restart_after_shutdown", t_restart_after_shutdown, H_OWN, 60);
+    h_run("persist_restart_after_sigterm_fsync_no", t_restart_after_sigterm, H_OWN, 60);
+    h_run("persist_kill9_appendfsync_always", t_kill9_always, H_OWN, 60);
+    h_run("persist_kill9_appendfsync_always_pipelined", t_kill9_always_pipelined, H_OWN, 60);
+    h_run("persist_kill9_everysec_after_1s", t_kill9_everysec, H_OWN, 60);
+}

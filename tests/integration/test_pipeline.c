@@ -1,0 +1,253 @@
+/* test_pipeline.c - pipelining (10,000 commands in one go, replies in order), large
+ * values (1 MB and 100 MB round trips), big pipelined replies, and concurrency
+ * (8 client processes incrementing one counter on a server with 2 I/O threads). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static void t_pipeline_10000(void)
+{
+    enum { N = 10000 };
+    eddy_ctx *c = h_connect();
+    EXPECT_INT(0, c, "DEL", "pl:ctr");
+    /* Per i: SET pl:i, GET pl:i, INCR pl:ctr (a counter that proves the order). */
+    for (int i = 0; i < N / 4; i++) {
+        char key[32], val[32];
+        snprintf(key, sizeof(key), "pl:%d", i);
+        snprintf(val, sizeof(val), "value-%d", i * 7);
+        const char *set[] = {"SET", key, val};
+        const char *get[] = {"GET", key};
+        const char *incr[] = {"INCR", "pl:ctr"};
+        const char *del[] = {"DEL", key};
+        CHECK(eddy_append_argv(c, 3, set, NULL) == EDDY_OK);
+        CHECK(eddy_append_argv(c, 2, get, NULL) == EDDY_OK);
+        CHECK(eddy_append_argv(c, 2, incr, NULL) == EDDY_OK);
+        CHECK(eddy_append_argv(c, 2, del, NULL) == EDDY_OK);
+    }
+    CHECK_EQ_INT(eddy_flush(c), EDDY_OK);
+    for (int i = 0; i < N / 4; i++) {
+        struct eddy_reply *r[4];
+        for (int j = 0; j < 4; j++)
+            if (eddy_get_reply(c, &r[j]) != EDDY_OK)
+                FAILF("reply %d of the pipeline: %s", 4 * i + j, eddy_errstr(c));
+        char val[32];
+        snprintf(val, sizeof(val), "value-%d", i * 7);
+        h_expect_status(H_AT, r[0], "OK");
+        h_expect_bulk(H_AT, r[1], val, strlen(val));
+        h_expect_int(H_AT, r[2], i + 1);
+        h_expect_int(H_AT, r[3], 1);
+    }
+    EXPECT_BULK("2500", c, "GET", "pl:ctr");
+    EXPECT_INT(1, c, "DEL", "pl:ctr");
+    eddy_free(c);
+}
+
+/* The same pipeline written as one buffer of raw RESP and read back raw. */
+static void t_pipeline_raw(void)
+{
+    enum { N = 10000 };
+    int fd = h_raw_connect(h_port);
+    CHECK(fd >= 0);
+    size_t cap = (size_t)N * 64, len = 0;
+    char *req = malloc(cap);
+    CHECK(req != NULL);
+    for (int i = 0; i < N; i++)
+        len += (size_t)snprintf(req + len, cap - len, "*2\r\n$4\r\nECHO\r\n$%d\r\n%d\r\n",
+                                i < 10 ? 1 : i < 100 ? 2 : i < 1000 ? 3 : 4, i);
+    CHECK(h_raw_send(fd, req, len) == 0);
+    size_t wantlen = 0;
+    char *want = malloc(cap);
+    CHECK(want != NULL);
+    for (int i = 0; i < N; i++)
+        wantlen += (size_t)snprintf(want + wantlen, cap - wantlen, "$%d\r\n%d\r\n",
+                                    i < 10 ? 1 : i < 100 ? 2 : i < 1000 ? 3 : 4, i);
+    char *got = malloc(wantlen + 1);
+    bool closed;
+    size_t n = h_raw_recv(fd, got, wantlen, 5000, &closed);
+    CHECK_EQ_INT(n, wantlen);
+    CHECK(memcmp(got, want, wantlen) == 0);
+    free(req);
+    free(want);
+    free(got);
+    close(fd);
+}
+
+static unsigned char *pattern(size_t n, unsigned seed)
+{
+    unsigned char *p = malloc(n);
+    if (p == NULL)
+        FAILF("cannot allocate %zu bytes", n);
+    uint64_t x = 0x9E3779B97F4A7C15ULL ^ seed;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p[i] = (unsigned char)x;
+    }
+    /* Make sure the protocol's special bytes are in there. */
+    if (n >= 8)
+        memcpy(p + n / 2, "\r\n\0$*\r\n", 7);
+    return p;
+}
+
+static void roundtrip(size_t size, const char *key)
+{
+    eddy_ctx *c = h_connect();
+    eddy_set_timeout(c, 60000);
+    unsigned char *v = pattern(size, (unsigned)size);
+    const char *set[] = {"SET", key, (const char *)v};
+    size_t setl[] = {3, strlen(key), size};
+    h_expect_status(H_AT, h_cmdv(H_AT, c, 3, set, setl), "OK");
+    const char *get[] = {"GET", key};
+    struct eddy_reply *r = h_cmdv(H_AT, c, 2, get, NULL);
+    if (r->type != EDDY_REPLY_STRING || r->len != size)
+        FAILF("GET of a %zu-byte value: %s", size, h_describe(r));
+    if (memcmp(r->str, v, size) != 0) {
+        size_t i = 0;
+        while (i < size && (unsigned char)r->str[i] == v[i])
+            i++;
+        FAILF("GET of a %zu-byte value differs at byte %zu", size, i);
+    }
+    eddy_reply_free(r);
+    long long len = CMD_INT(c, "STRLEN", key);
+    CHECK_EQ_INT(len, (long long)size);
+    char sz[32];
+    snprintf(sz, sizeof(sz), "%zu", size - 2);
+    r = CMD(c, "GETRANGE", key, sz, "-1");
+    CHECK(r->type == EDDY_REPLY_STRING && r->len == 2 && memcmp(r->str, v + size - 2, 2) == 0);
+    eddy_reply_free(r);
+    EXPECT_INT(1, c, "DEL", key);
+    free(v);
+    eddy_free(c);
+}
+
+static void t_value_1mb(void)
+{
+    roundtrip(1 << 20, "big:1mb");
+}
+
+static void t_value_100mb(void)
+{
+    roundtrip(100u << 20, "big:100mb");
+}
+
+/* 100 pipelined GETs of a 200 KB value: 20 MB of replies, more than the server
+ * buffers before it stops reading from the client; all must arrive intact. */
+static void t_pipeline_big_replies(void)
+{
+    enum { N = 100, SIZE = 200 * 1024 };
+    eddy_ctx *c = h_connect();
+    unsigned char *v = pattern(SIZE, 7);
+    const char *set[] = {"SET", "big:200k", (const char *)v};
+    size_t setl[] = {3, 8, SIZE};
+    h_expect_status(H_AT, h_cmdv(H_AT, c, 3, set, setl), "OK");
+    const char *get[] = {"GET", "big:200k"};
+    for (int i = 0; i < N; i++)
+        CHECK(eddy_append_argv(c, 2, get, NULL) == EDDY_OK);
+    const char *ping[] = {"PING"};
+    CHECK(eddy_append_argv(c, 1, ping, NULL) == EDDY_OK);
+    for (int i = 0; i < N; i++) {
+        struct eddy_reply *r;
+        if (eddy_get_reply(c, &r) != EDDY_OK)
+            FAILF("reply %d: %s", i, eddy_errstr(c));
+        h_expect_bulk(H_AT, r, (const char *)v, SIZE);
+    }
+    struct eddy_reply *r;
+    CHECK(eddy_get_reply(c, &r) == EDDY_OK);
+    h_expect_status(H_AT, r, "PONG");
+    EXPECT_INT(1, c, "DEL", "big:200k");
+    free(v);
+    eddy_free(c);
+}
+
+static void t_concurrent_incr(void)
+{
+    enum { PROCS = 8, EACH = 1000 };
+    eddy_ctx *c = h_connect();
+    EXPECT_INT(0, c, "DEL", "cc:ctr");
+    pid_t pids[PROCS];
+    for (int p = 0; p < PROCS; p++) {
+        pids[p] = fork();
+        if (pids[p] == 0) {
+            h_helper();
+            eddy_ctx *w = h_connect();
+            long long last = 0;
+            for (int i = 0; i < EACH; i++) {
+                long long v = CMD_INT(w, "INCR", "cc:ctr");
+                if (v <= last)
+                    FAILF("INCR returned %lld after %lld in the same client", v, last);
+                last = v;
+            }
+            eddy_free(w);
+            _exit(0);
+        }
+        CHECK(pids[p] > 0);
+    }
+    int failed = 0;
+    for (int p = 0; p < PROCS; p++) {
+        int st;
+        waitpid(pids[p], &st, 0);
+        failed += !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    CHECK_EQ_INT(failed, 0);
+    EXPECT_BULK("8000", c, "GET", "cc:ctr");
+    EXPECT_INT(1, c, "DEL", "cc:ctr");
+    eddy_free(c);
+}
+
+/* Concurrent writers of distinct keys and readers: every value read is one that was
+ * written whole (no torn values), and MSET is seen atomically by MGET. */
+static void t_concurrent_mset_mget(void)
+{
+    enum { PROCS = 4, ROUNDS = 500 };
+    eddy_ctx *c = h_connect();
+    EXPECT_OK(c, "MSET", "cm:a", "0", "cm:b", "0");
+    pid_t pids[PROCS];
+    for (int p = 0; p < PROCS; p++) {
+        pids[p] = fork();
+        if (pids[p] == 0) {
+            h_helper();
+            eddy_ctx *w = h_connect();
+            for (int i = 0; i < ROUNDS; i++) {
+                if (p % 2 == 0) {
+                    char v[32];
+                    snprintf(v, sizeof(v), "%d", p * 100000 + i);
+                    EXPECT_OK(w, "MSET", "cm:a", v, "cm:b", v);
+                } else {
+                    struct eddy_reply *r = CMD(w, "MGET", "cm:a", "cm:b");
+                    CHECK(r->type == EDDY_REPLY_ARRAY && r->elements == 2);
+                    if (strcmp(r->element[0]->str, r->element[1]->str) != 0)
+                        FAILF("MGET saw a half-applied MSET: %s %s", r->element[0]->str,
+                              r->element[1]->str);
+                    eddy_reply_free(r);
+                }
+            }
+            eddy_free(w);
+            _exit(0);
+        }
+    }
+    int failed = 0;
+    for (int p = 0; p < PROCS; p++) {
+        int st;
+        waitpid(pids[p], &st, 0);
+        failed += !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    CHECK_EQ_INT(failed, 0);
+    EXPECT_INT(2, c, "DEL", "cm:a", "cm:b");
+    eddy_free(c);
+}
+
+void suite_pipeline(void)
+{
+    h_run("pipeline_10000_commands", t_pipeline_10000, 0, 30);
+    h_run("pipeline_10000_raw", t_pipeline_raw, 0, 30);
+    h_run("pipeline_big_replies", t_pipeline_big_replies, 0, 30);
+    h_run("value_1mb_roundtrip", t_value_1mb, 0, 30);
+    h_run("value_100mb_roundtrip", t_value_100mb, 0, 90);
+    h_run("concurrent_incr_8x1000", t_concurrent_incr, 0, 60);
+    h_run("concurrent_mset_mget_atomic", t_concurrent_mset_mget, 0, 60);
+}

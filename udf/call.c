@@ -1,0 +1,408 @@
+/* call.c - running calls: each in a coroutine of its thread's VM and inside an engine
+ * transaction. Preempted by the count hook (vm.c) when its slice ends, killed past
+ * the time limit or by FUNCTION/SCRIPT KILL, retried from the start when its commit
+ * conflicts, and its result converted to a RESP reply. */
+#include "udf_int.h"
+
+#include <ctype.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <string.h>
+
+static char **copy_strings(int n, const char **s, const size_t *lens, size_t **lens_out)
+{
+    char **out = cm_calloc((size_t)(n ? n : 1), sizeof(char *));
+    size_t *l = cm_calloc((size_t)(n ? n : 1), sizeof(size_t));
+    if (out == NULL || l == NULL)
+        goto oom;
+    for (int i = 0; i < n; i++) {
+        if ((out[i] = cm_malloc(lens[i] + 1)) == NULL)
+            goto oom;
+        memcpy(out[i], s[i], lens[i]);
+        out[i][lens[i]] = '\0';
+        l[i] = lens[i];
+    }
+    *lens_out = l;
+    return out;
+oom:
+    if (out != NULL)
+        for (int i = 0; i < n; i++)
+            cm_free(out[i]);
+    cm_free(out);
+    cm_free(l);
+    return NULL;
+}
+
+static void free_strings(char **s, size_t *lens, int n)
+{
+    if (s != NULL)
+        for (int i = 0; i < n; i++)
+            cm_free(s[i]);
+    cm_free(s);
+    cm_free(lens);
+}
+
+/* Pushes the compiled chunk of script sha (compiling and caching it on first use).
+ * Returns 0, or an error reply in err_out. */
+static int push_script(struct udf_vm *vm, const char *sha, int *flags, struct cm_buf *err_out)
+{
+    lua_State *L = vm->L;
+    struct cm_buf code;
+    struct cm_err err = {0};
+    char name[8];
+    size_t off;
+    cm_buf_init(&code);
+    if (udf__script_code(vm->u, sha, &code) != 0) {
+        resp_add_error(err_out, "NOSCRIPT No matching script. Please use EVAL.");
+        return CM_ENOTFOUND;
+    }
+    int rc = udf__parse_shebang(code.p, code.len, false, name, sizeof(name), flags, &off, &err);
+    if (rc != 0) {
+        resp_add_error(err_out, err.msg);
+        cm_buf_deinit(&code);
+        return rc;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->scripts_ref);
+    if (lua_getfield(L, -1, sha) == LUA_TFUNCTION) {
+        lua_remove(L, -2);
+        cm_buf_deinit(&code);
+        return 0;
+    }
+    lua_pop(L, 1);
+    /* KEYS and ARGV are locals of the chunk, so calls interleaved on one VM cannot
+     * see each other's; the prefix keeps the script's line numbers. */
+    struct cm_buf src;
+    cm_buf_init(&src);
+    cm_buf_appendf(&src, "local KEYS, ARGV = ...; ");
+    cm_buf_append(&src, code.p + off, code.len - off);
+    cm_buf_deinit(&code);
+    if (src.p == NULL || luaL_loadbufferx(L, src.p, src.len, "@user_script", "t") != LUA_OK) {
+        resp_add_errorf(err_out, "ERR Error compiling script (new function): %s",
+                        src.p ? lua_tostring(L, -1) : "out of memory");
+        lua_pop(L, src.p ? 2 : 1);
+        cm_buf_deinit(&src);
+        return CM_EINVAL;
+    }
+    cm_buf_deinit(&src);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, sha);
+    lua_remove(L, -2);
+    return 0;
+}
+
+struct udf_call *udf_call_new(struct udf_vm *vm, const struct udf_call_req *req,
+                              struct cm_buf *err_out)
+{
+    struct udf *u = vm->u;
+    lua_State *L = vm->L;
+    struct cm_err err = {0};
+    if (udf__vm_sync(vm, &err) != 0 && err.code == CM_ENOMEM) {
+        resp_add_error(err_out, "OOM cannot instantiate the function libraries");
+        return NULL;
+    }
+    char sha[41];
+    int flags = 0;
+    char *label = NULL;
+    int top = lua_gettop(L);
+    if (req->kind == UDF_FCALL) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, vm->funcs_ref);
+        lua_pushlstring(L, req->name, req->name_len);
+        if (lua_gettable(L, -2) != LUA_TTABLE) {
+            lua_settop(L, top);
+            resp_add_error(err_out, "ERR Function not found");
+            return NULL;
+        }
+        lua_getfield(L, -1, "flags");
+        flags = (int)lua_tointeger(L, -1);
+        lua_getfield(L, -2, "lib");
+        struct cm_buf b;
+        cm_buf_init(&b);
+        cm_buf_appendf(&b, "%s.%.*s", lua_tostring(L, -1), (int)req->name_len, req->name);
+        cm_buf_appendc(&b, '\0');
+        label = b.p;
+        lua_settop(L, top);
+        memcpy(sha, "-", 2);
+    } else {
+        if (req->kind == UDF_EVAL) {
+            if (udf_script_load(u, req->name, req->name_len, sha, &err) != 0) {
+                resp_add_error(err_out, err.msg);
+                return NULL;
+            }
+        } else {
+            if (req->name_len != 40) {
+                resp_add_error(err_out, "NOSCRIPT No matching script. Please use EVAL.");
+                return NULL;
+            }
+            for (int i = 0; i < 40; i++)
+                sha[i] = (char)tolower((unsigned char)req->name[i]);
+            sha[40] = '\0';
+        }
+        if (push_script(vm, sha, &flags, err_out) != 0)
+            return NULL;
+        lua_settop(L, top);
+        label = cm_strdup(sha);
+    }
+    if (req->readonly && (flags & UDF_F_NO_WRITES) == 0 &&
+        (req->kind == UDF_FCALL || flags != 0)) {
+        cm_free(label);
+        resp_add_error(err_out, "ERR Can not execute a script with write flag using *_ro command.");
+        return NULL;
+    }
+    struct udf_call *c = cm_calloc(1, sizeof(*c));
+    if (c == NULL || label == NULL)
+        goto oom;
+    c->vm = vm;
+    c->kind = req->kind;
+    c->label = label;
+    c->name = req->kind == UDF_FCALL ? cm_memdup(req->name, req->name_len + 1) : cm_strdup(sha);
+    if (c->name == NULL)
+        goto oom;
+    if (req->kind == UDF_FCALL)
+        c->name[req->name_len] = '\0';
+    c->flags = flags;
+    c->readonly = req->readonly || (flags & UDF_F_NO_WRITES);
+    c->resp = req->resp;
+    c->script_resp = 2;
+    c->owner = req->owner;
+    c->nkeys = req->nkeys;
+    c->nargs = req->nargs;
+    c->keys = copy_strings(req->nkeys, req->keys, req->keylens, &c->keylens);
+    c->args = copy_strings(req->nargs, req->args, req->arglens, &c->arglens);
+    if (c->keys == NULL || c->args == NULL)
+        goto oom;
+    c->co_ref = c->iters_ref = LUA_NOREF;
+    cm_buf_init(&c->reply);
+    c->start_us = cm_mono_us();
+    c->deadline_us = c->start_us + u->limits.time_ms * 1000;
+    udf__running_add(u, c);
+    return c;
+oom:
+    if (c != NULL) {
+        cm_free(c->name);
+        free_strings(c->keys, c->keylens, c->nkeys);
+        free_strings(c->args, c->arglens, c->nargs);
+        cm_free(c);
+    }
+    cm_free(label);
+    resp_add_error(err_out, "OOM out of memory starting the call");
+    return NULL;
+}
+
+static void push_array(lua_State *L, char **s, size_t *lens, int n)
+{
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        lua_pushlstring(L, s[i], lens[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+}
+
+/* Ends an attempt: drops the coroutine, the iterators and the transaction. */
+static void end_attempt(struct udf_call *c)
+{
+    lua_State *L = c->vm->L;
+    udf__close_iters(c);
+    luaL_unref(L, LUA_REGISTRYINDEX, c->co_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, c->iters_ref);
+    c->co_ref = c->iters_ref = LUA_NOREF;
+    c->co = NULL;
+    eng_txn_free(c->txn);
+    c->txn = NULL;
+    c->started = false;
+}
+
+/* Begins an attempt; returns the number of arguments pushed on the coroutine, or -1
+ * with an error reply. */
+static int start_attempt(struct udf_call *c)
+{
+    struct udf_vm *vm = c->vm;
+    lua_State *L = vm->L;
+    c->txn = eng_txn_begin(vm->u->eng);
+    if (c->txn == NULL || !lua_checkstack(L, 8)) {
+        resp_add_error(&c->reply, "OOM out of memory starting the call");
+        return -1;
+    }
+    c->co = lua_newthread(L);
+    c->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_newtable(L);
+    c->iters_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (c->kind == UDF_FCALL) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, vm->funcs_ref);
+        lua_getfield(L, -1, c->name);
+        if (!lua_istable(L, -1)) { /* the library was deleted while we waited */
+            lua_pop(L, 2);
+            resp_add_error(&c->reply, "ERR Function not found");
+            return -1;
+        }
+        lua_getfield(L, -1, "fn");
+        lua_remove(L, -2);
+        lua_remove(L, -2);
+    } else {
+        struct cm_buf err;
+        int flags;
+        cm_buf_init(&err);
+        if (push_script(vm, c->name, &flags, &err) != 0) {
+            cm_buf_append(&c->reply, err.p, err.len);
+            cm_buf_deinit(&err);
+            return -1;
+        }
+    }
+    lua_xmove(L, c->co, 1);
+    push_array(c->co, c->keys, c->keylens, c->nkeys);
+    push_array(c->co, c->args, c->arglens, c->nargs);
+    c->started = true;
+    c->attempts++;
+    return 2;
+}
+
+static bool has_error_code(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n && isupper((unsigned char)s[i]))
+        i++;
+    return i >= 2 && (i == n || s[i] == ' ');
+}
+
+/* Formats the error that ended the coroutine (at its top) as Redis does:
+ * "<CODE> <message> script: <lib.fn>, on @user_function:<line>." */
+static void error_reply(struct udf_call *c, int status)
+{
+    lua_State *co = c->co;
+    struct udf_limits lim = c->vm->u->limits;
+    int why = atomic_load(&c->kill);
+    if (why == KILL_USER) {
+        resp_add_errorf(&c->reply, "ERR Script killed by user with %s. Nothing it wrote was applied.",
+                        c->kind == UDF_FCALL ? "FUNCTION KILL" : "SCRIPT KILL");
+        return;
+    }
+    if (why == KILL_TIMEOUT) {
+        resp_add_errorf(&c->reply,
+                        "ERR Script timed out: %s exceeded udf-time-limit (%lld ms). Nothing it "
+                        "wrote was applied.",
+                        c->label, (long long)lim.time_ms);
+        return;
+    }
+    if (status == LUA_ERRMEM) {
+        resp_add_errorf(&c->reply,
+                        "ERR Out of memory: %s exceeded udf-memory-limit (%zu bytes). Nothing it "
+                        "wrote was applied.",
+                        c->label, lim.memory);
+        return;
+    }
+    const char *msg = NULL;
+    size_t n = 0;
+    if (lua_istable(co, -1)) {
+        lua_getfield(co, -1, "err");
+        msg = lua_tolstring(co, -1, &n);
+        lua_pop(co, 1); /* the table keeps the string alive */
+    } else if (lua_type(co, -1) == LUA_TSTRING) {
+        msg = lua_tolstring(co, -1, &n);
+    }
+    if (msg == NULL) {
+        msg = "unknown error (the error object is not a string)";
+        n = strlen(msg);
+    }
+    const char *chunk = c->kind == UDF_FCALL ? "user_function" : "user_script";
+    int line = -1;
+    lua_Debug ar;
+    for (int level = 0; lua_getstack(co, level, &ar); level++) {
+        lua_getinfo(co, "Sl", &ar);
+        if (ar.currentline > 0 && ar.source[0] == '@') {
+            line = ar.currentline;
+            break;
+        }
+    }
+    struct cm_buf b;
+    cm_buf_init(&b);
+    if (!has_error_code(msg, n))
+        cm_buf_append(&b, "ERR ", 4);
+    cm_buf_append(&b, msg, n > 400 ? 400 : n);
+    cm_buf_appendf(&b, " script: %s, on @%s:%d.", c->label, chunk, line);
+    cm_buf_appendc(&b, '\0');
+    resp_add_error(&c->reply, b.p ? b.p : "ERR out of memory");
+    cm_buf_deinit(&b);
+}
+
+int udf_call_run(struct udf_call *c)
+{
+    struct udf_vm *vm = c->vm;
+    lua_State *L = vm->L;
+    if (c->done)
+        return UDF_DONE;
+    for (;;) {
+        int nargs = 0;
+        if (!c->started) {
+            nargs = start_attempt(c);
+            if (nargs < 0)
+                break;
+        }
+        vm->current = c;
+        c->slice_start_us = cm_mono_us();
+        int nres = 0;
+        int st = lua_resume(c->co, L, nargs, &nres);
+        vm->current = NULL;
+        if (st == LUA_YIELD)
+            return UDF_YIELD;
+        if (st != LUA_OK) {
+            error_reply(c, st);
+            if (st == LUA_ERRMEM || c->killing) {
+                lua_gc(L, LUA_GCCOLLECT, 0);
+                malloc_trim(0);
+            }
+            break;
+        }
+        c->reply.len = 0;
+        if (nres > 0)
+            udf__lua_to_resp(c->co, lua_gettop(c->co) - nres + 1, &c->reply, c->resp);
+        else
+            resp_add_null(&c->reply, c->resp);
+        struct cm_err err = {0};
+        size_t writes = eng_txn_write_count(c->txn);
+        int rc = eng_txn_commit(c->txn, &err);
+        if (rc == CM_ECONFLICT && c->attempts < vm->u->limits.max_retries) {
+            end_attempt(c); /* nothing was applied: run it again on a fresh snapshot */
+            continue;
+        }
+        if (rc == CM_ECONFLICT) {
+            c->reply.len = 0;
+            resp_add_errorf(&c->reply, "ERR %s conflicted with concurrent writes %d times; "
+                                       "nothing was applied", c->label, c->attempts);
+        } else if (rc != 0) {
+            c->reply.len = 0;
+            resp_add_errorf(&c->reply, "ERR storage error: %s", err.msg);
+        } else {
+            c->wrote = writes > 0;
+        }
+        break;
+    }
+    end_attempt(c);
+    c->done = true;
+    udf__running_remove(vm->u, c);
+    return UDF_DONE;
+}
+
+const struct cm_buf *udf_call_reply(const struct udf_call *c)
+{
+    return &c->reply;
+}
+
+bool udf_call_wrote(const struct udf_call *c)
+{
+    return c->wrote;
+}
+
+void udf_call_free(struct udf_call *c)
+{
+    if (c == NULL)
+        return;
+    if (!c->done) {
+        end_attempt(c);
+        udf__running_remove(c->vm->u, c);
+    }
+    cm_buf_deinit(&c->reply);
+    free_strings(c->keys, c->keylens, c->nkeys);
+    free_strings(c->args, c->arglens, c->nargs);
+    cm_free(c->name);
+    cm_free(c->label);
+    cm_free(c);
+}

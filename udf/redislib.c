@@ -1,0 +1,757 @@
+/* redislib.c - the redis.* API of Redis 7 functions and scripts (call, pcall,
+ * error_reply, status_reply, sha1hex, log, setresp, register_function, versions),
+ * eddy's own data API (eddy.get/set/del/exists/slot/scan), and the Lua <-> RESP
+ * conversions Redis documents. */
+#include "udf_int.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MAX_DEPTH 200
+
+struct udf_call *udf__current(lua_State *L)
+{
+    struct udf_vm *vm = udf__vm_of(L);
+    if (vm->current == NULL)
+        luaL_error(L, "this function can only be called from a running function or script");
+    return vm->current;
+}
+
+/* ---- Lua -> RESP (return values) --------------------------------------------------------- */
+
+static bool field_string(lua_State *L, int idx, const char *name)
+{
+    lua_getfield(L, idx, name);
+    if (lua_type(L, -1) == LUA_TSTRING)
+        return true;
+    lua_pop(L, 1);
+    return false;
+}
+
+static void to_resp(lua_State *L, int idx, struct cm_buf *out, int resp, int depth);
+
+static void table_to_resp(lua_State *L, int idx, struct cm_buf *out, int resp, int depth)
+{
+    if (field_string(L, idx, "err")) {
+        resp_add_error(out, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return;
+    }
+    if (field_string(L, idx, "ok")) {
+        resp_add_simple(out, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return;
+    }
+    if (lua_getfield(L, idx, "double") == LUA_TNUMBER) {
+        resp_add_double(out, lua_tonumber(L, -1), resp);
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pop(L, 1);
+    if (field_string(L, idx, "big_number")) {
+        size_t n;
+        const char *s = lua_tolstring(L, -1, &n);
+        if (resp >= 3) {
+            cm_buf_appendc(out, '(');
+            cm_buf_append(out, s, n);
+            cm_buf_append(out, "\r\n", 2);
+        } else {
+            resp_add_bulk(out, s, n);
+        }
+        lua_pop(L, 1);
+        return;
+    }
+    if (lua_getfield(L, idx, "verbatim_string") == LUA_TTABLE) {
+        int v = lua_gettop(L);
+        lua_getfield(L, v, "format");
+        lua_getfield(L, v, "string");
+        size_t n;
+        const char *fmt = lua_tostring(L, -2), *s = lua_tolstring(L, -1, &n);
+        if (fmt != NULL && s != NULL)
+            resp_add_verbatim(out, fmt, s, n, resp);
+        else
+            resp_add_null(out, resp);
+        lua_settop(L, v - 1);
+        return;
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "map") == LUA_TTABLE) {
+        int m = lua_gettop(L);
+        size_t n = 0;
+        lua_pushnil(L);
+        while (lua_next(L, m)) {
+            n++;
+            lua_pop(L, 1);
+        }
+        resp_add_map(out, n, resp);
+        lua_pushnil(L);
+        while (lua_next(L, m)) {
+            to_resp(L, -2, out, resp, depth + 1);
+            to_resp(L, -1, out, resp, depth + 1);
+            lua_pop(L, 1);
+        }
+        lua_settop(L, m - 1);
+        return;
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "set") == LUA_TTABLE) {
+        int m = lua_gettop(L);
+        size_t n = 0;
+        lua_pushnil(L);
+        while (lua_next(L, m)) {
+            n++;
+            lua_pop(L, 1);
+        }
+        resp_add_set(out, n, resp);
+        lua_pushnil(L);
+        while (lua_next(L, m)) {
+            to_resp(L, -2, out, resp, depth + 1);
+            lua_pop(L, 1);
+        }
+        lua_settop(L, m - 1);
+        return;
+    }
+    lua_pop(L, 1);
+    /* An array: elements 1..n up to the first nil, as Redis does. */
+    size_t n = 0;
+    while (lua_rawgeti(L, idx, (lua_Integer)n + 1) != LUA_TNIL) {
+        lua_pop(L, 1);
+        n++;
+    }
+    lua_pop(L, 1);
+    resp_add_array(out, n);
+    for (size_t i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, (lua_Integer)i);
+        to_resp(L, lua_gettop(L), out, resp, depth + 1);
+        lua_pop(L, 1);
+    }
+}
+
+static void to_resp(lua_State *L, int idx, struct cm_buf *out, int resp, int depth)
+{
+    idx = lua_absindex(L, idx);
+    if (depth > MAX_DEPTH || !lua_checkstack(L, 8)) {
+        resp_add_error(out, "ERR reached lua stack limit");
+        return;
+    }
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        resp_add_bulk(out, s, n);
+        break;
+    }
+    case LUA_TBOOLEAN:
+        if (resp >= 3)
+            resp_add_bool(out, lua_toboolean(L, idx), 3);
+        else if (lua_toboolean(L, idx))
+            resp_add_int(out, 1);
+        else
+            resp_add_null(out, 2);
+        break;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx)) {
+            resp_add_int(out, (long long)lua_tointeger(L, idx));
+        } else {
+            double d = lua_tonumber(L, idx);
+            resp_add_int(out, isfinite(d) && fabs(d) < 9.2e18 ? (long long)d : 0);
+        }
+        break;
+    case LUA_TTABLE:
+        table_to_resp(L, idx, out, resp, depth);
+        break;
+    case LUA_TUSERDATA: {
+        struct udf_vec *v = udf__testvec(L, idx);
+        if (v != NULL) { /* a vector is returned as an array of doubles */
+            resp_add_array(out, v->n);
+            for (size_t i = 0; i < v->n; i++)
+                resp_add_double(out, v->v[i], resp);
+            break;
+        }
+    }
+        /* fall through */
+    default:
+        resp_add_null(out, resp);
+        break;
+    }
+}
+
+void udf__lua_to_resp(lua_State *L, int idx, struct cm_buf *out, int resp)
+{
+    to_resp(L, idx, out, resp, 0);
+}
+
+/* ---- RESP -> Lua (redis.call replies) --------------------------------------------------------- */
+
+static void push_aggregate(lua_State *L, const struct resp_value *v, int script_resp,
+                           const char *wrap)
+{
+    lua_createtable(L, 0, 1);
+    lua_createtable(L, 0, (int)(v->elements / 2));
+    for (size_t i = 0; i + 1 < v->elements || (wrap[0] == 's' && i < v->elements);) {
+        udf__push_resp(L, v->element[i], script_resp);
+        if (wrap[0] == 's') {
+            lua_pushboolean(L, 1);
+            i++;
+        } else {
+            udf__push_resp(L, v->element[i + 1], script_resp);
+            i += 2;
+        }
+        lua_rawset(L, -3);
+    }
+    lua_setfield(L, -2, wrap);
+}
+
+void udf__push_resp(lua_State *L, const struct resp_value *v, int script_resp)
+{
+    luaL_checkstack(L, 6, "reply too deeply nested");
+    switch (v->type) {
+    case RESP_T_STRING:
+        lua_pushlstring(L, v->str, v->len);
+        break;
+    case RESP_T_INTEGER:
+        lua_pushinteger(L, (lua_Integer)v->integer);
+        break;
+    case RESP_T_NIL:
+        if (script_resp >= 3)
+            lua_pushnil(L);
+        else
+            lua_pushboolean(L, 0);
+        break;
+    case RESP_T_STATUS:
+        lua_createtable(L, 0, 1);
+        lua_pushlstring(L, v->str, v->len);
+        lua_setfield(L, -2, "ok");
+        break;
+    case RESP_T_ERROR:
+        lua_createtable(L, 0, 1);
+        lua_pushlstring(L, v->str, v->len);
+        lua_setfield(L, -2, "err");
+        break;
+    case RESP_T_BOOL:
+        if (script_resp >= 3)
+            lua_pushboolean(L, (int)v->integer);
+        else
+            lua_pushinteger(L, v->integer);
+        break;
+    case RESP_T_DOUBLE:
+        if (script_resp >= 3) {
+            lua_createtable(L, 0, 1);
+            lua_pushnumber(L, v->dval);
+            lua_setfield(L, -2, "double");
+        } else {
+            lua_pushlstring(L, v->str, v->len);
+        }
+        break;
+    case RESP_T_BIGNUM:
+        lua_createtable(L, 0, 1);
+        lua_pushlstring(L, v->str, v->len);
+        lua_setfield(L, -2, "big_number");
+        break;
+    case RESP_T_VERB:
+        if (script_resp >= 3) {
+            lua_createtable(L, 0, 1);
+            lua_createtable(L, 0, 2);
+            lua_pushlstring(L, v->vtype, strnlen(v->vtype, 3));
+            lua_setfield(L, -2, "format");
+            lua_pushlstring(L, v->str, v->len);
+            lua_setfield(L, -2, "string");
+            lua_setfield(L, -2, "verbatim_string");
+        } else {
+            lua_pushlstring(L, v->str, v->len);
+        }
+        break;
+    case RESP_T_MAP:
+        if (script_resp >= 3) {
+            push_aggregate(L, v, script_resp, "map");
+            break;
+        }
+        /* RESP2 sees a map as a flat array */
+        /* fall through */
+    case RESP_T_SET:
+        if (v->type == RESP_T_SET && script_resp >= 3) {
+            push_aggregate(L, v, script_resp, "set");
+            break;
+        }
+        /* fall through */
+    default: /* arrays, pushes, attributes */
+        lua_createtable(L, (int)v->elements, 0);
+        for (size_t i = 0; i < v->elements; i++) {
+            udf__push_resp(L, v->element[i], script_resp);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        break;
+    }
+}
+
+/* ---- redis.call and redis.pcall ------------------------------------------------------------------ */
+
+/* Runs the command in the arguments; leaves the parsed reply in *out (owned). Raises
+ * Lua errors for bad arguments. Returns false when the reply could not be parsed. */
+static int run_command(lua_State *L, struct resp_value **out)
+{
+    struct udf_vm *vm = udf__vm_of(L);
+    if (vm->loading)
+        return luaL_error(L, "Script attempted to access nonexistent global variable 'call'");
+    struct udf_call *c = udf__current(L);
+    int argc = lua_gettop(L);
+    if (argc == 0)
+        return luaL_error(L, "Please specify at least one argument for this redis lib call");
+    const char *argv_small[16];
+    size_t lens_small[16];
+    char numbuf[16][32];
+    const char **argv = argv_small;
+    size_t *lens = lens_small;
+    if (argc > 16) {
+        argv = lua_newuserdatauv(L, (size_t)argc * sizeof(*argv), 0);
+        lens = lua_newuserdatauv(L, (size_t)argc * sizeof(*lens), 0);
+    }
+    for (int i = 0; i < argc; i++) {
+        int t = lua_type(L, i + 1);
+        if (t == LUA_TNUMBER && !lua_isinteger(L, i + 1) && i < 16) {
+            /* Integral floats print as integers, as Lua 5.1 (and so Redis) does. */
+            lua_Number d = lua_tonumber(L, i + 1);
+            if (d == floor(d) && fabs(d) < 1e15) {
+                lens[i] = (size_t)snprintf(numbuf[i], sizeof(numbuf[i]), "%lld", (long long)d);
+                argv[i] = numbuf[i];
+                continue;
+            }
+        }
+        if (t != LUA_TSTRING && t != LUA_TNUMBER)
+            return luaL_error(L, "Lua redis lib command arguments must be strings or integers");
+        argv[i] = lua_tolstring(L, i + 1, &lens[i]);
+    }
+    struct cm_buf buf;
+    cm_buf_init(&buf);
+    int flags = c->readonly ? UDF_EXEC_READONLY : 0;
+    int rc = vm->u->exec(c->owner, c->txn, c->script_resp, flags, argc, argv, lens, &buf);
+    struct resp_reader rd;
+    resp_reader_init(&rd);
+    *out = NULL;
+    if (rc == 0 && resp_reader_feed(&rd, buf.p, buf.len) == 0)
+        resp_reader_get(&rd, out);
+    resp_reader_deinit(&rd);
+    cm_buf_deinit(&buf);
+    if (*out == NULL)
+        return luaL_error(L, "out of memory running a command");
+    return 0;
+}
+
+static int udflib_call(lua_State *L)
+{
+    struct resp_value *v;
+    run_command(L, &v);
+    if (v->type == RESP_T_ERROR) {
+        /* Raised as the reply's text, which keeps its error code. */
+        lua_pushlstring(L, v->str, v->len);
+        resp_value_free(v);
+        return lua_error(L);
+    }
+    struct udf_call *c = udf__current(L);
+    udf__push_resp(L, v, c->script_resp);
+    resp_value_free(v);
+    return 1;
+}
+
+static int udflib_pcall(lua_State *L)
+{
+    struct resp_value *v;
+    run_command(L, &v);
+    struct udf_call *c = udf__current(L);
+    udf__push_resp(L, v, c->script_resp);
+    resp_value_free(v);
+    return 1;
+}
+
+static int udflib_error_reply(lua_State *L)
+{
+    luaL_checkstring(L, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "err");
+    return 1;
+}
+
+static int udflib_status_reply(lua_State *L)
+{
+    luaL_checkstring(L, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "ok");
+    return 1;
+}
+
+static int udflib_sha1hex(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    char hex[41];
+    udf__sha1_hex(s, n, hex);
+    lua_pushstring(L, hex);
+    return 1;
+}
+
+static int udflib_log(lua_State *L)
+{
+    int level = (int)luaL_checkinteger(L, 1);
+    if (level < CM_LOG_DEBUG || level > CM_LOG_WARNING)
+        return luaL_error(L, "Invalid debug level.");
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 2; i <= lua_gettop(L); i++) {
+        if (i > 2)
+            luaL_addchar(&b, ' ');
+        size_t n;
+        const char *s = luaL_tolstring(L, i, &n);
+        lua_pop(L, 1);
+        luaL_addlstring(&b, s, n > 4000 ? 4000 : n);
+    }
+    luaL_pushresult(&b);
+    cm_log(level, "<script> %s", lua_tostring(L, -1));
+    return 0;
+}
+
+static int udflib_setresp(lua_State *L)
+{
+    lua_Integer v = luaL_checkinteger(L, 1);
+    if (v != 2 && v != 3)
+        return luaL_error(L, "RESP version must be 2 or 3.");
+    udf__current(L)->script_resp = (int)v;
+    return 0;
+}
+
+static int udflib_noop(lua_State *L)
+{
+    return 0;
+}
+
+static int udflib_true(lua_State *L)
+{
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* redis.register_function(name, fn) or redis.register_function{function_name=,
+ * callback=, flags=, description=}: only while FUNCTION LOAD runs the library. */
+static int udflib_register_function(lua_State *L)
+{
+    struct udf_vm *vm = udf__vm_of(L);
+    if (!vm->loading)
+        return luaL_error(L, "redis.register_function can only be called on FUNCTION LOAD command");
+    int flags = 0;
+    if (lua_gettop(L) == 2) {
+        if (lua_type(L, 1) != LUA_TSTRING)
+            return luaL_error(L, "function_name argument given to redis.register_function must be a string");
+        if (lua_type(L, 2) != LUA_TFUNCTION)
+            return luaL_error(L, "callback argument given to redis.register_function must be a function");
+    } else if (lua_gettop(L) == 1 && lua_istable(L, 1)) {
+        lua_settop(L, 1);
+        lua_getfield(L, 1, "function_name");
+        lua_getfield(L, 1, "callback");
+        if (lua_type(L, 2) != LUA_TSTRING)
+            return luaL_error(L, "function_name argument given to redis.register_function must be a string");
+        if (lua_type(L, 3) != LUA_TFUNCTION)
+            return luaL_error(L, "callback argument given to redis.register_function must be a function");
+        if (lua_getfield(L, 1, "flags") == LUA_TTABLE) {
+            for (lua_Integer i = 1; lua_rawgeti(L, 4, i) != LUA_TNIL; i++) {
+                size_t n;
+                const char *f = lua_tolstring(L, -1, &n);
+                int v = f ? udf__parse_flag(f, n) : -1;
+                if (v < 0)
+                    return luaL_error(L, "unknown flag given");
+                flags |= v;
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+        } else if (!lua_isnil(L, -1)) {
+            return luaL_error(L, "flags argument to redis.register_function must be a table representing function flags");
+        }
+        lua_pop(L, 1);
+        lua_remove(L, 1);
+    } else {
+        return luaL_error(L, "wrong number of arguments to redis.register_function");
+    }
+    size_t n;
+    const char *name = lua_tolstring(L, 1, &n);
+    for (size_t i = 0; i < n; i++)
+        if (!(name[i] == '_' || (name[i] >= '0' && name[i] <= '9') ||
+              (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z')))
+            n = 0;
+    if (n == 0)
+        return luaL_error(L, "Function names can only contain letters, numbers, or underscores(_) "
+                             "and must be at least one character long");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->load_ref);
+    lua_pushvalue(L, 1);
+    if (lua_rawget(L, -2) != LUA_TNIL)
+        return luaL_error(L, "Function already exists in the library");
+    lua_pop(L, 1);
+    lua_pushvalue(L, 1);
+    lua_createtable(L, 0, 2);
+    lua_pushvalue(L, 2);
+    lua_setfield(L, -2, "fn");
+    lua_pushinteger(L, flags);
+    lua_setfield(L, -2, "flags");
+    lua_rawset(L, -3);
+    return 0;
+}
+
+/* ---- eddy.* -------------------------------------------------------------------------------------- */
+
+static struct udf_call *data_call(lua_State *L, bool write)
+{
+    struct udf_call *c = udf__current(L);
+    if (write && c->readonly)
+        luaL_error(L, "Write commands are not allowed from read-only scripts.");
+    return c;
+}
+
+static int udflib_get(lua_State *L)
+{
+    size_t n;
+    const char *k = luaL_checklstring(L, 1, &n);
+    struct udf_call *c = data_call(L, false);
+    struct eng_item it;
+    struct cm_err err = {0};
+    int rc = eng_txn_get(c->txn, k, n, cm_now_ms(), &it, &err);
+    if (rc == CM_ENOTFOUND) {
+        lua_pushnil(L);
+        return 1;
+    }
+    if (rc != 0)
+        return luaL_error(L, "eddy.get: %s", err.msg);
+    /* Copy out before anything can raise, so the item is always released. */
+    lua_pushlstring(L, it.data, it.len);
+    eng_item_release(&it);
+    return 1;
+}
+
+static int udflib_set(lua_State *L)
+{
+    size_t n, vn;
+    const char *k = luaL_checklstring(L, 1, &n);
+    const char *v = luaL_checklstring(L, 2, &vn);
+    lua_Integer ttl = luaL_optinteger(L, 3, 0);
+    struct udf_call *c = data_call(L, true);
+    if (ttl < 0)
+        return luaL_error(L, "eddy.set: the TTL must be a positive number of milliseconds");
+    int64_t expire = ttl > 0 ? cm_now_ms() + ttl : 0;
+    if (eng_txn_put(c->txn, k, n, ENG_T_STRING, expire, v, vn) != 0)
+        return luaL_error(L, "eddy.set: out of memory");
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int udflib_exists(lua_State *L)
+{
+    size_t n;
+    const char *k = luaL_checklstring(L, 1, &n);
+    struct udf_call *c = data_call(L, false);
+    struct eng_item it;
+    struct cm_err err = {0};
+    int rc = eng_txn_get(c->txn, k, n, cm_now_ms(), &it, &err);
+    if (rc == 0)
+        eng_item_release(&it);
+    else if (rc != CM_ENOTFOUND)
+        return luaL_error(L, "eddy.exists: %s", err.msg);
+    lua_pushboolean(L, rc == 0);
+    return 1;
+}
+
+static int udflib_del(lua_State *L)
+{
+    size_t n;
+    const char *k = luaL_checklstring(L, 1, &n);
+    struct udf_call *c = data_call(L, true);
+    udflib_exists(L);
+    if (lua_toboolean(L, -1) && eng_txn_del(c->txn, k, n) != 0)
+        return luaL_error(L, "eddy.del: out of memory");
+    return 1;
+}
+
+static int udflib_slot(lua_State *L)
+{
+    size_t n;
+    const char *k = luaL_checklstring(L, 1, &n);
+    lua_pushinteger(L, cm_key_slot(k, n));
+    return 1;
+}
+
+/* eddy.scan([{prefix=, slot=, slot_lo=, slot_hi=}]): an iterator over the keys of this
+ * node in (slot, key) order, reading the call's snapshot. */
+struct scan_state {
+    struct eng_iter *it;
+    unsigned slot, slot_hi;
+    size_t plen;
+    char prefix[];
+};
+
+static int udflib_scan_next(lua_State *L)
+{
+    struct scan_state *s = lua_touserdata(L, lua_upvalueindex(1));
+    udf__current(L); /* only inside the call that opened it */
+    if (s->it == NULL) {
+        lua_pushnil(L);
+        return 1;
+    }
+    const char *key;
+    size_t klen;
+    struct eng_item item;
+    struct cm_err err = {0};
+    for (;;) {
+        int rc = eng_iter_next(s->it, cm_now_ms(), &key, &klen, &item, &err);
+        if (rc < 0)
+            return luaL_error(L, "eddy.scan: %s", err.msg);
+        if (rc == 0) {
+            lua_pushnil(L);
+            return 1;
+        }
+        if (s->plen == 0 || (klen >= s->plen && memcmp(key, s->prefix, s->plen) == 0))
+            break;
+        /* Keys of a slot are sorted, and we seek to the prefix within each slot: a key
+         * of the slot we sought in that does not match is past the prefix, so go to
+         * the next slot; a key of a later slot means the iterator crossed over, so
+         * seek to the prefix in that slot. */
+        size_t pl;
+        const char *pos = eng_iter_pos(s->it, &pl);
+        unsigned slot = (unsigned)((uint8_t)pos[0] << 8 | (uint8_t)pos[1]);
+        if (slot == s->slot)
+            slot++;
+        if (slot > s->slot_hi) {
+            lua_pushnil(L);
+            return 1;
+        }
+        s->slot = slot;
+        char seek[2 + 512];
+        seek[0] = (char)(slot >> 8);
+        seek[1] = (char)(slot & 0xff);
+        memcpy(seek + 2, s->prefix, s->plen);
+        eng_iter_seek(s->it, seek, s->plen + 2);
+    }
+    lua_pushlstring(L, key, klen);
+    lua_pushlstring(L, item.data, item.len);
+    return 2;
+}
+
+static int udflib_scan(lua_State *L)
+{
+    struct udf_call *c = data_call(L, false);
+    size_t plen = 0;
+    const char *prefix = NULL;
+    lua_Integer lo = 0, hi = CM_SLOTS - 1;
+    if (lua_istable(L, 1)) {
+        if (lua_getfield(L, 1, "prefix") == LUA_TSTRING)
+            prefix = lua_tolstring(L, -1, &plen);
+        lua_pop(L, 1);
+        if (lua_getfield(L, 1, "slot") != LUA_TNIL)
+            lo = hi = luaL_checkinteger(L, -1);
+        lua_pop(L, 1);
+        if (lua_getfield(L, 1, "slot_lo") != LUA_TNIL)
+            lo = luaL_checkinteger(L, -1);
+        lua_pop(L, 1);
+        if (lua_getfield(L, 1, "slot_hi") != LUA_TNIL)
+            hi = luaL_checkinteger(L, -1);
+        lua_pop(L, 1);
+    } else if (!lua_isnoneornil(L, 1)) {
+        return luaL_error(L, "eddy.scan: the argument must be a table of options");
+    }
+    if (lo < 0 || hi >= CM_SLOTS || lo > hi)
+        return luaL_error(L, "eddy.scan: slots must satisfy 0 <= slot_lo <= slot_hi <= 16383");
+    if (plen > 512)
+        return luaL_error(L, "eddy.scan: the prefix is longer than 512 bytes");
+    if (prefix != NULL && memchr(prefix, '{', plen) != NULL && memchr(prefix, '}', plen) != NULL) {
+        const char *o = memchr(prefix, '{', plen);
+        const char *cl = memchr(o, '}', plen - (size_t)(o - prefix));
+        if (cl != NULL && cl > o + 1) /* a complete hash tag: one slot */
+            lo = hi = cm_key_slot(prefix, plen);
+    }
+    struct scan_state *s = lua_newuserdatauv(L, sizeof(*s) + plen, 0);
+    s->it = NULL;
+    s->slot = (unsigned)lo;
+    s->slot_hi = (unsigned)hi;
+    s->plen = plen;
+    if (plen)
+        memcpy(s->prefix, prefix, plen);
+    /* Owned by the call: closed when it ends, whatever the script does. */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->iters_ref);
+    lua_pushvalue(L, -2);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+    s->it = eng_iter_new(c->vm->u->eng, c->txn, 0, (unsigned)lo, (unsigned)hi, NULL, 0);
+    if (s->it == NULL)
+        return luaL_error(L, "eddy.scan: out of memory");
+    if (plen > 0) {
+        char seek[2 + 512];
+        seek[0] = (char)(lo >> 8);
+        seek[1] = (char)(lo & 0xff);
+        memcpy(seek + 2, prefix, plen);
+        eng_iter_seek(s->it, seek, plen + 2);
+    }
+    lua_pushcclosure(L, udflib_scan_next, 1);
+    return 1;
+}
+
+void udf__close_iters(struct udf_call *c)
+{
+    lua_State *L = c->vm->L;
+    if (c->iters_ref == LUA_NOREF)
+        return;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->iters_ref);
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        lua_pop(L, 1);
+        struct scan_state *s = lua_touserdata(L, -1);
+        if (s != NULL) {
+            eng_iter_free(s->it);
+            s->it = NULL;
+        }
+    }
+    lua_pop(L, 1);
+}
+
+/* ---- Opening -------------------------------------------------------------------------------------- */
+
+void udf__open_redis(lua_State *L)
+{
+    static const luaL_Reg redis[] = {
+        {"call", udflib_call},
+        {"pcall", udflib_pcall},
+        {"error_reply", udflib_error_reply},
+        {"status_reply", udflib_status_reply},
+        {"sha1hex", udflib_sha1hex},
+        {"log", udflib_log},
+        {"setresp", udflib_setresp},
+        {"register_function", udflib_register_function},
+        {"set_repl", udflib_noop},
+        {"replicate_commands", udflib_true},
+        {"breakpoint", udflib_noop},
+        {"debug", udflib_noop},
+        {NULL, NULL},
+    };
+    luaL_newlib(L, redis);
+    static const struct {
+        const char *name;
+        int v;
+    } consts[] = {{"LOG_DEBUG", CM_LOG_DEBUG}, {"LOG_VERBOSE", CM_LOG_VERBOSE},
+                  {"LOG_NOTICE", CM_LOG_NOTICE}, {"LOG_WARNING", CM_LOG_WARNING},
+                  {"REPL_NONE", 0}, {"REPL_SLAVE", 1}, {"REPL_REPLICA", 1}, {"REPL_AOF", 2},
+                  {"REPL_ALL", 3}, {"REDIS_VERSION_NUM", UDF_REDIS_VERSION_NUM}};
+    for (size_t i = 0; i < sizeof(consts) / sizeof(consts[0]); i++) {
+        lua_pushinteger(L, consts[i].v);
+        lua_setfield(L, -2, consts[i].name);
+    }
+    lua_pushliteral(L, UDF_REDIS_VERSION);
+    lua_setfield(L, -2, "REDIS_VERSION");
+    lua_setglobal(L, "redis");
+
+    static const luaL_Reg eddy[] = {
+        {"get", udflib_get},       {"set", udflib_set},   {"del", udflib_del},
+        {"exists", udflib_exists}, {"slot", udflib_slot}, {"scan", udflib_scan},
+        {NULL, NULL},
+    };
+    luaL_newlib(L, eddy);
+    lua_pushliteral(L, EDDY_VERSION);
+    lua_setfield(L, -2, "VERSION");
+    lua_setglobal(L, "eddy");
+}

@@ -1,0 +1,127 @@
+/* udf.h - Lua 5.4 functions next to the data: libraries, scripts and calls.
+ *
+ * The registry (struct udf, one per process) holds the libraries loaded with
+ * FUNCTION LOAD and the scripts seen by EVAL/SCRIPT LOAD, persisted in the engine's
+ * metadata column family so they survive restarts. Each I/O thread owns one VM
+ * (struct udf_vm: a sandboxed Lua state with a memory cap) that instantiates every
+ * library. A call (struct udf_call) runs in a coroutine of its thread's VM inside an
+ * engine transaction: it reads a snapshot, buffers its writes and commits them
+ * atomically at the end (retried from the start on conflict). A count hook yields
+ * the coroutine when its time slice is used up, so the thread serves other clients
+ * and resumes the call later; past the time limit, or on FUNCTION/SCRIPT KILL, the
+ * call is stopped with an error that no pcall can catch, and nothing it wrote is
+ * applied. Depends on engine/, common/ and the RESP codec; reaches the command table
+ * only through the udf_exec_fn that net/ registers.
+ */
+#ifndef EDDY_UDF_H
+#define EDDY_UDF_H
+
+#include "../common/common.h"
+#include "../engine/engine.h"
+
+struct udf;
+struct udf_vm;
+struct udf_call;
+
+/* Flags of a function (register_function's flags) or of a script (#!lua flags=). */
+enum {
+    UDF_F_NO_WRITES = 1,
+    UDF_F_ALLOW_OOM = 2,
+    UDF_F_ALLOW_STALE = 4,
+    UDF_F_NO_CLUSTER = 8,
+    UDF_F_ALLOW_CROSS_SLOT = 16
+};
+
+/* Flags for udf_exec_fn. */
+enum { UDF_EXEC_READONLY = 1 };
+
+/* Runs one command for redis.call/pcall inside the call's transaction and appends
+ * its RESP reply (an error reply for a refused command) to out. owner is the
+ * udf_call_req's owner. Returns 0, or CM_ENOMEM. Implemented by net/. */
+typedef int (*udf_exec_fn)(void *owner, struct eng_txn *txn, int resp, int flags, int argc,
+                           const char **argv, const size_t *argvlen, struct cm_buf *out);
+
+struct udf_limits {
+    size_t memory;          /* bytes per Lua state (udf-memory-limit); default 64 MB */
+    int64_t time_ms;        /* wall time of one call (udf-time-limit); default 5000 */
+    int64_t slice_us;       /* run this long before yielding to other clients; 2000 */
+    int max_retries;        /* conflict retries before giving up; default 100 */
+};
+
+/* ---- Registry ------------------------------------------------------------------------ */
+
+/* Creates the registry and loads the persisted libraries and scripts from e. Returns
+ * NULL with err set if a stored library no longer loads. */
+struct udf *udf_new(struct eng *e, udf_exec_fn exec, struct cm_err *err);
+void udf_free(struct udf *u); /* NULL is a no-op; no VM may be alive */
+void udf_set_limits(struct udf *u, const struct udf_limits *l);
+void udf_get_limits(struct udf *u, struct udf_limits *l);
+
+/* FUNCTION LOAD [REPLACE]. On success the library's name is copied to name (cleared
+ * first). On failure err->msg holds the reply text (e.g. "ERR Library 'x' already
+ * exists"). */
+int udf_lib_load(struct udf *u, const char *code, size_t len, bool replace, struct cm_buf *name,
+                 struct cm_err *err);
+int udf_lib_delete(struct udf *u, const char *name, size_t len, struct cm_err *err);
+int udf_lib_flush(struct udf *u, struct cm_err *err);
+/* Appends the FUNCTION LIST reply (libraries matching pattern, NULL = all). */
+void udf_lib_list(struct udf *u, const char *pattern, size_t plen, bool withcode,
+                  struct cm_buf *out, int resp);
+/* FUNCTION DUMP: appends an opaque payload (versioned, checksummed) to out. */
+int udf_lib_dump(struct udf *u, struct cm_buf *out);
+enum udf_restore { UDF_RESTORE_APPEND, UDF_RESTORE_REPLACE, UDF_RESTORE_FLUSH };
+int udf_lib_restore(struct udf *u, const char *p, size_t n, enum udf_restore policy,
+                    struct cm_err *err);
+/* FUNCTION STATS reply. */
+void udf_stats(struct udf *u, struct cm_buf *out, int resp);
+/* FUNCTION KILL (scripts false) or SCRIPT KILL (scripts true): kills running calls
+ * of that kind on every thread. Returns how many were killed. */
+int udf_kill(struct udf *u, bool scripts);
+
+/* SCRIPT LOAD: stores the script and writes its SHA-1 (40 hex + NUL). */
+int udf_script_load(struct udf *u, const char *code, size_t len, char sha[41],
+                    struct cm_err *err);
+bool udf_script_exists(struct udf *u, const char *sha, size_t len);
+int udf_script_flush(struct udf *u, struct cm_err *err);
+
+/* ---- VMs --------------------------------------------------------------------------------- */
+
+/* One per thread; NULL on failure. */
+struct udf_vm *udf_vm_new(struct udf *u, struct cm_err *err);
+void udf_vm_free(struct udf_vm *vm); /* frees running calls too; NULL is a no-op */
+/* Bytes in use by the VM's Lua state. */
+size_t udf_vm_memory(const struct udf_vm *vm);
+
+/* ---- Calls ---------------------------------------------------------------------------------- */
+
+enum udf_kind { UDF_FCALL, UDF_EVAL, UDF_EVALSHA };
+
+struct udf_call_req {
+    enum udf_kind kind;
+    const char *name;      /* function name, script body (EVAL) or SHA-1 (EVALSHA) */
+    size_t name_len;
+    int nkeys, nargs;
+    const char **keys, **args;
+    const size_t *keylens, *arglens;
+    bool readonly;         /* FCALL_RO, EVAL_RO, EVALSHA_RO */
+    int resp;              /* the client's protocol, 2 or 3 */
+    void *owner;           /* passed to udf_exec_fn */
+};
+
+enum { UDF_DONE = 0, UDF_YIELD = 1 };
+
+/* Starts a call: every argument is copied. On a request error (no such function,
+ * NOSCRIPT, writes from _ro, ...) returns NULL and appends the error reply to err_out. */
+struct udf_call *udf_call_new(struct udf_vm *vm, const struct udf_call_req *req,
+                              struct cm_buf *err_out);
+/* Runs the call until it finishes (UDF_DONE: its reply is in udf_call_reply) or its
+ * time slice ends (UDF_YIELD: run it again later, from the same thread). */
+int udf_call_run(struct udf_call *c);
+/* The reply (RESP bytes) of a finished call; borrowed until udf_call_free. */
+const struct cm_buf *udf_call_reply(const struct udf_call *c);
+/* True if the finished call committed writes (the caller syncs under "always"). */
+bool udf_call_wrote(const struct udf_call *c);
+/* Frees a call; a call that did not finish is aborted (nothing applied). */
+void udf_call_free(struct udf_call *c);
+
+#endif

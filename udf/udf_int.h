@@ -1,0 +1,140 @@
+/* udf_int.h - declarations private to udf/: the registry, VMs and calls, shared by
+ * registry.c (libraries and scripts), vm.c (sandboxed Lua states), call.c (running
+ * calls: coroutines, budgets, transactions) and redislib.c (the redis.* and eddy.*
+ * APIs and the Lua <-> RESP conversions). */
+#ifndef EDDY_UDF_INT_H
+#define EDDY_UDF_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "../net/resp.h"
+#include "udf.h"
+#include "udf_lib.h"
+
+#define UDF_REDIS_VERSION "7.0.0"
+#define UDF_REDIS_VERSION_NUM 0x070000
+#define UDF_LOAD_TIME_MS 500 /* FUNCTION LOAD timeout, as in Redis */
+
+struct udf_func {
+    char *name;
+    int flags;
+};
+
+struct udf_lib {
+    char *name;
+    char *code;
+    size_t len;
+    struct udf_func *funcs;
+    int nfuncs;
+    struct udf_lib *next;
+};
+
+struct udf_script {
+    char sha[41];
+    char *code;
+    size_t len;
+    struct udf_script *next;
+};
+
+#define SCRIPT_BUCKETS 256
+
+struct udf {
+    struct eng *eng;
+    udf_exec_fn exec;
+    pthread_mutex_t lock; /* guards everything below */
+    struct udf_lib *libs;
+    struct udf_script *scripts[SCRIPT_BUCKETS];
+    atomic_ullong generation; /* bumped by every change of the libraries */
+    struct udf_limits limits;
+    struct udf_call *running; /* live calls of every VM, for KILL and STATS */
+};
+
+struct udf_vm {
+    struct udf *u;
+    lua_State *L;
+    size_t mem_used, mem_limit;
+    unsigned long long generation; /* of the libraries instantiated in L */
+    int funcs_ref;                 /* registry: name -> {fn, flags, lib} */
+    int scripts_ref;               /* registry: sha -> compiled chunk */
+    struct udf_call *current;      /* the call whose code runs now, or NULL */
+    /* FUNCTION LOAD in progress in this state. */
+    bool loading;
+    int load_ref;                  /* registry: the library's name -> {fn, flags} */
+    int64_t load_deadline_us;
+};
+
+struct udf_call {
+    struct udf_vm *vm;
+    enum udf_kind kind;
+    char *name;           /* function name, or SHA-1 for scripts */
+    char *label;          /* "lib.fn" or the SHA-1, for error messages */
+    int flags;            /* UDF_F_* of the function or script */
+    bool readonly;
+    int resp;             /* the client's protocol */
+    int script_resp;      /* redis.setresp() */
+    void *owner;
+    int nkeys, nargs;
+    char **keys, **args;
+    size_t *keylens, *arglens;
+
+    lua_State *co;        /* the call's coroutine, anchored by co_ref */
+    int co_ref;
+    int iters_ref;        /* registry table of open eddy.scan iterators */
+    bool started;
+    struct eng_txn *txn;
+    int attempts;
+    int64_t start_us, deadline_us, slice_start_us;
+    atomic_int kill;      /* 0, or why: KILL_USER, KILL_TIMEOUT */
+    bool killing;         /* the hook raises on every instruction from now on */
+    bool inner_preempt;   /* the hook yielded a coroutine the script created */
+    bool done, wrote;
+    struct cm_buf reply;
+    struct udf_call *rnext, *rprev; /* udf->running */
+};
+
+enum { KILL_USER = 1, KILL_TIMEOUT = 2 };
+
+/* vm.c */
+lua_State *udf__state_new(struct udf_vm *vm);
+/* Runs a library's code in vm->L in load mode; on success its functions are in a
+ * new table at the top of the stack (name -> {fn, flags}) and their names/flags are
+ * returned in *funcs (cm_malloc'd array, *nfuncs entries). err->msg has the reply. */
+int udf__load_lib(struct udf_vm *vm, const char *libname, const char *code, size_t len,
+                  struct udf_func **funcs, int *nfuncs, struct cm_err *err);
+/* Parses "#!lua name=x" (functions) or "#!lua flags=a,b" (scripts). */
+int udf__parse_shebang(const char *code, size_t len, bool is_lib, char *name, size_t namecap,
+                       int *flags, size_t *body_off, struct cm_err *err);
+int udf__parse_flag(const char *s, size_t n);
+void udf__free_funcs(struct udf_func *f, int n);
+/* Brings vm's instantiated libraries up to the registry's generation. */
+int udf__vm_sync(struct udf_vm *vm, struct cm_err *err);
+/* The count hook's work for calls and loads. */
+void udf__install_hook(lua_State *L);
+
+/* registry.c */
+void udf__running_add(struct udf *u, struct udf_call *c);
+void udf__running_remove(struct udf *u, struct udf_call *c);
+/* Copies the code of script sha into out; CM_ENOTFOUND if unknown. */
+int udf__script_code(struct udf *u, const char *sha, struct cm_buf *out);
+
+/* redislib.c */
+void udf__open_redis(lua_State *L);  /* redis, eddy (without vec) into the globals */
+/* Converts the Lua value at idx to a RESP reply in out for a client speaking resp. */
+void udf__lua_to_resp(lua_State *L, int idx, struct cm_buf *out, int resp);
+/* Pushes the Lua form of a RESP reply (the redis.call conversion). */
+void udf__push_resp(lua_State *L, const struct resp_value *v, int script_resp);
+/* The running call of L's VM (raises if none). */
+struct udf_call *udf__current(lua_State *L);
+struct udf_vm *udf__vm_of(lua_State *L);
+/* Frees the eddy.scan iterators a call left open. */
+void udf__close_iters(struct udf_call *c);
+/* Raises when the call was killed or ran out of time (called by the pattern
+ * functions every few thousand steps and by the count hook). */
+void udf__tick(lua_State *L);
+
+#endif

@@ -1,0 +1,568 @@
+/* vec.c - eddy.vec: dense float64 vectors for user Lua code, at C speed.
+ *
+ * A vector is a full userdata (struct udf_vec) with the metatable "eddy.vec"; all
+ * loops run in C with no Lua work per element. Sparse operands are (index, value)
+ * lists given as two vectors or two Lua array tables, read with lua_rawgeti. The API
+ * and the binary formats are specified in docs/VEC.md; the C side in udf/udf_lib.h.
+ * Uses the public Lua API only.
+ */
+#include "udf_lib.h"
+
+#include <lauxlib.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MAGIC_DENSE "EVd1"
+#define MAGIC_SPARSE "EVs1"
+#define HEADER 8           /* magic + uint32 count */
+#define SHOW_MAX 10        /* elements shown by __tostring */
+
+static void ensure_meta(lua_State *L);
+
+/* ---- C access ------------------------------------------------------------------------ */
+
+struct udf_vec *udf__checkvec(lua_State *L, int idx)
+{
+    return luaL_checkudata(L, idx, UDF_VEC_META);
+}
+
+struct udf_vec *udf__testvec(lua_State *L, int idx)
+{
+    return luaL_testudata(L, idx, UDF_VEC_META);
+}
+
+struct udf_vec *udf__pushvec(lua_State *L, size_t n)
+{
+    if (n > UDF_VEC_MAX)
+        luaL_error(L, "eddy.vec: size %I out of range 0..%I", (lua_Integer)n,
+                   (lua_Integer)UDF_VEC_MAX);
+    size_t bytes = sizeof(struct udf_vec) + n * sizeof(double);
+    struct udf_vec *v = lua_newuserdatauv(L, bytes, 0);
+    memset(v, 0, bytes);
+    v->n = n;
+    ensure_meta(L);
+    lua_setmetatable(L, -2);
+    return v;
+}
+
+/* ---- Argument helpers ------------------------------------------------------------------ */
+
+/* Index argument arg (1-based, an integer) of v as a 0-based offset. */
+static size_t check_index(lua_State *L, const struct udf_vec *v, int arg)
+{
+    int ok;
+    lua_Integer i = lua_tointegerx(L, arg, &ok);
+    if (!ok) {
+        if (lua_type(L, arg) == LUA_TNUMBER)
+            luaL_error(L, "eddy.vec: index %f is not an integer", lua_tonumber(L, arg));
+        luaL_error(L, "eddy.vec: index must be an integer, got %s", luaL_typename(L, arg));
+    }
+    if (i < 1 || (lua_Unsigned)i > v->n)
+        luaL_error(L, "eddy.vec: index %I out of range 1..%I", i, (lua_Integer)v->n);
+    return (size_t)(i - 1);
+}
+
+/* An element value: a Lua number, no string coercion. */
+static double check_value(lua_State *L, int arg)
+{
+    if (lua_type(L, arg) != LUA_TNUMBER)
+        luaL_error(L, "eddy.vec: value must be a number, got %s", luaL_typename(L, arg));
+    return lua_tonumber(L, arg);
+}
+
+/* Second vector operand of the same length as v. */
+static const struct udf_vec *check_same(lua_State *L, const struct udf_vec *v, int arg)
+{
+    const struct udf_vec *w = udf__checkvec(L, arg);
+    if (w->n != v->n)
+        luaL_error(L, "eddy.vec: length mismatch (%I vs %I)", (lua_Integer)v->n,
+                   (lua_Integer)w->n);
+    return w;
+}
+
+/* A sparse operand: an eddy.vec or a Lua array table at stack index arg. */
+struct list {
+    const struct udf_vec *vec; /* NULL for a table */
+    int arg;
+    size_t n;
+};
+
+static void list_open(lua_State *L, int arg, struct list *l)
+{
+    l->arg = arg;
+    l->vec = udf__testvec(L, arg);
+    if (l->vec != NULL)
+        l->n = l->vec->n;
+    else if (lua_type(L, arg) == LUA_TTABLE)
+        l->n = lua_rawlen(L, arg);
+    else
+        luaL_typeerror(L, arg, "eddy.vec or table");
+}
+
+/* Element k (0-based) of a list, which must be a number. */
+static double list_get(lua_State *L, const struct list *l, size_t k)
+{
+    if (l->vec != NULL)
+        return l->vec->v[k];
+    if (lua_rawgeti(L, l->arg, (lua_Integer)k + 1) != LUA_TNUMBER)
+        luaL_error(L, "eddy.vec: element %I is not a number (a %s)", (lua_Integer)k + 1,
+                   luaL_typename(L, -1));
+    double x = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    return x;
+}
+
+/* Element k of an index list as a 0-based offset below n (the target's length). */
+static size_t list_index(lua_State *L, const struct list *l, size_t k, size_t n)
+{
+    double x = list_get(L, l, k);
+    if (x >= 1 && x <= (double)n && x == floor(x))
+        return (size_t)x - 1;
+    if (x != floor(x)) /* also NaN and infinities */
+        luaL_error(L, "eddy.vec: index %f is not an integer (sparse entry %I)", x,
+                   (lua_Integer)k + 1);
+    if (fabs(x) < 0x1p62) /* print 7, not 7.0 */
+        luaL_error(L, "eddy.vec: index %I out of range 1..%I (sparse entry %I)", (lua_Integer)x,
+                   (lua_Integer)n, (lua_Integer)k + 1);
+    luaL_error(L, "eddy.vec: index %f out of range 1..%I (sparse entry %I)", x, (lua_Integer)n,
+               (lua_Integer)k + 1);
+    return 0;
+}
+
+/* Opens the (idx, vals) pair at args ai, ai + 1 and checks their lengths. */
+static size_t pair_open(lua_State *L, int ai, struct list *idx, struct list *vals)
+{
+    list_open(L, ai, idx);
+    list_open(L, ai + 1, vals);
+    if (idx->n != vals->n)
+        luaL_error(L, "eddy.vec: length mismatch (%I vs %I)", (lua_Integer)idx->n,
+                   (lua_Integer)vals->n);
+    return idx->n;
+}
+
+/* ---- Little-endian encoding -------------------------------------------------------------- */
+
+static void put_u32(unsigned char *p, uint32_t x)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(x >> (8 * i));
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void put_f64(unsigned char *p, double d)
+{
+    uint64_t x;
+    memcpy(&x, &d, 8);
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(x >> (8 * i));
+}
+
+static double get_f64(const unsigned char *p)
+{
+    uint64_t x = 0;
+    for (int i = 7; i >= 0; i--)
+        x = x << 8 | p[i];
+    double d;
+    memcpy(&d, &x, 8);
+    return d;
+}
+
+/* Checks the header of an encoded string and returns its count. per is the size of one
+ * element; fn names the function for errors. */
+static size_t check_header(lua_State *L, const char *fn, const unsigned char *s, size_t len,
+                           const char *magic, size_t per)
+{
+    if (len < HEADER)
+        luaL_error(L, "eddy.vec.%s: truncated input (%I bytes, header needs 8)", fn,
+                   (lua_Integer)len);
+    if (memcmp(s, magic, 4) != 0)
+        luaL_error(L, "eddy.vec.%s: bad magic (expected \"%s\")", fn, magic);
+    size_t n = get_u32(s + 4);
+    if (n > UDF_VEC_MAX)
+        luaL_error(L, "eddy.vec.%s: length %I exceeds %I", fn, (lua_Integer)n,
+                   (lua_Integer)UDF_VEC_MAX);
+    if (len - HEADER != n * per)
+        luaL_error(L, "eddy.vec.%s: size mismatch (%I elements need %I bytes, got %I)", fn,
+                   (lua_Integer)n, (lua_Integer)(HEADER + n * per), (lua_Integer)len);
+    return n;
+}
+
+/* ---- Library functions ------------------------------------------------------------------- */
+
+/* vec.new(n), vec.zeros(n) */
+static int udflib_vec_new(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 1);
+    if (n < 0 || (lua_Unsigned)n > UDF_VEC_MAX)
+        luaL_error(L, "eddy.vec: size %I out of range 0..%I", n, (lua_Integer)UDF_VEC_MAX);
+    udf__pushvec(L, (size_t)n);
+    return 1;
+}
+
+/* vec.from(table): the array part 1..#t (raw), numbers only. */
+static int udflib_vec_from(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    struct list l;
+    list_open(L, 1, &l);
+    struct udf_vec *v = udf__pushvec(L, l.n);
+    for (size_t k = 0; k < l.n; k++)
+        v->v[k] = list_get(L, &l, k);
+    return 1;
+}
+
+/* vec.decode(s): a dense vector from v:encode()'s format. */
+static int udflib_vec_decode(lua_State *L)
+{
+    size_t len;
+    const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
+    size_t n = check_header(L, "decode", s, len, MAGIC_DENSE, 8);
+    struct udf_vec *v = udf__pushvec(L, n);
+    for (size_t k = 0; k < n; k++)
+        v->v[k] = get_f64(s + HEADER + 8 * k);
+    return 1;
+}
+
+/* vec.encode_sparse(idx, vals) -> string */
+static int udflib_vec_encode_sparse(lua_State *L)
+{
+    struct list idx, vals;
+    size_t n = pair_open(L, 1, &idx, &vals);
+    if (n > UDF_VEC_MAX)
+        luaL_error(L, "eddy.vec: sparse length %I exceeds %I", (lua_Integer)n,
+                   (lua_Integer)UDF_VEC_MAX);
+    luaL_Buffer b;
+    unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, HEADER + 12 * n);
+    memcpy(out, MAGIC_SPARSE, 4);
+    put_u32(out + 4, (uint32_t)n);
+    for (size_t k = 0; k < n; k++) {
+        put_u32(out + HEADER + 4 * k, (uint32_t)(list_index(L, &idx, k, UDF_VEC_MAX) + 1));
+        put_f64(out + HEADER + 4 * n + 8 * k, list_get(L, &vals, k));
+    }
+    luaL_pushresultsize(&b, HEADER + 12 * n);
+    return 1;
+}
+
+/* vec.decode_sparse(s) -> idx, vals */
+static int udflib_vec_decode_sparse(lua_State *L)
+{
+    size_t len;
+    const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
+    size_t n = check_header(L, "decode_sparse", s, len, MAGIC_SPARSE, 12);
+    struct udf_vec *idx = udf__pushvec(L, n);
+    struct udf_vec *vals = udf__pushvec(L, n);
+    for (size_t k = 0; k < n; k++) {
+        uint32_t i = get_u32(s + HEADER + 4 * k);
+        if (i < 1 || i > UDF_VEC_MAX)
+            luaL_error(L, "eddy.vec.decode_sparse: index %I out of range 1..%I (entry %I)",
+                       (lua_Integer)i, (lua_Integer)UDF_VEC_MAX, (lua_Integer)k + 1);
+        idx->v[k] = i;
+        vals->v[k] = get_f64(s + HEADER + 4 * n + 8 * k);
+    }
+    return 2;
+}
+
+/* vec.isvec(x) */
+static int udflib_vec_isvec(lua_State *L)
+{
+    lua_pushboolean(L, udf__testvec(L, 1) != NULL);
+    return 1;
+}
+
+/* ---- Methods ------------------------------------------------------------------------------ */
+
+static int udflib_vec_get(lua_State *L)
+{
+    struct udf_vec *v = udf__checkvec(L, 1);
+    lua_pushnumber(L, v->v[check_index(L, v, 2)]);
+    return 1;
+}
+
+/* v:set(i, x) -> v */
+static int udflib_vec_set(lua_State *L)
+{
+    struct udf_vec *v = udf__checkvec(L, 1);
+    size_t i = check_index(L, v, 2);
+    v->v[i] = check_value(L, 3);
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int udflib_vec_len(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)udf__checkvec(L, 1)->n);
+    return 1;
+}
+
+static int udflib_vec_dot(lua_State *L)
+{
+    const struct udf_vec *v = udf__checkvec(L, 1);
+    const struct udf_vec *w = check_same(L, v, 2);
+    double s = 0;
+    for (size_t k = 0; k < v->n; k++)
+        s += v->v[k] * w->v[k];
+    lua_pushnumber(L, s);
+    return 1;
+}
+
+/* v:axpy(a, x): v = v + a * x -> v */
+static int udflib_vec_axpy(lua_State *L)
+{
+    struct udf_vec *v = udf__checkvec(L, 1);
+    double a = luaL_checknumber(L, 2);
+    const struct udf_vec *x = check_same(L, v, 3);
+    for (size_t k = 0; k < v->n; k++)
+        v->v[k] += a * x->v[k];
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* v:scale(a): v = a * v -> v */
+static int udflib_vec_scale(lua_State *L)
+{
+    struct udf_vec *v = udf__checkvec(L, 1);
+    double a = luaL_checknumber(L, 2);
+    for (size_t k = 0; k < v->n; k++)
+        v->v[k] *= a;
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* v:add(w): v = v + w -> v */
+static int udflib_vec_add(lua_State *L)
+{
+    struct udf_vec *v = udf__checkvec(L, 1);
+    const struct udf_vec *w = check_same(L, v, 2);
+    for (size_t k = 0; k < v->n; k++)
+        v->v[k] += w->v[k];
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* v:sub(w): v = v - w -> v */
+static int udflib_vec_sub(lua_State *L)
+{
+    struct udf_vec *v = udf__checkvec(L, 1);
+    const struct udf_vec *w = check_same(L, v, 2);
+    for (size_t k = 0; k < v->n; k++)
+        v->v[k] -= w->v[k];
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int udflib_vec_copy(lua_State *L)
+{
+    const struct udf_vec *v = udf__checkvec(L, 1);
+    struct udf_vec *c = udf__pushvec(L, v->n);
+    if (v->n > 0)
+        memcpy(c->v, v->v, v->n * sizeof(double));
+    return 1;
+}
+
+static int udflib_vec_sum(lua_State *L)
+{
+    const struct udf_vec *v = udf__checkvec(L, 1);
+    double s = 0;
+    for (size_t k = 0; k < v->n; k++)
+        s += v->v[k];
+    lua_pushnumber(L, s);
+    return 1;
+}
+
+/* v:norm2(): the Euclidean norm, sqrt(sum of squares). */
+static int udflib_vec_norm2(lua_State *L)
+{
+    const struct udf_vec *v = udf__checkvec(L, 1);
+    double s = 0;
+    for (size_t k = 0; k < v->n; k++)
+        s += v->v[k] * v->v[k];
+    lua_pushnumber(L, sqrt(s));
+    return 1;
+}
+
+/* v:fill(x) -> v */
+static int udflib_vec_fill(lua_State *L)
+{
+    struct udf_vec *v = udf__checkvec(L, 1);
+    double x = check_value(L, 2);
+    for (size_t k = 0; k < v->n; k++)
+        v->v[k] = x;
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int udflib_vec_totable(lua_State *L)
+{
+    const struct udf_vec *v = udf__checkvec(L, 1);
+    lua_createtable(L, (int)v->n, 0);
+    for (size_t k = 0; k < v->n; k++) {
+        lua_pushnumber(L, v->v[k]);
+        lua_rawseti(L, -2, (lua_Integer)k + 1);
+    }
+    return 1;
+}
+
+/* v:encode() -> "EVd1" .. u32 n .. n * f64, little-endian */
+static int udflib_vec_encode(lua_State *L)
+{
+    const struct udf_vec *v = udf__checkvec(L, 1);
+    size_t size = HEADER + 8 * v->n;
+    luaL_Buffer b;
+    unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, size);
+    memcpy(out, MAGIC_DENSE, 4);
+    put_u32(out + 4, (uint32_t)v->n);
+    for (size_t k = 0; k < v->n; k++)
+        put_f64(out + HEADER + 8 * k, v->v[k]);
+    luaL_pushresultsize(&b, size);
+    return 1;
+}
+
+/* v:sdot(idx, vals): sum of v[idx[k]] * vals[k] */
+static int udflib_vec_sdot(lua_State *L)
+{
+    const struct udf_vec *v = udf__checkvec(L, 1);
+    struct list idx, vals;
+    size_t n = pair_open(L, 2, &idx, &vals);
+    double s = 0;
+    for (size_t k = 0; k < n; k++)
+        s += v->v[list_index(L, &idx, k, v->n)] * list_get(L, &vals, k);
+    lua_pushnumber(L, s);
+    return 1;
+}
+
+/* v:saxpy(a, idx, vals): v[idx[k]] += a * vals[k] -> v. All entries are checked
+ * before v changes, so an error leaves v as it was. */
+static int udflib_vec_saxpy(lua_State *L)
+{
+    struct udf_vec *v = udf__checkvec(L, 1);
+    double a = luaL_checknumber(L, 2);
+    struct list idx, vals;
+    size_t n = pair_open(L, 3, &idx, &vals);
+    for (size_t k = 0; k < n; k++) {
+        list_index(L, &idx, k, v->n);
+        list_get(L, &vals, k);
+    }
+    /* list_index checks again: idx or vals may be v itself. */
+    for (size_t k = 0; k < n; k++) {
+        size_t i = list_index(L, &idx, k, v->n);
+        v->v[i] += a * list_get(L, &vals, k);
+    }
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* ---- Metamethods -------------------------------------------------------------------------- */
+
+/* __index: v[i] for numbers, methods (upvalue 1) for anything else. */
+static int udflib_vec_index(lua_State *L)
+{
+    struct udf_vec *v = udf__checkvec(L, 1);
+    if (lua_type(L, 2) == LUA_TNUMBER) {
+        lua_pushnumber(L, v->v[check_index(L, v, 2)]);
+        return 1;
+    }
+    lua_pushvalue(L, 2);
+    lua_rawget(L, lua_upvalueindex(1));
+    return 1;
+}
+
+/* __newindex: v[i] = x; no other fields can be set. */
+static int udflib_vec_newindex(lua_State *L)
+{
+    struct udf_vec *v = udf__checkvec(L, 1);
+    if (lua_type(L, 2) != LUA_TNUMBER)
+        luaL_error(L, "eddy.vec: cannot set field of type %s (only numeric indices)",
+                   luaL_typename(L, 2));
+    size_t i = check_index(L, v, 2);
+    v->v[i] = check_value(L, 3);
+    return 0;
+}
+
+/* __tostring: "vec(3)[1, 2, 3]", at most SHOW_MAX elements then ", ...". */
+static int udflib_vec_tostring(lua_State *L)
+{
+    const struct udf_vec *v = udf__checkvec(L, 1);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    char num[64];
+    snprintf(num, sizeof(num), "vec(%zu)[", v->n);
+    luaL_addstring(&b, num);
+    for (size_t k = 0; k < v->n && k < SHOW_MAX; k++) {
+        snprintf(num, sizeof(num), "%s%.14g", k > 0 ? ", " : "", v->v[k]);
+        luaL_addstring(&b, num);
+    }
+    if (v->n > SHOW_MAX)
+        luaL_addstring(&b, ", ...");
+    luaL_addchar(&b, ']');
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/* __eq: same length and equal elements (so a vector holding NaN is not equal to
+ * itself as a value, though Lua's == on the same userdata is still true). */
+static int udflib_vec_eq(lua_State *L)
+{
+    const struct udf_vec *v = udf__testvec(L, 1), *w = udf__testvec(L, 2);
+    bool eq = v != NULL && w != NULL && v->n == w->n;
+    for (size_t k = 0; eq && k < v->n; k++)
+        eq = v->v[k] == w->v[k];
+    lua_pushboolean(L, eq);
+    return 1;
+}
+
+static void ensure_meta(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        {"get", udflib_vec_get},         {"set", udflib_vec_set},
+        {"len", udflib_vec_len},         {"dot", udflib_vec_dot},
+        {"axpy", udflib_vec_axpy},       {"scale", udflib_vec_scale},
+        {"add", udflib_vec_add},         {"sub", udflib_vec_sub},
+        {"copy", udflib_vec_copy},       {"sum", udflib_vec_sum},
+        {"norm2", udflib_vec_norm2},     {"fill", udflib_vec_fill},
+        {"totable", udflib_vec_totable}, {"encode", udflib_vec_encode},
+        {"sdot", udflib_vec_sdot},       {"saxpy", udflib_vec_saxpy},
+        {NULL, NULL},
+    };
+    static const luaL_Reg meta[] = {
+        {"__newindex", udflib_vec_newindex},
+        {"__len", udflib_vec_len},
+        {"__tostring", udflib_vec_tostring},
+        {"__eq", udflib_vec_eq},
+        {NULL, NULL},
+    };
+    if (!luaL_newmetatable(L, UDF_VEC_META))
+        return; /* already registered; it is on the stack */
+    luaL_setfuncs(L, meta, 0);
+    luaL_newlib(L, methods);
+    lua_pushcclosure(L, udflib_vec_index, 1);
+    lua_setfield(L, -2, "__index");
+    /* getmetatable(v) gives this string, so user code cannot change the shared
+     * metatable of every vector. */
+    lua_pushliteral(L, UDF_VEC_META);
+    lua_setfield(L, -2, "__metatable");
+}
+
+int udf__open_vec(lua_State *L)
+{
+    static const luaL_Reg lib[] = {
+        {"new", udflib_vec_new},
+        {"zeros", udflib_vec_new},
+        {"from", udflib_vec_from},
+        {"decode", udflib_vec_decode},
+        {"encode_sparse", udflib_vec_encode_sparse},
+        {"decode_sparse", udflib_vec_decode_sparse},
+        {"isvec", udflib_vec_isvec},
+        {NULL, NULL},
+    };
+    ensure_meta(L);
+    lua_pop(L, 1);
+    luaL_newlib(L, lib);
+    return 1;
+}
