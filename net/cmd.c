@@ -8,7 +8,8 @@
 #include <string.h>
 
 static const struct cmd_def *const tables[] = {cmd_string_table, cmd_keys_table,
-                                               cmd_server_table, cmd_udf_table};
+                                               cmd_server_table, cmd_udf_table,
+                                               cmd_mapreduce_table};
 
 #define HASH_SIZE 512
 static const struct cmd_def *hash_tab[HASH_SIZE];
@@ -170,14 +171,19 @@ int kv_del(struct cmd_ctx *x, const char *key, size_t klen)
 
 static void unknown_command(struct conn *c, size_t argc, const char **argv, size_t *argvlen)
 {
-    struct cm_buf msg;
+    /* Like Redis: quote arguments until the list reaches 128 bytes, cutting the last. */
+    struct cm_buf args, msg;
+    cm_buf_init(&args);
     cm_buf_init(&msg);
-    cm_buf_appendf(&msg, "ERR unknown command '%.*s', with args beginning with: ",
-                   (int)(argvlen[0] > 128 ? 128 : argvlen[0]), argv[0]);
-    for (size_t i = 1; i < argc && msg.len < 256; i++)
-        cm_buf_appendf(&msg, "'%.*s' ", (int)(argvlen[i] > 128 ? 128 : argvlen[i]), argv[i]);
+    for (size_t i = 1; i < argc && args.len < 128; i++)
+        cm_buf_appendf(&args, "'%.*s' ",
+                       (int)(argvlen[i] < 128 - args.len ? argvlen[i] : 128 - args.len), argv[i]);
+    cm_buf_appendf(&msg, "ERR unknown command '%.*s', with args beginning with: %.*s",
+                   (int)(argvlen[0] > 128 ? 128 : argvlen[0]), argv[0], (int)args.len,
+                   args.p ? args.p : "");
     cm_buf_appendc(&msg, '\0');
     resp_add_error(&c->out, msg.p ? msg.p : "ERR unknown command");
+    cm_buf_deinit(&args);
     cm_buf_deinit(&msg);
 }
 
@@ -254,8 +260,8 @@ void cmd_execute(struct conn *c, size_t argc, const char **argv, size_t *argvlen
 int cmd_exec_from_script(void *owner, struct eng_txn *txn, int resp, int flags, int argc,
                          const char **argv, const size_t *argvlen, struct cm_buf *out)
 {
-    struct conn *c = owner;
-    struct server *s = c->w->srv;
+    struct conn *c = owner; /* NULL for map and reduce calls */
+    struct server *s = g_server;
     const struct cmd_def *d = cmd_lookup(argv[0], argvlen[0]);
     size_t mark = out->len;
     if (d == NULL)

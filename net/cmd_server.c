@@ -424,11 +424,42 @@ static void client_cmd(struct cmd_ctx *x)
         else
             resp_add_null(x->out, x->resp);
     } else if (arg_is(x, 1, "LIST")) {
+        /* CLIENT LIST [TYPE normal] [ID id ...]: every client is a normal one. */
+        unsigned long long want_ids[64];
+        size_t nids = 0;
+        if (x->argc == 4 && arg_is(x, 2, "TYPE")) {
+            if (!arg_is(x, 3, "normal") && !arg_is(x, 3, "master") && !arg_is(x, 3, "replica") &&
+                !arg_is(x, 3, "pubsub")) {
+                reply_errf(x, "ERR Unknown client type '%.*s'", (int)x->argvlen[3], x->argv[3]);
+                return;
+            }
+            if (!arg_is(x, 3, "normal")) {
+                resp_add_verbatim(x->out, "txt", "", 0, x->resp);
+                return;
+            }
+        } else if (x->argc >= 4 && arg_is(x, 2, "ID")) {
+            for (size_t i = 3; i < x->argc && nids < 64; i++) {
+                long long v;
+                if (cm_str_to_ll(x->argv[i], x->argvlen[i], &v) != 0 || v <= 0) {
+                    reply_err(x, "ERR Invalid client ID");
+                    return;
+                }
+                want_ids[nids++] = (unsigned long long)v;
+            }
+        } else if (x->argc != 2) {
+            reply_syntax(x);
+            return;
+        }
         struct cm_buf b;
         cm_buf_init(&b);
         pthread_mutex_lock(&x->srv->clients_lock);
-        for (struct conn *o = x->srv->clients; o != NULL; o = o->gnext)
-            conn_describe(o, &b);
+        for (struct conn *o = x->srv->clients; o != NULL; o = o->gnext) {
+            bool match = nids == 0;
+            for (size_t i = 0; i < nids && !match; i++)
+                match = o->id == want_ids[i];
+            if (match)
+                conn_describe(o, &b);
+        }
         pthread_mutex_unlock(&x->srv->clients_lock);
         resp_add_verbatim(x->out, "txt", b.p ? b.p : "", b.len, x->resp);
         cm_buf_deinit(&b);

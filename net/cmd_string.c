@@ -296,7 +296,7 @@ static void decrby_cmd(struct cmd_ctx *x)
 static void incrbyfloat_cmd(struct cmd_ctx *x)
 {
     long double by, v = 0;
-    if (cm_str_to_ldouble(x->argv[2], x->argvlen[2], &by) != 0 || isinf(by)) {
+    if (cm_str_to_ldouble(x->argv[2], x->argvlen[2], &by) != 0) {
         reply_err(x, "ERR value is not a valid float");
         return;
     }

@@ -102,19 +102,21 @@ void conn_close(struct conn *c)
         c->gnext->gprev = c->gprev;
     pthread_mutex_unlock(&s->clients_lock);
     atomic_fetch_sub(&s->nclients, 1);
-    if (c->call != NULL) {
-        /* The call is aborted: nothing it wrote is applied. */
-        udf_call_free(c->call);
-        c->call = NULL;
-    }
-    if (c->in_calls) {
-        if (c->cprev)
-            c->cprev->cnext = c->cnext;
+    if (c->wc.linked) {
+        if (c->wc.prev)
+            c->wc.prev->next = c->wc.next;
         else
-            w->calls = c->cnext;
-        if (c->cnext)
-            c->cnext->cprev = c->cprev;
+            w->calls = c->wc.next;
+        if (c->wc.next)
+            c->wc.next->prev = c->wc.prev;
     }
+    if (c->wc.call != NULL) {
+        /* The call is aborted: nothing it wrote is applied. */
+        udf_call_free(c->wc.call);
+        c->wc.call = NULL;
+    }
+    if (c->job != NULL)
+        mr_job_detach(c->job);
     loop_io_free(c->io);
     close(c->fd);
     cm_buf_deinit(&c->in);
@@ -181,7 +183,8 @@ static void sync_if_needed(struct conn *c)
 static void process_input(struct conn *c)
 {
     struct server *s = c->w->srv;
-    while (!c->paused && c->call == NULL && !(c->flags & CONN_CLOSE_AFTER_REPLY) &&
+    while (!c->paused && c->wc.call == NULL && c->job == NULL &&
+           !(c->flags & CONN_CLOSE_AFTER_REPLY) &&
            c->qpos < c->in.len) {
         int rc = resp_req_parse(&c->req, c->in.p + c->qpos, c->in.len - c->qpos);
         if (rc == RESP_MORE)
@@ -289,10 +292,18 @@ static void conn_io(void *ud, int events)
     serve(c);
 }
 
-/* Appends a finished call's reply and lets the connection go on. */
-static void finish_call(struct conn *c, struct udf_call *call)
+void conn_serve(struct conn *c)
 {
+    serve(c);
+}
+
+/* A connection's call finished: append its reply and let the connection go on. */
+static void conn_call_done(struct worker *w, struct wcall *wc)
+{
+    struct conn *c = (struct conn *)((char *)wc - offsetof(struct conn, wc));
+    struct udf_call *call = wc->call;
     const struct cm_buf *r = udf_call_reply(call);
+    wc->call = NULL;
     cm_buf_append(&c->out, r->p, r->len);
     if (udf_call_wrote(call))
         c->dirty = true;
@@ -301,42 +312,49 @@ static void finish_call(struct conn *c, struct udf_call *call)
 
 void conn_run_call(struct conn *c, struct udf_call *call)
 {
-    if (udf_call_run(call) == UDF_DONE) {
-        finish_call(c, call);
+    c->wc.call = call;
+    c->wc.done = conn_call_done;
+    worker_run_call(c->w, &c->wc);
+    /* If it finished at once, the caller (process_input) goes on with the next
+     * command; otherwise the connection waits and worker_resume_calls serves it. */
+}
+
+void worker_run_call(struct worker *w, struct wcall *wc)
+{
+    if (udf_call_run(wc->call) == UDF_DONE) {
+        wc->done(w, wc);
         return;
     }
-    /* Preempted: the connection waits (no further commands of it run) while the
-     * worker serves others and resumes the call on its next iterations. */
-    struct worker *w = c->w;
-    c->call = call;
-    c->in_calls = true;
-    c->cprev = NULL;
-    c->cnext = w->calls;
+    /* Preempted: the worker serves others and resumes the call on its next loop
+     * iterations. */
+    wc->linked = true;
+    wc->prev = NULL;
+    wc->next = w->calls;
     if (w->calls)
-        w->calls->cprev = c;
-    w->calls = c;
+        w->calls->prev = wc;
+    w->calls = wc;
     loop_async_send(w->resume);
 }
 
-void conn_resume_calls(struct worker *w)
+void worker_resume_calls(struct worker *w)
 {
-    for (struct conn *c = w->calls, *next; c != NULL; c = next) {
-        next = c->cnext;
-        if (udf_call_run(c->call) != UDF_DONE)
+    for (struct wcall *wc = w->calls, *next; wc != NULL; wc = next) {
+        next = wc->next;
+        if (udf_call_run(wc->call) != UDF_DONE)
             continue;
-        struct udf_call *call = c->call;
-        c->call = NULL;
-        c->in_calls = false;
-        if (c->cprev)
-            c->cprev->cnext = c->cnext;
+        wc->linked = false;
+        if (wc->prev)
+            wc->prev->next = wc->next;
         else
-            w->calls = c->cnext;
-        if (c->cnext)
-            c->cnext->cprev = c->cprev;
-        finish_call(c, call);
-        /* serve may close c or start another call (which links c at the head, so
-         * `next` stays valid). */
-        serve(c);
+            w->calls = wc->next;
+        if (wc->next)
+            wc->next->prev = wc->prev;
+        bool is_conn = wc->done == conn_call_done;
+        wc->done(w, wc);
+        /* A connection goes on with its pipeline; that may close it or start another
+         * call (linked at the head, so `next` stays valid). */
+        if (is_conn)
+            serve((struct conn *)((char *)wc - offsetof(struct conn, wc)));
     }
     if (w->calls != NULL)
         loop_async_send(w->resume);

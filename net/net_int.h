@@ -73,6 +73,24 @@ int net_parse_memory(const char *s, long long *out);
 /* ---- Server and workers (server.c) ------------------------------------------------------ */
 struct conn;
 struct worker;
+struct mr_job;
+
+/* A call waiting on a worker between slices: a connection's FCALL/EVAL, or one
+ * partition of a MAPREDUCE. done is called on the worker when the call finished; it
+ * owns the call from then on. */
+struct wcall {
+    struct udf_call *call;
+    void (*done)(struct worker *w, struct wcall *wc);
+    struct wcall *next, *prev;
+    bool linked;
+};
+
+/* Work posted to a worker from another thread, run on the worker's thread. */
+struct task {
+    void (*fn)(struct worker *w, void *arg);
+    void *arg;
+    struct task *next;
+};
 
 struct server {
     struct net_config *cfg;
@@ -115,11 +133,19 @@ struct worker {
     struct eng_batch *batch;   /* reused by commands on this thread */
     struct udf_vm *vm;         /* this thread's Lua state */
     struct loop_async *resume; /* run a slice of the preempted calls */
-    struct conn *calls;        /* connections whose call was preempted */
+    struct wcall *calls;       /* preempted calls */
+    struct task *tasks, **tasks_tail; /* posted work (inbox_lock) */
 };
 
 /* Requests shutdown from any thread (SHUTDOWN, signals). */
 void server_shutdown(struct server *s, int exit_code);
+/* Runs fn(w, arg) on w's thread soon (from any thread). Returns 0 or CM_ENOMEM. */
+int server_post(struct worker *w, void (*fn)(struct worker *w, void *arg), void *arg);
+/* Runs the first slice of a call on w (the current thread's worker); if it does not
+ * finish, later slices run from w's loop until it does; then wc->done. */
+void worker_run_call(struct worker *w, struct wcall *wc);
+/* Gives every preempted call of w one more slice. */
+void worker_resume_calls(struct worker *w);
 /* Pushes the udf-* configuration to the function registry. */
 void server_apply_udf_limits(struct server *s);
 /* Wakes the worker that owns c so it notices a kill request. */
@@ -152,9 +178,8 @@ struct conn {
     int64_t ctime_ms, last_ms;
     unsigned long long ncmds;
     char last_cmd[32];
-    struct udf_call *call;             /* a running function call blocks the connection */
-    struct conn *cnext, *cprev;        /* worker's list of preempted calls */
-    bool in_calls;
+    struct wcall wc;                   /* wc.call: a running call blocks the connection */
+    struct mr_job *job;                /* a running MAPREDUCE blocks it too */
     struct conn *next, *prev;          /* worker list */
     struct conn *gnext, *gprev;        /* server list (clients_lock) */
 };
@@ -168,8 +193,12 @@ void conn_worker_cron(struct worker *w);
 /* Runs a new call for c (from FCALL/EVAL): its reply is appended now if it finishes
  * within its first slice, else when a later slice finishes it. Takes ownership. */
 void conn_run_call(struct conn *c, struct udf_call *call);
-/* Gives every preempted call of w one more slice; called from w's resume watcher. */
-void conn_resume_calls(struct worker *w);
+/* Executes c's buffered commands and writes replies (after a call or job ended). */
+void conn_serve(struct conn *c);
+
+/* ---- MAPREDUCE (mapreduce.c) ----------------------------------------------------------- */
+/* Forgets the connection of a job whose client went away (the job finishes alone). */
+void mr_job_detach(struct mr_job *job);
 /* The udf_exec_fn for redis.call (cmd.c). */
 int cmd_exec_from_script(void *owner, struct eng_txn *txn, int resp, int flags, int argc,
                          const char **argv, const size_t *argvlen, struct cm_buf *out);
@@ -244,5 +273,6 @@ extern const struct cmd_def cmd_string_table[];
 extern const struct cmd_def cmd_keys_table[];
 extern const struct cmd_def cmd_server_table[];
 extern const struct cmd_def cmd_udf_table[];
+extern const struct cmd_def cmd_mapreduce_table[];
 
 #endif

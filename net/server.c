@@ -76,6 +76,8 @@ static int listen_on(struct server *s, const char *addr, int port)
 
 /* ---- Workers -------------------------------------------------------------------------- */
 
+static void run_tasks(struct worker *w);
+
 static void worker_wake(void *ud)
 {
     struct worker *w = ud;
@@ -91,6 +93,7 @@ static void worker_wake(void *ud)
         conn_accept(w, fds[i]);
     if (n > take)
         loop_async_send(w->wake);
+    run_tasks(w);
     if (atomic_load(&w->srv->shutting_down)) {
         while (w->conns != NULL)
             conn_close(w->conns);
@@ -121,7 +124,38 @@ void server_wake_worker(struct worker *w)
 
 static void worker_resume(void *ud)
 {
-    conn_resume_calls(ud);
+    worker_resume_calls(ud);
+}
+
+int server_post(struct worker *w, void (*fn)(struct worker *w, void *arg), void *arg)
+{
+    struct task *t = cm_malloc(sizeof(*t));
+    if (t == NULL)
+        return CM_ENOMEM;
+    t->fn = fn;
+    t->arg = arg;
+    t->next = NULL;
+    pthread_mutex_lock(&w->inbox_lock);
+    *w->tasks_tail = t;
+    w->tasks_tail = &t->next;
+    pthread_mutex_unlock(&w->inbox_lock);
+    loop_async_send(w->wake);
+    return 0;
+}
+
+static void run_tasks(struct worker *w)
+{
+    pthread_mutex_lock(&w->inbox_lock);
+    struct task *t = w->tasks;
+    w->tasks = NULL;
+    w->tasks_tail = &w->tasks;
+    pthread_mutex_unlock(&w->inbox_lock);
+    while (t != NULL) {
+        struct task *next = t->next;
+        t->fn(w, t->arg);
+        cm_free(t);
+        t = next;
+    }
 }
 
 static void worker_cron(void *ud)
@@ -143,6 +177,7 @@ static struct worker *worker_new(struct server *s, int id)
         return NULL;
     w->id = id;
     w->srv = s;
+    w->tasks_tail = &w->tasks;
     w->loop = loop_new(id == 0);
     pthread_mutex_init(&w->inbox_lock, NULL);
     if (w->loop == NULL)

@@ -90,6 +90,23 @@ static int push_script(struct udf_vm *vm, const char *sha, int *flags, struct cm
     return 0;
 }
 
+int udf_function_flags(struct udf_vm *vm, const char *name, size_t len)
+{
+    struct cm_err err = {0};
+    lua_State *L = vm->L;
+    udf__vm_sync(vm, &err);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->funcs_ref);
+    lua_pushlstring(L, name, len);
+    int flags = -1;
+    if (lua_gettable(L, -2) == LUA_TTABLE) {
+        lua_getfield(L, -1, "flags");
+        flags = (int)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 2);
+    return flags;
+}
+
 struct udf_call *udf_call_new(struct udf_vm *vm, const struct udf_call_req *req,
                               struct cm_buf *err_out)
 {
@@ -104,7 +121,20 @@ struct udf_call *udf_call_new(struct udf_vm *vm, const struct udf_call_req *req,
     int flags = 0;
     char *label = NULL;
     int top = lua_gettop(L);
-    if (req->kind == UDF_FCALL) {
+    if (req->kind == UDF_REDUCE && req->name_len > 0 && req->name[0] == '@') {
+        struct cm_buf b;
+        cm_buf_init(&b);
+        cm_buf_append(&b, req->name, req->name_len);
+        cm_buf_appendc(&b, '\0');
+        if (b.p == NULL || !udf__push_builtin_reducer(L, b.p)) {
+            cm_buf_deinit(&b);
+            resp_add_error(err_out, "ERR unknown built-in reducer (there are @sum and @list)");
+            return NULL;
+        }
+        lua_settop(L, top);
+        label = b.p;
+        memcpy(sha, "-", 2);
+    } else if (req->kind == UDF_FCALL || req->kind == UDF_MAP || req->kind == UDF_REDUCE) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, vm->funcs_ref);
         lua_pushlstring(L, req->name, req->name_len);
         if (lua_gettable(L, -2) != LUA_TTABLE) {
@@ -142,8 +172,8 @@ struct udf_call *udf_call_new(struct udf_vm *vm, const struct udf_call_req *req,
         lua_settop(L, top);
         label = cm_strdup(sha);
     }
-    if (req->readonly && (flags & UDF_F_NO_WRITES) == 0 &&
-        (req->kind == UDF_FCALL || flags != 0)) {
+    bool is_func = req->kind == UDF_FCALL || req->kind == UDF_MAP || req->kind == UDF_REDUCE;
+    if (req->readonly && (flags & UDF_F_NO_WRITES) == 0 && (is_func || flags != 0)) {
         cm_free(label);
         resp_add_error(err_out, "ERR Can not execute a script with write flag using *_ro command.");
         return NULL;
@@ -154,11 +184,21 @@ struct udf_call *udf_call_new(struct udf_vm *vm, const struct udf_call_req *req,
     c->vm = vm;
     c->kind = req->kind;
     c->label = label;
-    c->name = req->kind == UDF_FCALL ? cm_memdup(req->name, req->name_len + 1) : cm_strdup(sha);
+    c->name = is_func ? cm_malloc(req->name_len + 1) : cm_strdup(sha);
     if (c->name == NULL)
         goto oom;
-    if (req->kind == UDF_FCALL)
+    if (is_func) {
+        memcpy(c->name, req->name, req->name_len);
         c->name[req->name_len] = '\0';
+    }
+    c->part = req->part;
+    if (req->kind == UDF_REDUCE) {
+        c->npartials = req->npartials;
+        c->partials = copy_strings(req->npartials, req->partials, req->partial_lens,
+                                   &c->partial_lens);
+        if (c->partials == NULL)
+            goto oom;
+    }
     c->flags = flags;
     c->readonly = req->readonly || (flags & UDF_F_NO_WRITES);
     c->resp = req->resp;
@@ -181,6 +221,7 @@ oom:
         cm_free(c->name);
         free_strings(c->keys, c->keylens, c->nkeys);
         free_strings(c->args, c->arglens, c->nargs);
+        free_strings(c->partials, c->partial_lens, c->npartials);
         cm_free(c);
     }
     cm_free(label);
@@ -226,7 +267,9 @@ static int start_attempt(struct udf_call *c)
     c->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_newtable(L);
     c->iters_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    if (c->kind == UDF_FCALL) {
+    if (c->name[0] == '@') {
+        udf__push_builtin_reducer(L, c->name);
+    } else if (c->kind == UDF_FCALL || c->kind == UDF_MAP || c->kind == UDF_REDUCE) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, vm->funcs_ref);
         lua_getfield(L, -1, c->name);
         if (!lua_istable(L, -1)) { /* the library was deleted while we waited */
@@ -252,6 +295,31 @@ static int start_attempt(struct udf_call *c)
     push_array(c->co, c->args, c->arglens, c->nargs);
     c->started = true;
     c->attempts++;
+    if (c->kind == UDF_MAP) {
+        lua_createtable(c->co, 0, 4);
+        lua_pushinteger(c->co, c->part.index);
+        lua_setfield(c->co, -2, "index");
+        lua_pushinteger(c->co, c->part.count);
+        lua_setfield(c->co, -2, "count");
+        lua_pushinteger(c->co, c->part.slot_lo);
+        lua_setfield(c->co, -2, "slot_lo");
+        lua_pushinteger(c->co, c->part.slot_hi);
+        lua_setfield(c->co, -2, "slot_hi");
+        return 3;
+    }
+    if (c->kind == UDF_REDUCE) {
+        lua_createtable(c->co, c->npartials, 1);
+        for (int i = 0; i < c->npartials; i++) {
+            if (udf__ser_decode(c->co, c->partials[i], c->partial_lens[i]) != 0) {
+                resp_add_error(&c->reply, "ERR a partial result of the map is corrupt");
+                return -1;
+            }
+            lua_rawseti(c->co, -2, i + 1);
+        }
+        lua_pushinteger(c->co, c->npartials);
+        lua_setfield(c->co, -2, "n");
+        return 3;
+    }
     return 2;
 }
 
@@ -302,7 +370,7 @@ static void error_reply(struct udf_call *c, int status)
         msg = "unknown error (the error object is not a string)";
         n = strlen(msg);
     }
-    const char *chunk = c->kind == UDF_FCALL ? "user_function" : "user_script";
+    const char *chunk = c->kind == UDF_EVAL || c->kind == UDF_EVALSHA ? "user_script" : "user_function";
     int line = -1;
     lua_Debug ar;
     for (int level = 0; lua_getstack(co, level, &ar); level++) {
@@ -343,7 +411,9 @@ int udf_call_run(struct udf_call *c)
         vm->current = NULL;
         if (st == LUA_YIELD)
             return UDF_YIELD;
-        if (st != LUA_OK) {
+        if (st != LUA_OK || c->killing || atomic_load(&c->kill) != 0) {
+            /* Also a kill that the script swallowed (in a coroutine it created, say)
+             * before it returned: the call still fails and applies nothing. */
             error_reply(c, st);
             if (st == LUA_ERRMEM || c->killing) {
                 lua_gc(L, LUA_GCCOLLECT, 0);
@@ -352,10 +422,22 @@ int udf_call_run(struct udf_call *c)
             break;
         }
         c->reply.len = 0;
-        if (nres > 0)
+        if (c->kind == UDF_MAP) {
+            /* The partial result travels to the reducer as bytes. */
+            const char *why = NULL;
+            if (nres == 0)
+                lua_pushnil(c->co);
+            if (udf__ser_encode(c->co, lua_gettop(c->co) - (nres ? nres : 1) + 1, &c->reply,
+                                &why) != 0) {
+                resp_add_errorf(&c->reply, "ERR the result of map function %s cannot be sent: %s",
+                                c->label, why);
+                break;
+            }
+        } else if (nres > 0) {
             udf__lua_to_resp(c->co, lua_gettop(c->co) - nres + 1, &c->reply, c->resp);
-        else
+        } else {
             resp_add_null(&c->reply, c->resp);
+        }
         struct cm_err err = {0};
         size_t writes = eng_txn_write_count(c->txn);
         int rc = eng_txn_commit(c->txn, &err);
@@ -372,6 +454,7 @@ int udf_call_run(struct udf_call *c)
             resp_add_errorf(&c->reply, "ERR storage error: %s", err.msg);
         } else {
             c->wrote = writes > 0;
+            c->ok = true;
         }
         break;
     }
@@ -384,6 +467,11 @@ int udf_call_run(struct udf_call *c)
 const struct cm_buf *udf_call_reply(const struct udf_call *c)
 {
     return &c->reply;
+}
+
+bool udf_call_ok(const struct udf_call *c)
+{
+    return c->ok;
 }
 
 bool udf_call_wrote(const struct udf_call *c)
@@ -400,6 +488,7 @@ void udf_call_free(struct udf_call *c)
         udf__running_remove(c->vm->u, c);
     }
     cm_buf_deinit(&c->reply);
+    free_strings(c->partials, c->partial_lens, c->npartials);
     free_strings(c->keys, c->keylens, c->nkeys);
     free_strings(c->args, c->arglens, c->nargs);
     cm_free(c->name);

@@ -638,7 +638,9 @@ static int udflib_scan(lua_State *L)
     struct udf_call *c = data_call(L, false);
     size_t plen = 0;
     const char *prefix = NULL;
-    lua_Integer lo = 0, hi = CM_SLOTS - 1;
+    /* Inside a map call the default range is the call's partition. */
+    lua_Integer lo = c->kind == UDF_MAP ? c->part.slot_lo : 0;
+    lua_Integer hi = c->kind == UDF_MAP ? c->part.slot_hi : CM_SLOTS - 1;
     if (lua_istable(L, 1)) {
         if (lua_getfield(L, 1, "prefix") == LUA_TSTRING)
             prefix = lua_tolstring(L, -1, &plen);

@@ -94,7 +94,18 @@ size_t udf_vm_memory(const struct udf_vm *vm);
 
 /* ---- Calls ---------------------------------------------------------------------------------- */
 
-enum udf_kind { UDF_FCALL, UDF_EVAL, UDF_EVALSHA };
+/* UDF_MAP runs a function over one partition of the local slots for MAPREDUCE: it is
+ * called as fn(keys, args, part) with part = {index=, count=, slot_lo=, slot_hi=}, and
+ * its result is serialized (udf_call_reply) for the reducer. UDF_REDUCE calls
+ * fn(keys, args, partials) with the decoded partial results (partials.n of them), or a
+ * built-in reducer: "@sum" (adds numbers, eddy.vec vectors and tables of them key by
+ * key) or "@list" (the array of partials). */
+enum udf_kind { UDF_FCALL, UDF_EVAL, UDF_EVALSHA, UDF_MAP, UDF_REDUCE };
+
+struct udf_part {
+    int index, count;
+    unsigned slot_lo, slot_hi;
+};
 
 struct udf_call_req {
     enum udf_kind kind;
@@ -106,9 +117,16 @@ struct udf_call_req {
     bool readonly;         /* FCALL_RO, EVAL_RO, EVALSHA_RO */
     int resp;              /* the client's protocol, 2 or 3 */
     void *owner;           /* passed to udf_exec_fn */
+    struct udf_part part;  /* UDF_MAP */
+    int npartials;         /* UDF_REDUCE: serialized partial results */
+    const char **partials;
+    const size_t *partial_lens;
 };
 
 enum { UDF_DONE = 0, UDF_YIELD = 1 };
+
+/* The flags of function name in vm (syncing it first), or -1 if there is none. */
+int udf_function_flags(struct udf_vm *vm, const char *name, size_t len);
 
 /* Starts a call: every argument is copied. On a request error (no such function,
  * NOSCRIPT, writes from _ro, ...) returns NULL and appends the error reply to err_out. */
@@ -117,8 +135,11 @@ struct udf_call *udf_call_new(struct udf_vm *vm, const struct udf_call_req *req,
 /* Runs the call until it finishes (UDF_DONE: its reply is in udf_call_reply) or its
  * time slice ends (UDF_YIELD: run it again later, from the same thread). */
 int udf_call_run(struct udf_call *c);
-/* The reply (RESP bytes) of a finished call; borrowed until udf_call_free. */
+/* The reply (RESP bytes) of a finished call; borrowed until udf_call_free. For a
+ * successful UDF_MAP call, the serialized partial result instead. */
 const struct cm_buf *udf_call_reply(const struct udf_call *c);
+/* True if the finished call succeeded (its reply is not an error). */
+bool udf_call_ok(const struct udf_call *c);
 /* True if the finished call committed writes (the caller syncs under "always"). */
 bool udf_call_wrote(const struct udf_call *c);
 /* Frees a call; a call that did not finish is aborted (nothing applied). */

@@ -92,14 +92,20 @@ struct udf_call {
     atomic_int kill;      /* 0, or why: KILL_USER, KILL_TIMEOUT */
     bool killing;         /* the hook raises on every instruction from now on */
     bool inner_preempt;   /* the hook yielded a coroutine the script created */
-    bool done, wrote;
+    bool done, wrote, ok;
     struct cm_buf reply;
+    struct udf_part part;       /* UDF_MAP */
+    int npartials;              /* UDF_REDUCE */
+    char **partials;
+    size_t *partial_lens;
     struct udf_call *rnext, *rprev; /* udf->running */
 };
 
 enum { KILL_USER = 1, KILL_TIMEOUT = 2 };
 
 /* vm.c */
+/* Pushes the built-in reducer named name ("@sum", "@list"); false if unknown. */
+bool udf__push_builtin_reducer(lua_State *L, const char *name);
 lua_State *udf__state_new(struct udf_vm *vm);
 /* Runs a library's code in vm->L in load mode; on success its functions are in a
  * new table at the top of the stack (name -> {fn, flags}) and their names/flags are
@@ -121,6 +127,11 @@ void udf__running_add(struct udf *u, struct udf_call *c);
 void udf__running_remove(struct udf *u, struct udf_call *c);
 /* Copies the code of script sha into out; CM_ENOTFOUND if unknown. */
 int udf__script_code(struct udf *u, const char *sha, struct cm_buf *out);
+
+/* ser.c: Lua values <-> bytes, for partial results of map calls. encode returns 0
+ * or an error with *why; decode pushes the value, or returns CM_EINVAL for bad input. */
+int udf__ser_encode(lua_State *L, int idx, struct cm_buf *out, const char **why);
+int udf__ser_decode(lua_State *L, const void *p, size_t n);
 
 /* redislib.c */
 void udf__open_redis(lua_State *L);  /* redis, eddy (without vec) into the globals */

@@ -330,6 +330,42 @@ static const char wrap_src[] =
     "  end\n"
     "end\n";
 
+/* The built-in reducers of MAPREDUCE. @sum adds numbers, vectors (in C, in place on
+ * the decoded copy) and tables key by key; nil partials are skipped. */
+static const char reducers_src[] =
+    "local isvec, type, pairs, error = eddy.vec.isvec, type, pairs, error\n"
+    "local function add(a, b)\n"
+    "  if a == nil then return b end\n"
+    "  if b == nil then return a end\n"
+    "  local ta = type(a)\n"
+    "  if ta == 'number' and type(b) == 'number' then return a + b end\n"
+    "  if isvec(a) and isvec(b) then return a:add(b) end\n"
+    "  if ta == 'table' and type(b) == 'table' then\n"
+    "    for k, v in pairs(b) do a[k] = add(a[k], v) end\n"
+    "    return a\n"
+    "  end\n"
+    "  error('@sum cannot add a ' .. ta .. ' and a ' .. type(b), 0)\n"
+    "end\n"
+    "local r = {}\n"
+    "r['@sum'] = function(keys, args, partials)\n"
+    "  local acc = nil\n"
+    "  for i = 1, partials.n do acc = add(acc, partials[i]) end\n"
+    "  return acc\n"
+    "end\n"
+    "r['@list'] = function(keys, args, partials) return partials end\n"
+    "return r\n";
+
+bool udf__push_builtin_reducer(lua_State *L, const char *name)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, "eddy.reducers");
+    lua_getfield(L, -1, name);
+    lua_remove(L, -2);
+    if (lua_isfunction(L, -1))
+        return true;
+    lua_pop(L, 1);
+    return false;
+}
+
 static void remove_global(lua_State *L, const char *name)
 {
     lua_pushnil(L);
@@ -403,6 +439,10 @@ static int open_all(lua_State *L)
     udf__open_vec(L);
     lua_setfield(L, -2, "vec");
     lua_pop(L, 1);
+    if (luaL_loadbufferx(L, reducers_src, sizeof(reducers_src) - 1, "=reducers", "t") != LUA_OK)
+        return lua_error(L);
+    lua_call(L, 0, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "eddy.reducers");
 
     /* Every library table becomes a read-only proxy, the string metatable is hidden,
      * and code runs with a proxy of the globals as _ENV. */

@@ -234,7 +234,7 @@ void h_server_log_tail(const struct h_server *s, int lines)
         fprintf(stderr, "  (cannot show %s)\n", path);
 }
 
-/* Starts s (port and dir set); tries new ports if the port is taken and pick_port. */
+/* Starts s (dir set); with pick_port, on a fresh port, trying others if it fails. */
 static bool start_server(struct h_server *s, bool pick_port)
 {
     for (int attempt = 0; attempt < 3; attempt++) {
@@ -349,7 +349,7 @@ void h_server_free(struct h_server *s)
     free(s);
 }
 
-/* ---- Running tests ----------------------------------------------------------------------------- */
+/* ---- Running tests ------------------------------------------------------------------------- */
 
 bool h_external(void)
 {
@@ -709,7 +709,7 @@ eddy_ctx *h_connect(void)
     return h_connect_port(h_port);
 }
 
-/* ---- Raw sockets ------------------------------------------------------------------------------ */
+/* ---- Raw sockets --------------------------------------------------------------------------- */
 
 int h_raw_connect(int port)
 {

@@ -9,7 +9,8 @@
  * that need their own configuration, a restart or a kill start their own server
  * with h_server_start. If EDDY_TEST_PORT is set, the shared server is the one
  * already listening there, and tests flagged H_OWN (they start, restart or kill a
- * server) are not run and print nothing.
+ * server) are not run and print nothing. Point it only at a scratch server: some
+ * tests run FLUSHALL (CONFIG SET changes are restored).
  *
  *   static void t_ping(void) { eddy_ctx *c = h_connect(); EXPECT_STATUS("PONG", c, "PING"); }
  *   void suite_x(void) { h_run("ping", t_ping, 0, 10); }

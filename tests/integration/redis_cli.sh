@@ -40,7 +40,7 @@ start_server() {
     tries=0
     while [ $tries -lt 5 ]; do
         tries=$((tries + 1))
-        port=$(awk -v s="$$$tries" 'BEGIN { srand(s + systime()); print 20000 + int(rand() * 40000) }')
+        port=$((($$ * 7 + $(date +%s) + tries * 7919) % 40000 + 20000))
         "$EDDYD" --port "$port" --bind 127.0.0.1 --dir "$tmp/data" --threads 2 \
             >>"$tmp/eddyd.log" 2>&1 &
         pid=$!
@@ -72,7 +72,8 @@ check() {
     if [ "$2" = "$3" ]; then
         pass "$1"
     else
-        fail "$1" "expected '$(printf '%s' "$2" | tr '\n' '|')', got '$(printf '%s' "$3" | tr '\n' '|')'"
+        want=$(printf '%s' "$2" | tr '\n' '|')
+        fail "$1" "expected '$want', got '$(printf '%s' "$3" | tr '\n' '|')'"
     fi
 }
 
@@ -166,7 +167,8 @@ b')"
     check redis_cli_pipe_values "v9999" "$(rcli GET pipe:9999)"
     n=$(rcli --scan --pattern 'pipe:*' | wc -l | tr -d ' ')
     check redis_cli_scan_pattern 10000 "$n"
-    check redis_cli_info "redis_version:7.0.0" "$(rcli INFO server | tr -d '\r' | grep '^redis_version:')"
+    check redis_cli_info "redis_version:7.0.0" \
+        "$(rcli INFO server | tr -d '\r' | grep '^redis_version:')"
     check redis_cli_dbsize 10011 "$(rcli DBSIZE)"
 fi
 

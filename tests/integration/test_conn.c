@@ -255,6 +255,15 @@ static void t_unknown_command(void)
                "b c");
     EXPECT_ERR("ERR unknown command 'nosuchcmd', with args beginning with: ", c, "nosuchcmd");
     EXPECT_STATUS("PONG", c, "PING");
+    /* Redis quotes arguments while the list is under 128 bytes, cutting the last one
+     * to fit: 100 a's, then 25 b's (checked against Redis 7.0.15). */
+    char a[101], b[101], want[300];
+    memset(a, 'a', 100);
+    memset(b, 'b', 100);
+    a[100] = b[100] = '\0';
+    snprintf(want, sizeof(want),
+             "ERR unknown command 'foo', with args beginning with: '%s' '%.25s' ", a, b);
+    EXPECT_ERR(want, c, "foo", a, b, "c");
     eddy_free(c);
 }
 
@@ -328,13 +337,20 @@ static void t_client_basic(void)
     EXPECT_OK(c2, "CLIENT", "SETNAME", "");
     EXPECT_NIL(c2, "CLIENT", "GETNAME");
     eddy_free(c2);
-    /* Redis 7 wording for container commands. */
-    EXPECT_ERR("ERR unknown subcommand 'nosuch'. Try CLIENT HELP.", c, "CLIENT", "nosuch");
+    eddy_free(c);
+}
+
+/* Redis 7 wording of the errors of container commands (checked against 7.0.15). */
+static void t_client_errors(void)
+{
+    eddy_ctx *c = h_connect();
     EXPECT_ERR("ERR wrong number of arguments for 'client|setname' command", c, "CLIENT",
                "SETNAME");
     EXPECT_ERR("ERR wrong number of arguments for 'client|getname' command", c, "CLIENT",
                "GETNAME", "x");
     EXPECT_ERR("ERR wrong number of arguments for 'client|id' command", c, "CLIENT", "ID", "x");
+    EXPECT_ERR("ERR syntax error", c, "CLIENT", "LIST", "x");
+    EXPECT_ERR("ERR unknown subcommand 'nosuch'. Try CLIENT HELP.", c, "CLIENT", "nosuch");
     eddy_free(c);
 }
 
@@ -391,4 +407,5 @@ void suite_conn(void)
     h_run("wrong_arity_error", t_wrong_arity, 0, 10);
     h_run("client_id_setname_list_info", t_client_basic, 0, 10);
     h_run("client_kill", t_client_kill, 0, 10);
+    h_run("client_errors_redis7_wording", t_client_errors, 0, 10);
 }

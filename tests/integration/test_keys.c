@@ -188,6 +188,90 @@ static void t_scan_full(void)
     eddy_free(c);
 }
 
+/* One SCAN step; copies the next cursor into cursor and marks scan:<n> keys in seen. */
+static void scan_step(eddy_ctx *c, char *cursor, size_t cap, unsigned char *seen, int n)
+{
+    struct eddy_reply *r = CMD(c, "SCAN", cursor, "COUNT", "100");
+    if (r->type != EDDY_REPLY_ARRAY || r->elements != 2)
+        FAILF("SCAN %s replied %s", cursor, h_describe(r));
+    snprintf(cursor, cap, "%s", r->element[0]->str);
+    for (size_t i = 0; i < r->element[1]->elements; i++) {
+        int idx;
+        if (sscanf(r->element[1]->element[i]->str, "scan:%d", &idx) == 1 && idx >= 0 && idx < n)
+            seen[idx] = 1;
+    }
+    eddy_reply_free(r);
+}
+
+/* The server keeps a table of recent cursors; a cursor pushed out of it by many
+ * other SCANs must still resume without skipping keys (docs: it restarts its slot). */
+static void t_scan_cursor_evicted(void)
+{
+    enum { N = 5000 };
+    eddy_ctx *c = h_connect();
+    h_flushall(c);
+    fill(c, "scan:", N, NULL);
+    static unsigned char seen[N];
+    memset(seen, 0, sizeof(seen));
+    char cursor[32] = "0";
+    for (int step = 0; step < 10; step++)
+        scan_step(c, cursor, sizeof(cursor), seen, N);
+    CHECK(strcmp(cursor, "0") != 0);
+    /* 5,000 other iterations start and take cursors. */
+    for (int i = 0; i < 5000; i++) {
+        const char *argv[] = {"SCAN", "0", "COUNT", "1"};
+        CHECK(eddy_append_argv(c, 4, argv, NULL) == EDDY_OK);
+    }
+    for (int i = 0; i < 5000; i++) {
+        struct eddy_reply *r;
+        CHECK(eddy_get_reply(c, &r) == EDDY_OK);
+        CHECK(r->type == EDDY_REPLY_ARRAY);
+        eddy_reply_free(r);
+    }
+    int calls = 0;
+    do
+        scan_step(c, cursor, sizeof(cursor), seen, N);
+    while (strcmp(cursor, "0") != 0 && ++calls < 100000);
+    for (int i = 0; i < N; i++)
+        if (!seen[i])
+            FAILF("SCAN resumed from an evicted cursor never returned scan:%05d", i);
+    h_flushall(c);
+    eddy_free(c);
+}
+
+/* Keys present for the whole iteration are returned even while others are added
+ * and deleted between the calls. */
+static void t_scan_concurrent_writes(void)
+{
+    enum { N = 3000 };
+    eddy_ctx *c = h_connect();
+    h_flushall(c);
+    fill(c, "scan:", N, NULL);
+    fill(c, "tmp:", 2000, NULL);
+    static unsigned char seen[N];
+    memset(seen, 0, sizeof(seen));
+    char cursor[32] = "0";
+    int calls = 0, next_tmp = 0;
+    do {
+        scan_step(c, cursor, sizeof(cursor), seen, N);
+        /* Delete 50 old temporary keys and add 50 new ones. */
+        for (int i = 0; i < 50; i++) {
+            char key[32];
+            snprintf(key, sizeof(key), "tmp:%05d", next_tmp++);
+            EXPECT_INT(1, c, "DEL", key);
+            snprintf(key, sizeof(key), "new:%d:%d", calls, i);
+            EXPECT_OK(c, "SET", key, "x");
+        }
+    } while (strcmp(cursor, "0") != 0 && ++calls < 100000 && next_tmp < 1950);
+    while (strcmp(cursor, "0") != 0 && ++calls < 100000)
+        scan_step(c, cursor, sizeof(cursor), seen, N);
+    for (int i = 0; i < N; i++)
+        if (!seen[i])
+            FAILF("SCAN with concurrent writes never returned scan:%05d", i);
+    h_flushall(c);
+    eddy_free(c);
+}
+
 static void t_scan_options(void)
 {
     eddy_ctx *c = h_connect();
@@ -385,6 +469,8 @@ void suite_keys(void)
     h_run("expire_ttl_persist", t_expire_ttl_persist, 0, 10);
     h_run("expire_nx_xx_gt_lt", t_expire_options, 0, 10);
     h_run("scan_full_iteration_5000_keys", t_scan_full, 0, 30);
+    h_run("scan_cursor_evicted_still_complete", t_scan_cursor_evicted, 0, 30);
+    h_run("scan_complete_under_concurrent_writes", t_scan_concurrent_writes, 0, 30);
     h_run("scan_match_type_count", t_scan_options, 0, 10);
     h_run("keys_dbsize_flush_randomkey", t_keys_dbsize_flush_randomkey, 0, 10);
     h_run("expiry_px100_gone_everywhere", t_expiry_visibility, 0, 10);

@@ -151,6 +151,28 @@ static void t_query_buffer_limit(void)
     CHECK(closed);
     EXPECT_STATUS("PONG", c, "PING");
     EXPECT_INT(0, c, "EXISTS", "qb:big");
+    /* A legitimate pipeline of 4 MB of small commands is not cut off: the limit is
+     * on unparsed input, not on what a client sends in total. */
+    enum { NCMD = 100000 };
+    const char one[] = "*3\r\n$3\r\nSET\r\n$4\r\nqb:p\r\n$10\r\n0123456789\r\n";
+    size_t onelen = sizeof(one) - 1;
+    char *pipe = malloc(onelen * NCMD);
+    CHECK(pipe != NULL);
+    for (int i = 0; i < NCMD; i++)
+        memcpy(pipe + (size_t)i * onelen, one, onelen);
+    fd = h_raw_connect(s->port);
+    CHECK(fd >= 0);
+    CHECK(h_raw_send(fd, pipe, onelen * NCMD) == 0);
+    free(pipe);
+    char *replies = malloc((size_t)NCMD * 5 + 1);
+    bool eof;
+    size_t rn = h_raw_recv(fd, replies, (size_t)NCMD * 5, 10000, &eof);
+    CHECK_EQ_INT(rn, NCMD * 5);
+    CHECK(!eof);
+    free(replies);
+    close(fd);
+    EXPECT_BULK("0123456789", c, "GET", "qb:p");
+    EXPECT_INT(1, c, "DEL", "qb:p");
     EXPECT_INT(1, c, "DEL", "qb:small");
     free(v);
     eddy_free(c);

@@ -276,6 +276,53 @@ static void t_kill9_everysec(void)
     h_server_free(s);
 }
 
+/* A SCAN cursor taken before a restart resumes after it without skipping keys. */
+static void t_scan_across_restart(void)
+{
+    enum { N = 3000 };
+    struct h_server *s = h_server_start(NULL);
+    eddy_ctx *c = h_connect_port(s->port);
+    for (int i = 0; i < N; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "sr:%05d", i);
+        const char *argv[] = {"SET", key, "v"};
+        CHECK(eddy_append_argv(c, 3, argv, NULL) == EDDY_OK);
+    }
+    for (int i = 0; i < N; i++) {
+        struct eddy_reply *r;
+        CHECK(eddy_get_reply(c, &r) == EDDY_OK);
+        h_expect_status(H_AT, r, "OK");
+    }
+    static unsigned char seen[N];
+    char cursor[32] = "0";
+    int calls = 0;
+    bool restarted = false;
+    do {
+        if (calls == 10 && !restarted) {
+            eddy_free(c);
+            h_server_restart(s);
+            c = h_connect_port(s->port);
+            restarted = true;
+        }
+        struct eddy_reply *r = CMD(c, "SCAN", cursor, "COUNT", "100");
+        if (r->type != EDDY_REPLY_ARRAY || r->elements != 2)
+            FAILF("SCAN %s replied %s", cursor, h_describe(r));
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        for (size_t i = 0; i < r->element[1]->elements; i++) {
+            int idx;
+            if (sscanf(r->element[1]->element[i]->str, "sr:%d", &idx) == 1 && idx >= 0 && idx < N)
+                seen[idx] = 1;
+        }
+        eddy_reply_free(r);
+    } while (strcmp(cursor, "0") != 0 && ++calls < 100000);
+    CHECK(restarted);
+    for (int i = 0; i < N; i++)
+        if (!seen[i])
+            FAILF("SCAN across a restart never returned sr:%05d", i);
+    eddy_free(c);
+    h_server_free(s);
+}
+
 void suite_persist(void)
 {
     h_run("persist_restart_after_shutdown", t_restart_after_shutdown, H_OWN, 60);
@@ -283,4 +330,5 @@ void suite_persist(void)
     h_run("persist_kill9_appendfsync_always", t_kill9_always, H_OWN, 60);
     h_run("persist_kill9_appendfsync_always_pipelined", t_kill9_always_pipelined, H_OWN, 60);
     h_run("persist_kill9_everysec_after_1s", t_kill9_everysec, H_OWN, 60);
+    h_run("persist_scan_cursor_across_restart", t_scan_across_restart, H_OWN, 60);
 }

@@ -241,6 +241,57 @@ static void t_concurrent_mset_mget(void)
     eddy_free(c);
 }
 
+/* 8 processes race for the same 500 SETNX keys: each key is won exactly once. */
+static void t_setnx_race(void)
+{
+    enum { PROCS = 8, KEYS = 500 };
+    eddy_ctx *c = h_connect();
+    for (int i = 0; i < KEYS; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "race:%d", i);
+        const char *argv[] = {"DEL", key};
+        CHECK(eddy_append_argv(c, 2, argv, NULL) == EDDY_OK);
+    }
+    const char *wins[] = {"DEL", "race:wins"};
+    CHECK(eddy_append_argv(c, 2, wins, NULL) == EDDY_OK);
+    for (int i = 0; i <= KEYS; i++) {
+        struct eddy_reply *r;
+        CHECK(eddy_get_reply(c, &r) == EDDY_OK);
+        eddy_reply_free(r);
+    }
+    pid_t pids[PROCS];
+    for (int p = 0; p < PROCS; p++) {
+        pids[p] = fork();
+        if (pids[p] == 0) {
+            h_helper();
+            eddy_ctx *w = h_connect();
+            long won = 0;
+            for (int i = 0; i < KEYS; i++) {
+                char key[32], me[16];
+                snprintf(key, sizeof(key), "race:%d", (i + p * 61) % KEYS);
+                snprintf(me, sizeof(me), "%d", p);
+                won += CMD_INT(w, "SETNX", key, me);
+            }
+            char n[32];
+            snprintf(n, sizeof(n), "%ld", won);
+            CMD_INT(w, "INCRBY", "race:wins", n);
+            eddy_free(w);
+            _exit(0);
+        }
+    }
+    int failed = 0;
+    for (int p = 0; p < PROCS; p++) {
+        int st;
+        waitpid(pids[p], &st, 0);
+        failed += !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    CHECK_EQ_INT(failed, 0);
+    char want[16];
+    snprintf(want, sizeof(want), "%d", KEYS);
+    EXPECT_BULK(want, c, "GET", "race:wins");
+    eddy_free(c);
+}
+
 void suite_pipeline(void)
 {
     h_run("pipeline_10000_commands", t_pipeline_10000, 0, 30);
@@ -250,4 +301,5 @@ void suite_pipeline(void)
     h_run("value_100mb_roundtrip", t_value_100mb, 0, 90);
     h_run("concurrent_incr_8x1000", t_concurrent_incr, 0, 60);
     h_run("concurrent_mset_mget_atomic", t_concurrent_mset_mget, 0, 60);
+    h_run("concurrent_setnx_race", t_setnx_race, 0, 60);
 }

@@ -194,7 +194,8 @@ static void t_inline(void)
     RAW(fd, "get il:c\r\n", "$4\r\nit's\r\n");
     RAW(fd, "echo \"\"\r\n", "$0\r\n\r\n");
     RAW(fd, "SET il:d 1\r\nINCR il:d\r\nGET il:d\r\n", "+OK\r\n:2\r\n$1\r\n2\r\n");
-    RAW(fd, "nosuch arg\r\n", "-ERR unknown command 'nosuch', with args beginning with: 'arg' \r\n");
+    RAW(fd, "nosuch arg\r\n",
+        "-ERR unknown command 'nosuch', with args beginning with: 'arg' \r\n");
     RAW(fd, "GET\r\n", "-ERR wrong number of arguments for 'get' command\r\n");
     /* Inline and multibulk mixed in one write. */
     RAW(fd, "PING\r\n*2\r\n$3\r\nGET\r\n$4\r\nil:d\r\nPING x\r\n",

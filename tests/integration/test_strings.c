@@ -311,21 +311,38 @@ static void t_incrbyfloat(void)
     EXPECT_OK(c, "SET", "s:f", "not a number");
     EXPECT_ERR(notfloat, c, "INCRBYFLOAT", "s:f", "1");
     EXPECT_OK(c, "SET", "s:f", "1");
-    EXPECT_ERR("ERR increment would produce NaN or Infinity", c, "INCRBYFLOAT", "s:f", "inf");
-    EXPECT_ERR("ERR increment would produce NaN or Infinity", c, "INCRBYFLOAT", "s:f", "-inf");
     EXPECT_ERR(notfloat, c, "INCRBYFLOAT", "s:f", "nan");
     EXPECT_BULK("1", c, "GET", "s:f");
     /* The TTL stays. */
     EXPECT_OK(c, "SET", "s:f", "1", "EX", "100");
     EXPECT_BULK("2.5", c, "INCRBYFLOAT", "s:f", "1.5");
     PTTL_BETWEEN(c, "s:f", 98000, 100000);
-    /* The example of the Redis documentation: Redis adds in long double precision
-     * and prints at most 17 significant digits, so 10.50 + 0.1 is "10.6". */
-    EXPECT_OK(c, "SET", "s:f", "10.50");
-    EXPECT_BULK("10.6", c, "INCRBYFLOAT", "s:f", "0.1");
-    EXPECT_BULK("10.6", c, "GET", "s:f");
-    EXPECT_BULK("10.7", c, "INCRBYFLOAT", "s:f", "0.1");
     EXPECT_INT(1, c, "DEL", "s:f");
+    eddy_free(c);
+}
+
+/* The example of the Redis documentation: Redis adds in long double precision and
+ * prints at most 17 significant digits, so 10.50 + 0.1 is "10.6" (Redis 7.0.15). */
+static void t_incrbyfloat_doc_example(void)
+{
+    eddy_ctx *c = h_connect();
+    EXPECT_OK(c, "SET", "s:f2", "10.50");
+    EXPECT_BULK("10.6", c, "INCRBYFLOAT", "s:f2", "0.1");
+    EXPECT_BULK("10.6", c, "GET", "s:f2");
+    EXPECT_BULK("10.7", c, "INCRBYFLOAT", "s:f2", "0.1");
+    EXPECT_INT(1, c, "DEL", "s:f2");
+    eddy_free(c);
+}
+
+/* An infinite increment is refused as an infinite result (Redis 7.0.15). */
+static void t_incrbyfloat_inf(void)
+{
+    eddy_ctx *c = h_connect();
+    EXPECT_OK(c, "SET", "s:f3", "1");
+    EXPECT_ERR("ERR increment would produce NaN or Infinity", c, "INCRBYFLOAT", "s:f3", "inf");
+    EXPECT_ERR("ERR increment would produce NaN or Infinity", c, "INCRBYFLOAT", "s:f3", "-inf");
+    EXPECT_BULK("1", c, "GET", "s:f3");
+    EXPECT_INT(1, c, "DEL", "s:f3");
     eddy_free(c);
 }
 
@@ -428,6 +445,8 @@ void suite_strings(void)
     h_run("mget_mset_msetnx", t_mget_mset_msetnx, 0, 10);
     h_run("incr_decr_overflow", t_incr_decr, 0, 10);
     h_run("incrbyfloat", t_incrbyfloat, 0, 10);
+    h_run("incrbyfloat_doc_example_10_6", t_incrbyfloat_doc_example, 0, 10);
+    h_run("incrbyfloat_infinite_increment", t_incrbyfloat_inf, 0, 10);
     h_run("append_strlen", t_append_strlen, 0, 10);
     h_run("getrange_setrange", t_getrange_setrange, 0, 10);
     h_run("binary_keys_and_values", t_binary_keys_values, 0, 10);

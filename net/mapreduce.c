@@ -1,0 +1,236 @@
+/* mapreduce.c - MAPREDUCE map_function reduce_function [arg ...]: runs the map
+ * function once per partition of this node's slots, each partition on its own I/O
+ * thread (partition i of n covers slots [i*16384/n, (i+1)*16384/n - 1]), as an
+ * ordinary call (sandboxed, budgeted, preemptible, over its own snapshot), then runs
+ * the reduce function (or @sum / @list) on the partial results in the client's thread
+ * and replies once. The job's bookkeeping lives on the client's thread ("home"):
+ * partitions report back to it with server_post, so it needs no lock. The cluster
+ * (a later module) adds other nodes' partitions the same way. */
+#include "net_int.h"
+
+#include <stdio.h>
+#include <string.h>
+
+struct mr_job {
+    struct worker *home;
+    struct conn *c;          /* NULL once the client went away */
+    char *map, *reduce;
+    int nargs;
+    char **args;
+    size_t *arglens;
+    int resp;
+    int nparts, pending;
+    char **partials;         /* serialized results, by partition */
+    size_t *partial_lens;
+    struct cm_buf error;     /* the first failure, as an error reply */
+};
+
+struct mr_part {
+    struct wcall wc;         /* first: the worker's list links it */
+    struct mr_job *job;
+    int index;
+    bool ok;
+    struct cm_buf result;
+};
+
+static void job_free(struct mr_job *j)
+{
+    for (int i = 0; i < j->nparts; i++)
+        cm_free(j->partials[i]);
+    cm_free(j->partials);
+    cm_free(j->partial_lens);
+    for (int i = 0; i < j->nargs; i++)
+        cm_free(j->args[i]);
+    cm_free(j->args);
+    cm_free(j->arglens);
+    cm_free(j->map);
+    cm_free(j->reduce);
+    cm_buf_deinit(&j->error);
+    cm_free(j);
+}
+
+void mr_job_detach(struct mr_job *job)
+{
+    job->c = NULL;
+}
+
+/* On the home thread: every partition has answered. */
+static void finish(struct mr_job *j)
+{
+    struct conn *c = j->c;
+    if (c == NULL) {
+        job_free(j);
+        return;
+    }
+    c->job = NULL;
+    if (j->error.len > 0) {
+        cm_buf_append(&c->out, j->error.p, j->error.len);
+        job_free(j);
+        conn_serve(c);
+        return;
+    }
+    struct udf_call_req req = {
+        .kind = UDF_REDUCE,
+        .name = j->reduce,
+        .name_len = strlen(j->reduce),
+        .nargs = j->nargs,
+        .args = (const char **)j->args,
+        .arglens = j->arglens,
+        .resp = j->resp,
+        .owner = c,
+        .npartials = j->nparts,
+        .partials = (const char **)j->partials,
+        .partial_lens = j->partial_lens,
+    };
+    struct udf_call *call = udf_call_new(c->w->vm, &req, &c->out);
+    job_free(j);
+    if (call != NULL)
+        conn_run_call(c, call);
+    conn_serve(c);
+}
+
+/* On the home thread: a partition's result arrived. */
+static void part_arrived(struct worker *w, void *arg)
+{
+    struct mr_part *p = arg;
+    struct mr_job *j = p->job;
+    if (p->ok) {
+        j->partials[p->index] = cm_memdup(p->result.p ? p->result.p : "", p->result.len);
+        j->partial_lens[p->index] = p->result.len;
+        if (j->partials[p->index] == NULL && j->error.len == 0)
+            resp_add_error(&j->error, "OOM out of memory collecting partial results");
+    } else if (j->error.len == 0) {
+        /* "-ERR why\r\n" -> "-ERR map partition i/n failed: ERR why\r\n" */
+        const char *e = p->result.p ? p->result.p : "-ERR unknown\r\n";
+        size_t n = p->result.len >= 3 ? p->result.len - 3 : 0;
+        resp_add_errorf(&j->error, "ERR map partition %d/%d failed: %.*s", p->index + 1,
+                        j->nparts, (int)n, e + 1);
+    }
+    cm_buf_deinit(&p->result);
+    cm_free(p);
+    if (--j->pending == 0)
+        finish(j);
+}
+
+/* On a partition's thread: its call finished. */
+static void part_done(struct worker *w, struct wcall *wc)
+{
+    struct mr_part *p = (struct mr_part *)wc;
+    const struct cm_buf *r = udf_call_reply(wc->call);
+    p->ok = udf_call_ok(wc->call);
+    cm_buf_append(&p->result, r->p, r->len);
+    udf_call_free(wc->call);
+    wc->call = NULL;
+    if (p->job->home == w)
+        part_arrived(w, p);
+    else if (server_post(p->job->home, part_arrived, p) != 0)
+        cm_log(CM_LOG_WARNING, "MAPREDUCE: cannot report a partition (out of memory)");
+}
+
+/* On a partition's thread: start its map call. */
+static void part_start(struct worker *w, void *arg)
+{
+    struct mr_part *p = arg;
+    struct mr_job *j = p->job;
+    int n = j->nparts;
+    struct udf_call_req req = {
+        .kind = UDF_MAP,
+        .name = j->map,
+        .name_len = strlen(j->map),
+        .nargs = j->nargs,
+        .args = (const char **)j->args,
+        .arglens = j->arglens,
+        .resp = j->resp,
+        .owner = NULL,
+        .part = {p->index, n, (unsigned)(p->index * CM_SLOTS / n),
+                 (unsigned)((p->index + 1) * CM_SLOTS / n - 1)},
+    };
+    p->wc.done = part_done;
+    p->wc.call = udf_call_new(w->vm, &req, &p->result);
+    if (p->wc.call == NULL) {
+        p->ok = false;
+        if (j->home == w)
+            part_arrived(w, p);
+        else
+            server_post(j->home, part_arrived, p);
+        return;
+    }
+    worker_run_call(w, &p->wc);
+}
+
+static void mapreduce_cmd(struct cmd_ctx *x)
+{
+    struct server *s = x->srv;
+    struct worker *home = x->c->w;
+    if (udf_function_flags(home->vm, x->argv[1], x->argvlen[1]) < 0) {
+        reply_errf(x, "ERR Function not found: %.*s", (int)x->argvlen[1], x->argv[1]);
+        return;
+    }
+    if (x->argvlen[2] == 0 ||
+        (x->argv[2][0] != '@' && udf_function_flags(home->vm, x->argv[2], x->argvlen[2]) < 0)) {
+        reply_errf(x, "ERR Function not found: %.*s", (int)x->argvlen[2], x->argv[2]);
+        return;
+    }
+    struct mr_job *j = cm_calloc(1, sizeof(*j));
+    if (j == NULL)
+        goto oom;
+    j->home = home;
+    j->c = x->c;
+    j->resp = x->resp;
+    j->nparts = s->nworkers;
+    j->pending = j->nparts;
+    j->map = cm_memdup(x->argv[1], x->argvlen[1] + 1);
+    j->reduce = cm_memdup(x->argv[2], x->argvlen[2] + 1);
+    j->nargs = (int)x->argc - 3;
+    j->args = cm_calloc((size_t)j->nargs + 1, sizeof(char *));
+    j->arglens = cm_calloc((size_t)j->nargs + 1, sizeof(size_t));
+    j->partials = cm_calloc((size_t)j->nparts, sizeof(char *));
+    j->partial_lens = cm_calloc((size_t)j->nparts, sizeof(size_t));
+    if (j->map == NULL || j->reduce == NULL || j->args == NULL || j->arglens == NULL ||
+        j->partials == NULL || j->partial_lens == NULL)
+        goto oom;
+    j->map[x->argvlen[1]] = '\0';
+    j->reduce[x->argvlen[2]] = '\0';
+    for (int i = 0; i < j->nargs; i++) {
+        j->args[i] = cm_memdup(x->argv[3 + i], x->argvlen[3 + i]);
+        j->arglens[i] = x->argvlen[3 + i];
+        if (j->args[i] == NULL && j->arglens[i] > 0)
+            goto oom;
+    }
+    cm_buf_init(&j->error);
+    struct mr_part *parts[256];
+    int n = j->nparts < 256 ? j->nparts : 256;
+    j->nparts = j->pending = n;
+    for (int i = 0; i < n; i++) {
+        parts[i] = cm_calloc(1, sizeof(struct mr_part));
+        if (parts[i] == NULL) {
+            while (i-- > 0)
+                cm_free(parts[i]);
+            goto oom;
+        }
+        parts[i]->job = j;
+        parts[i]->index = i;
+        cm_buf_init(&parts[i]->result);
+    }
+    x->c->job = j; /* the connection waits for the job */
+    for (int i = 0; i < n; i++) {
+        struct worker *w = s->workers[(home->id + i) % s->nworkers];
+        if (w == home)
+            part_start(w, parts[i]);
+        else if (server_post(w, part_start, parts[i]) != 0)
+            part_start(home, parts[i]); /* cannot post: run it here */
+    }
+    return;
+oom:
+    if (j != NULL) {
+        cm_buf_init(&j->error);
+        j->nparts = 0;
+        job_free(j);
+    }
+    reply_err(x, "OOM out of memory starting MAPREDUCE");
+}
+
+const struct cmd_def cmd_mapreduce_table[] = {
+    {"mapreduce", mapreduce_cmd, -3, CMD_NOSCRIPT, 0, 0, 0, "scripting"},
+    {NULL, NULL, 0, 0, 0, 0, 0, NULL},
+};
