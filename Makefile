@@ -26,6 +26,10 @@ MODE_CFLAGS := -O2
 else ifeq ($(MODE),asan)
 MODE_CFLAGS := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 MODE_LDFLAGS := -fsanitize=address,undefined
+else ifeq ($(MODE),fuzz)
+CC := clang
+MODE_CFLAGS := -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+MODE_LDFLAGS := -fsanitize=address,undefined
 else ifeq ($(MODE),tsan)
 MODE_CFLAGS := -O1 -fsanitize=thread
 MODE_LDFLAGS := -fsanitize=thread
@@ -52,6 +56,12 @@ NET_SRC := $(filter-out net/resp.c net/main.c,$(wildcard net/*.c))
 CLUSTER_SRC := $(wildcard cluster/*.c)
 CLIENT_SRC := client/eddy.c
 CLI_SRC := client/cli.c
+# eddy-bench: bench/eddy_bench.c has main(); the other bench/*.c are its library
+# (histogram, key distributions, workloads), which unit tests link too.
+BENCH_LIB_SRC := $(filter-out bench/eddy_bench.c,$(wildcard bench/*.c))
+BENCH_MAIN_SRC := $(wildcard bench/eddy_bench.c)
+# eddy-train: every examples/train/*.c, one of which has main().
+TRAIN_SRC := $(wildcard examples/train/*.c)
 
 obj = $(patsubst %.c,$(B)/%.o,$(1))
 LIB_OBJ := $(call obj,$(COMMON_SRC) $(CODEC_SRC))
@@ -62,8 +72,9 @@ PIC_OBJ := $(patsubst %.c,$(B)/pic/%.o,$(COMMON_SRC) $(CODEC_SRC) $(CLIENT_SRC))
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BIN)/tests/%,$(wildcard tests/unit/test_*.c))
 INTEG_SRC := $(wildcard tests/integration/*.c)
 
-.PHONY: all clean run deps test test-build test-all asan install format
-all: $(BIN)/eddyd $(BIN)/eddy-cli $(BIN)/libeddy.a $(BIN)/libeddy.so $(BIN)/eddy.pc
+.PHONY: all clean run deps test test-build test-all asan install format fuzz fuzz-build
+all: $(BIN)/eddyd $(BIN)/eddy-cli $(BIN)/libeddy.a $(BIN)/libeddy.so $(BIN)/eddy.pc \
+	$(if $(BENCH_MAIN_SRC),$(BIN)/eddy-bench) $(if $(TRAIN_SRC),$(BIN)/eddy-train)
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -93,10 +104,19 @@ $(BIN)/eddy-cli: $(call obj,$(CLI_SRC)) $(BIN)/libeddy.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ -lm
 
-# Unit tests link the module under test directly.
-$(BIN)/tests/%: tests/unit/%.c $(SERVER_OBJ) $(LIB_OBJ) $(CLIENT_OBJ) tests/unit/unit.h
+$(BIN)/eddy-bench: $(call obj,$(BENCH_MAIN_SRC) $(BENCH_LIB_SRC)) $(BIN)/libeddy.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(SERVER_OBJ) $(LIB_OBJ) $(CLIENT_OBJ) $(PKG_LIBS) -lev -lm
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ -lm
+
+$(BIN)/eddy-train: $(call obj,$(TRAIN_SRC)) $(BIN)/libeddy.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ -lm
+
+# Unit tests link the module under test directly.
+UNIT_LINK := $(SERVER_OBJ) $(LIB_OBJ) $(CLIENT_OBJ) $(call obj,$(BENCH_LIB_SRC))
+$(BIN)/tests/%: tests/unit/%.c $(UNIT_LINK) tests/unit/unit.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(UNIT_LINK) $(PKG_LIBS) -lev -lm
 
 $(BIN)/tests/integration: $(INTEG_SRC) $(BIN)/libeddy.a tests/integration/harness.h
 	@mkdir -p $(dir $@)
@@ -134,6 +154,25 @@ test-all: deps
 
 asan:
 	$(MAKE) MODE=asan all
+
+# libFuzzer targets: tests/fuzz/fuzz_<name>.c, seeds in tests/fuzz/corpus/<name>/.
+# `make fuzz FUZZ_SECONDS=60` builds them with clang and runs each for that long.
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,build/fuzz/bin/%,$(wildcard tests/fuzz/fuzz_*.c))
+build/fuzz/bin/%: tests/fuzz/%.c $(UNIT_LINK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -fsanitize=fuzzer $(LDFLAGS_ALL) -o $@ $< $(UNIT_LINK) $(PKG_LIBS) -lev -lm
+
+fuzz-build:
+	@$(MAKE) --no-print-directory MODE=fuzz $(FUZZ_TARGETS)
+
+fuzz: deps fuzz-build
+	@for t in $(FUZZ_TARGETS); do n=$$(basename $$t); n=$${n#fuzz_}; \
+	  mkdir -p build/fuzz/corpus/$$n; \
+	  echo "== $$t ($(FUZZ_SECONDS) s)"; \
+	  $$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build/fuzz/corpus/$$n \
+	    tests/fuzz/corpus/$$n 2>&1 | grep -E 'stat::number_of_executed_units|ERROR|SUMMARY|crash-' || exit 1; \
+	done
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin

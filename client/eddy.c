@@ -518,3 +518,33 @@ int eddy_hello(eddy_ctx *ctx, int proto)
     eddy_reply_free(r);
     return rc;
 }
+
+struct eddy_reply *eddy_mapreduce(eddy_ctx *ctx, const char *map, const char *reduce, int argc,
+                                  const char **argv, const size_t *argvlen)
+{
+    if (argc < 0 || argc > 1 << 20 || map == NULL || reduce == NULL || (argc > 0 && argv == NULL)) {
+        note(ctx, EDDY_ERR_INVAL, "eddy_mapreduce: bad arguments");
+        return NULL;
+    }
+    const char **av = cm_malloc((size_t)(argc + 3) * sizeof(*av));
+    size_t *al = cm_malloc((size_t)(argc + 3) * sizeof(*al));
+    struct eddy_reply *r = NULL;
+    if (av == NULL || al == NULL) {
+        note(ctx, EDDY_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    av[0] = "MAPREDUCE";
+    av[1] = map;
+    av[2] = reduce;
+    for (int i = 0; i < 3; i++)
+        al[i] = strlen(av[i]);
+    for (int i = 0; i < argc; i++) {
+        av[i + 3] = argv[i];
+        al[i + 3] = argvlen ? argvlen[i] : strlen(argv[i]);
+    }
+    r = eddy_command_argv(ctx, argc + 3, av, al);
+out:
+    cm_free(av);
+    cm_free(al);
+    return r;
+}

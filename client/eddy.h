@@ -186,6 +186,15 @@ int eddy_get_reply(eddy_ctx *ctx, struct eddy_reply **out);
  * refused; its message is in eddy_errstr), or a connection failure. */
 int eddy_hello(eddy_ctx *ctx, int proto);
 
+/* Runs MAPREDUCE map reduce [arg ...] on the server: the function map runs over every
+ * partition of the keyspace next to the data and reduce (a registered function, or
+ * "@sum" / "@list") combines the partial results there; one reply comes back.
+ * args are argc binary-safe strings (argvlen NULL: C strings). Returns the reply
+ * (owned, eddy_reply_free; an error reply for a failed map or reduce) or NULL on a
+ * connection error (eddy_err). */
+struct eddy_reply *eddy_mapreduce(eddy_ctx *ctx, const char *map, const char *reduce, int argc,
+                                  const char **argv, const size_t *argvlen);
+
 #ifdef __cplusplus
 }
 #endif

@@ -53,6 +53,10 @@ struct eng_txn {
     unsigned long long start_seq;
     struct eng_lockset reads, writes;
     struct cm_buf key, val;
+    /* Snapshots of earlier checkpoints, kept for the iterators that read them. */
+    const rocksdb_snapshot_t **old_snaps;
+    rocksdb_readoptions_t **old_ros;
+    int nold;
 };
 
 struct eng_iter {
@@ -591,6 +595,12 @@ void eng_txn_free(struct eng_txn *t)
     rocksdb_writebatch_wi_destroy(t->wb);
     rocksdb_readoptions_destroy(t->ro);
     rocksdb_release_snapshot(t->e->db, t->snap);
+    for (int i = 0; i < t->nold; i++) {
+        rocksdb_readoptions_destroy(t->old_ros[i]);
+        rocksdb_release_snapshot(t->e->db, t->old_snaps[i]);
+    }
+    cm_free(t->old_snaps);
+    cm_free(t->old_ros);
     eng_lockset_deinit(&t->reads);
     eng_lockset_deinit(&t->writes);
     cm_buf_deinit(&t->key);
@@ -701,6 +711,33 @@ out:
     eng_lockset_unlock(e, &all);
     eng_lockset_deinit(&all);
     return rc;
+}
+
+int eng_txn_checkpoint(struct eng_txn *t, struct cm_err *err)
+{
+    struct eng *e = t->e;
+    const rocksdb_snapshot_t **snaps = cm_realloc(t->old_snaps, (size_t)(t->nold + 1) * sizeof(*snaps));
+    if (snaps == NULL)
+        return cm_err_set(err, CM_ENOMEM, "out of memory");
+    t->old_snaps = snaps;
+    rocksdb_readoptions_t **ros = cm_realloc(t->old_ros, (size_t)(t->nold + 1) * sizeof(*ros));
+    if (ros == NULL)
+        return cm_err_set(err, CM_ENOMEM, "out of memory");
+    t->old_ros = ros;
+    int rc = eng_txn_commit(t, err);
+    if (rc != 0)
+        return rc;
+    rocksdb_writebatch_wi_clear(t->wb);
+    eng_lockset_deinit(&t->reads);
+    eng_lockset_deinit(&t->writes);
+    t->old_snaps[t->nold] = t->snap;
+    t->old_ros[t->nold] = t->ro;
+    t->nold++;
+    t->start_seq = atomic_load(&e->commit_seq);
+    t->snap = rocksdb_create_snapshot(e->db);
+    t->ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_snapshot(t->ro, t->snap);
+    return 0;
 }
 
 /* ---- Iteration ----------------------------------------------------------------------------------- */

@@ -140,6 +140,11 @@ size_t eng_txn_write_count(const struct eng_txn *t);
 /* Validates and applies. Returns 0, CM_ECONFLICT (nothing applied), CM_EIO or
  * CM_ENOMEM. The transaction cannot be used afterwards except to free it. */
 int eng_txn_commit(struct eng_txn *t, struct cm_err *err);
+/* Commits what the transaction wrote so far (as eng_txn_commit) and goes on with an
+ * empty write set, empty read set and a fresh snapshot; iterators opened before keep
+ * reading their old snapshot, which stays alive until eng_txn_free. For bulk jobs
+ * (a map call writing millions of keys) that must not buffer everything. */
+int eng_txn_checkpoint(struct eng_txn *t, struct cm_err *err);
 /* Frees (aborting if not committed). NULL is a no-op. */
 void eng_txn_free(struct eng_txn *t);
 

@@ -10,7 +10,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-enum opt_type { OPT_INT, OPT_MEM, OPT_STR, OPT_FSYNC, OPT_LOGLEVEL, OPT_YESNO_FIXED };
+enum opt_type { OPT_INT, OPT_MEM, OPT_STR, OPT_FSYNC, OPT_LOGLEVEL, OPT_YESNO_FIXED, OPT_BOOL };
 
 struct opt {
     const char *name;
@@ -27,7 +27,10 @@ struct opt {
 
 static const struct opt opts[] = {
     {"port", OPT_INT, F(port), false, 0, 65535, "TCP port (default 7711)", NULL},
-    {"bind", OPT_STR, F(bind), false, 0, 0, "addresses to listen on (default 127.0.0.1)", NULL},
+    {"bind", OPT_STR, F(bind), false, 0, 0,
+     "addresses to listen on; a leading - makes one optional (default \"127.0.0.1 -::1\")", NULL},
+    {"protected-mode", OPT_BOOL, F(protected_mode), true, 0, 0,
+     "yes: without requirepass, refuse clients not on loopback (default yes)", NULL},
     {"dir", OPT_STR, F(dir), false, 0, 0, "data directory (default ./data)", NULL},
     {"threads", OPT_INT, F(threads), false, 0, 256, "I/O threads (default: number of cores)",
      NULL},
@@ -68,7 +71,8 @@ static void defaults(struct net_config *c)
 {
     memset(c, 0, sizeof(*c));
     c->port = 7711;
-    strcpy(c->bind, "127.0.0.1");
+    strcpy(c->bind, "127.0.0.1 -::1");
+    c->protected_mode = 1;
     strcpy(c->dir, "./data");
     c->threads = 0;
     c->appendfsync = ENG_FSYNC_EVERYSEC;
@@ -176,6 +180,16 @@ static int set_opt(struct net_config *c, const struct opt *o, const char *val, c
         *(int *)field = l;
         return 0;
     }
+    case OPT_BOOL:
+        if (strcasecmp(val, "yes") == 0)
+            *(int *)field = 1;
+        else if (strcasecmp(val, "no") == 0)
+            *(int *)field = 0;
+        else {
+            snprintf(msg, cap, "argument must be 'yes' or 'no'");
+            return CM_EINVAL;
+        }
+        return 0;
     case OPT_YESNO_FIXED:
         if (strcasecmp(val, o->fixed) != 0) {
             snprintf(msg, cap, "eddy only supports '%s' for this option", o->fixed);
@@ -210,6 +224,9 @@ static void format_opt(const struct net_config *c, const struct opt *o, char *bu
         break;
     case OPT_YESNO_FIXED:
         snprintf(buf, cap, "%s", o->fixed);
+        break;
+    case OPT_BOOL:
+        snprintf(buf, cap, "%s", *(const int *)field ? "yes" : "no");
         break;
     }
 }

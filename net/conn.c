@@ -36,6 +36,30 @@ static void format_addr(const struct sockaddr_storage *sa, char *buf, size_t cap
     }
 }
 
+static bool is_loopback(const struct sockaddr_storage *sa)
+{
+    if (sa->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(a))
+            return true;
+        if (IN6_IS_ADDR_V4MAPPED(a))
+            return a->s6_addr[12] == 127;
+    }
+    return sa->ss_family == AF_UNIX;
+}
+
+static const char denied_msg[] =
+    "-DENIED eddy is running in protected mode because protected mode is enabled and no "
+    "password is set for the default user. In this mode connections are only accepted from "
+    "the loopback interface. If you want to connect from external computers to eddy you may "
+    "adopt one of the following solutions: 1) Set a password with --requirepass (or CONFIG "
+    "SET requirepass from the loopback interface) and AUTH with it. 2) Disable protected mode "
+    "with 'CONFIG SET protected-mode no' from the loopback interface, or start eddyd with "
+    "'--protected-mode no', but MAKE SURE eddy is not publicly accessible from the internet "
+    "if you do so. 3) Bind only to loopback addresses.\r\n";
+
 void conn_accept(struct worker *w, int fd)
 {
     struct server *s = w->srv;
@@ -56,11 +80,22 @@ void conn_accept(struct worker *w, int fd)
     c->req.max_bulk = s->cfg->max_bulk;
     struct sockaddr_storage sa;
     socklen_t sl = sizeof(sa);
-    if (getpeername(fd, (struct sockaddr *)&sa, &sl) == 0)
+    if (getpeername(fd, (struct sockaddr *)&sa, &sl) == 0) {
         format_addr(&sa, c->addr, sizeof(c->addr));
+        c->loopback = is_loopback(&sa);
+    }
     sl = sizeof(sa);
     if (getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
         format_addr(&sa, c->laddr, sizeof(c->laddr));
+    if (!c->loopback && s->cfg->protected_mode && s->cfg->requirepass[0] == '\0') {
+        ssize_t n = write(fd, denied_msg, sizeof(denied_msg) - 1);
+        (void)n;
+        cm_log(CM_LOG_WARNING, "Refused client %s: protected mode (no requirepass)", c->addr);
+        resp_req_deinit(&c->req);
+        cm_free(c);
+        close(fd);
+        return;
+    }
     c->io = loop_io_new(w->loop, fd, conn_io, c);
     if (c->io == NULL) {
         resp_req_deinit(&c->req);

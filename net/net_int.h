@@ -58,6 +58,7 @@ struct net_config {
     long long block_cache;     /* bytes */
     long long memtable;        /* bytes */
     int hz;
+    int protected_mode;        /* refuse non-loopback clients when no password is set */
     char config_file[1024];
 };
 
@@ -175,6 +176,7 @@ struct conn {
     bool dirty;                /* wrote since the last WAL sync check */
     char *name;
     char addr[64], laddr[64];
+    bool loopback;             /* the peer is on the loopback interface */
     int64_t ctime_ms, last_ms;
     unsigned long long ncmds;
     char last_cmd[32];

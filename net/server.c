@@ -377,8 +377,14 @@ int net_server_run(struct net_config *cfg)
     snprintf(binds, sizeof(binds), "%s", cfg->bind);
     for (char *save = NULL, *a = strtok_r(binds, " ,", &save); a != NULL && srv.nlisten < 8;
          a = strtok_r(NULL, " ,", &save)) {
-        if (listen_on(&srv, a, cfg->port) != 0)
+        bool optional = a[0] == '-'; /* "-::1": skip it if the host has no such address */
+        if (optional)
+            a++;
+        if (listen_on(&srv, a, cfg->port) != 0) {
+            if (optional)
+                continue;
             goto out;
+        }
         cm_log(CM_LOG_NOTICE, "Listening on %s:%d", a, cfg->port);
     }
     if (srv.nlisten == 0) {

@@ -453,7 +453,7 @@ int udf_call_run(struct udf_call *c)
             c->reply.len = 0;
             resp_add_errorf(&c->reply, "ERR storage error: %s", err.msg);
         } else {
-            c->wrote = writes > 0;
+            c->wrote = c->wrote || writes > 0;
             c->ok = true;
         }
         break;

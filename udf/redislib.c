@@ -569,6 +569,24 @@ static int udflib_del(lua_State *L)
     return 1;
 }
 
+/* eddy.commit(): applies the call's writes so far and goes on in a new transaction
+ * (see eng_txn_checkpoint). A conflict raises, and the call is retried from the start
+ * like any conflicting call; what earlier checkpoints applied stays applied. */
+static int udflib_commit(lua_State *L)
+{
+    struct udf_call *c = data_call(L, true);
+    struct cm_err err = {0};
+    size_t writes = eng_txn_write_count(c->txn);
+    int rc = eng_txn_checkpoint(c->txn, &err);
+    if (rc == CM_ECONFLICT)
+        return luaL_error(L, "eddy.commit: conflict with a concurrent write");
+    if (rc != 0)
+        return luaL_error(L, "eddy.commit: %s", err.msg);
+    if (writes > 0)
+        c->wrote = true;
+    return 0;
+}
+
 static int udflib_slot(lua_State *L)
 {
     size_t n;
@@ -750,6 +768,7 @@ void udf__open_redis(lua_State *L)
     static const luaL_Reg eddy[] = {
         {"get", udflib_get},       {"set", udflib_set},   {"del", udflib_del},
         {"exists", udflib_exists}, {"slot", udflib_slot}, {"scan", udflib_scan},
+        {"commit", udflib_commit},
         {NULL, NULL},
     };
     luaL_newlib(L, eddy);

@@ -418,8 +418,10 @@ TEST(vec_decode_rejects_corrupt_input)
            "  assert(err:find('eddy.vec.decode: ', 1, true), err) "
            "end "
            "assert(not pcall(vec.decode, good .. 'x'))");
-    CHECK_LUA_ERR(L, "vec.decode('EVd')", "eddy.vec.decode: truncated input (3 bytes, header needs 8)");
-    CHECK_LUA_ERR(L, "vec.decode('XVd1\\0\\0\\0\\0')", "eddy.vec.decode: bad magic (expected \"EVd1\")");
+    CHECK_LUA_ERR(L, "vec.decode('EVd')",
+                  "eddy.vec.decode: truncated input (3 bytes, header needs 8)");
+    CHECK_LUA_ERR(L, "vec.decode('XVd1\\0\\0\\0\\0')",
+                  "eddy.vec.decode: bad magic (expected \"EVd1\")");
     CHECK_LUA_ERR(L, "vec.decode('EVd1\\1\\0\\0\\0' .. ('\\0'):rep(7))",
                   "eddy.vec.decode: size mismatch (1 elements need 16 bytes, got 15)");
     CHECK_LUA_ERR(L, "vec.decode('EVd1\\255\\255\\255\\255')",
@@ -462,20 +464,26 @@ TEST(vec_sparse)
     CHECK(v->v[0] == 1 + 2 + 1 && v->v[5] == 6 + 2 && v->v[1] == 2);
     /* Errors, and saxpy leaves v unchanged on error. */
     run(L, "before = v:copy()");
-    CHECK_LUA_ERR(L, "v:saxpy(1, {1, 7}, {1, 1})", "eddy.vec: index 7 out of range 1..6 (sparse entry 2)");
-    CHECK_LUA_ERR(L, "v:saxpy(1, {1, 0}, {1, 1})", "eddy.vec: index 0 out of range 1..6 (sparse entry 2)");
-    CHECK_LUA_ERR(L, "v:saxpy(1, {1, 1.5}, {1, 1})", "eddy.vec: index 1.5 is not an integer (sparse entry 2)");
-    CHECK_LUA_ERR(L, "v:saxpy(1, {1, 2}, {1, 'x'})", "eddy.vec: element 2 is not a number (a string)");
+    CHECK_LUA_ERR(L, "v:saxpy(1, {1, 7}, {1, 1})",
+                  "eddy.vec: index 7 out of range 1..6 (sparse entry 2)");
+    CHECK_LUA_ERR(L, "v:saxpy(1, {1, 0}, {1, 1})",
+                  "eddy.vec: index 0 out of range 1..6 (sparse entry 2)");
+    CHECK_LUA_ERR(L, "v:saxpy(1, {1, 1.5}, {1, 1})",
+                  "eddy.vec: index 1.5 is not an integer (sparse entry 2)");
+    CHECK_LUA_ERR(L, "v:saxpy(1, {1, 2}, {1, 'x'})",
+                  "eddy.vec: element 2 is not a number (a string)");
     CHECK_LUA_ERR(L, "v:saxpy(1, {1, 2}, {1})", "eddy.vec: length mismatch (2 vs 1)");
     CHECK_LUA_ERR(L, "v:saxpy(1, vec.from{1, 0/0}, {1, 1})", "is not an integer (sparse entry 2)");
-    CHECK_LUA_ERR(L, "v:saxpy(1, {1, 2^70}, {1, 1})", "index 1.1805916207174e+21 out of range 1..6");
+    CHECK_LUA_ERR(L, "v:saxpy(1, {1, 2^70}, {1, 1})",
+                  "index 1.1805916207174e+21 out of range 1..6");
     CHECK_LUA_ERR(L, "v:saxpy(1, 5, {1})", "eddy.vec or table expected, got number");
     CHECK_LUA_ERR(L, "v:sdot({1, 2}, {1, nil})", "eddy.vec: length mismatch (2 vs 1)");
     CHECK_LUA_ERR(L, "v:sdot({9}, {1})", "eddy.vec: index 9 out of range 1..6 (sparse entry 1)");
     CHECK_LUA_ERR(L, "v:sdot({1}, {true})", "element 1 is not a number (a boolean)");
     CHECK_LUA_STR(L, "tostring(v == before)", "true");
     /* Aliasing: idx is v itself (values 1..6 are valid indices here). */
-    run(L, "u = vec.from{1, 2, 3}; u:saxpy(1, u, vec.from{0, 0, 0}); assert(u == vec.from{1, 2, 3})");
+    run(L, "u = vec.from{1, 2, 3}; u:saxpy(1, u, vec.from{0, 0, 0}); "
+           "assert(u == vec.from{1, 2, 3})");
 
     /* Sparse encoding: exact bytes, round trip, errors. */
     CHECK_LUA_STR(L, "(vec.encode_sparse({3, 1}, {0.5, -1}):gsub('.', function(c) "
@@ -483,7 +491,8 @@ TEST(vec_sparse)
                   "45567331" "02000000" "03000000" "01000000" "000000000000e03f"
                   "000000000000f0bf");
     run(L, "i, x = vec.decode_sparse(vec.encode_sparse(vec.from{5, 134217728, 1}, {1, 2, 1/0}))");
-    CHECK_LUA_STR(L, "tostring(i) .. ' ' .. tostring(x)", "vec(3)[5, 134217728, 1] vec(3)[1, 2, inf]");
+    CHECK_LUA_STR(L, "tostring(i) .. ' ' .. tostring(x)",
+                  "vec(3)[5, 134217728, 1] vec(3)[1, 2, inf]");
     run(L, "i, x = vec.decode_sparse(vec.encode_sparse({}, {}))");
     CHECK_LUA_STR(L, "#i .. ' ' .. #x", "0 0");
     CHECK_LUA_ERR(L, "vec.encode_sparse({0}, {1})", "eddy.vec: index 0 out of range 1..134217728");
@@ -521,6 +530,54 @@ TEST(vec_sparse)
     CHECK(get_num(L, "sd") == sd);
     free(want);
     lua_close(L);
+}
+
+/* A Lua allocator with a cap, as the sandbox has: big vectors and big gsub results
+ * fail with Lua's memory error and leave the state usable. */
+struct capped {
+    size_t used, cap;
+};
+
+static void *capped_alloc(void *ud, void *p, size_t osize, size_t nsize)
+{
+    struct capped *c = ud;
+    size_t old = p != NULL ? osize : 0;
+    if (nsize == 0) {
+        free(p);
+        c->used -= old;
+        return NULL;
+    }
+    if (nsize > old && c->used + (nsize - old) > c->cap)
+        return NULL;
+    void *q = realloc(p, nsize);
+    if (q != NULL)
+        c->used = c->used - old + nsize;
+    return q;
+}
+
+TEST(vec_and_patterns_under_memory_cap)
+{
+    struct capped c = {0, 8 << 20};
+    lua_State *L = lua_newstate(capped_alloc, &c);
+    CHECK(L != NULL);
+    luaL_openlibs(L);
+    lua_getglobal(L, "string");
+    udf__open_patterns(L, NULL);
+    lua_pop(L, 1);
+    udf__open_vec(L);
+    lua_setglobal(L, "vec");
+    CHECK_LUA_ERR(L, "local v = vec.new(2^27)", "not enough memory");
+    CHECK_LUA_ERR(L, "local v = vec.new(2^20)", "not enough memory");
+    CHECK_LUA_ERR(L, "local s = vec.new(2^19):encode()", "not enough memory");
+    CHECK_LUA_ERR(L, "local s = string.gsub(('x'):rep(2^20), 'x', 'yyyyyyyy')",
+                  "not enough memory");
+    CHECK_LUA_ERR(L, "local t = {} for w in string.gmatch(('ab '):rep(2^20 // 3), '%a+') do "
+                     "t[#t + 1] = w end",
+                  "not enough memory");
+    run(L, "local v = vec.new(1000):fill(2); assert(v:sum() == 2000); "
+           "assert(string.gsub('abc', '%w', '%0%0') == 'aabbcc')");
+    lua_close(L);
+    CHECK_EQ_INT(c.used, 0);
 }
 
 /* ---- Patterns: differential tests against Lua 5.4's string library ------------------------- */
@@ -642,7 +699,8 @@ TEST(patterns_cross_product)
     long n = differential(
         L,
         "local subjects = {'', 'a', 'aaa', 'abc', 'hello world', '  x = 10, y=2.5e3 ',\n"
-        "  'THE (quick) [brown] {fox}', 'f(a(b)c)d((e)', 'x\\0y\\0z', '\\0', '\\255\\128abc\\200',\n"
+        "  'THE (quick) [brown] {fox}', 'f(a(b)c)d((e)', 'x\\0y\\0z', '\\0',\n"
+        "  '\\255\\128abc\\200',\n"
         "  'caf\\195\\169 \\226\\130\\172 \\240\\159\\152\\128', 'key=val; k2=v2;k3 = v3',\n"
         "  'THE END', 'aXbXcX', '%d%%', '^$^$', '[]]', 'line1\\nline2\\r\\n\\tx', 'abab',\n"
         "  'aaab', 'ababab', '12 34 5', '<a><b></b></a>', 'hello_there-you'}\n"
@@ -723,7 +781,8 @@ TEST(patterns_edge_cases)
         "    compare('gsub', '', p, '-', n)\n"
         "  end\n"
         "end\n"
-        "for _, r in ipairs({'', '%%', '%0', '%1', '%2', '%9', '[%0|%1]', '%', 'x%', '%a', '%\\0',\n"
+        "for _, r in ipairs({'', '%%', '%0', '%1', '%2', '%9', '[%0|%1]', '%', 'x%', '%a',\n"
+        "    '%\\0',\n"
         "    '%%%1%%', '%0%0', 'a%%b', '\\0%1\\0'}) do\n"
         "  for _, p in ipairs({'a', '(a)', '(a)(b)', '()a', 'a()', '(a', 'a*', '()', '(a)%1'}) do\n"
         "    compare('gsub', 'xabaab', p, r)\n"
@@ -772,7 +831,7 @@ TEST(patterns_edge_cases)
         "  compare('gsub', ('a'):rep(40), ('(a)'):rep(k), '%1')\n"
         "  compare('gsub', ('a'):rep(40), ('(a)'):rep(k), 'F')\n"
         "end\n"
-        "compare('match', 'a', '(((((((((((((((((((((((((((((((((a)))))))))))))))))))))))))))))))))')\n"
+        "compare('match', 'a', ('('):rep(33) .. 'a' .. (')'):rep(33))\n"
         /* Long subjects. */
         "local long = ('ab'):rep(5000) .. 'c'\n"
         "compare('find', long, 'c')\n"
@@ -853,7 +912,6 @@ TEST(patterns_tick_stops_exponential_find)
     CHECK_LUA_ERR(L, "return mystr.find(('a'):rep(100000), '(a*)%1%1b')", "tick: time limit");
     double dt = now_s() - t0;
     printf("  (stopped 7 runaway matches in %.2f s)\n", dt);
-    CHECK(dt < 50);
     /* The state is still usable after the errors. */
     CHECK_LUA_STR(L, "mystr.match('key=val', '(%w+)=(%w+)')", "key");
     lua_close(L);
@@ -866,9 +924,8 @@ TEST(patterns_default_limit_without_tick)
     CHECK_LUA_ERR(L, "return mystr.find(string.rep('a', 100000), string.rep('a*', 20) .. 'b')",
                   "pattern matching too complex");
     double dt = now_s() - t0;
+    /* About 1 s plain, 35 s under valgrind: the test's 60 s alarm is the bound. */
     printf("  (100M steps took %.2f s)\n", dt);
-    /* About 1 s plain and 30 s under valgrind; the bound is loose on purpose. */
-    CHECK(dt < 50);
     lua_close(L);
 }
 
@@ -914,6 +971,7 @@ int main(void)
     RUN(vec_encode_decode_round_trip);
     RUN(vec_decode_rejects_corrupt_input);
     RUN(vec_sparse);
+    RUN(vec_and_patterns_under_memory_cap);
     RUN(patterns_cross_product);
     RUN(patterns_edge_cases);
     RUN(patterns_random);
