@@ -76,6 +76,7 @@ struct eng_batch {
     struct eng *e;
     rocksdb_writebatch_t *wb;
     struct cm_buf key, val;
+    struct eng_lockset stripes; /* of the keys written, marked by eng_write */
 };
 
 static _Thread_local unsigned long long tls_last_seq;
@@ -409,6 +410,7 @@ struct eng_batch *eng_batch_new(struct eng *e)
     b->wb = rocksdb_writebatch_create();
     cm_buf_init(&b->key);
     cm_buf_init(&b->val);
+    eng_lockset_init(&b->stripes);
     return b;
 }
 
@@ -419,12 +421,14 @@ void eng_batch_free(struct eng_batch *b)
     rocksdb_writebatch_destroy(b->wb);
     cm_buf_deinit(&b->key);
     cm_buf_deinit(&b->val);
+    eng_lockset_deinit(&b->stripes);
     cm_free(b);
 }
 
 void eng_batch_clear(struct eng_batch *b)
 {
     rocksdb_writebatch_clear(b->wb);
+    b->stripes.n = 0;
     cm_buf_shrink(&b->val, 1 << 20);
 }
 
@@ -437,7 +441,8 @@ int eng_batch_put(struct eng_batch *b, const char *key, size_t klen, enum eng_ty
                   int64_t expire_ms, const void *val, size_t vlen)
 {
     if (eng_encode_key(&b->key, key, klen) != 0 ||
-        eng_encode_value(&b->val, type, expire_ms, val, vlen) != 0)
+        eng_encode_value(&b->val, type, expire_ms, val, vlen) != 0 ||
+        eng_lockset_add_stripe(&b->stripes, stripe_of(key, klen)) != 0)
         return CM_ENOMEM;
     rocksdb_writebatch_put_cf(b->wb, b->e->cf[CF_DATA], b->key.p, b->key.len, b->val.p, b->val.len);
     if (expire_ms > 0) {
@@ -453,7 +458,8 @@ int eng_batch_put(struct eng_batch *b, const char *key, size_t klen, enum eng_ty
 
 void eng_batch_del(struct eng_batch *b, const char *key, size_t klen)
 {
-    if (eng_encode_key(&b->key, key, klen) != 0)
+    if (eng_encode_key(&b->key, key, klen) != 0 ||
+        eng_lockset_add_stripe(&b->stripes, stripe_of(key, klen)) != 0)
         return;
     rocksdb_writebatch_delete_cf(b->wb, b->e->cf[CF_DATA], b->key.p, b->key.len);
 }
@@ -466,6 +472,10 @@ int eng_write(struct eng *e, struct eng_batch *b, struct cm_err *err)
         return rocks_err(err, rerr, "write failed");
     tls_last_seq = atomic_fetch_add(&e->written_seq, 1) + 1;
     atomic_fetch_add_explicit(&e->n_writes, 1, memory_order_relaxed);
+    /* Transactions that read these keys before this write must now conflict. */
+    unsigned long long seq = atomic_fetch_add(&e->commit_seq, 1) + 1;
+    for (unsigned i = 0; i < b->stripes.n; i++)
+        e->stripe_seq[b->stripes.stripes[i]] = seq;
     return 0;
 }
 

@@ -87,10 +87,10 @@ int eng_batch_put(struct eng_batch *b, const char *key, size_t klen, enum eng_ty
                   int64_t expire_ms, const void *val, size_t vlen);
 void eng_batch_del(struct eng_batch *b, const char *key, size_t klen);
 size_t eng_batch_count(const struct eng_batch *b);
-/* Applies the batch atomically (WAL first). Returns 0 or CM_EIO (disk full, I/O
+/* Applies the batch atomically (WAL first) and marks its keys written, so that
+ * transactions (eng_txn) that read them conflict. Returns 0 or CM_EIO (disk full, I/O
  * error: err names it). Under "always" the caller must eng_sync before replying.
- * The caller must hold the lock stripes of every key in the batch (see below), so
- * that transactions (eng_txn) can detect the write. */
+ * Callers that read-modify-write hold the keys' lock stripes (see below). */
 int eng_write(struct eng *e, struct eng_batch *b, struct cm_err *err);
 
 /* ---- Key locks ---------------------------------------------------------------------------
@@ -113,8 +113,8 @@ void eng_lockset_lock(struct eng *e, struct eng_lockset *ls);
 void eng_lockset_unlock(struct eng *e, struct eng_lockset *ls);
 void eng_lockset_deinit(struct eng_lockset *ls);
 
-/* Records a write to the stripes of ls for transaction validation: call after a
- * successful eng_write while still holding ls (eng_write with a lock set does it). */
+/* Records a write to the stripes of ls for transaction validation (the caller holds
+ * them); eng_write does this for its batch. */
 void eng_lockset_mark_written(struct eng *e, struct eng_lockset *ls);
 
 /* ---- Transactions ---------------------------------------------------------------------------

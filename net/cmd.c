@@ -248,7 +248,6 @@ void cmd_execute(struct conn *c, size_t argc, const char **argv, size_t *argvlen
             resp_add_errorf(&c->out, "ERR storage error: %s", err.msg);
             cm_log(CM_LOG_WARNING, "Write failed: %s", err.msg);
         } else {
-            eng_lockset_mark_written(s->eng, &ls);
             c->dirty = true;
         }
     }

@@ -1,0 +1,381 @@
+/* test_engine.c - unit tests of engine/: the physical key encoding, value encoding,
+ * expiry (lazy and the active cycle), batches, scans and iterators, optimistic
+ * transactions (snapshot reads, own writes, conflicts, checkpoints) and metadata. */
+#include <stdlib.h>
+
+#include "../../engine/engine.h"
+#include "unit.h"
+
+static char dir[] = "/tmp/eddy-test-engine-XXXXXX";
+
+static struct eng *open_eng(void)
+{
+    struct eng_options o;
+    struct cm_err err = {0};
+    eng_options_init(&o);
+    if (mkdtemp(dir) == NULL)
+        UNIT_FAIL("mkdtemp");
+    o.dir = dir;
+    o.block_cache_bytes = 8 << 20;
+    o.memtable_bytes = 8 << 20;
+    struct eng *e = eng_open(&o, &err);
+    if (e == NULL)
+        UNIT_FAIL("eng_open: %s", err.msg);
+    return e;
+}
+
+static void close_eng(struct eng *e)
+{
+    eng_close(e);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        UNIT_FAIL("cleanup");
+}
+
+static void put(struct eng *e, const char *k, const char *v, int64_t expire)
+{
+    struct eng_batch *b = eng_batch_new(e);
+    CHECK(b != NULL);
+    CHECK_EQ_INT(eng_batch_put(b, k, strlen(k), ENG_T_STRING, expire, v, strlen(v)), 0);
+    CHECK_EQ_INT(eng_write(e, b, NULL), 0);
+    eng_batch_free(b);
+}
+
+static int get(struct eng *e, const char *k, int64_t now, char *out, size_t cap)
+{
+    struct eng_item it;
+    int rc = eng_get(e, k, strlen(k), now, &it, NULL);
+    if (rc == 0) {
+        snprintf(out, cap, "%.*s", (int)it.len, it.data);
+        eng_item_release(&it);
+    }
+    return rc;
+}
+
+TEST(key_encoding)
+{
+    struct cm_buf b;
+    cm_buf_init(&b);
+    CHECK_EQ_INT(eng_encode_key(&b, "foo", 3), 0);
+    /* slot("foo") = 12182 = 0x2f96, big-endian first */
+    CHECK_EQ_INT(b.len, 5);
+    CHECK_EQ_INT((unsigned char)b.p[0], 0x2f);
+    CHECK_EQ_INT((unsigned char)b.p[1], 0x96);
+    CHECK_MEM(b.p + 2, 3, "foo", 3);
+    CHECK_EQ_INT(eng_encode_key(&b, "{user1000}.following", 20), 0);
+    unsigned s1 = (unsigned char)b.p[0] << 8 | (unsigned char)b.p[1];
+    CHECK_EQ_INT(eng_encode_key(&b, "{user1000}.followers", 20), 0);
+    unsigned s2 = (unsigned char)b.p[0] << 8 | (unsigned char)b.p[1];
+    CHECK_EQ_INT(s1, s2);
+    CHECK_EQ_INT(s1, cm_key_slot("user1000", 8));
+    CHECK_EQ_INT(eng_encode_key(&b, "", 0), 0); /* the empty key is a key */
+    CHECK_EQ_INT(b.len, 2);
+    cm_buf_deinit(&b);
+}
+
+TEST(value_encoding)
+{
+    struct cm_buf b;
+    struct eng_item it;
+    cm_buf_init(&b);
+    CHECK_EQ_INT(eng_encode_value(&b, ENG_T_STRING, 0, "a\0b", 3), 0);
+    CHECK_EQ_INT(b.len, 5);
+    CHECK_EQ_INT(eng_decode_value(b.p, b.len, &it), 0);
+    CHECK_EQ_INT(it.expire_ms, 0);
+    CHECK_MEM(it.data, it.len, "a\0b", 3);
+    CHECK_EQ_INT(eng_encode_value(&b, ENG_T_STRING, 1700000000123LL, "", 0), 0);
+    CHECK_EQ_INT(b.len, 10);
+    CHECK_EQ_INT(eng_decode_value(b.p, b.len, &it), 0);
+    CHECK_EQ_INT(it.expire_ms, 1700000000123LL);
+    CHECK_EQ_INT(it.len, 0);
+    /* Corrupt values: every truncation of an expiring value, unknown type, flags. */
+    for (size_t n = 0; n < 10; n++)
+        CHECK_EQ_INT(eng_decode_value(b.p, n, &it), CM_EINVAL);
+    char bad[2] = {9, 0};
+    CHECK_EQ_INT(eng_decode_value(bad, 2, &it), CM_EINVAL);
+    char badflags[2] = {ENG_T_STRING, 0x40};
+    CHECK_EQ_INT(eng_decode_value(badflags, 2, &it), CM_EINVAL);
+    cm_buf_deinit(&b);
+}
+
+TEST(get_put_delete_persist)
+{
+    struct eng *e = open_eng();
+    char v[64];
+    put(e, "k", "v1", 0);
+    CHECK_EQ_INT(get(e, "k", 1000, v, sizeof(v)), 0);
+    CHECK_STR(v, "v1");
+    CHECK_EQ_INT(eng_exists(e, "k", 1, 1000, NULL), 1);
+    CHECK_EQ_INT(eng_exists(e, "nokey", 5, 1000, NULL), 0);
+    struct eng_batch *b = eng_batch_new(e);
+    eng_batch_del(b, "k", 1);
+    eng_batch_put(b, "x", 1, ENG_T_STRING, 0, "1", 1);
+    eng_batch_put(b, "x", 1, ENG_T_STRING, 0, "2", 1); /* last write in a batch wins */
+    CHECK_EQ_INT(eng_batch_count(b), 3);
+    CHECK_EQ_INT(eng_write(e, b, NULL), 0);
+    eng_batch_free(b);
+    CHECK_EQ_INT(get(e, "k", 1000, v, sizeof(v)), CM_ENOTFOUND);
+    CHECK_EQ_INT(get(e, "x", 1000, v, sizeof(v)), 0);
+    CHECK_STR(v, "2");
+    /* Reopen: the data survives. */
+    struct eng_options o;
+    eng_options_init(&o);
+    o.dir = dir;
+    eng_close(e);
+    e = eng_open(&o, NULL);
+    CHECK(e != NULL);
+    CHECK_EQ_INT(get(e, "x", 1000, v, sizeof(v)), 0);
+    CHECK_STR(v, "2");
+    close_eng(e);
+}
+
+TEST(expiry_lazy_and_active)
+{
+    struct eng *e = open_eng();
+    char v[64];
+    int64_t now = cm_now_ms();
+    put(e, "a", "1", now + 100);
+    put(e, "b", "2", now + 100000);
+    put(e, "c", "3", now + 100);
+    put(e, "c", "33", 0); /* overwritten without TTL: its old index entry is stale */
+    CHECK_EQ_INT(get(e, "a", now, v, sizeof(v)), 0);
+    struct eng_item it;
+    CHECK_EQ_INT(eng_get(e, "a", 1, now + 100, &it, NULL), CM_ENOTFOUND);
+    CHECK_EQ_INT(it.expire_ms, now + 100); /* says it expired, for lazy deletion */
+    CHECK_EQ_INT(eng_count_keys(e, NULL, 0, CM_SLOTS - 1, now + 200), 2);
+    /* The active cycle deletes a, keeps b, drops c's stale entry but not c. */
+    CHECK_EQ_INT(eng_expire_cycle(e, now + 200, 100, NULL), 1);
+    CHECK_EQ_INT(eng_count_keys(e, NULL, 0, CM_SLOTS - 1, 0), 2);
+    CHECK_EQ_INT(get(e, "c", now + 200, v, sizeof(v)), 0);
+    CHECK_STR(v, "33");
+    CHECK_EQ_INT(eng_expire_cycle(e, now + 200, 100, NULL), 0);
+    struct eng_stats st;
+    eng_get_stats(e, &st);
+    CHECK_EQ_INT(st.expired_keys, 1);
+    /* Lazy purge. */
+    put(e, "d", "4", now + 50);
+    CHECK_EQ_INT(eng_purge_expired(e, "d", 1, now + 10, NULL), 0);
+    CHECK_EQ_INT(eng_purge_expired(e, "d", 1, now + 60, NULL), 1);
+    CHECK_EQ_INT(eng_count_keys(e, NULL, 0, CM_SLOTS - 1, 0), 2);
+    close_eng(e);
+}
+
+struct seen {
+    int n;
+    char keys[100][16];
+};
+
+static int seen_fn(void *ud, const char *key, size_t klen, const struct eng_item *it)
+{
+    struct seen *s = ud;
+    snprintf(s->keys[s->n++], 16, "%.*s", (int)klen, key);
+    return 0;
+}
+
+TEST(scan_in_slot_order_with_resume)
+{
+    struct eng *e = open_eng();
+    char k[16];
+    for (int i = 0; i < 50; i++) {
+        snprintf(k, sizeof(k), "k%d", i);
+        put(e, k, "v", 0);
+    }
+    struct seen all = {0};
+    char *next = NULL;
+    size_t nl = 0;
+    CHECK_EQ_INT(eng_scan(e, NULL, 0, CM_SLOTS - 1, NULL, 0, 0, 0, seen_fn, &all, &next, &nl, NULL), 0);
+    CHECK_EQ_INT(all.n, 50);
+    CHECK(next == NULL);
+    for (int i = 1; i < all.n; i++) /* (slot, key) order */
+        CHECK(cm_key_slot(all.keys[i - 1], strlen(all.keys[i - 1])) <=
+              cm_key_slot(all.keys[i], strlen(all.keys[i])));
+    /* In pages of 7, resuming after the returned position: every key once. */
+    struct seen paged = {0};
+    char *pos = NULL;
+    size_t pl = 0;
+    int pages = 0;
+    do {
+        CHECK_EQ_INT(eng_scan(e, NULL, 0, CM_SLOTS - 1, pos, pl, 7, 0, seen_fn, &paged, &next,
+                              &nl, NULL), 0);
+        cm_free(pos);
+        pos = next;
+        pl = nl;
+        pages++;
+    } while (pos != NULL);
+    CHECK_EQ_INT(paged.n, 50);
+    CHECK_EQ_INT(pages, 8);
+    for (int i = 0; i < 50; i++)
+        CHECK_STR(paged.keys[i], all.keys[i]);
+    /* One slot only. */
+    unsigned slot = cm_key_slot("k7", 2);
+    struct seen one = {0};
+    CHECK_EQ_INT(eng_scan(e, NULL, slot, slot, NULL, 0, 0, 0, seen_fn, &one, &next, &nl, NULL), 0);
+    CHECK(one.n >= 1);
+    for (int i = 0; i < one.n; i++)
+        CHECK_EQ_INT(cm_key_slot(one.keys[i], strlen(one.keys[i])), slot);
+    close_eng(e);
+}
+
+TEST(transactions_snapshot_own_writes_conflicts)
+{
+    struct eng *e = open_eng();
+    struct eng_item it;
+    put(e, "a", "1", 0);
+    struct eng_txn *t = eng_txn_begin(e);
+    CHECK_EQ_INT(eng_txn_get(t, "a", 1, 0, &it, NULL), 0);
+    CHECK_MEM(it.data, it.len, "1", 1);
+    eng_item_release(&it);
+    put(e, "a", "2", 0); /* after the snapshot */
+    CHECK_EQ_INT(eng_txn_get(t, "a", 1, 0, &it, NULL), 0);
+    CHECK_MEM(it.data, it.len, "1", 1); /* still the snapshot */
+    eng_item_release(&it);
+    CHECK_EQ_INT(eng_txn_put(t, "b", 1, ENG_T_STRING, 0, "x", 1), 0);
+    CHECK_EQ_INT(eng_txn_get(t, "b", 1, 0, &it, NULL), 0); /* own write */
+    eng_item_release(&it);
+    CHECK_EQ_INT(eng_txn_commit(t, NULL), CM_ECONFLICT); /* a was read and then written */
+    eng_txn_free(t);
+    char v[8];
+    CHECK_EQ_INT(get(e, "b", 0, v, sizeof(v)), CM_ENOTFOUND); /* nothing applied */
+
+    /* No conflict: commits atomically. A blind write needs no validation. */
+    t = eng_txn_begin(e);
+    CHECK_EQ_INT(eng_txn_get(t, "a", 1, 0, &it, NULL), 0);
+    eng_item_release(&it);
+    CHECK_EQ_INT(eng_txn_put(t, "a", 1, ENG_T_STRING, 0, "3", 1), 0);
+    CHECK_EQ_INT(eng_txn_del(t, "zz", 2), 0);
+    CHECK_EQ_INT(eng_txn_write_count(t), 2);
+    CHECK_EQ_INT(eng_txn_commit(t, NULL), 0);
+    eng_txn_free(t);
+    CHECK_EQ_INT(get(e, "a", 0, v, sizeof(v)), 0);
+    CHECK_STR(v, "3");
+
+    /* Checkpoint: applies, then reads see a fresh snapshot. */
+    t = eng_txn_begin(e);
+    CHECK_EQ_INT(eng_txn_put(t, "c", 1, ENG_T_STRING, 0, "1", 1), 0);
+    put(e, "d", "4", 0); /* after the first snapshot */
+    CHECK_EQ_INT(eng_txn_get(t, "d", 1, 0, &it, NULL), CM_ENOTFOUND);
+    CHECK_EQ_INT(eng_txn_checkpoint(t, NULL), 0);
+    CHECK_EQ_INT(get(e, "c", 0, v, sizeof(v)), 0);
+    CHECK_EQ_INT(eng_txn_get(t, "d", 1, 0, &it, NULL), 0); /* the new snapshot has it */
+    eng_item_release(&it);
+    eng_txn_free(t);
+    close_eng(e);
+}
+
+TEST(iterator_over_snapshot_and_own_writes)
+{
+    struct eng *e = open_eng();
+    put(e, "{t}1", "a", 0);
+    put(e, "{t}2", "b", 0);
+    unsigned slot = cm_key_slot("t", 1);
+    struct eng_txn *t = eng_txn_begin(e);
+    eng_txn_put(t, "{t}3", 3, ENG_T_STRING, 0, "c", 1);
+    put(e, "{t}4", "d", 0); /* after the snapshot: invisible */
+    struct eng_iter *it = eng_iter_new(e, t, ENG_ITER_OWN_WRITES, slot, slot, NULL, 0);
+    const char *k;
+    size_t kl;
+    struct eng_item item;
+    int n = 0;
+    while (eng_iter_next(it, 0, &k, &kl, &item, NULL) == 1)
+        n++;
+    CHECK_EQ_INT(n, 3);
+    eng_iter_free(it);
+    it = eng_iter_new(e, t, 0, slot, slot, NULL, 0); /* snapshot only */
+    n = 0;
+    while (eng_iter_next(it, 0, &k, &kl, &item, NULL) == 1)
+        n++;
+    CHECK_EQ_INT(n, 2);
+    eng_iter_free(it);
+    eng_txn_free(t);
+    close_eng(e);
+}
+
+static int count_meta(void *ud, const char *key, size_t klen, const char *val, size_t vlen)
+{
+    (*(int *)ud)++;
+    return 0;
+}
+
+TEST(metadata_and_flush)
+{
+    struct eng *e = open_eng();
+    struct cm_buf b;
+    cm_buf_init(&b);
+    CHECK_EQ_INT(eng_meta_put(e, "lib:a", 5, "code", 4, NULL), 0);
+    CHECK_EQ_INT(eng_meta_put(e, "lib:b", 5, "x", 1, NULL), 0);
+    CHECK_EQ_INT(eng_meta_put(e, "script:1", 8, "y", 1, NULL), 0);
+    CHECK_EQ_INT(eng_meta_get(e, "lib:a", 5, &b, NULL), 0);
+    CHECK_MEM(b.p, b.len, "code", 4);
+    int n = 0;
+    CHECK_EQ_INT(eng_meta_scan(e, "lib:", 4, count_meta, &n, NULL), 0);
+    CHECK_EQ_INT(n, 2);
+    CHECK_EQ_INT(eng_meta_del(e, "lib:a", 5, NULL), 0);
+    CHECK_EQ_INT(eng_meta_get(e, "lib:a", 5, &b, NULL), CM_ENOTFOUND);
+    put(e, "k1", "v", 0);
+    put(e, "k2", "v", cm_now_ms() + 100000);
+    CHECK_EQ_INT(eng_flush_all(e, NULL), 0);
+    CHECK_EQ_INT(eng_count_keys(e, NULL, 0, CM_SLOTS - 1, 0), 0);
+    CHECK_EQ_INT(eng_meta_get(e, "lib:b", 5, &b, NULL), 0); /* metadata survives FLUSHALL */
+    struct cm_buf k;
+    cm_buf_init(&k);
+    CHECK_EQ_INT(eng_random_key(e, 0, &k, NULL), CM_ENOTFOUND);
+    put(e, "only", "v", 0);
+    CHECK_EQ_INT(eng_random_key(e, 0, &k, NULL), 0);
+    CHECK_MEM(k.p, k.len, "only", 4);
+    cm_buf_deinit(&k);
+    cm_buf_deinit(&b);
+    close_eng(e);
+}
+
+TEST(group_commit_sync)
+{
+    struct eng *e = open_eng();
+    eng_set_fsync(e, ENG_FSYNC_ALWAYS);
+    CHECK(!eng_dirty(e));
+    put(e, "a", "1", 0);
+    CHECK(eng_dirty(e));
+    CHECK_EQ_INT(eng_sync(e, NULL), 0);
+    CHECK(!eng_dirty(e));
+    struct eng_stats st;
+    eng_get_stats(e, &st);
+    CHECK_EQ_INT(st.syncs, 1);
+    CHECK_EQ_INT(eng_sync(e, NULL), 0); /* nothing new: no second fsync */
+    eng_get_stats(e, &st);
+    CHECK_EQ_INT(st.syncs, 1);
+    close_eng(e);
+}
+
+TEST(lockset_dedup_and_order)
+{
+    struct eng *e = open_eng();
+    struct eng_lockset ls;
+    eng_lockset_init(&ls);
+    char k[16];
+    for (int i = 0; i < 100; i++) {
+        snprintf(k, sizeof(k), "k%d", i % 20);
+        CHECK_EQ_INT(eng_lockset_add(e, &ls, k, strlen(k)), 0);
+    }
+    eng_lockset_lock(e, &ls);
+    CHECK(ls.n <= 20);
+    for (unsigned i = 1; i < ls.n; i++)
+        CHECK(ls.stripes[i - 1] < ls.stripes[i]);
+    eng_lockset_unlock(e, &ls);
+    eng_lockset_deinit(&ls);
+    close_eng(e);
+}
+
+int main(void)
+{
+    RUN(key_encoding);
+    RUN(value_encoding);
+    RUN(get_put_delete_persist);
+    RUN(expiry_lazy_and_active);
+    RUN(scan_in_slot_order_with_resume);
+    RUN(transactions_snapshot_own_writes_conflicts);
+    RUN(iterator_over_snapshot_and_own_writes);
+    RUN(metadata_and_flush);
+    RUN(group_commit_sync);
+    RUN(lockset_dedup_and_order);
+    return unit_done();
+}
