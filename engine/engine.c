@@ -34,7 +34,8 @@ struct eng {
     /* Group commit: writes take increasing sequence numbers after they reach the
      * WAL; a sync covers every write numbered up to what it read before fsync. */
     atomic_ullong written_seq;
-    atomic_ullong synced_seq;
+    atomic_ullong flushed_seq; /* in the OS */
+    atomic_ullong synced_seq;  /* on disk */
     pthread_mutex_t sync_lock;
 
     atomic_ullong n_expired, n_writes, n_syncs;
@@ -77,6 +78,7 @@ struct eng_batch {
     rocksdb_writebatch_t *wb;
     struct cm_buf key, val;
     struct eng_lockset stripes; /* of the keys written, marked by eng_write */
+    unsigned saved_stripes;     /* stripes.n at the savepoint */
 };
 
 static _Thread_local unsigned long long tls_last_seq;
@@ -249,6 +251,7 @@ struct eng *eng_open(const struct eng_options *o, struct cm_err *err)
     rocksdb_options_set_keep_log_file_num(e->opts, 4);
     rocksdb_options_set_info_log_level(e->opts, 2 /* WARN */);
     rocksdb_options_set_max_open_files(e->opts, 1000);
+    rocksdb_options_set_manual_wal_flush(e->opts, 1);
 
     e->cf_opts[CF_DATA] = e->opts;
     e->cf_opts[CF_EXPIRE] = data_cf_options(e, 4u << 20);
@@ -298,40 +301,64 @@ void eng_close(struct eng *e)
 
 /* ---- Durability ---------------------------------------------------------------------------- */
 
-static int sync_upto(struct eng *e, unsigned long long seq, struct cm_err *err)
+/* The WAL is flushed by hand (manual_wal_flush): writes append to RocksDB's WAL
+ * buffer without a system call, and the connection that acknowledges them flushes
+ * once for its whole batch of commands (group commit), with an fsync under "always".
+ * A flush or sync covers every write numbered up to what it read before it started. */
+static int persist_upto(struct eng *e, unsigned long long seq, bool sync, struct cm_err *err)
 {
-    if (atomic_load(&e->synced_seq) >= seq)
+    atomic_ullong *done = sync ? &e->synced_seq : &e->flushed_seq;
+    if (atomic_load(done) >= seq)
         return 0;
     pthread_mutex_lock(&e->sync_lock);
     int rc = 0;
-    if (atomic_load(&e->synced_seq) < seq) {
+    if (atomic_load(done) < seq) {
         unsigned long long target = atomic_load(&e->written_seq);
         char *rerr = NULL;
-        rocksdb_flush_wal(e->db, 1, &rerr);
-        if (rerr != NULL)
-            rc = rocks_err(err, rerr, "WAL sync failed");
-        else {
-            atomic_store(&e->synced_seq, target);
-            atomic_fetch_add_explicit(&e->n_syncs, 1, memory_order_relaxed);
+        rocksdb_flush_wal(e->db, sync, &rerr);
+        if (rerr != NULL) {
+            rc = rocks_err(err, rerr, sync ? "WAL sync failed" : "WAL write failed");
+        } else {
+            if (atomic_load(&e->flushed_seq) < target)
+                atomic_store(&e->flushed_seq, target);
+            if (sync) {
+                atomic_store(&e->synced_seq, target);
+                atomic_fetch_add_explicit(&e->n_syncs, 1, memory_order_relaxed);
+            }
         }
     }
     pthread_mutex_unlock(&e->sync_lock);
     return rc;
 }
 
+int eng_persist(struct eng *e, struct cm_err *err)
+{
+    return persist_upto(e, tls_last_seq, eng_get_fsync(e) == ENG_FSYNC_ALWAYS, err);
+}
+
 int eng_sync(struct eng *e, struct cm_err *err)
 {
-    return sync_upto(e, tls_last_seq, err);
+    return persist_upto(e, tls_last_seq, true, err);
 }
 
 int eng_sync_all(struct eng *e, struct cm_err *err)
 {
-    return sync_upto(e, atomic_load(&e->written_seq), err);
+    return persist_upto(e, atomic_load(&e->written_seq), true, err);
+}
+
+int eng_flush_all_wal(struct eng *e, struct cm_err *err)
+{
+    return persist_upto(e, atomic_load(&e->written_seq), false, err);
 }
 
 bool eng_dirty(const struct eng *e)
 {
     return atomic_load(&((struct eng *)e)->synced_seq) < atomic_load(&((struct eng *)e)->written_seq);
+}
+
+bool eng_unflushed(const struct eng *e)
+{
+    return atomic_load(&((struct eng *)e)->flushed_seq) < atomic_load(&((struct eng *)e)->written_seq);
 }
 
 void eng_set_fsync(struct eng *e, enum eng_fsync mode)
@@ -346,16 +373,47 @@ enum eng_fsync eng_get_fsync(const struct eng *e)
 
 /* ---- Reads ------------------------------------------------------------------------------------ */
 
+struct eng_snap {
+    const rocksdb_snapshot_t *snap;
+    rocksdb_readoptions_t *ro;
+};
+
+struct eng_snap *eng_snap_new(struct eng *e)
+{
+    struct eng_snap *s = cm_malloc(sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->snap = rocksdb_create_snapshot(e->db);
+    s->ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_snapshot(s->ro, s->snap);
+    return s;
+}
+
+void eng_snap_free(struct eng *e, struct eng_snap *s)
+{
+    if (s == NULL)
+        return;
+    rocksdb_readoptions_destroy(s->ro);
+    rocksdb_release_snapshot(e->db, s->snap);
+    cm_free(s);
+}
+
 int eng_get(struct eng *e, const char *key, size_t klen, int64_t now_ms, struct eng_item *it,
             struct cm_err *err)
+{
+    return eng_get_at(e, NULL, key, klen, now_ms, it, err);
+}
+
+int eng_get_at(struct eng *e, const struct eng_snap *snap, const char *key, size_t klen,
+               int64_t now_ms, struct eng_item *it, struct cm_err *err)
 {
     struct pkey k;
     char *rerr = NULL;
     memset(it, 0, sizeof(*it));
     if (pkey_make(&k, key, klen) != 0)
         return cm_err_set(err, CM_ENOMEM, "out of memory");
-    rocksdb_pinnableslice_t *ps = rocksdb_get_pinned_cf(e->db, e->ropts, e->cf[CF_DATA], k.p, k.n,
-                                                        &rerr);
+    rocksdb_pinnableslice_t *ps = rocksdb_get_pinned_cf(e->db, snap ? snap->ro : e->ropts,
+                                                        e->cf[CF_DATA], k.p, k.n, &rerr);
     pkey_free(&k);
     if (rerr != NULL)
         return rocks_err(err, rerr, "read failed");
@@ -432,6 +490,28 @@ void eng_batch_clear(struct eng_batch *b)
     cm_buf_shrink(&b->val, 1 << 20);
 }
 
+void eng_batch_savepoint(struct eng_batch *b)
+{
+    rocksdb_writebatch_set_save_point(b->wb);
+    b->saved_stripes = b->stripes.n;
+}
+
+void eng_batch_rollback(struct eng_batch *b)
+{
+    char *rerr = NULL;
+    rocksdb_writebatch_rollback_to_save_point(b->wb, &rerr);
+    rocksdb_free(rerr);
+    b->stripes.n = b->saved_stripes;
+}
+
+bool eng_batch_touches(const struct eng_batch *b, unsigned stripe)
+{
+    for (unsigned i = 0; i < b->stripes.n; i++)
+        if (b->stripes.stripes[i] == stripe)
+            return true;
+    return false;
+}
+
 size_t eng_batch_count(const struct eng_batch *b)
 {
     return (size_t)rocksdb_writebatch_count(b->wb);
@@ -487,6 +567,26 @@ static unsigned stripe_of(const char *key, size_t klen)
     for (size_t i = 0; i < klen; i++)
         h = (h ^ (uint8_t)key[i]) * 1099511628211ULL;
     return (unsigned)(h ^ (h >> 32)) & (STRIPES - 1);
+}
+
+unsigned eng_key_stripe(const char *key, size_t klen)
+{
+    return stripe_of(key, klen);
+}
+
+bool eng_stripe_trylock(struct eng *e, unsigned stripe)
+{
+    return pthread_mutex_trylock(&e->stripes[stripe]) == 0;
+}
+
+void eng_stripe_lock(struct eng *e, unsigned stripe)
+{
+    pthread_mutex_lock(&e->stripes[stripe]);
+}
+
+void eng_stripe_unlock(struct eng *e, unsigned stripe)
+{
+    pthread_mutex_unlock(&e->stripes[stripe]);
 }
 
 void eng_lock_key(struct eng *e, const char *key, size_t klen)
@@ -551,14 +651,20 @@ static int cmp_uint(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-void eng_lockset_lock(struct eng *e, struct eng_lockset *ls)
+void eng_lockset_normalize(struct eng_lockset *ls)
 {
-    qsort(ls->stripes, ls->n, sizeof(unsigned), cmp_uint);
+    if (ls->n > 1)
+        qsort(ls->stripes, ls->n, sizeof(unsigned), cmp_uint);
     unsigned n = 0;
     for (unsigned i = 0; i < ls->n; i++)
         if (n == 0 || ls->stripes[n - 1] != ls->stripes[i])
             ls->stripes[n++] = ls->stripes[i];
     ls->n = n;
+}
+
+void eng_lockset_lock(struct eng *e, struct eng_lockset *ls)
+{
+    eng_lockset_normalize(ls);
     for (unsigned i = 0; i < ls->n; i++)
         pthread_mutex_lock(&e->stripes[ls->stripes[i]]);
 }
@@ -1060,25 +1166,21 @@ int eng_meta_put(struct eng *e, const char *key, size_t klen, const void *val, s
                  struct cm_err *err)
 {
     char *rerr = NULL;
-    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
-    rocksdb_writeoptions_set_sync(wo, 1); /* metadata is rare and must survive */
-    rocksdb_put_cf(e->db, wo, e->cf[CF_META], key, klen, val, vlen, &rerr);
-    rocksdb_writeoptions_destroy(wo);
+    rocksdb_put_cf(e->db, e->wopts, e->cf[CF_META], key, klen, val, vlen, &rerr);
     if (rerr != NULL)
         return rocks_err(err, rerr, "metadata write failed");
-    return 0;
+    tls_last_seq = atomic_fetch_add(&e->written_seq, 1) + 1;
+    return eng_sync(e, err); /* metadata is rare and must survive */
 }
 
 int eng_meta_del(struct eng *e, const char *key, size_t klen, struct cm_err *err)
 {
     char *rerr = NULL;
-    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
-    rocksdb_writeoptions_set_sync(wo, 1);
-    rocksdb_delete_cf(e->db, wo, e->cf[CF_META], key, klen, &rerr);
-    rocksdb_writeoptions_destroy(wo);
+    rocksdb_delete_cf(e->db, e->wopts, e->cf[CF_META], key, klen, &rerr);
     if (rerr != NULL)
         return rocks_err(err, rerr, "metadata delete failed");
-    return 0;
+    tls_last_seq = atomic_fetch_add(&e->written_seq, 1) + 1;
+    return eng_sync(e, err);
 }
 
 int eng_meta_scan(struct eng *e, const char *prefix, size_t plen, eng_meta_fn fn, void *ud,

@@ -36,12 +36,20 @@ struct eng *eng_open(const struct eng_options *o, struct cm_err *err);
 /* Syncs the WAL and closes. NULL is a no-op. */
 void eng_close(struct eng *e);
 
-/* Makes the calling thread's writes durable (fsync of the WAL) unless a sync that
- * started after them already did. Called before replies leave under "always".
- * Concurrent callers share one fsync (group commit). Returns 0 or CM_EIO. */
+/* Writes append to an in-memory WAL buffer (RocksDB's manual_wal_flush); nothing is
+ * acknowledged before it is persisted by one of these. Concurrent callers share one
+ * flush or fsync (group commit). Each returns 0 or CM_EIO.
+ * eng_persist: the calling thread's writes reach the OS (and the disk under
+ *   "always"): call it before replies to writes leave.
+ * eng_sync: the calling thread's writes reach the disk.
+ * eng_sync_all / eng_flush_all_wal: every write so far, to the disk / the OS (the
+ *   everysec timer, the cron, shutdown). */
+int eng_persist(struct eng *e, struct cm_err *err);
 int eng_sync(struct eng *e, struct cm_err *err);
-/* Syncs every write made so far (the everysec timer, shutdown). */
 int eng_sync_all(struct eng *e, struct cm_err *err);
+int eng_flush_all_wal(struct eng *e, struct cm_err *err);
+/* Writes not yet flushed to the OS. */
+bool eng_unflushed(const struct eng *e);
 void eng_set_fsync(struct eng *e, enum eng_fsync mode);
 enum eng_fsync eng_get_fsync(const struct eng *e);
 /* Writes made since the last eng_sync (for the everysec timer). */
@@ -67,6 +75,13 @@ struct eng_item {
 int eng_get(struct eng *e, const char *key, size_t klen, int64_t now_ms, struct eng_item *it,
             struct cm_err *err);
 void eng_item_release(struct eng_item *it);
+/* A consistent view for multi-key reads (MGET). NULL when out of memory. */
+struct eng_snap;
+struct eng_snap *eng_snap_new(struct eng *e);
+void eng_snap_free(struct eng *e, struct eng_snap *s); /* NULL is a no-op */
+/* eng_get through a snapshot (s NULL: the current state). */
+int eng_get_at(struct eng *e, const struct eng_snap *s, const char *key, size_t klen,
+               int64_t now_ms, struct eng_item *it, struct cm_err *err);
 /* Deletes key if it has expired at now_ms; takes the key's lock (the caller must not
  * hold it). Returns 1 if it deleted the key, 0 if not, or CM_EIO. */
 int eng_purge_expired(struct eng *e, const char *key, size_t klen, int64_t now_ms,
@@ -87,6 +102,11 @@ int eng_batch_put(struct eng_batch *b, const char *key, size_t klen, enum eng_ty
                   int64_t expire_ms, const void *val, size_t vlen);
 void eng_batch_del(struct eng_batch *b, const char *key, size_t klen);
 size_t eng_batch_count(const struct eng_batch *b);
+/* Marks a point to roll back to (one level), and rolls back to it. */
+void eng_batch_savepoint(struct eng_batch *b);
+void eng_batch_rollback(struct eng_batch *b);
+/* True if the batch writes a key of this lock stripe. */
+bool eng_batch_touches(const struct eng_batch *b, unsigned stripe);
 /* Applies the batch atomically (WAL first) and marks its keys written, so that
  * transactions (eng_txn) that read them conflict. Returns 0 or CM_EIO (disk full, I/O
  * error: err names it). Under "always" the caller must eng_sync before replying.
@@ -109,6 +129,14 @@ void eng_lockset_init(struct eng_lockset *ls);
 /* Adds a key's stripe; returns 0 or CM_ENOMEM. */
 int eng_lockset_add(struct eng *e, struct eng_lockset *ls, const char *key, size_t klen);
 int eng_lockset_add_stripe(struct eng_lockset *ls, unsigned stripe);
+/* The lock stripe of a key, and single-stripe locking (trylock returns true when it
+ * took the lock). */
+unsigned eng_key_stripe(const char *key, size_t klen);
+bool eng_stripe_trylock(struct eng *e, unsigned stripe);
+void eng_stripe_lock(struct eng *e, unsigned stripe);
+void eng_stripe_unlock(struct eng *e, unsigned stripe);
+/* Sorts and removes duplicates (eng_lockset_lock does it too). */
+void eng_lockset_normalize(struct eng_lockset *ls);
 void eng_lockset_lock(struct eng *e, struct eng_lockset *ls);
 void eng_lockset_unlock(struct eng *e, struct eng_lockset *ls);
 void eng_lockset_deinit(struct eng_lockset *ls);

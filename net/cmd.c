@@ -121,19 +121,27 @@ int kv_get(struct cmd_ctx *x, const char *key, size_t klen, struct eng_item *it)
 {
     struct cm_err err = {0};
     int rc = x->txn ? eng_txn_get(x->txn, key, klen, x->now_ms, it, &err)
-                    : eng_get(x->eng, key, klen, x->now_ms, it, &err);
+                    : eng_get_at(x->eng, x->snap, key, klen, x->now_ms, it, &err);
+    struct worker *w = x->c != NULL ? x->c->w : NULL;
     if (rc == 0) {
-        atomic_fetch_add_explicit(&x->srv->keyspace_hits, 1, memory_order_relaxed);
+        if (w != NULL)
+            atomic_store_explicit(&w->st_hits,
+                                  atomic_load_explicit(&w->st_hits, memory_order_relaxed) + 1,
+                                  memory_order_relaxed);
         return 0;
     }
     if (rc == CM_ENOTFOUND) {
-        atomic_fetch_add_explicit(&x->srv->keyspace_misses, 1, memory_order_relaxed);
+        if (w != NULL)
+            atomic_store_explicit(&w->st_misses,
+                                  atomic_load_explicit(&w->st_misses, memory_order_relaxed) + 1,
+                                  memory_order_relaxed);
         if (it->expire_ms != 0 && x->txn == NULL) {
-            /* Lazy expiry. A writing command holds the key's lock: delete in its
-             * batch; a reading one takes the lock in eng_purge_expired. */
+            /* Lazy expiry. A writing command holds the key's stripe: delete in its
+             * batch; a reading one takes the stripe in eng_purge_expired, unless this
+             * thread holds stripes for pending writes (then the active cycle will). */
             if (x->cmd->flags & CMD_WRITE)
                 eng_batch_del(x->batch, key, klen);
-            else
+            else if (x->c == NULL || x->c->w->held.n == 0)
                 eng_purge_expired(x->eng, key, klen, x->now_ms, NULL);
         }
         return CM_ENOTFOUND;
@@ -187,23 +195,101 @@ static void unknown_command(struct conn *c, size_t argc, const char **argv, size
     cm_buf_deinit(&msg);
 }
 
-static int lock_keys(struct cmd_ctx *x, struct eng_lockset *ls)
+/* ---- Pipelined write batching ---------------------------------------------------------
+ * The writes of the consecutive commands of one connection's read batch go into the
+ * worker's batch and reach RocksDB in one write when the batch ends (or earlier),
+ * instead of one write per command. Each writing command first takes the lock
+ * stripes of its keys and keeps them until that write, so its read-modify-write stays
+ * atomic. Deadlock-free: while the worker holds stripes it only try-locks; if a
+ * stripe is taken, it applies its pending writes, releases everything, and then
+ * blocks for the stripes in ascending order like everyone else. A command that reads
+ * a key whose stripe has a pending write, or any command without key positions
+ * (SCAN, FCALL, FLUSHALL, ...), first applies the pending writes, so every command
+ * sees the effects of the commands before it. Replies still leave only after the
+ * write and the WAL flush (process_input). */
+
+void cmd_flush_writes(struct worker *w)
+{
+    struct server *s = w->srv;
+    struct conn *c = w->pending_conn;
+    if (eng_batch_count(w->batch) > 0) {
+        struct cm_err err = {0};
+        if (eng_write(s->eng, w->batch, &err) != 0) {
+            cm_log(CM_LOG_WARNING, "Write failed: %s", err.msg);
+            if (c != NULL) { /* the replies must not claim what did not happen */
+                c->out.len = w->pending_mark > c->opos ? w->pending_mark : c->opos;
+                for (unsigned i = 0; i < w->pending_cmds; i++)
+                    resp_add_errorf(&c->out, "ERR storage error: %s", err.msg);
+            }
+        } else if (c != NULL) {
+            c->dirty = true;
+        }
+        eng_batch_clear(w->batch);
+    }
+    for (unsigned i = 0; i < w->held.n; i++)
+        eng_stripe_unlock(s->eng, w->held.stripes[i]);
+    w->held.n = 0;
+    w->pending_conn = NULL;
+    w->pending_cmds = 0;
+}
+
+static bool holds(const struct worker *w, unsigned stripe)
+{
+    for (unsigned i = 0; i < w->held.n; i++)
+        if (w->held.stripes[i] == stripe)
+            return true;
+    return false;
+}
+
+/* The stripes of the command's keys, sorted and unique. */
+static int key_stripes(struct cmd_ctx *x, struct eng_lockset *ls)
 {
     const struct cmd_def *d = x->cmd;
-    if (d->first_key <= 0)
-        return 0;
     int last = d->last_key < 0 ? (int)x->argc + d->last_key : d->last_key;
-    for (int i = d->first_key; i <= last && i < (int)x->argc; i += d->step > 0 ? d->step : 1)
-        if (eng_lockset_add(x->eng, ls, x->argv[i], x->argvlen[i]) != 0)
+    for (int i = d->first_key; i > 0 && i <= last && i < (int)x->argc;
+         i += d->step > 0 ? d->step : 1)
+        if (eng_lockset_add_stripe(ls, eng_key_stripe(x->argv[i], x->argvlen[i])) != 0)
             return CM_ENOMEM;
-    eng_lockset_lock(x->eng, ls);
+    eng_lockset_normalize(ls);
+    return 0;
+}
+
+/* Takes the stripes of ls for w, keeping those it holds. Returns 0 or CM_ENOMEM. */
+static int acquire(struct worker *w, struct eng_lockset *ls)
+{
+    struct eng *e = w->srv->eng;
+    for (unsigned i = 0; i < ls->n; i++) {
+        unsigned st = ls->stripes[i];
+        if (holds(w, st))
+            continue;
+        if (eng_stripe_trylock(e, st)) {
+            if (eng_lockset_add_stripe(&w->held, st) != 0) {
+                eng_stripe_unlock(e, st);
+                return CM_ENOMEM;
+            }
+            continue;
+        }
+        /* Contended: give everything back, then wait in order. */
+        cmd_flush_writes(w);
+        for (unsigned j = 0; j < ls->n; j++) {
+            eng_stripe_lock(e, ls->stripes[j]);
+            if (eng_lockset_add_stripe(&w->held, ls->stripes[j]) != 0) {
+                eng_stripe_unlock(e, ls->stripes[j]);
+                return CM_ENOMEM;
+            }
+        }
+        return 0;
+    }
     return 0;
 }
 
 void cmd_execute(struct conn *c, size_t argc, const char **argv, size_t *argvlen)
 {
     struct server *s = c->w->srv;
-    atomic_fetch_add_explicit(&s->commands, 1, memory_order_relaxed);
+    struct worker *w = c->w;
+    atomic_store_explicit(&w->st_commands,
+                          atomic_load_explicit(&w->st_commands, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
     c->ncmds++;
     const struct cmd_def *d = cmd_lookup(argv[0], argvlen[0]);
     if (d == NULL) {
@@ -211,49 +297,58 @@ void cmd_execute(struct conn *c, size_t argc, const char **argv, size_t *argvlen
             resp_add_error(&c->out, "NOAUTH Authentication required.");
         else
             unknown_command(c, argc, argv, argvlen);
-        return;
+        goto replied;
     }
     snprintf(c->last_cmd, sizeof(c->last_cmd), "%s", d->name);
     if (!c->authed && !(d->flags & CMD_NOAUTH)) {
         resp_add_error(&c->out, "NOAUTH Authentication required.");
-        return;
+        goto replied;
     }
     if ((d->arity > 0 && (int)argc != d->arity) || (d->arity < 0 && (int)argc < -d->arity)) {
         resp_add_errorf(&c->out, "ERR wrong number of arguments for '%s' command", d->name);
-        return;
+        goto replied;
     }
     struct cmd_ctx x = {
         .c = c, .srv = s, .eng = s->eng, .cmd = d, .argc = argc, .argv = argv,
         .argvlen = argvlen, .out = &c->out, .resp = c->resp, .now_ms = cm_now_ms(),
-        .batch = c->w->batch,
+        .batch = w->batch,
     };
-    if (!(d->flags & CMD_WRITE)) {
-        d->fn(&x);
-        return;
-    }
     struct eng_lockset ls;
     eng_lockset_init(&ls);
-    eng_batch_clear(x.batch);
-    if (lock_keys(&x, &ls) != 0) {
-        eng_lockset_deinit(&ls);
+    if (d->first_key <= 0) {
+        cmd_flush_writes(w); /* it may read anything, or run code that does */
+    } else if (key_stripes(&x, &ls) != 0) {
         resp_add_error(&c->out, "OOM out of memory locking keys");
-        return;
+        goto out;
+    } else if (eng_batch_count(w->batch) > 0) {
+        for (unsigned i = 0; i < ls.n; i++)
+            if (eng_batch_touches(w->batch, ls.stripes[i])) {
+                cmd_flush_writes(w); /* read your (pipeline's) writes */
+                break;
+            }
     }
-    size_t mark = c->out.len;
+    if (!(d->flags & CMD_WRITE)) {
+        d->fn(&x);
+        goto out;
+    }
+    if (acquire(w, &ls) != 0) {
+        resp_add_error(&c->out, "OOM out of memory locking keys");
+        goto out;
+    }
+    if (w->pending_conn == NULL) {
+        w->pending_conn = c;
+        w->pending_mark = c->out.len;
+        w->pending_cmds = 0;
+    }
+    eng_batch_savepoint(w->batch);
     d->fn(&x);
-    if (!x.failed && eng_batch_count(x.batch) > 0) {
-        struct cm_err err = {0};
-        if (eng_write(s->eng, x.batch, &err) != 0) {
-            c->out.len = mark; /* the reply must not claim what did not happen */
-            resp_add_errorf(&c->out, "ERR storage error: %s", err.msg);
-            cm_log(CM_LOG_WARNING, "Write failed: %s", err.msg);
-        } else {
-            c->dirty = true;
-        }
-    }
-    eng_batch_clear(x.batch);
-    eng_lockset_unlock(s->eng, &ls);
+    if (x.failed)
+        eng_batch_rollback(w->batch); /* an error reply: nothing of it applies */
+out:
     eng_lockset_deinit(&ls);
+replied:
+    if (w->pending_conn == c)
+        w->pending_cmds++;
 }
 
 int cmd_exec_from_script(void *owner, struct eng_txn *txn, int resp, int flags, int argc,

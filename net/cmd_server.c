@@ -255,16 +255,22 @@ static void info_cmd(struct cmd_ctx *x)
                        "engine_wal_syncs:%llu\r\nrdb_changes_since_last_save:0\r\n\r\n",
                        modes[eng_get_fsync(s->eng)], st.sst_bytes, st.writes, st.syncs);
     }
+    unsigned long long cmds = atomic_load(&s->commands), hits = 0, misses = 0;
+    for (int i = 0; i < s->nworkers; i++) {
+        cmds += atomic_load(&s->workers[i]->st_commands);
+        hits += atomic_load(&s->workers[i]->st_hits);
+        misses += atomic_load(&s->workers[i]->st_misses);
+    }
     if (want(x, "stats", true))
         cm_buf_appendf(&b,
                        "# Stats\r\ntotal_connections_received:%llu\r\ntotal_commands_processed:%llu\r\n"
                        "total_net_input_bytes:%llu\r\ntotal_net_output_bytes:%llu\r\n"
                        "rejected_connections:%llu\r\nexpired_keys:%llu\r\nkeyspace_hits:%llu\r\n"
                        "keyspace_misses:%llu\r\nauth_failures:%llu\r\n\r\n",
-                       atomic_load(&s->conns_received), atomic_load(&s->commands),
+                       atomic_load(&s->conns_received), cmds,
                        atomic_load(&s->net_in), atomic_load(&s->net_out),
                        atomic_load(&s->conns_rejected), st.expired_keys,
-                       atomic_load(&s->keyspace_hits), atomic_load(&s->keyspace_misses),
+                       hits, misses,
                        atomic_load(&s->auth_failures));
     if (want(x, "keyspace", true)) {
         cm_buf_appendf(&b, "# Keyspace\r\n");
@@ -321,8 +327,11 @@ static void config_cmd(struct cmd_ctx *x)
         atomic_store(&s->conns_received, 0);
         atomic_store(&s->net_in, 0);
         atomic_store(&s->net_out, 0);
-        atomic_store(&s->keyspace_hits, 0);
-        atomic_store(&s->keyspace_misses, 0);
+        for (int i = 0; i < s->nworkers; i++) {
+            atomic_store(&s->workers[i]->st_commands, 0);
+            atomic_store(&s->workers[i]->st_hits, 0);
+            atomic_store(&s->workers[i]->st_misses, 0);
+        }
         atomic_store(&s->auth_failures, 0);
         atomic_store(&s->conns_rejected, 0);
         reply_ok(x);

@@ -179,6 +179,11 @@ static void getex_cmd(struct cmd_ctx *x)
 
 static void mget_cmd(struct cmd_ctx *x)
 {
+    /* One snapshot for all the keys: MGET is atomic with respect to MSET. */
+    if (x->argc > 2 && x->txn == NULL && (x->snap = eng_snap_new(x->eng)) == NULL) {
+        reply_err(x, "OOM out of memory");
+        return;
+    }
     resp_add_array(x->out, x->argc - 1);
     for (size_t i = 1; i < x->argc; i++) {
         struct eng_item it;
@@ -189,9 +194,11 @@ static void mget_cmd(struct cmd_ctx *x)
         } else if (rc == CM_ENOTFOUND) {
             resp_add_null(x->out, x->resp);
         } else {
-            return; /* kv_get replied with the storage error */
+            break; /* kv_get replied with the storage error */
         }
     }
+    eng_snap_free(x->eng, x->snap);
+    x->snap = NULL;
 }
 
 static bool check_pairs(struct cmd_ctx *x)

@@ -100,8 +100,11 @@ static void function_cmd(struct cmd_ctx *x)
 static void call_generic(struct cmd_ctx *x, enum udf_kind kind, bool readonly)
 {
     long long nkeys;
-    if (!arg_ll(x, 2, &nkeys))
+    if (cm_str_to_ll(x->argv[2], x->argvlen[2], &nkeys) != 0) {
+        reply_err(x, kind == UDF_FCALL ? "ERR Bad number of keys provided"
+                                       : "ERR value is not an integer or out of range");
         return;
+    }
     if (nkeys < 0) {
         reply_err(x, "ERR Number of keys can't be negative");
         return;

@@ -194,30 +194,39 @@ static int flush_out(struct conn *c)
     return 0;
 }
 
-/* Durability before acknowledgement: under appendfsync always the WAL is synced
- * once for all the commands of this batch (group commit with other threads). */
-static void sync_if_needed(struct conn *c)
+/* Durability before acknowledgement: the WAL is flushed once for all the commands of
+ * this batch (and fsynced under appendfsync always), sharing the flush with other
+ * threads (group commit), before any reply leaves. */
+static void persist_batch(struct conn *c, size_t mark, unsigned ncmds)
 {
     if (!c->dirty)
         return;
     c->dirty = false;
     struct eng *e = c->w->srv->eng;
-    if (eng_get_fsync(e) != ENG_FSYNC_ALWAYS)
-        return;
     struct cm_err err = {0};
-    if (eng_sync(e, &err) != 0) {
+    if (eng_persist(e, &err) == 0)
+        return;
+    if (eng_get_fsync(e) == ENG_FSYNC_ALWAYS) {
         /* Like Redis with appendfsync always: an acknowledged write must be durable,
          * so a failing fsync stops the server rather than lie to clients. */
         cm_log(CM_LOG_WARNING, "Can't sync the WAL with appendfsync always (%s). Exiting...",
                err.msg);
         exit(1);
     }
+    /* The batch's replies must not claim success: replace them with errors. */
+    cm_log(CM_LOG_WARNING, "Can't write the WAL (%s): failing %u commands", err.msg, ncmds);
+    c->out.len = mark > c->opos ? mark : c->opos;
+    for (unsigned i = 0; i < ncmds; i++)
+        resp_add_errorf(&c->out, "ERR write-ahead log write failed: %s", err.msg);
+    c->flags |= CONN_CLOSE_AFTER_REPLY;
 }
 
 /* Parses and executes every whole command in the query buffer. */
 static void process_input(struct conn *c)
 {
     struct server *s = c->w->srv;
+    size_t mark = c->out.len;
+    unsigned ncmds = 0;
     while (!c->paused && c->wc.call == NULL && c->job == NULL &&
            !(c->flags & CONN_CLOSE_AFTER_REPLY) &&
            c->qpos < c->in.len) {
@@ -230,8 +239,10 @@ static void process_input(struct conn *c)
             c->flags |= CONN_CLOSE_AFTER_REPLY;
             break;
         }
-        if (c->req.argc > 0)
+        if (c->req.argc > 0) {
             cmd_execute(c, c->req.argc, c->req.argv, c->req.argvlen);
+            ncmds++;
+        }
         c->qpos += c->req.frame_len;
         resp_req_next(&c->req);
         if (c->out.len - c->opos > OUT_PAUSE_BYTES)
@@ -247,7 +258,8 @@ static void process_input(struct conn *c)
         cm_buf_consume(&c->in, c->qpos);
         c->qpos = 0;
     }
-    sync_if_needed(c);
+    cmd_flush_writes(c->w);
+    persist_batch(c, mark, ncmds);
 }
 
 /* Reads what the socket has. Returns -1 if c was closed. */

@@ -114,7 +114,7 @@ struct server {
 
     /* Counters for INFO stats. */
     atomic_ullong conns_received, conns_rejected, commands, net_in, net_out, auth_failures;
-    atomic_ullong keyspace_hits, keyspace_misses;
+    /* commands counts those run from scripts; workers count the rest (st_*). */
     struct loop_timer *cron;
 };
 
@@ -131,7 +131,13 @@ struct worker {
     int inbox_len, inbox_cap;
     struct conn *conns;        /* this worker's connections */
     struct loop_timer *cron;
-    struct eng_batch *batch;   /* reused by commands on this thread */
+    struct eng_batch *batch;   /* pending writes of the connection being served */
+    struct eng_lockset held;   /* key stripes held for them (see cmd.c) */
+    struct conn *pending_conn; /* whose commands wrote to batch */
+    size_t pending_mark;       /* its out.len before the first pending command */
+    unsigned pending_cmds;     /* commands replied since then */
+    /* Statistics written by this thread only, summed by INFO. */
+    atomic_ullong st_commands, st_hits, st_misses;
     struct udf_vm *vm;         /* this thread's Lua state */
     struct loop_async *resume; /* run a slice of the preempted calls */
     struct wcall *calls;       /* preempted calls */
@@ -243,12 +249,17 @@ struct cmd_ctx {
     int64_t now_ms;
     struct eng_batch *batch;
     struct eng_txn *txn; /* set inside a function call: reads and writes go through it */
+    struct eng_snap *snap; /* a consistent view for multi-key reads */
     bool failed;     /* fn wrote an error reply: nothing to commit */
 };
 
 const struct cmd_def *cmd_lookup(const char *name, size_t len);
 /* Runs argv on connection c, appending the reply to c->out. */
 void cmd_execute(struct conn *c, size_t argc, const char **argv, size_t *argvlen);
+/* Applies the pending writes of w's batch in one RocksDB write and releases their
+ * key stripes (end of a connection's read batch, or before a command that must see
+ * them). On a storage error the pending commands' replies become error replies. */
+void cmd_flush_writes(struct worker *w);
 int cmd_count(void);
 const struct cmd_def *cmd_at(int i);
 

@@ -277,6 +277,8 @@ static int parse_inline(struct resp_req *r, const char *buf, size_t len)
     int rc = split_inline(r, buf, end);
     if (rc != RESP_DONE)
         return rc;
+    if (r->inl.p == NULL && cm_buf_reserve(&r->inl, 1) != 0) /* "" args need a pointer */
+        return bad(r, "Protocol error: out of memory");
     for (size_t i = 0; i < r->argc; i++)
         r->argv[i] = r->inl.p + r->argoff[i];
     r->frame_len = (size_t)(nl - buf) + 1;

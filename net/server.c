@@ -149,6 +149,7 @@ static void run_tasks(struct worker *w)
     struct task *t = w->tasks;
     w->tasks = NULL;
     w->tasks_tail = &w->tasks;
+    eng_lockset_init(&w->held);
     pthread_mutex_unlock(&w->inbox_lock);
     while (t != NULL) {
         struct task *next = t->next;
@@ -178,6 +179,7 @@ static struct worker *worker_new(struct server *s, int id)
     w->id = id;
     w->srv = s;
     w->tasks_tail = &w->tasks;
+    eng_lockset_init(&w->held);
     w->loop = loop_new(id == 0);
     pthread_mutex_init(&w->inbox_lock, NULL);
     if (w->loop == NULL)
@@ -216,6 +218,7 @@ static void worker_free(struct worker *w)
     loop_async_free(w->resume);
     loop_timer_free(w->cron);
     eng_batch_free(w->batch);
+    eng_lockset_deinit(&w->held);
     udf_vm_free(w->vm);
     loop_free(w->loop);
     pthread_mutex_destroy(&w->inbox_lock);
@@ -295,6 +298,9 @@ static void server_cron(void *ud)
         if (eng_dirty(s->eng) && eng_sync_all(s->eng, &err) != 0)
             cm_log(CM_LOG_WARNING, "Background WAL sync failed: %s", err.msg);
     }
+    /* Writes nobody acknowledged (active expiry) still leave the WAL buffer. */
+    if (eng_unflushed(s->eng) && eng_flush_all_wal(s->eng, &err) != 0)
+        cm_log(CM_LOG_WARNING, "Background WAL write failed: %s", err.msg);
 }
 
 static void on_signal(void *ud)

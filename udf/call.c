@@ -44,7 +44,8 @@ static void free_strings(char **s, size_t *lens, int n)
 
 /* Pushes the compiled chunk of script sha (compiling and caching it on first use).
  * Returns 0, or an error reply in err_out. */
-static int push_script(struct udf_vm *vm, const char *sha, int *flags, struct cm_buf *err_out)
+static int push_script(struct udf_vm *vm, const char *sha, int *flags, bool *shebang,
+                       struct cm_buf *err_out)
 {
     lua_State *L = vm->L;
     struct cm_buf code;
@@ -57,6 +58,8 @@ static int push_script(struct udf_vm *vm, const char *sha, int *flags, struct cm
         return CM_ENOTFOUND;
     }
     int rc = udf__parse_shebang(code.p, code.len, false, name, sizeof(name), flags, &off, &err);
+    if (shebang != NULL)
+        *shebang = code.len >= 2 && code.p[0] == '#' && code.p[1] == '!';
     if (rc != 0) {
         resp_add_error(err_out, err.msg);
         cm_buf_deinit(&code);
@@ -119,8 +122,10 @@ struct udf_call *udf_call_new(struct udf_vm *vm, const struct udf_call_req *req,
     }
     char sha[41];
     int flags = 0;
+    bool shebang = false;
     char *label = NULL;
     int top = lua_gettop(L);
+    vm->mem_limit = u->limits.memory + (2u << 20); /* CONFIG SET applies at once */
     if (req->kind == UDF_REDUCE && req->name_len > 0 && req->name[0] == '@') {
         struct cm_buf b;
         cm_buf_init(&b);
@@ -167,13 +172,15 @@ struct udf_call *udf_call_new(struct udf_vm *vm, const struct udf_call_req *req,
                 sha[i] = (char)tolower((unsigned char)req->name[i]);
             sha[40] = '\0';
         }
-        if (push_script(vm, sha, &flags, err_out) != 0)
+        if (push_script(vm, sha, &flags, &shebang, err_out) != 0)
             return NULL;
         lua_settop(L, top);
         label = cm_strdup(sha);
     }
     bool is_func = req->kind == UDF_FCALL || req->kind == UDF_MAP || req->kind == UDF_REDUCE;
-    if (req->readonly && (flags & UDF_F_NO_WRITES) == 0 && (is_func || flags != 0)) {
+    /* Functions and scripts with a shebang declare their flags: without no-writes
+     * they may write, so *_RO refuses them (Redis 7's rule). */
+    if (req->readonly && (flags & UDF_F_NO_WRITES) == 0 && (is_func || shebang)) {
         cm_free(label);
         resp_add_error(err_out, "ERR Can not execute a script with write flag using *_ro command.");
         return NULL;
@@ -284,7 +291,7 @@ static int start_attempt(struct udf_call *c)
         struct cm_buf err;
         int flags;
         cm_buf_init(&err);
-        if (push_script(vm, c->name, &flags, &err) != 0) {
+        if (push_script(vm, c->name, &flags, NULL, &err) != 0) {
             cm_buf_append(&c->reply, err.p, err.len);
             cm_buf_deinit(&err);
             return -1;
@@ -395,6 +402,7 @@ int udf_call_run(struct udf_call *c)
 {
     struct udf_vm *vm = c->vm;
     lua_State *L = vm->L;
+    bool collect = false;
     if (c->done)
         return UDF_DONE;
     for (;;) {
@@ -415,10 +423,7 @@ int udf_call_run(struct udf_call *c)
             /* Also a kill that the script swallowed (in a coroutine it created, say)
              * before it returned: the call still fails and applies nothing. */
             error_reply(c, st);
-            if (st == LUA_ERRMEM || c->killing) {
-                lua_gc(L, LUA_GCCOLLECT, 0);
-                malloc_trim(0);
-            }
+            collect = st == LUA_ERRMEM || c->killing;
             break;
         }
         c->reply.len = 0;
@@ -434,7 +439,9 @@ int udf_call_run(struct udf_call *c)
                 break;
             }
         } else if (nres > 0) {
+            vm->converting = c;
             udf__lua_to_resp(c->co, lua_gettop(c->co) - nres + 1, &c->reply, c->resp);
+            vm->converting = NULL;
         } else {
             resp_add_null(&c->reply, c->resp);
         }
@@ -459,6 +466,11 @@ int udf_call_run(struct udf_call *c)
         break;
     }
     end_attempt(c);
+    if (collect) {
+        /* After the coroutine is released, so its garbage goes too. */
+        lua_gc(L, LUA_GCCOLLECT, 0);
+        malloc_trim(0);
+    }
     c->done = true;
     udf__running_remove(vm->u, c);
     return UDF_DONE;

@@ -31,6 +31,14 @@ static bool field_string(lua_State *L, int idx, const char *name)
 
 static void to_resp(lua_State *L, int idx, struct cm_buf *out, int resp, int depth);
 
+/* The script's protocol (redis.setresp) decides how booleans convert, as in Redis;
+ * everything else is encoded for the client's protocol. */
+static int script_resp_of(lua_State *L)
+{
+    struct udf_vm *vm = udf__vm_of(L);
+    return vm->converting != NULL ? vm->converting->script_resp : 2;
+}
+
 static void table_to_resp(lua_State *L, int idx, struct cm_buf *out, int resp, int depth)
 {
     if (field_string(L, idx, "err")) {
@@ -143,12 +151,12 @@ static void to_resp(lua_State *L, int idx, struct cm_buf *out, int resp, int dep
         break;
     }
     case LUA_TBOOLEAN:
-        if (resp >= 3)
-            resp_add_bool(out, lua_toboolean(L, idx), 3);
+        if (script_resp_of(L) >= 3)
+            resp_add_bool(out, lua_toboolean(L, idx), resp);
         else if (lua_toboolean(L, idx))
             resp_add_int(out, 1);
         else
-            resp_add_null(out, 2);
+            resp_add_null(out, resp);
         break;
     case LUA_TNUMBER:
         if (lua_isinteger(L, idx)) {
@@ -296,8 +304,10 @@ static int run_command(lua_State *L, struct resp_value **out)
         return luaL_error(L, "Script attempted to access nonexistent global variable 'call'");
     struct udf_call *c = udf__current(L);
     int argc = lua_gettop(L);
-    if (argc == 0)
-        return luaL_error(L, "Please specify at least one argument for this redis lib call");
+    if (argc == 0) {
+        lua_pushliteral(L, "ERR Please specify at least one argument for this redis lib call");
+        return lua_error(L);
+    }
     const char *argv_small[16];
     size_t lens_small[16];
     char numbuf[16][32];
@@ -318,8 +328,10 @@ static int run_command(lua_State *L, struct resp_value **out)
                 continue;
             }
         }
-        if (t != LUA_TSTRING && t != LUA_TNUMBER)
-            return luaL_error(L, "Lua redis lib command arguments must be strings or integers");
+        if (t != LUA_TSTRING && t != LUA_TNUMBER) {
+            lua_pushliteral(L, "ERR Lua redis lib command arguments must be strings or integers");
+            return lua_error(L);
+        }
         argv[i] = lua_tolstring(L, i + 1, &lens[i]);
     }
     struct cm_buf buf;
@@ -624,17 +636,25 @@ static int udflib_scan_next(lua_State *L)
             lua_pushnil(L);
             return 1;
         }
-        if (s->plen == 0 || (klen >= s->plen && memcmp(key, s->prefix, s->plen) == 0))
+        if (s->plen == 0)
             break;
-        /* Keys of a slot are sorted, and we seek to the prefix within each slot: a key
-         * of the slot we sought in that does not match is past the prefix, so go to
-         * the next slot; a key of a later slot means the iterator crossed over, so
-         * seek to the prefix in that slot. */
+        /* Keys of a slot are sorted, and we seek to the prefix within each slot. */
         size_t pl;
         const char *pos = eng_iter_pos(s->it, &pl);
         unsigned slot = (unsigned)((uint8_t)pos[0] << 8 | (uint8_t)pos[1]);
-        if (slot == s->slot)
-            slot++;
+        size_t cmp_n = klen < s->plen ? klen : s->plen;
+        int cmp = memcmp(key, s->prefix, cmp_n);
+        bool matches = klen >= s->plen && cmp == 0;
+        bool before = cmp < 0 || (cmp == 0 && klen < s->plen);
+        if (slot != s->slot) {
+            s->slot = slot; /* the iterator crossed into a later slot */
+            if (matches)
+                break;
+        } else if (matches) {
+            break;
+        } else if (!before) {
+            slot++; /* past the prefix in this slot: the next slot */
+        }
         if (slot > s->slot_hi) {
             lua_pushnil(L);
             return 1;

@@ -251,23 +251,23 @@ int udf_lib_restore(struct udf *u, const char *p, size_t n, enum udf_restore pol
 {
     unsigned char sum[20];
     if (n < 28 || memcmp(p, DUMP_MAGIC, 8) != 0)
-        return cm_err_set(err, CM_EINVAL, "ERR payload version or checksum are wrong");
+        return cm_err_set(err, CM_EINVAL, "ERR DUMP payload version or checksum are wrong");
     udf__sha1(p, n - 20, sum);
     if (memcmp(sum, p + n - 20, 20) != 0)
-        return cm_err_set(err, CM_EINVAL, "ERR payload version or checksum are wrong");
+        return cm_err_set(err, CM_EINVAL, "ERR DUMP payload version or checksum are wrong");
     pthread_mutex_lock(&u->lock);
     struct udf_lib *parsed = NULL;
     int rc = 0;
     for (size_t off = 8; off < n - 20 && rc == 0;) {
         if (n - 20 - off < 4) {
-            rc = cm_err_set(err, CM_EINVAL, "ERR payload version or checksum are wrong");
+            rc = cm_err_set(err, CM_EINVAL, "ERR DUMP payload version or checksum are wrong");
             break;
         }
         const unsigned char *h = (const unsigned char *)p + off;
         size_t len = (size_t)h[0] | (size_t)h[1] << 8 | (size_t)h[2] << 16 | (size_t)h[3] << 24;
         off += 4;
         if (len > n - 20 - off) {
-            rc = cm_err_set(err, CM_EINVAL, "ERR payload version or checksum are wrong");
+            rc = cm_err_set(err, CM_EINVAL, "ERR DUMP payload version or checksum are wrong");
             break;
         }
         struct udf_lib *lib = validate(u, p + off, len, err);

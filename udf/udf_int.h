@@ -62,6 +62,7 @@ struct udf_vm {
     int funcs_ref;                 /* registry: name -> {fn, flags, lib} */
     int scripts_ref;               /* registry: sha -> compiled chunk */
     struct udf_call *current;      /* the call whose code runs now, or NULL */
+    struct udf_call *converting;   /* the call whose result is being converted */
     /* FUNCTION LOAD in progress in this state. */
     bool loading;
     int load_ref;                  /* registry: the library's name -> {fn, flags} */

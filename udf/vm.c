@@ -256,10 +256,15 @@ static int resume_loop(lua_State *L, lua_State *co, int narg)
         narg = 0;
         struct udf_call *c = vm->current;
         if (st == LUA_YIELD && c != NULL && c->inner_preempt) {
-            c->inner_preempt = false;
+            /* The hook paused an inner coroutine: pass the pause outward level by
+             * level; the flag is cleared only when the call's own coroutine yields. */
             lua_pop(co, nres);
-            if (lua_isyieldable(L))
+            if (lua_isyieldable(L)) {
+                if (L == c->co)
+                    c->inner_preempt = false;
                 return lua_yieldk(L, 0, 0, resume_k);
+            }
+            c->inner_preempt = false;
             continue; /* cannot yield here: go on running the inner coroutine */
         }
         if (st == LUA_OK || st == LUA_YIELD) {
@@ -660,8 +665,8 @@ int udf__load_lib(struct udf_vm *vm, const char *libname, const char *code, size
     vm->load_ref = LUA_NOREF;
     if (st != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
-        if (msg != NULL && strcmp(msg, "FUNCTION LOAD timeout") == 0)
-            cm_err_set(err, CM_EINVAL, "ERR FUNCTION LOAD timeout");
+        if (msg != NULL && strstr(msg, "FUNCTION LOAD timeout") != NULL)
+            cm_err_set(err, CM_EINVAL, "ERR Error registering functions: ERR FUNCTION LOAD timeout");
         else if (st == LUA_ERRMEM)
             cm_err_set(err, CM_EINVAL, "ERR Error registering functions: out of memory");
         else

@@ -191,5 +191,6 @@ void suite_pipeline(void);
 void suite_persist(void);
 void suite_protocol(void);
 void suite_limits(void);
+void suite_udf(void);
 
 #endif

@@ -14,7 +14,7 @@ static const struct {
 } suites[] = {
     {"conn", suite_conn},         {"strings", suite_strings}, {"keys", suite_keys},
     {"server", suite_server},     {"pipeline", suite_pipeline}, {"protocol", suite_protocol},
-    {"limits", suite_limits},     {"persist", suite_persist},
+    {"limits", suite_limits},     {"persist", suite_persist},   {"udf", suite_udf},
 };
 
 int main(void)

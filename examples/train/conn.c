@@ -1,0 +1,241 @@
+/* conn.c - eddy-train's connection to eddyd through libeddy, counting the RESP bytes
+ * that cross the link in each direction (the figure the two training modes are
+ * compared on), train:meta, and small utilities. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "train.h"
+
+double tr_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+const char *tr_bytes(unsigned long long n, char *buf, size_t cap)
+{
+    static const char *unit[] = {"B", "kB", "MB", "GB", "TB"};
+    double d = (double)n;
+    int u = 0;
+    while (d >= 1000 && u < 4) {
+        d /= 1000;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, cap, "%llu B", n);
+    else
+        snprintf(buf, cap, "%.*f %s", d < 10 ? 2 : d < 100 ? 1 : 0, d, unit[u]);
+    return buf;
+}
+
+int tr_conn_open(struct tr_conn *c, const struct tr_opts *o)
+{
+    char err[EDDY_ERRLEN];
+    memset(c, 0, sizeof(*c));
+    c->ctx = eddy_connect(o->host, o->port, 600000, o->password, err);
+    if (c->ctx == NULL) {
+        fprintf(stderr, "eddy-train: cannot connect to %s:%d: %s\n", o->host, o->port, err);
+        return -1;
+    }
+    return 0;
+}
+
+void tr_conn_close(struct tr_conn *c)
+{
+    eddy_free(c->ctx);
+    c->ctx = NULL;
+}
+
+static size_t digits(unsigned long long v)
+{
+    size_t d = 1;
+    while (v >= 10) {
+        v /= 10;
+        d++;
+    }
+    return d;
+}
+
+size_t tr_cmd_size(int argc, const size_t *lens)
+{
+    size_t n = 1 + digits((unsigned)argc) + 2;
+    for (int i = 0; i < argc; i++)
+        n += 1 + digits(lens[i]) + 2 + lens[i] + 2;
+    return n;
+}
+
+size_t tr_reply_size(const struct eddy_reply *r)
+{
+    size_t n;
+    switch (r->type) {
+    case EDDY_REPLY_STRING:
+    case EDDY_REPLY_BIGNUM:
+        return 1 + digits(r->len) + 2 + r->len + 2;
+    case EDDY_REPLY_VERB:
+        return 1 + digits(r->len + 4) + 2 + r->len + 4 + 2;
+    case EDDY_REPLY_STATUS:
+    case EDDY_REPLY_ERROR:
+    case EDDY_REPLY_DOUBLE:
+        return 1 + r->len + 2;
+    case EDDY_REPLY_INTEGER:
+        return 1 + (r->integer < 0) +
+               digits(r->integer < 0 ? 0ULL - (unsigned long long)r->integer
+                                     : (unsigned long long)r->integer) + 2;
+    case EDDY_REPLY_NIL:
+        return 5;
+    case EDDY_REPLY_BOOL:
+        return 4;
+    case EDDY_REPLY_MAP:
+    case EDDY_REPLY_ATTR:
+        n = 1 + digits(r->elements / 2) + 2;
+        break;
+    default:
+        n = 1 + digits(r->elements) + 2;
+        break;
+    }
+    for (size_t i = 0; i < r->elements; i++)
+        n += tr_reply_size(r->element[i]);
+    return n;
+}
+
+static size_t *arg_lens(int argc, const char **argv, const size_t *lens, size_t *tmp, int cap)
+{
+    if (lens != NULL || argc > cap)
+        return (size_t *)lens;
+    for (int i = 0; i < argc; i++)
+        tmp[i] = strlen(argv[i]);
+    return tmp;
+}
+
+int tr_append(struct tr_conn *c, int argc, const char **argv, const size_t *lens)
+{
+    size_t tmp[16];
+    const size_t *l = arg_lens(argc, argv, lens, tmp, 16);
+    if (l == NULL)
+        return -1;
+    int rc = eddy_append_argv(c->ctx, argc, argv, l);
+    if (rc != EDDY_OK) {
+        fprintf(stderr, "eddy-train: %s\n", eddy_errstr(c->ctx));
+        return -1;
+    }
+    c->sent += tr_cmd_size(argc, l);
+    return 0;
+}
+
+struct eddy_reply *tr_reply(struct tr_conn *c)
+{
+    struct eddy_reply *r = NULL;
+    int rc = eddy_get_reply(c->ctx, &r);
+    if (rc != EDDY_OK) {
+        fprintf(stderr, "eddy-train: connection failed: %s (%s)\n", eddy_strerror(rc),
+                eddy_errstr(c->ctx));
+        return NULL;
+    }
+    c->recv += tr_reply_size(r);
+    return r;
+}
+
+struct eddy_reply *tr_cmd(struct tr_conn *c, int argc, const char **argv, const size_t *lens)
+{
+    if (tr_append(c, argc, argv, lens) != 0)
+        return NULL;
+    return tr_reply(c);
+}
+
+void tr_report(struct tr_conn *c, const char *what, const struct eddy_reply *r)
+{
+    if (r != NULL && r->type == EDDY_REPLY_ERROR)
+        fprintf(stderr, "eddy-train: %s: %.*s\n", what, (int)r->len, r->str);
+    else if (r != NULL)
+        fprintf(stderr, "eddy-train: %s: unexpected %s reply\n", what,
+                eddy_reply_type_name(r->type));
+    else
+        fprintf(stderr, "eddy-train: %s: %s\n", what, eddy_errstr(c->ctx));
+}
+
+int tr_meta_get(struct tr_conn *c, struct tr_meta *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->true_test_acc = -1;
+    const char *argv[] = {"GET", "train:meta"};
+    struct eddy_reply *r = tr_cmd(c, 2, argv, NULL);
+    if (r == NULL)
+        return -1;
+    if (r->type != EDDY_REPLY_STRING) {
+        int rc = r->type == EDDY_REPLY_NIL ? 1 : -1;
+        if (rc < 0)
+            tr_report(c, "GET train:meta", r);
+        eddy_reply_free(r);
+        return rc;
+    }
+    char *save = NULL;
+    for (char *line = strtok_r(r->str, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char *eq = strchr(line, '=');
+        if (eq == NULL)
+            continue;
+        *eq = '\0';
+        const char *v = eq + 1;
+        if (strcmp(line, "classes") == 0)
+            m->classes = atoi(v);
+        else if (strcmp(line, "D") == 0)
+            m->D = atoll(v);
+        else if (strcmp(line, "reviews") == 0)
+            m->reviews = atoll(v);
+        else if (strcmp(line, "true_test_acc") == 0)
+            m->true_test_acc = atof(v);
+        else if (strcmp(line, "source") == 0)
+            snprintf(m->source, sizeof(m->source), "%s", v);
+    }
+    eddy_reply_free(r);
+    return 0;
+}
+
+int tr_meta_set(struct tr_conn *c, const struct tr_meta *m)
+{
+    char buf[512];
+    int n = snprintf(buf, sizeof(buf), "source=%s\nclasses=%d\nreviews=%lld\nD=%lld\n",
+                     m->source, m->classes, m->reviews, m->D);
+    if (m->true_test_acc >= 0)
+        n += snprintf(buf + n, sizeof(buf) - (size_t)n, "true_test_acc=%.6f\n",
+                      m->true_test_acc);
+    const char *argv[] = {"SET", "train:meta", buf};
+    struct eddy_reply *r = tr_cmd(c, 3, argv, NULL);
+    int rc = r != NULL && r->type == EDDY_REPLY_STATUS ? 0 : -1;
+    if (rc != 0)
+        tr_report(c, "SET train:meta", r);
+    eddy_reply_free(r);
+    return rc;
+}
+
+void tr_progress(const char *what, unsigned long long done, unsigned long long total,
+                 double t0, bool quiet, bool final)
+{
+    static double last;
+    if (quiet || !isatty(2))
+        return;
+    double now = tr_now();
+    if (!final && now - last < 0.1)
+        return;
+    last = now;
+    char a[32], b[32];
+    double el = now - t0 > 1e-9 ? now - t0 : 1e-9;
+    if (total > 0) {
+        double f = (double)done / (double)total;
+        if (f > 1)
+            f = 1;
+        int fill = (int)(f * 30);
+        fprintf(stderr, "\r%-10s [%.*s%*s] %3.0f%% %s / %s  %.1f MB/s ", what, fill,
+                "##############################", 30 - fill, "", f * 100, tr_bytes(done, a, 32),
+                tr_bytes(total, b, 32), (double)done / el / 1e6);
+    } else {
+        fprintf(stderr, "\r%-10s %s  %.1f MB/s ", what, tr_bytes(done, a, 32),
+                (double)done / el / 1e6);
+    }
+    if (final)
+        fputc('\n', stderr);
+}

@@ -1,0 +1,89 @@
+/* fuzz_util.h - helpers shared by the libFuzzer targets (tests/fuzz/fuzz_*.c): a
+ * temporary directory removed at exit, quiet server logs, a byte reader over the
+ * fuzzer's input, and a stable hash of a RESP reply tree for differential checks. */
+#ifndef EDDY_FUZZ_UTIL_H
+#define EDDY_FUZZ_UTIL_H
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../common/common.h"
+#include "../../net/resp.h"
+
+static char fz_dir[64];
+
+static inline int fz_rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static inline void fz_rm_dir(void)
+{
+    if (fz_dir[0] != '\0')
+        nftw(fz_dir, fz_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Creates eddy-fuzz.XXXXXX (removed at exit) in /dev/shm when there is one (a
+ * tmpfs: RocksDB's fsyncs cost nothing there), else in /tmp, and returns it. */
+static inline const char *fz_tmpdir(void)
+{
+    snprintf(fz_dir, sizeof(fz_dir), "%s/eddy-fuzz.XXXXXX",
+             access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+    if (mkdtemp(fz_dir) == NULL) {
+        perror("mkdtemp");
+        abort();
+    }
+    atexit(fz_rm_dir);
+    return fz_dir;
+}
+
+/* Sends the server's log lines to /dev/null unless EDDY_FUZZ_LOG is set. */
+static inline void fz_quiet(void)
+{
+    if (getenv("EDDY_FUZZ_LOG") != NULL)
+        return;
+    int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (fd >= 0)
+        cm_log_set_file(fd);
+}
+
+/* FNV-1a over bytes, chained. */
+static inline uint64_t fz_hash(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ s[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* A hash of a reply tree: type, text, integer and every element. */
+static inline uint64_t fz_hash_value(uint64_t h, const struct resp_value *v)
+{
+    int t = (int)v->type;
+    h = fz_hash(h, &t, sizeof(t));
+    if (v->str != NULL) {
+        h = fz_hash(h, &v->len, sizeof(v->len));
+        h = fz_hash(h, v->str, v->len);
+        if (v->str[v->len] != '\0')
+            abort(); /* str must be NUL-terminated */
+    }
+    if (v->type == RESP_T_INTEGER || v->type == RESP_T_BOOL)
+        h = fz_hash(h, &v->integer, sizeof(v->integer));
+    if (v->type == RESP_T_VERB)
+        h = fz_hash(h, v->vtype, 3);
+    h = fz_hash(h, &v->elements, sizeof(v->elements));
+    for (size_t i = 0; i < v->elements; i++)
+        h = fz_hash_value(h, v->element[i]);
+    return h;
+}
+
+#endif

@@ -1,0 +1,139 @@
+#!/bin/sh
+# hardening_diskfull.sh - eddyd with --dir on a 64 MB tmpfs that fills up: writes get a
+# clear error reply (no crash, no hang), reads and PING keep working, writes work again
+# once space is freed (after a restart if RocksDB stays read-only: the output says
+# which), and nothing acknowledged is lost across the restart.
+# Needs root (mount); without it, or if mount fails, prints a SKIP note and no FAIL.
+# Env: EDDYD (default bin/eddyd). Talks to 127.0.0.1 only; cleans up with a trap.
+EDDYD=${EDDYD:-bin/eddyd}
+CLI=$(command -v redis-cli || true)
+[ -n "$CLI" ] || CLI=${EDDY_CLI:-bin/eddy-cli}
+
+mnt=$(mktemp -d /tmp/eddy-full.XXXXXX)
+pid=
+cleanup() {
+    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    umount "$mnt" 2>/dev/null
+    rm -rf "$mnt"
+}
+trap cleanup EXIT INT TERM
+
+if [ "$(id -u)" != 0 ] || ! mount -t tmpfs -o size=64m tmpfs "$mnt" 2>/dev/null; then
+    echo "SKIP hardening_disk_full: cannot mount a tmpfs (needs root)"
+    exit 0
+fi
+
+port=$(( 20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 30000 ))
+cli() { "$CLI" -h 127.0.0.1 -p "$port" "$@"; }
+pass() { echo "PASS hardening_disk_full_$1"; }
+fail() { echo "FAIL hardening_disk_full_$1: $2"; tail -5 "$mnt/eddyd.log" 2>/dev/null | sed 's/^/  eddyd: /' >&2; }
+
+start() {
+    "$EDDYD" --port "$port" --bind 127.0.0.1 --dir "$mnt/data" --appendfsync always \
+        --memtable-size 4mb --threads 2 >>"$mnt/eddyd.log" 2>&1 &
+    pid=$!
+    i=0
+    while [ $i -lt 100 ]; do
+        [ "$(cli PING 2>/dev/null)" = PONG ] && return 0
+        kill -0 "$pid" 2>/dev/null || return 1
+        sleep 0.1
+        i=$((i + 1))
+    done
+    return 1
+}
+
+stop() {
+    kill "$pid" 2>/dev/null
+    i=0
+    while kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "  eddyd ignored SIGTERM for 10 s on a full disk: kill -9" >&2
+        kill -9 "$pid"
+    fi
+    wait "$pid" 2>/dev/null
+    pid=
+}
+
+# A filler file gives 8 MB back later. The log is on the tmpfs too (lines may be lost
+# once it is full).
+dd if=/dev/zero of="$mnt/filler" bs=1M count=8 2>/dev/null
+head -c 262144 /dev/urandom | od -An -tx1 | tr -d ' \n' | head -c 262144 >"$mnt/../eddy-full-val.$$"
+val="$mnt/../eddy-full-val.$$"
+trap 'cleanup; rm -f "$val"' EXIT INT TERM
+
+if ! start; then
+    fail setup "eddyd did not start on the tmpfs"
+    exit 0
+fi
+
+# Fill until a write is refused. Every acknowledged key is recorded.
+acked=0
+err=
+n=0
+while [ $n -lt 1000 ]; do
+    n=$((n + 1))
+    out=$(timeout 20 "$CLI" -h 127.0.0.1 -p "$port" -x SET "full:$n" <"$val" 2>&1)
+    rc=$?
+    if [ $rc -eq 124 ]; then
+        err="SET hung for 20 s"
+        break
+    fi
+    if [ "$out" = OK ]; then
+        acked=$n
+    else
+        err=$out
+        break
+    fi
+done
+echo "  disk full after $acked acknowledged 256 kB writes; error: $err" >&2
+if ! kill -0 "$pid" 2>/dev/null; then
+    fail clear_error "eddyd exited when the disk filled up (last reply: $err)"
+    pid=
+    start || { fail restart "eddyd does not start again after the disk filled up"; exit 0; }
+else
+    case "$err" in
+    *"storage error"*|*"No space"*|*"OOM"*|*"ERR"*) pass clear_error ;;
+    *) fail clear_error "after $acked writes: '$err'" ;;
+    esac
+    # A second write is refused quickly too, reads and PING work.
+    out=$(timeout 20 "$CLI" -h 127.0.0.1 -p "$port" SET small x 2>&1)
+    echo "  a small SET on the full disk: $out" >&2
+    if [ "$(cli PING)" = PONG ] && [ "$(cli STRLEN full:1)" = 262144 ] &&
+        [ "$(cli STRLEN "full:$acked")" = 262144 ]; then
+        pass reads_and_ping
+    else
+        fail reads_and_ping "PING or GET of an acknowledged key failed on the full disk"
+    fi
+fi
+
+# Space comes back.
+rm -f "$mnt/filler"
+sleep 2
+out=$(timeout 20 "$CLI" -h 127.0.0.1 -p "$port" SET after:free 1 2>&1)
+if [ "$out" = OK ]; then
+    echo "  after freeing 8 MB: writes work again without a restart" >&2
+    pass writes_resume_without_restart
+else
+    echo "  after freeing 8 MB: '$out' (RocksDB stays in its background-error state until restart)" >&2
+    fail writes_resume_without_restart "SET after freeing space: '$out'"
+fi
+
+stop
+if ! start; then
+    fail restart "eddyd does not start after the disk was full"
+    exit 0
+fi
+out=$(cli SET after:restart 1 2>&1)
+[ "$out" = OK ] && pass writes_after_restart || fail writes_after_restart "'$out'"
+
+# Nothing acknowledged is lost.
+missing=$(i=1; while [ $i -le "$acked" ]; do echo "STRLEN full:$i"; i=$((i + 1)); done |
+    cli 2>&1 | grep -vc '^262144$')
+if [ "$missing" = 0 ]; then
+    echo "  $acked acknowledged writes checked after restart" >&2
+    pass nothing_lost
+else
+    fail nothing_lost "$missing of $acked acknowledged keys missing or wrong after restart"
+fi
+stop
+exit 0
