@@ -4,6 +4,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,24 +150,35 @@ void cm_log(int level, const char *fmt, ...)
 /* ---- Strings ------------------------------------------------------------------- */
 int cm_str_to_ll(const char *s, size_t n, long long *out)
 {
-    char buf[32];
-    if (n == 0 || n >= sizeof(buf))
+    /* Like Redis's string2ll: digits only, an optional '-', no leading zeros, no
+     * '+' or spaces, no overflow. */
+    if (n == 0 || n > 20)
         return CM_EINVAL;
-    memcpy(buf, s, n);
-    buf[n] = '\0';
-    /* Redis rejects leading spaces, '+' and leading zeros ("01"). */
-    if (!(buf[0] == '-' || isdigit((unsigned char)buf[0])))
-        return CM_EINVAL;
-    if (buf[0] == '0' && n > 1)
-        return CM_EINVAL;
-    if (buf[0] == '-' && (n == 1 || buf[1] == '0'))
-        return CM_EINVAL;
-    char *end;
-    errno = 0;
-    long long v = strtoll(buf, &end, 10);
-    if (errno != 0 || end != buf + n) /* a NUL inside s must not end the number */
-        return CM_EINVAL;
-    *out = v;
+    size_t i = 0;
+    bool neg = false;
+    if (s[0] == '-') {
+        neg = true;
+        if (++i == n)
+            return CM_EINVAL;
+    }
+    if (s[i] == '0')
+        return (n == 1) ? (*out = 0, 0) : CM_EINVAL;
+    unsigned long long v = 0;
+    for (; i < n; i++) {
+        unsigned d = (unsigned char)s[i] - '0';
+        if (d > 9 || v > (ULLONG_MAX - d) / 10)
+            return CM_EINVAL;
+        v = v * 10 + d;
+    }
+    if (neg) {
+        if (v > (unsigned long long)LLONG_MAX + 1)
+            return CM_EINVAL;
+        *out = v == (unsigned long long)LLONG_MAX + 1 ? LLONG_MIN : -(long long)v;
+    } else {
+        if (v > (unsigned long long)LLONG_MAX)
+            return CM_EINVAL;
+        *out = (long long)v;
+    }
     return 0;
 }
 

@@ -299,7 +299,11 @@ void cmd_execute(struct conn *c, size_t argc, const char **argv, size_t *argvlen
             unknown_command(c, argc, argv, argvlen);
         goto replied;
     }
-    snprintf(c->last_cmd, sizeof(c->last_cmd), "%s", d->name);
+    size_t nl = strlen(d->name);
+    if (nl >= sizeof(c->last_cmd))
+        nl = sizeof(c->last_cmd) - 1;
+    memcpy(c->last_cmd, d->name, nl);
+    c->last_cmd[nl] = '\0';
     if (!c->authed && !(d->flags & CMD_NOAUTH)) {
         resp_add_error(&c->out, "NOAUTH Authentication required.");
         goto replied;

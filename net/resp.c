@@ -301,11 +301,31 @@ int resp_req_parse(struct resp_req *r, const char *buf, size_t len)
 
 /* ---- Reply writers ------------------------------------------------------------------ */
 
+/* Writes "<type><v>\r\n" into tmp (32 bytes) without printf (hot: every reply). */
+static size_t format_line(char *tmp, char type, long long v)
+{
+    char digits[24];
+    int n = 0;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        digits[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    size_t len = 0;
+    tmp[len++] = type;
+    if (v < 0)
+        tmp[len++] = '-';
+    while (n > 0)
+        tmp[len++] = digits[--n];
+    tmp[len++] = '\r';
+    tmp[len++] = '\n';
+    return len;
+}
+
 static int add_line(struct cm_buf *b, char type, long long v)
 {
     char tmp[32];
-    int n = snprintf(tmp, sizeof(tmp), "%c%lld\r\n", type, v);
-    return cm_buf_append(b, tmp, (size_t)n);
+    return cm_buf_append(b, tmp, format_line(tmp, type, v));
 }
 
 int resp_add_simple(struct cm_buf *b, const char *s)
@@ -352,7 +372,7 @@ int resp_add_int(struct cm_buf *b, long long v)
 int resp_add_bulk(struct cm_buf *b, const void *p, size_t n)
 {
     char tmp[32];
-    int h = snprintf(tmp, sizeof(tmp), "$%zu\r\n", n);
+    int h = (int)format_line(tmp, '$', (long long)n);
     if (cm_buf_reserve(b, (size_t)h + n + 2) != 0)
         return CM_ENOMEM;
     memcpy(b->p + b->len, tmp, (size_t)h);

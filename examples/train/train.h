@@ -4,8 +4,9 @@
  * reviews (load.c, synth.c), featurization and training through MAPREDUCE next to the
  * data ("store" mode), and the same training in the client ("client" mode: every epoch
  * pulls every feature vector and computes the gradient here, model.c), with a table,
- * CSV and SVG charts of both (run.c, plot.c). It talks to eddyd only through libeddy.
- * The prefix is tr_; each file's functions carry its own sub-prefix.
+ * CSV and SVG charts of both (run.c, plot.c), over a byte-counting connection (conn.c).
+ * It talks to eddyd only through libeddy.
+ * Every name has the prefix tr_.
  */
 #ifndef EDDY_TRAIN_H
 #define EDDY_TRAIN_H
@@ -46,7 +47,7 @@ struct tr_opts {
     bool quiet;             /* no progress bars */
 };
 
-/* ---- A counted connection (run.c) --------------------------------------------------- */
+/* ---- A counted connection (conn.c) --------------------------------------------------- */
 
 /* A libeddy handle that counts the RESP bytes it sends and receives. */
 struct tr_conn {

@@ -5,12 +5,12 @@ MAPREDUCE: featurization (hashing trick) and one gradient-descent epoch per call
 
 Keys (every key of a review carries its id as a {hash tag}, so a review and its
 features live in the same slot, the same partition and later the same node):
-  r:{<id>}     the review: "<label>\t<text>"; label 0|1 (binary) or 1..5 (stars)
-  f:{<id>}     its features: 1 byte class ('0' + y, y in 0..K-1), 1 byte split ('1' test,
-               '0' train), then eddy.vec.encode_sparse(idx, vals) over dim = D + 1
-  _train:{model}:w  the weights: K dense encodings (eddy.vec encode) of dim doubles, one after
-               the other; K = 1 for logistic regression (2 classes), K = classes for
-               softmax. A missing key means all zeros.
+  r:{<id>}  the review: "<label>\t<text>"; label 0|1 (binary) or 1..5 (stars)
+  f:{<id>}  its features: 1 byte class ('0' + y, y in 0..K-1), 1 byte split ('1' test,
+            '0' train), then eddy.vec.encode_sparse(idx, vals) over dim = D + 1
+  _train:{model}:w  the weights: K dense encodings (eddy.vec encode) of dim doubles,
+            one after the other; K = 1 for logistic regression (2 classes), K = classes
+            for softmax. A missing key means all zeros.
   _train:{model}:v  the momentum (velocity) vectors, same layout; only when momentum > 0.
   The model's keys share one slot, and sort before the f: and r: keys in it; the
   scans seek past them (see scans below).
@@ -34,7 +34,7 @@ Functions (all arguments are strings, as MAPREDUCE passes them):
       to _train:{model}:w (and :v) and returns only the statistics, as strings:
         {ntrain, loss sum, correct, ntest, test loss sum, test correct, |g|}
       With lr = 0 it changes nothing (an evaluation pass).
-  FCALL train_reset 0                                   deletes both
+  FCALL train_reset 0   deletes the weights and the momentum
 The loss and accuracies of an epoch are those of the weights the epoch started with. ]]
 
 local vec = eddy.vec
@@ -264,8 +264,8 @@ local function grad_one(st, v)
     end
 end
 
--- grad_one for logistic regression over one scan, with the state in locals: the same
--- arithmetic, about a third less Lua work per record.
+-- grad_one for logistic regression over one scan, inlined with the state in locals
+-- (the same arithmetic as grad_one and logistic).
 local function grad_logistic(st, opts)
     local w, G = st.w[1], st.G[1]
     local ntr, loss, corr, nte, tloss, tcorr = st.ntr, st.loss, st.corr, st.nte, st.tloss, st.tcorr
