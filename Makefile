@@ -190,10 +190,8 @@ install: all
 	install -m 755 $(BIN)/libeddy.so $(DESTDIR)$(PREFIX)/lib/libeddy.so.0
 	ln -sf libeddy.so.0 $(DESTDIR)$(PREFIX)/lib/libeddy.so
 	install -m 644 client/eddy.h $(DESTDIR)$(PREFIX)/include/eddy.h
-	install -d $(DESTDIR)$(PREFIX)/include/eddy/net $(DESTDIR)$(PREFIX)/include/eddy/common
-	install -m 644 net/resp.h $(DESTDIR)$(PREFIX)/include/eddy/net/resp.h
-	install -m 644 common/common.h $(DESTDIR)$(PREFIX)/include/eddy/common/common.h
-	install -m 644 $(BIN)/eddy.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/eddy.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|0.1.0|g' client/eddy.pc.in \
+		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/eddy.pc
 	install -m 755 $(BIN)/eddyd $(BIN)/eddy-cli $(DESTDIR)$(PREFIX)/bin/
 
 format:
