@@ -201,3 +201,44 @@ clean:
 	rm -rf build bin
 
 -include $(shell find build -name '*.d' 2>/dev/null)
+
+# A local 3-node cluster (docs/CLUSTER.md): eddyd --cluster-enabled yes on
+# 127.0.0.1:7711, 7712 and 7713, data, log (eddyd.log) and pid file (eddyd.pid) in
+# $(CLUSTER_DIR)/<port>; the first run creates the cluster with eddy-cli --cluster
+# create. Running it again starts only the nodes that are not running.
+CLUSTER_PORTS := 7711 7712 7713
+CLUSTER_DIR ?= ./data/cluster
+.PHONY: cluster cluster-stop
+cluster: all
+	@for p in $(CLUSTER_PORTS); do \
+	  d=$(CLUSTER_DIR)/$$p; mkdir -p $$d; \
+	  if [ -f $$d/eddyd.pid ] && kill -0 $$(cat $$d/eddyd.pid) 2>/dev/null; then \
+	    echo "node 127.0.0.1:$$p is already running (pid $$(cat $$d/eddyd.pid))"; \
+	  else \
+	    $(BIN)/eddyd --port $$p --bind 127.0.0.1 --dir $$d --cluster-enabled yes \
+	      --logfile $$d/eddyd.log </dev/null >/dev/null 2>&1 & echo $$! > $$d/eddyd.pid; \
+	    echo "node 127.0.0.1:$$p started (pid $$(cat $$d/eddyd.pid), log $$d/eddyd.log)"; \
+	  fi; \
+	done; \
+	for p in $(CLUSTER_PORTS); do \
+	  i=0; until $(BIN)/eddy-cli -p $$p PING >/dev/null 2>&1; do \
+	    i=$$((i+1)); if [ $$i -ge 100 ]; then echo "node $$p does not answer: see $(CLUSTER_DIR)/$$p/eddyd.log"; exit 1; fi; \
+	    sleep 0.1; done; \
+	done; \
+	if $(BIN)/eddy-cli -p 7711 CLUSTER INFO | grep -q '^cluster_current_epoch:0'; then \
+	  $(BIN)/eddy-cli --cluster create $(patsubst %,127.0.0.1:%,$(CLUSTER_PORTS)); \
+	else \
+	  echo "the cluster exists already:"; $(BIN)/eddy-cli --cluster check 127.0.0.1:7711; \
+	fi
+
+cluster-stop:
+	@for p in $(CLUSTER_PORTS); do \
+	  f=$(CLUSTER_DIR)/$$p/eddyd.pid; \
+	  if [ -f $$f ] && kill -0 $$(cat $$f) 2>/dev/null; then \
+	    pid=$$(cat $$f); $(BIN)/eddy-cli -p $$p SHUTDOWN >/dev/null 2>&1; \
+	    i=0; while kill -0 $$pid 2>/dev/null && [ $$i -lt 50 ]; do sleep 0.1; i=$$((i+1)); done; \
+	    if kill -0 $$pid 2>/dev/null; then kill -9 $$pid; echo "node $$p killed"; \
+	    else echo "node $$p stopped"; fi; \
+	  else echo "node $$p is not running"; fi; \
+	  rm -f $$f; \
+	done

@@ -30,7 +30,11 @@ struct config {
     long long repeat;   /* -r: times to run a one-shot command; < 0 forever */
     double interval;    /* -i: seconds between repeats */
     bool resp3;         /* -3: HELLO 3 after connecting */
+    bool cluster;       /* -c: follow MOVED redirections */
+    bool interactive;   /* reading commands at the prompt */
 };
+
+static eddy_ctx *connect_server(const struct config *cfg);
 
 /* ---- Output buffer ------------------------------------------------------------------ */
 
@@ -361,14 +365,51 @@ unbalanced:
 
 /* ---- Commands ---------------------------------------------------------------------------- */
 
+/* With -c, a "MOVED slot host:port" reply: reconnects *ctx to that node (cfg->host
+ * and port follow it, as redis-cli's prompt does) and prints the redirection line.
+ * Returns true if the command should be sent again. */
+static bool follow_moved(eddy_ctx **ctx, struct config *cfg, const struct eddy_reply *r)
+{
+    static char host[256];
+    unsigned slot;
+    char where[300];
+    if (!cfg->cluster || r->type != EDDY_REPLY_ERROR || strncmp(r->str, "MOVED ", 6) != 0 ||
+        sscanf(r->str + 6, "%u %299s", &slot, where) != 2)
+        return false;
+    char *colon = strrchr(where, ':');
+    if (colon == NULL || colon - where >= (long)sizeof(host))
+        return false;
+    *colon = '\0';
+    struct config next = *cfg;
+    memcpy(host, where, (size_t)(colon - where) + 1);
+    next.host = host;
+    next.port = atoi(colon + 1);
+    next.socket_path = NULL;
+    if (cfg->interactive) /* as redis-cli: only at the prompt */
+        printf("-> Redirected to slot [%u] located at %s:%d\n", slot, host, next.port);
+    eddy_ctx *n = connect_server(&next);
+    if (n == NULL)
+        return false;
+    eddy_free(*ctx);
+    *ctx = n;
+    *cfg = next;
+    return true;
+}
+
 /* Runs one command and prints its reply. Returns 0, or -1 when the connection failed
  * (the message has been printed). */
-static int run_once(eddy_ctx *ctx, const struct args *a, enum output mode)
+static int run_once(eddy_ctx **ctxp, const struct args *a, enum output mode, struct config *cfg)
 {
-    struct eddy_reply *r = eddy_command_argv(ctx, a->argc, (const char **)a->argv, a->len);
-    if (r == NULL) {
-        fprintf(stderr, "Error: %s\n", eddy_errstr(ctx));
-        return -1;
+    struct eddy_reply *r;
+    for (int hop = 0;; hop++) {
+        r = eddy_command_argv(*ctxp, a->argc, (const char **)a->argv, a->len);
+        if (r == NULL) {
+            fprintf(stderr, "Error: %s\n", eddy_errstr(*ctxp));
+            return -1;
+        }
+        if (hop == 5 || !follow_moved(ctxp, cfg, r))
+            break;
+        eddy_reply_free(r);
     }
     print_reply(r, mode);
     eddy_reply_free(r);
@@ -398,14 +439,14 @@ static void sleep_seconds(double s)
 }
 
 /* Runs a command repeat times (forever if negative). Returns 0 or -1 as run_once. */
-static int run_command(eddy_ctx *ctx, const struct args *a, const struct config *cfg,
+static int run_command(eddy_ctx **ctx, const struct args *a, struct config *cfg,
                        long long repeat)
 {
     enum output mode = always_raw(a) ? OUT_VERBATIM : cfg->raw ? OUT_RAW : OUT_TTY;
     for (long long i = 0; repeat < 0 || i < repeat; i++) {
         if (i > 0)
             sleep_seconds(cfg->interval);
-        if (run_once(ctx, a, mode) != 0)
+        if (run_once(ctx, a, mode, cfg) != 0)
             return -1;
     }
     return 0;
@@ -430,7 +471,7 @@ static char *read_line(void)
 }
 
 /* Runs one typed line. Returns 1 to leave, 0 to go on, -1 when the connection died. */
-static int repl_line(eddy_ctx *ctx, const char *line, const struct config *cfg)
+static int repl_line(eddy_ctx **ctx, const char *line, struct config *cfg)
 {
     struct args a = {0};
     if (split_line(line, &a) != 0) {
@@ -461,17 +502,17 @@ free_args:
     return rc;
 }
 
-static int repl(eddy_ctx *ctx, const struct config *cfg)
+static int repl(eddy_ctx **ctx, struct config *cfg)
 {
     bool tty = isatty(STDIN_FILENO);
     char prompt[300];
-    if (cfg->socket_path != NULL)
-        snprintf(prompt, sizeof(prompt), "%s", cfg->socket_path);
-    else
-        snprintf(prompt, sizeof(prompt), "%s:%d", cfg->host, cfg->port);
-    if (cfg->db != 0)
-        snprintf(prompt + strlen(prompt), sizeof(prompt) - strlen(prompt), "[%d]", cfg->db);
     for (;;) {
+        if (cfg->socket_path != NULL)
+            snprintf(prompt, sizeof(prompt), "%s", cfg->socket_path);
+        else
+            snprintf(prompt, sizeof(prompt), "%s:%d", cfg->host, cfg->port);
+        if (cfg->db != 0)
+            snprintf(prompt + strlen(prompt), sizeof(prompt) - strlen(prompt), "[%d]", cfg->db);
         if (tty) {
             printf("%s> ", prompt);
             fflush(stdout);
@@ -500,12 +541,19 @@ static void usage(int status)
             "  -a <password>      Password to use when connecting to the server.\n"
             "  -n <db>            Database number (eddy has only database 0).\n"
             "  -3                 Start session in RESP3 protocol mode (HELLO 3).\n"
+            "  -c                 Enable cluster mode (follow -MOVED redirections).\n"
             "  -x                 Read last argument from STDIN.\n"
             "  -r <repeat>        Execute specified command N times (-1: forever).\n"
             "  -i <interval>      When -r is used, waits <interval> seconds per command.\n"
             "  --raw              Use raw formatting for replies (default when STDOUT is\n"
             "                     not a tty).\n"
             "  --no-raw           Force formatted output even when STDOUT is not a tty.\n"
+            "  --cluster <command> [args...]\n"
+            "                     Cluster manager commands (docs/CLUSTER.md):\n"
+            "                       create host:port [host:port ...]\n"
+            "                       add-node new_host:new_port existing_host:existing_port\n"
+            "                       info host:port\n"
+            "                       check host:port\n"
             "  --help             Output this help and exit.\n"
             "  --version          Output version and exit.\n\n"
             "Without a command, eddy-cli reads commands interactively; 'quit' leaves.\n",
@@ -529,6 +577,8 @@ static int parse_options(int argc, char **argv, struct config *cfg)
         else if (strcmp(o, "-i") == 0 && has) cfg->interval = atof(argv[++i]);
         else if (strcmp(o, "-x") == 0) cfg->stdin_arg = true;
         else if (strcmp(o, "-3") == 0) cfg->resp3 = true;
+        else if (strcmp(o, "-c") == 0) cfg->cluster = true;
+        else if (strcmp(o, "--cluster") == 0) break; /* the cluster manager: see main */
         else if (strcmp(o, "--raw") == 0) cfg->raw = true;
         else if (strcmp(o, "--no-raw") == 0) cfg->raw = false;
         else if (strcmp(o, "--no-auth-warning") == 0) continue;
@@ -608,7 +658,7 @@ static void read_stdin_arg(struct sbuf *s)
         sb_add(s, "", 0);
 }
 
-static int one_shot(eddy_ctx *ctx, int argc, char **argv, const struct config *cfg)
+static int one_shot(eddy_ctx **ctx, int argc, char **argv, struct config *cfg)
 {
     struct args a = {0};
     for (int i = 0; i < argc; i++) {
@@ -626,16 +676,418 @@ static int one_shot(eddy_ctx *ctx, int argc, char **argv, const struct config *c
     return rc == 0 ? 0 : 1;
 }
 
+/* ---- Cluster manager (--cluster) ---------------------------------------------------------
+ * Like redis-cli --cluster, over eddy's internal commands: CLUSTER MYID, CLUSTER GETMAP
+ * (epoch and payload) and CLUSTER SETMAP epoch payload (the payload format is in
+ * docs/CLUSTER.md and cluster/cluster.h). */
+
+#define CLUSTER_SLOTS 16384
+#define MAX_NODES 1000
+
+struct cnode {
+    char id[41];
+    char host[256];
+    int port;
+    int slots;
+};
+
+/* Splits "host:port" (the last colon separates them). Returns 0 or -1 (printed). */
+static int parse_hostport(const char *s, char *host, size_t cap, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    char *end;
+    long p = colon != NULL ? strtol(colon + 1, &end, 10) : 0;
+    if (colon == NULL || colon == s || (size_t)(colon - s) >= cap || *end != '\0' || p <= 0 ||
+        p > 65535) {
+        fprintf(stderr, "[ERR] Invalid address '%s': expected host:port\n", s);
+        return -1;
+    }
+    memcpy(host, s, (size_t)(colon - s));
+    host[colon - s] = '\0';
+    *port = (int)p;
+    return 0;
+}
+
+static eddy_ctx *node_connect(const char *host, int port, const struct config *cfg)
+{
+    char err[EDDY_ERRLEN];
+    eddy_ctx *c = eddy_connect(host, port, 5000, cfg->password, err);
+    if (c == NULL)
+        fprintf(stderr, "[ERR] Could not connect to %s:%d: %s\n", host, port, err);
+    return c;
+}
+
+/* Sends a command; returns its reply, or NULL after printing why (a failure or an
+ * error reply). */
+static struct eddy_reply *node_call(eddy_ctx *c, const char *where, int argc, const char **argv,
+                                    const size_t *lens)
+{
+    struct eddy_reply *r = eddy_command_argv(c, argc, argv, lens);
+    if (r == NULL) {
+        fprintf(stderr, "[ERR] %s: %s\n", where, eddy_errstr(c));
+        return NULL;
+    }
+    if (r->type == EDDY_REPLY_ERROR) {
+        fprintf(stderr, "[ERR] %s: %s %s: %s\n", where, argv[0], argc > 1 ? argv[1] : "", r->str);
+        eddy_reply_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* Reads a node's id (CLUSTER MYID) into id. Returns 0 or -1 (printed). */
+static int node_myid(eddy_ctx *c, const char *where, char id[41])
+{
+    const char *argv[] = {"CLUSTER", "MYID"};
+    struct eddy_reply *r = node_call(c, where, 2, argv, NULL);
+    if (r == NULL)
+        return -1;
+    int rc = r->type == EDDY_REPLY_STRING && r->len == 40 ? 0 : -1;
+    if (rc == 0)
+        memcpy(id, r->str, 41);
+    else
+        fprintf(stderr, "[ERR] %s: unexpected CLUSTER MYID reply\n", where);
+    eddy_reply_free(r);
+    return rc;
+}
+
+/* Reads a node's map (CLUSTER GETMAP): *epoch and the payload (malloc'd). */
+static int node_getmap(eddy_ctx *c, const char *where, long long *epoch, char **payload)
+{
+    const char *argv[] = {"CLUSTER", "GETMAP"};
+    struct eddy_reply *r = node_call(c, where, 2, argv, NULL);
+    if (r == NULL)
+        return -1;
+    int rc = -1;
+    if (r->type == EDDY_REPLY_ARRAY && r->elements == 2 &&
+        r->element[0]->type == EDDY_REPLY_INTEGER && r->element[1]->type == EDDY_REPLY_STRING) {
+        *epoch = r->element[0]->integer;
+        *payload = strdup(r->element[1]->str);
+        rc = *payload != NULL ? 0 : -1;
+    } else {
+        fprintf(stderr, "[ERR] %s: unexpected CLUSTER GETMAP reply\n", where);
+    }
+    eddy_reply_free(r);
+    return rc;
+}
+
+/* Parses the nodes of a payload and counts their slots. Returns the node count. */
+static int payload_nodes(const char *payload, struct cnode *nodes, int max)
+{
+    int n = 0;
+    char *copy = strdup(payload);
+    if (copy == NULL)
+        die_oom();
+    for (char *save = NULL, *line = strtok_r(copy, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        char id[64], host[256], rest[16];
+        int port;
+        if (sscanf(line, "node %63s %255s %d %15s", id, host, &port, rest) == 3 && n < max) {
+            nodes[n] = (struct cnode){.port = port};
+            snprintf(nodes[n].id, sizeof(nodes[n].id), "%s", id);
+            snprintf(nodes[n].host, sizeof(nodes[n].host), "%s", host);
+            n++;
+        } else if (strncmp(line, "slots ", 6) == 0 && sscanf(line + 6, "%63s", id) == 1) {
+            int k;
+            for (k = 0; k < n && strcmp(nodes[k].id, id) != 0; k++)
+                ;
+            char *p = line + 6 + strlen(id);
+            long lo, hi;
+            while (k < n && *p != '\0') {
+                lo = strtol(p, &p, 10);
+                hi = *p == '-' ? strtol(p + 1, &p, 10) : lo;
+                nodes[k].slots += (int)(hi - lo + 1);
+                while (*p == ' ')
+                    p++;
+            }
+        }
+    }
+    free(copy);
+    return n;
+}
+
+/* Sends CLUSTER SETMAP epoch payload to host:port. Returns 0 or -1 (printed). */
+static int push_map(const char *host, int port, long long epoch, const char *payload,
+                    const struct config *cfg)
+{
+    char where[300], ep[24];
+    snprintf(where, sizeof(where), "%s:%d", host, port);
+    snprintf(ep, sizeof(ep), "%lld", epoch);
+    eddy_ctx *c = node_connect(host, port, cfg);
+    if (c == NULL)
+        return -1;
+    const char *argv[] = {"CLUSTER", "SETMAP", ep, payload};
+    struct eddy_reply *r = node_call(c, where, 4, argv, NULL);
+    eddy_free(c);
+    eddy_reply_free(r);
+    return r != NULL ? 0 : -1;
+}
+
+static void print_node(const struct cnode *n, int lo, int hi)
+{
+    printf("M: %s %s:%d\n", n->id, n->host, n->port);
+    if (lo <= hi)
+        printf("   slots:[%d-%d] (%d slots) master\n", lo, hi, hi - lo + 1);
+    else
+        printf("   slots: (0 slots) master\n");
+}
+
+static int cluster_create(int argc, char **argv, const struct config *cfg)
+{
+    if (argc < 1 || argc > MAX_NODES) {
+        fprintf(stderr, "[ERR] create needs between 1 and %d host:port arguments\n", MAX_NODES);
+        return 1;
+    }
+    struct cnode *nodes = calloc((size_t)argc, sizeof(*nodes));
+    struct sbuf payload = {0};
+    int rc = 1;
+    if (nodes == NULL)
+        die_oom();
+    for (int i = 0; i < argc; i++) {
+        struct cnode *n = &nodes[i];
+        long long epoch;
+        char *old = NULL;
+        if (parse_hostport(argv[i], n->host, sizeof(n->host), &n->port) != 0)
+            goto out;
+        eddy_ctx *c = node_connect(n->host, n->port, cfg);
+        if (c == NULL)
+            goto out;
+        int ok = node_myid(c, argv[i], n->id) == 0 && node_getmap(c, argv[i], &epoch, &old) == 0;
+        eddy_free(c);
+        free(old);
+        if (!ok)
+            goto out;
+        if (epoch > 0) {
+            fprintf(stderr, "[ERR] Node %s is already part of a cluster (map epoch %lld)\n",
+                    argv[i], epoch);
+            goto out;
+        }
+        for (int j = 0; j < i; j++)
+            if (strcmp(nodes[j].id, n->id) == 0) {
+                fprintf(stderr, "[ERR] %s and %s are the same node\n", argv[j], argv[i]);
+                goto out;
+            }
+        sb_printf(&payload, "node %s ", n->id);
+        sb_str(&payload, n->host);
+        sb_printf(&payload, " %d\n", n->port);
+    }
+    printf(">>> Performing hash slots allocation on %d nodes...\n", argc);
+    /* Contiguous ranges as redis-cli makes them: node i gets [round(i*S/n), round((i+1)*S/n)-1]. */
+    for (int i = 0; i < argc; i++) {
+        int lo = (int)(((long)i * CLUSTER_SLOTS + argc / 2) / argc);
+        int hi = (int)(((long)(i + 1) * CLUSTER_SLOTS + argc / 2) / argc) - 1;
+        if (lo <= hi)
+            sb_printf(&payload, "slots %s %d-%d\n", nodes[i].id, lo, hi);
+        print_node(&nodes[i], lo, hi);
+    }
+    printf(">>> Sending the slot map (epoch 1) to every node\n");
+    for (int i = 0; i < argc; i++)
+        if (push_map(nodes[i].host, nodes[i].port, 1, payload.p, cfg) != 0)
+            goto out;
+    printf("[OK] All %d slots covered.\n", CLUSTER_SLOTS);
+    rc = 0;
+out:
+    free(payload.p);
+    free(nodes);
+    return rc;
+}
+
+static int cluster_add_node(int argc, char **argv, const struct config *cfg)
+{
+    char host[256], ehost[256], id[41], where[300];
+    int port, eport, rc = 1;
+    long long epoch, nepoch;
+    char *payload = NULL, *npayload = NULL;
+    struct cnode *nodes = calloc(MAX_NODES, sizeof(*nodes));
+    if (nodes == NULL)
+        die_oom();
+    if (argc != 2) {
+        fprintf(stderr, "[ERR] usage: --cluster add-node new_host:new_port "
+                        "existing_host:existing_port\n");
+        goto out;
+    }
+    if (parse_hostport(argv[0], host, sizeof(host), &port) != 0 ||
+        parse_hostport(argv[1], ehost, sizeof(ehost), &eport) != 0)
+        goto out;
+    eddy_ctx *c = node_connect(ehost, eport, cfg);
+    if (c == NULL)
+        goto out;
+    int ok = node_getmap(c, argv[1], &epoch, &payload) == 0;
+    eddy_free(c);
+    if (!ok)
+        goto out;
+    if (epoch == 0) {
+        fprintf(stderr, "[ERR] %s is not part of a cluster yet (use --cluster create)\n", argv[1]);
+        goto out;
+    }
+    printf(">>> Adding node %s to cluster %s\n", argv[0], argv[1]);
+    if ((c = node_connect(host, port, cfg)) == NULL)
+        goto out;
+    ok = node_myid(c, argv[0], id) == 0 && node_getmap(c, argv[0], &nepoch, &npayload) == 0;
+    eddy_free(c);
+    if (!ok)
+        goto out;
+    if (nepoch > 0) {
+        fprintf(stderr, "[ERR] Node %s is already part of a cluster (map epoch %lld)\n", argv[0],
+                nepoch);
+        goto out;
+    }
+    int n = payload_nodes(payload, nodes, MAX_NODES);
+    for (int i = 0; i < n; i++)
+        if (strcmp(nodes[i].id, id) == 0) {
+            fprintf(stderr, "[ERR] Node %s is already in the cluster\n", argv[0]);
+            goto out;
+        }
+    struct sbuf p = {0};
+    sb_str(&p, payload);
+    sb_printf(&p, "node %s ", id);
+    sb_str(&p, host);
+    sb_printf(&p, " %d\n", port);
+    snprintf(nodes[n].id, sizeof(nodes[n].id), "%s", id);
+    snprintf(nodes[n].host, sizeof(nodes[n].host), "%s", host);
+    nodes[n].port = port;
+    printf(">>> Sending the slot map (epoch %lld) to every node\n", epoch + 1);
+    rc = 0;
+    for (int i = 0; i <= n && rc == 0; i++)
+        rc = push_map(nodes[i].host, nodes[i].port, epoch + 1, p.p, cfg) != 0;
+    free(p.p);
+    if (rc == 0) {
+        snprintf(where, sizeof(where), "%s", argv[0]);
+        printf("[OK] New node %s added.\n", where);
+    }
+out:
+    free(payload);
+    free(npayload);
+    free(nodes);
+    return rc;
+}
+
+/* Reads the map of host:port into nodes; returns the count, or -1 (printed). */
+static int load_nodes(const char *addr, const struct config *cfg, struct cnode *nodes,
+                      long long *epoch, char **payload)
+{
+    char host[256];
+    int port;
+    if (parse_hostport(addr, host, sizeof(host), &port) != 0)
+        return -1;
+    eddy_ctx *c = node_connect(host, port, cfg);
+    if (c == NULL)
+        return -1;
+    int ok = node_getmap(c, addr, epoch, payload) == 0;
+    eddy_free(c);
+    return ok ? payload_nodes(*payload, nodes, MAX_NODES) : -1;
+}
+
+static int cluster_info(const char *addr, const struct config *cfg)
+{
+    struct cnode *nodes = calloc(MAX_NODES, sizeof(*nodes));
+    long long epoch, total = 0;
+    char *payload = NULL;
+    if (nodes == NULL)
+        die_oom();
+    int n = load_nodes(addr, cfg, nodes, &epoch, &payload), masters = 0, rc = n < 0;
+    for (int i = 0; i < n; i++) {
+        eddy_ctx *c = node_connect(nodes[i].host, nodes[i].port, cfg);
+        struct eddy_reply *r = c ? eddy_command(c, "DBSIZE", (char *)NULL) : NULL;
+        long long keys = r && r->type == EDDY_REPLY_INTEGER ? r->integer : -1;
+        eddy_reply_free(r);
+        eddy_free(c);
+        if (keys < 0)
+            rc = 1;
+        else
+            total += keys;
+        masters += nodes[i].slots > 0;
+        printf("%s:%d (%.8s...) -> %lld keys | %d slots | 0 slaves.\n", nodes[i].host,
+               nodes[i].port, nodes[i].id, keys, nodes[i].slots);
+    }
+    if (n >= 0)
+        printf("[OK] %lld keys in %d masters.\n%.2f keys per slot on average.\n", total, masters,
+               (double)total / CLUSTER_SLOTS);
+    free(payload);
+    free(nodes);
+    return rc;
+}
+
+static int cluster_check(const char *addr, const struct config *cfg)
+{
+    struct cnode *nodes = calloc(MAX_NODES, sizeof(*nodes));
+    long long epoch;
+    char *payload = NULL;
+    if (nodes == NULL)
+        die_oom();
+    int n = load_nodes(addr, cfg, nodes, &epoch, &payload), rc = n < 0, covered = 0;
+    if (n < 0)
+        goto out;
+    printf(">>> Performing Cluster Check (using node %s, map epoch %lld)\n", addr, epoch);
+    for (int i = 0; i < n; i++) {
+        printf("M: %s %s:%d\n   slots: %d slots master\n", nodes[i].id, nodes[i].host,
+               nodes[i].port, nodes[i].slots);
+        covered += nodes[i].slots;
+    }
+    bool agree = true;
+    for (int i = 0; i < n; i++) {
+        char where[300], *other = NULL;
+        long long e;
+        snprintf(where, sizeof(where), "%s:%d", nodes[i].host, nodes[i].port);
+        eddy_ctx *c = node_connect(nodes[i].host, nodes[i].port, cfg);
+        if (c == NULL || node_getmap(c, where, &e, &other) != 0) {
+            agree = false;
+        } else if (e != epoch || strcmp(other, payload) != 0) {
+            fprintf(stderr, "[ERR] Node %s has map epoch %lld, %s has %lld%s\n", where, e, addr,
+                    epoch, e == epoch ? " with different contents" : "");
+            agree = false;
+        }
+        free(other);
+        eddy_free(c);
+    }
+    if (agree) {
+        printf("[OK] All nodes agree about slots configuration.\n");
+    } else {
+        printf("[ERR] Nodes don't agree about configuration!\n");
+        rc = 1;
+    }
+    printf(">>> Check slots coverage...\n");
+    if (covered == CLUSTER_SLOTS) {
+        printf("[OK] All %d slots covered.\n", CLUSTER_SLOTS);
+    } else {
+        printf("[ERR] Not all %d slots are covered by nodes (%d are).\n", CLUSTER_SLOTS, covered);
+        rc = 1;
+    }
+out:
+    free(payload);
+    free(nodes);
+    return rc;
+}
+
+static int cluster_manager(int argc, char **argv, const struct config *cfg)
+{
+    const char *sub = argc > 0 ? argv[0] : "";
+    if (strcmp(sub, "create") == 0)
+        return cluster_create(argc - 1, argv + 1, cfg);
+    if (strcmp(sub, "add-node") == 0)
+        return cluster_add_node(argc - 1, argv + 1, cfg);
+    if (strcmp(sub, "info") == 0 && argc == 2)
+        return cluster_info(argv[1], cfg);
+    if (strcmp(sub, "check") == 0 && argc == 2)
+        return cluster_check(argv[1], cfg);
+    fprintf(stderr, "Unknown --cluster subcommand or wrong arguments: '%s'\n"
+                    "Cluster Manager Commands: create host:port..., add-node new existing, "
+                    "info host:port, check host:port\n", sub);
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     struct config cfg = {.host = "127.0.0.1", .port = DEFAULT_PORT, .repeat = 1};
     cfg.raw = !isatty(STDOUT_FILENO);
     int first = parse_options(argc, argv, &cfg);
+    if (first < argc && strcmp(argv[first], "--cluster") == 0)
+        return cluster_manager(argc - first - 1, argv + first + 1, &cfg);
     eddy_ctx *ctx = connect_server(&cfg);
     if (ctx == NULL)
         return 1;
-    int rc = first < argc || cfg.stdin_arg ? one_shot(ctx, argc - first, argv + first, &cfg)
-                                           : repl(ctx, &cfg);
+    int rc = first < argc || cfg.stdin_arg ? one_shot(&ctx, argc - first, argv + first, &cfg)
+                                           : (cfg.interactive = true, repl(&ctx, &cfg));
     eddy_free(ctx);
     return rc;
 }

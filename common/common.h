@@ -86,6 +86,11 @@ uint16_t cm_crc16(const char *p, size_t n);
  * whole key, modulo 16384. */
 unsigned cm_key_slot(const char *key, size_t n);
 
+/* ---- SHA-1 (FIPS 180-4; common/sha1.c) ------------------------------------------------
+ * For script ids, library versions and payload checksums, not for security. */
+void cm_sha1(const void *p, size_t n, unsigned char out[20]);
+void cm_sha1_hex(const void *p, size_t n, char out[41]); /* lowercase hex + NUL */
+
 /* ---- Clocks ------------------------------------------------------------------- */
 int64_t cm_now_ms(void);      /* wall clock, milliseconds since the epoch */
 int64_t cm_now_us(void);      /* wall clock, microseconds since the epoch */

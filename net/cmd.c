@@ -312,6 +312,8 @@ void cmd_execute(struct conn *c, size_t argc, const char **argv, size_t *argvlen
         resp_add_errorf(&c->out, "ERR wrong number of arguments for '%s' command", d->name);
         goto replied;
     }
+    if (s->cluster != NULL && !net_cluster_route(c, d, argc, argv, argvlen))
+        goto replied; /* CROSSSLOT, MOVED or CLUSTERDOWN */
     struct cmd_ctx x = {
         .c = c, .srv = s, .eng = s->eng, .cmd = d, .argc = argc, .argv = argv,
         .argvlen = argvlen, .out = &c->out, .resp = c->resp, .now_ms = cm_now_ms(),
@@ -370,6 +372,9 @@ int cmd_exec_from_script(void *owner, struct eng_txn *txn, int resp, int flags, 
         resp_add_error(out, "ERR Wrong number of args calling Redis command from script");
     else if ((flags & UDF_EXEC_READONLY) && (d->flags & CMD_WRITE))
         resp_add_error(out, "ERR Write commands are not allowed from read-only scripts.");
+    else if (s->cluster != NULL &&
+             net_cluster_script_check(d, (size_t)argc, argv, argvlen, out) != 0)
+        ; /* a key of another node's slot: remote access comes later (docs/CLUSTER.md) */
     else {
         struct cmd_ctx x = {
             .c = c, .srv = s, .eng = s->eng, .cmd = d, .argc = (size_t)argc, .argv = argv,

@@ -1,5 +1,5 @@
 /* cmd_server.c - connection and server commands: PING ECHO HELLO AUTH SELECT QUIT
- * INFO CONFIG CLIENT COMMAND TIME SHUTDOWN CLUSTER KEYSLOT. */
+ * INFO CONFIG CLIENT COMMAND TIME SHUTDOWN (CLUSTER is in cmd_cluster.c). */
 #include "net_int.h"
 
 #include <stdio.h>
@@ -143,7 +143,7 @@ static void hello_cmd(struct cmd_ctx *x)
     resp_add_cstr(x->out, "id");
     resp_add_int(x->out, (long long)x->c->id);
     resp_add_cstr(x->out, "mode");
-    resp_add_cstr(x->out, "standalone");
+    resp_add_cstr(x->out, x->srv->cluster != NULL ? "cluster" : "standalone");
     resp_add_cstr(x->out, "role");
     resp_add_cstr(x->out, "master");
     resp_add_cstr(x->out, "modules");
@@ -226,11 +226,12 @@ static void info_cmd(struct cmd_ctx *x)
     int64_t up = (cm_now_us() - s->start_us) / 1000000;
     if (want(x, "server", true))
         cm_buf_appendf(&b,
-                       "# Server\r\nredis_version:%s\r\neddy_version:%s\r\nredis_mode:standalone\r\n"
+                       "# Server\r\nredis_version:%s\r\neddy_version:%s\r\nredis_mode:%s\r\n"
                        "os:Linux\r\narch_bits:64\r\nmultiplexing_api:libev\r\nprocess_id:%d\r\n"
                        "tcp_port:%d\r\nuptime_in_seconds:%lld\r\nuptime_in_days:%lld\r\n"
                        "hz:%d\r\nio_threads_active:%d\r\nexecutable:eddyd\r\nconfig_file:%s\r\n\r\n",
-                       REDIS_COMPAT_VERSION, EDDY_VERSION, (int)getpid(), s->cfg->port,
+                       REDIS_COMPAT_VERSION, EDDY_VERSION,
+                       s->cluster != NULL ? "cluster" : "standalone", (int)getpid(), s->cfg->port,
                        (long long)up, (long long)up / 86400, s->cfg->hz, s->nworkers,
                        s->cfg->config_file);
     if (want(x, "clients", true))
@@ -272,6 +273,8 @@ static void info_cmd(struct cmd_ctx *x)
                        atomic_load(&s->conns_rejected), st.expired_keys,
                        hits, misses,
                        atomic_load(&s->auth_failures));
+    if (want(x, "cluster", true))
+        cm_buf_appendf(&b, "# Cluster\r\ncluster_enabled:%d\r\n\r\n", s->cluster != NULL);
     if (want(x, "keyspace", true)) {
         cm_buf_appendf(&b, "# Keyspace\r\n");
         if (st.estimated_keys > 0)
@@ -585,16 +588,6 @@ static void command_cmd(struct cmd_ctx *x)
     }
 }
 
-static void cluster_cmd(struct cmd_ctx *x)
-{
-    if (arg_is(x, 1, "KEYSLOT") && x->argc == 3)
-        resp_add_int(x->out, cm_key_slot(x->argv[2], x->argvlen[2]));
-    else if (arg_is(x, 1, "KEYSLOT"))
-        reply_err(x, "ERR wrong number of arguments for 'cluster|keyslot' command");
-    else
-        reply_err(x, "ERR This instance has cluster support disabled");
-}
-
 #define A CMD_ADMIN
 const struct cmd_def cmd_server_table[] = {
     {"ping", ping_cmd, -1, CMD_FAST, 0, 0, 0, "connection"},
@@ -609,6 +602,6 @@ const struct cmd_def cmd_server_table[] = {
     {"command", command_cmd, -1, 0, 0, 0, 0, "server"},
     {"time", time_cmd, 1, CMD_FAST, 0, 0, 0, "server"},
     {"shutdown", shutdown_cmd, -1, A | CMD_NOSCRIPT, 0, 0, 0, "server"},
-    {"cluster", cluster_cmd, -2, 0, 0, 0, 0, "cluster"},
+    {"cluster", net_cluster_cmd, -2, 0, 0, 0, 0, "cluster"},
     {NULL, NULL, 0, 0, 0, 0, 0, NULL},
 };

@@ -6,7 +6,7 @@
 
 #include <string.h>
 
-static void function_cmd(struct cmd_ctx *x)
+void cmd_function_local(struct cmd_ctx *x)
 {
     struct udf *u = x->srv->udf;
     struct cm_err err = {0};
@@ -42,7 +42,10 @@ static void function_cmd(struct cmd_ctx *x)
                 return;
             }
         }
-        udf_lib_list(u, pat, plen, withcode, x->out, x->resp);
+        if (x->srv->cluster != NULL)
+            net_cluster_fn_list(x, pat, plen, withcode);
+        else
+            udf_lib_list(u, pat, plen, withcode, x->out, x->resp);
     } else if (arg_is(x, 1, "DELETE") && x->argc == 3) {
         if (udf_lib_delete(u, x->argv[2], x->argvlen[2], &err) != 0)
             reply_err(x, err.msg);
@@ -94,6 +97,16 @@ static void function_cmd(struct cmd_ctx *x)
                       "FUNCTION HELP.",
                    (int)(x->argvlen[1] > 64 ? 64 : x->argvlen[1]), x->argv[1]);
     }
+}
+
+/* In cluster mode, LOAD DELETE FLUSH and RESTORE apply here, then on every other node
+ * before the reply (docs/CLUSTER.md). */
+static void function_cmd(struct cmd_ctx *x)
+{
+    size_t mark = x->out->len;
+    cmd_function_local(x);
+    if (!x->failed && net_cluster_fn_propagates(x))
+        net_cluster_fn_forward(x, mark);
 }
 
 /* FCALL name numkeys key... arg..., and the EVAL family with the same layout. */

@@ -60,6 +60,8 @@ static const struct opt opts[] = {
      "milliseconds a function call may run before it is killed (default 5000)", NULL},
     {"udf-memory-limit", OPT_MEM, F(udf_memory_limit), true, 1024 * 1024, LLONG_MAX,
      "memory of each thread's Lua state (default 64mb)", NULL},
+    {"cluster-enabled", OPT_BOOL, F(cluster_enabled), false, 0, 0,
+     "yes: cluster mode, slot map and MOVED routing (docs/CLUSTER.md; default no)", NULL},
     /* Answered for compatibility with tools that ask (redis-benchmark asks for these). */
     {"save", OPT_YESNO_FIXED, 0, 0, false, 0, 0, NULL, ""},
     {"appendonly", OPT_YESNO_FIXED, 0, 0, false, 0, 0, NULL, "yes"},

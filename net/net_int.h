@@ -60,6 +60,7 @@ struct net_config {
     int hz;
     int protected_mode;        /* refuse non-loopback clients when no password is set */
     char config_file[1024];
+    int cluster_enabled;       /* --cluster-enabled yes: slot map, routing (cmd_cluster.c) */
 };
 
 /* CONFIG GET: appends the matching name/value pairs as a map. */
@@ -75,6 +76,7 @@ int net_parse_memory(const char *s, long long *out);
 struct conn;
 struct worker;
 struct mr_job;
+struct cluster;
 
 /* A call waiting on a worker between slices: a connection's FCALL/EVAL, or one
  * partition of a MAPREDUCE. done is called on the worker when the call finished; it
@@ -116,6 +118,7 @@ struct server {
     atomic_ullong conns_received, conns_rejected, commands, net_in, net_out, auth_failures;
     /* commands counts those run from scripts; workers count the rest (st_*). */
     struct loop_timer *cron;
+    struct cluster *cluster;   /* NULL unless cluster-enabled (cluster/cluster.h) */
 };
 
 extern struct server *g_server;
@@ -280,6 +283,34 @@ int kv_get(struct cmd_ctx *x, const char *key, size_t klen, struct eng_item *it)
 int kv_put(struct cmd_ctx *x, const char *key, size_t klen, int64_t expire_ms, const void *val,
            size_t vlen);
 int kv_del(struct cmd_ctx *x, const char *key, size_t klen);
+
+/* FUNCTION's work on this node only (cmd_udf.c): FUNCTION itself, and CLUSTER
+ * FUNCTION, the form another node forwards. */
+void cmd_function_local(struct cmd_ctx *x);
+
+/* ---- Cluster mode (cmd_cluster.c) ----------------------------------------------------------- */
+/* Opens the cluster state when cluster-enabled (s->cluster stays NULL otherwise).
+ * Returns 0 or a negative code with err set. */
+int net_cluster_open(struct server *s, struct cm_err *err);
+void net_cluster_close(struct server *s);
+/* The CLUSTER command. */
+void net_cluster_cmd(struct cmd_ctx *x);
+/* Routing of a client's command: true if it runs here; false after appending the
+ * CROSSSLOT, MOVED or CLUSTERDOWN reply to c->out. Always true without cluster mode. */
+bool net_cluster_route(struct conn *c, const struct cmd_def *d, size_t argc, const char **argv,
+                       const size_t *argvlen);
+/* For a command run by a function: 0 if all its keys are in slots of this node, else
+ * -1 after appending the error reply to out. */
+int net_cluster_script_check(const struct cmd_def *d, size_t argc, const char **argv,
+                             const size_t *argvlen, struct cm_buf *out);
+/* True for the FUNCTION subcommands that every node applies (LOAD DELETE FLUSH RESTORE)
+ * when in cluster mode. */
+bool net_cluster_fn_propagates(struct cmd_ctx *x);
+/* After a successful local FUNCTION change, applies it on every other node of the map;
+ * on a failure the reply (from mark in x->out) becomes an error naming it. */
+void net_cluster_fn_forward(struct cmd_ctx *x, size_t mark);
+/* FUNCTION LIST in cluster mode: each library also shows library_version (SHA-1). */
+void net_cluster_fn_list(struct cmd_ctx *x, const char *pat, size_t plen, bool withcode);
 
 /* Command groups, each a table of definitions. */
 extern const struct cmd_def cmd_string_table[];

@@ -85,8 +85,10 @@ static void worker_wake(void *ud)
     int n = w->inbox_len;
     int fds[256];
     int take = n < 256 ? n : 256;
-    memcpy(fds, w->inbox, (size_t)take * sizeof(int));
-    memmove(w->inbox, w->inbox + take, (size_t)(n - take) * sizeof(int));
+    if (take > 0) {
+        memcpy(fds, w->inbox, (size_t)take * sizeof(int));
+        memmove(w->inbox, w->inbox + take, (size_t)(n - take) * sizeof(int));
+    }
     w->inbox_len = n - take;
     pthread_mutex_unlock(&w->inbox_lock);
     for (int i = 0; i < take; i++)
@@ -366,6 +368,10 @@ int net_server_run(struct net_config *cfg)
         goto out;
     }
     server_apply_udf_limits(&srv);
+    if (net_cluster_open(&srv, &err) != 0) {
+        cm_log(CM_LOG_WARNING, "Fatal: cluster state: %s", err.msg);
+        goto out;
+    }
 
     srv.nworkers = cfg->threads > 0 ? cfg->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (srv.nworkers < 1)
@@ -430,6 +436,7 @@ out:
         for (int i = srv.nworkers - 1; i >= 0; i--)
             worker_free(srv.workers[i]);
     cm_free(srv.workers);
+    net_cluster_close(&srv);
     udf_free(srv.udf);
     eng_close(srv.eng); /* syncs the WAL */
     cm_log(CM_LOG_WARNING, "eddy is now ready to exit, bye bye...");

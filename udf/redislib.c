@@ -399,7 +399,7 @@ static int udflib_sha1hex(lua_State *L)
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
     char hex[41];
-    udf__sha1_hex(s, n, hex);
+    cm_sha1_hex(s, n, hex);
     lua_pushstring(L, hex);
     return 1;
 }

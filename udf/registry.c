@@ -240,7 +240,7 @@ int udf_lib_dump(struct udf *u, struct cm_buf *out)
     pthread_mutex_unlock(&u->lock);
     unsigned char sum[20];
     if (rc == 0) {
-        udf__sha1(out->p + start, out->len - start, sum);
+        cm_sha1(out->p + start, out->len - start, sum);
         rc = cm_buf_append(out, sum, 20);
     }
     return rc;
@@ -252,7 +252,7 @@ int udf_lib_restore(struct udf *u, const char *p, size_t n, enum udf_restore pol
     unsigned char sum[20];
     if (n < 28 || memcmp(p, DUMP_MAGIC, 8) != 0)
         return cm_err_set(err, CM_EINVAL, "ERR DUMP payload version or checksum are wrong");
-    udf__sha1(p, n - 20, sum);
+    cm_sha1(p, n - 20, sum);
     if (memcmp(sum, p + n - 20, 20) != 0)
         return cm_err_set(err, CM_EINVAL, "ERR DUMP payload version or checksum are wrong");
     pthread_mutex_lock(&u->lock);
@@ -428,7 +428,7 @@ static int add_script(struct udf *u, const char *code, size_t len, const char *s
 int udf_script_load(struct udf *u, const char *code, size_t len, char sha[41],
                     struct cm_err *err)
 {
-    udf__sha1_hex(code, len, sha);
+    cm_sha1_hex(code, len, sha);
     /* Compile once to reject bad scripts as Redis does. */
     struct udf_vm *vm = udf_vm_new(u, err);
     if (vm == NULL)

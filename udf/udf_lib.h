@@ -1,6 +1,6 @@
 /* udf_lib.h - C libraries that udf/ gives to user Lua code, internal to udf/.
  *
- * Provides eddy.vec (dense float64 vectors, udf/vec.c), SHA-1 (udf/sha1.c, used
+ * Provides eddy.vec (dense float64 vectors, udf/vec.c), SHA-1 (now common/sha1.c, used
  * for library versions and the Lua-visible sha1hex) and budgeted replacements for
  * Lua's string pattern functions (udf/match.c). Uses the public Lua 5.4 API only.
  * The user-visible API and the binary formats are specified in docs/VEC.md.
@@ -48,11 +48,7 @@ struct udf_vec *udf__pushvec(lua_State *L, size_t n);
 
 /* ---- SHA-1 (FIPS 180-4) --------------------------------------------------------------- */
 
-/* Writes the 20-byte SHA-1 digest of the n bytes at p to out. Never fails. */
-void udf__sha1(const void *p, size_t n, unsigned char out[20]);
 
-/* Writes the digest as 40 lowercase hex digits and a NUL to out. Never fails. */
-void udf__sha1_hex(const void *p, size_t n, char out[41]);
 
 /* ---- Budgeted string patterns -------------------------------------------------------- */
 

@@ -204,7 +204,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             memcmp(argv[2], "EDDYFN01", 8) == 0) {
             fixed = malloc(lens[2] + 20);
             memcpy(fixed, argv[2], lens[2]);
-            udf__sha1(fixed, lens[2], (unsigned char *)fixed + lens[2]);
+            cm_sha1(fixed, lens[2], (unsigned char *)fixed + lens[2]);
             argv[2] = fixed;
             lens[2] += 20;
         }

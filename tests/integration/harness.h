@@ -192,5 +192,6 @@ void suite_persist(void);
 void suite_protocol(void);
 void suite_limits(void);
 void suite_udf(void);
+void suite_cluster(void);
 
 #endif

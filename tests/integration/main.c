@@ -15,6 +15,7 @@ static const struct {
     {"conn", suite_conn},         {"strings", suite_strings}, {"keys", suite_keys},
     {"server", suite_server},     {"pipeline", suite_pipeline}, {"protocol", suite_protocol},
     {"limits", suite_limits},     {"persist", suite_persist},   {"udf", suite_udf},
+    {"cluster", suite_cluster},
 };
 
 int main(void)

@@ -4,6 +4,7 @@
  * are compared with Lua 5.4's own string library on hundreds of hand-written and a few
  * thousand random cases, and stopped on pathological patterns. Uses tests/unit/unit.h.
  */
+#include "../../common/common.h"
 #include "unit.h"
 
 #include "../../udf/udf_lib.h"
@@ -103,10 +104,10 @@ static void check_sha1(const void *p, size_t n, const char *want)
 {
     char hex[41];
     memset(hex, 'x', sizeof(hex));
-    udf__sha1_hex(p, n, hex);
+    cm_sha1_hex(p, n, hex);
     CHECK_STR(hex, want);
     unsigned char raw[20];
-    udf__sha1(p, n, raw);
+    cm_sha1(p, n, raw);
     for (int i = 0; i < 20; i++) {
         unsigned hi = (unsigned)(want[2 * i] <= '9' ? want[2 * i] - '0' : want[2 * i] - 'a' + 10);
         unsigned lo =

@@ -1,9 +1,10 @@
 /* sha1.c - SHA-1 as specified in FIPS 180-4 (sections 4.1.1, 5.1.1, 6.1), one shot.
  *
  * Used for library versions (content hashes) and script SHAs. No streaming, no
- * allocation; declared in udf/udf_lib.h.
+ * allocation; declared in common/common.h.
  */
-#include "udf_lib.h"
+
+#include "common.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -65,7 +66,7 @@ static void compress(uint32_t h[5], const unsigned char *block)
     h[4] += e;
 }
 
-void udf__sha1(const void *p, size_t n, unsigned char out[20])
+void cm_sha1(const void *p, size_t n, unsigned char out[20])
 {
     uint32_t h[5] = {0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476, 0xc3d2e1f0};
     const unsigned char *s = p;
@@ -92,11 +93,11 @@ void udf__sha1(const void *p, size_t n, unsigned char out[20])
         store_be32(out + 4 * i, h[i]);
 }
 
-void udf__sha1_hex(const void *p, size_t n, char out[41])
+void cm_sha1_hex(const void *p, size_t n, char out[41])
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char d[20];
-    udf__sha1(p, n, d);
+    cm_sha1(p, n, d);
     for (int i = 0; i < 20; i++) {
         out[2 * i] = hex[d[i] >> 4];
         out[2 * i + 1] = hex[d[i] & 15];

@@ -1,0 +1,364 @@
+/* test_cluster.c - cluster mode (docs/CLUSTER.md), on three real eddyd nodes with
+ * --cluster-enabled yes, joined by sending CLUSTER SETMAP to each: the CLUSTER reply
+ * formats, MOVED / CROSSSLOT / CLUSTERDOWN routing and following MOVED with libeddy,
+ * functions loaded once and run everywhere with one version, map epochs and a
+ * restart that keeps the map, and the slot key commands. eddy-cli --cluster and
+ * redis-cli -c are tested by cluster_cli.sh. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+void suite_cluster(void);
+
+enum { NNODES = 3 };
+
+/* The slot ranges eddy-cli --cluster create gives three nodes. */
+static const int range_lo[NNODES] = {0, 5461, 10923};
+static const int range_hi[NNODES] = {5460, 10922, 16383};
+
+struct three {
+    struct h_server *s[NNODES];
+    eddy_ctx *c[NNODES];
+    char id[NNODES][41];
+};
+
+static void start_nodes(struct three *t)
+{
+    for (int i = 0; i < NNODES; i++) {
+        t->s[i] = h_server_start("--cluster-enabled", "yes", NULL);
+        t->c[i] = h_connect_port(t->s[i]->port);
+        char *id = CMD_TEXT(t->c[i], "CLUSTER", "MYID");
+        CHECK(strlen(id) == 40 && strspn(id, "0123456789abcdef") == 40);
+        memcpy(t->id[i], id, 41);
+        free(id);
+    }
+}
+
+/* The payload of a map where node i owns range i; with all_to_first, node 0 owns
+ * everything (another map, for epoch tests). */
+static void payload(const struct three *t, bool all_to_first, char *buf, size_t cap)
+{
+    size_t n = 0;
+    for (int i = 0; i < NNODES; i++)
+        n += (size_t)snprintf(buf + n, cap - n, "node %s 127.0.0.1 %d\n", t->id[i], t->s[i]->port);
+    if (all_to_first)
+        snprintf(buf + n, cap - n, "slots %s 0-16383\n", t->id[0]);
+    else
+        for (int i = 0; i < NNODES; i++)
+            n += (size_t)snprintf(buf + n, cap - n, "slots %s %d-%d\n", t->id[i], range_lo[i],
+                                  range_hi[i]);
+}
+
+static void push_map(struct three *t, const char *epoch, bool all_to_first)
+{
+    char p[1024];
+    payload(t, all_to_first, p, sizeof(p));
+    for (int i = 0; i < NNODES; i++)
+        EXPECT_OK(t->c[i], "CLUSTER", "SETMAP", epoch, p);
+}
+
+static void stop_nodes(struct three *t)
+{
+    for (int i = 0; i < NNODES; i++) {
+        eddy_free(t->c[i]);
+        h_server_free(t->s[i]);
+    }
+}
+
+static int owner_of(unsigned slot)
+{
+    for (int i = 0; i < NNODES; i++)
+        if ((int)slot >= range_lo[i] && (int)slot <= range_hi[i])
+            return i;
+    return -1;
+}
+
+/* Writes into key a key whose slot node `node` owns (k<n>, with prefix). */
+static unsigned key_on(eddy_ctx *c, int node, const char *prefix, char *key, size_t cap)
+{
+    for (int n = 0;; n++) {
+        snprintf(key, cap, "%s%d", prefix, n);
+        long long slot = CMD_INT(c, "CLUSTER", "KEYSLOT", key);
+        if (owner_of((unsigned)slot) == node)
+            return (unsigned)slot;
+    }
+}
+
+static void t_disabled(void)
+{
+    eddy_ctx *c = h_connect();
+    EXPECT_INT(12182, c, "CLUSTER", "KEYSLOT", "foo");
+    EXPECT_ERR("ERR This instance has cluster support disabled", c, "CLUSTER", "INFO");
+    EXPECT_ERR("ERR This instance has cluster support disabled", c, "CLUSTER", "SLOTS");
+    EXPECT_ERR("ERR This instance has cluster support disabled", c, "CLUSTER", "SETMAP", "1", "");
+    eddy_free(c);
+}
+
+static void t_formats(void)
+{
+    struct three t;
+    start_nodes(&t);
+    /* Before any map: one known node, nothing served. */
+    char *info = CMD_TEXT(t.c[0], "CLUSTER", "INFO");
+    CHECK(strstr(info, "cluster_state:fail\r\n") != NULL);
+    CHECK(strstr(info, "cluster_known_nodes:1\r\n") != NULL);
+    CHECK(strstr(info, "cluster_current_epoch:0\r\n") != NULL);
+    free(info);
+    EXPECT_ERR("CLUSTERDOWN Hash slot not served", t.c[0], "GET", "foo");
+    EXPECT_ERR_PREFIX("ERR", t.c[0], "CLUSTER", "SETMAP", "0", "");
+    EXPECT_ERR_PREFIX("ERR map line 1", t.c[0], "CLUSTER", "SETMAP", "1", "bogus line");
+
+    push_map(&t, "1", false);
+    info = CMD_TEXT(t.c[1], "CLUSTER", "INFO");
+    const char *want[] = {"cluster_state:ok\r\n", "cluster_slots_assigned:16384\r\n",
+                          "cluster_known_nodes:3\r\n", "cluster_size:3\r\n",
+                          "cluster_current_epoch:1\r\n", "cluster_my_epoch:1\r\n"};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        if (strstr(info, want[i]) == NULL)
+            FAILF("CLUSTER INFO lacks %s: %s", want[i], info);
+    free(info);
+
+    struct eddy_reply *r = CMD(t.c[2], "CLUSTER", "SLOTS");
+    CHECK(r->type == EDDY_REPLY_ARRAY && r->elements == NNODES);
+    for (int i = 0; i < NNODES; i++) {
+        struct eddy_reply *e = r->element[i];
+        CHECK(e->type == EDDY_REPLY_ARRAY && e->elements == 3);
+        CHECK_EQ_INT(e->element[0]->integer, range_lo[i]);
+        CHECK_EQ_INT(e->element[1]->integer, range_hi[i]);
+        struct eddy_reply *n = e->element[2];
+        CHECK(n->type == EDDY_REPLY_ARRAY && n->elements >= 3);
+        CHECK_STR(n->element[0]->str, "127.0.0.1");
+        CHECK_EQ_INT(n->element[1]->integer, t.s[i]->port);
+        CHECK_STR(n->element[2]->str, t.id[i]);
+    }
+    eddy_reply_free(r);
+
+    r = CMD(t.c[0], "CLUSTER", "SHARDS"); /* RESP2: maps are flat arrays */
+    CHECK(r->type == EDDY_REPLY_ARRAY && r->elements == NNODES);
+    for (int i = 0; i < NNODES; i++) {
+        struct eddy_reply *sh = r->element[i];
+        CHECK(sh->elements == 4);
+        CHECK_STR(sh->element[0]->str, "slots");
+        CHECK(sh->element[1]->elements == 2);
+        CHECK_EQ_INT(sh->element[1]->element[0]->integer, range_lo[i]);
+        CHECK_EQ_INT(sh->element[1]->element[1]->integer, range_hi[i]);
+        CHECK_STR(sh->element[2]->str, "nodes");
+        struct eddy_reply *nd = sh->element[3]->element[0];
+        CHECK_STR(nd->element[0]->str, "id");
+        CHECK_STR(nd->element[1]->str, t.id[i]);
+        CHECK_STR(nd->element[2]->str, "port");
+        CHECK_EQ_INT(nd->element[3]->integer, t.s[i]->port);
+    }
+    eddy_reply_free(r);
+
+    char *nodes = CMD_TEXT(t.c[1], "CLUSTER", "NODES");
+    for (int i = 0; i < NNODES; i++) {
+        char line[256];
+        snprintf(line, sizeof(line), "%s 127.0.0.1:%d@%d %s - 0 ", t.id[i], t.s[i]->port,
+                 t.s[i]->port, i == 1 ? "myself,master" : "master");
+        if (strstr(nodes, line) == NULL)
+            FAILF("CLUSTER NODES lacks '%s': %s", line, nodes);
+        snprintf(line, sizeof(line), " 1 connected %d-%d\n", range_lo[i], range_hi[i]);
+        if (strstr(strstr(nodes, t.id[i]), line) == NULL)
+            FAILF("CLUSTER NODES lacks '%s' for node %d: %s", line, i, nodes);
+    }
+    free(nodes);
+    r = CMD(t.c[0], "HELLO", "2");
+    CHECK(r->type == EDDY_REPLY_ARRAY && r->elements >= 10);
+    CHECK_STR(r->element[9]->str, "cluster");
+    eddy_reply_free(r);
+    stop_nodes(&t);
+}
+
+static void t_routing(void)
+{
+    struct three t;
+    char key[64], key2[128], tagged[128];
+    start_nodes(&t);
+    push_map(&t, "1", false);
+    for (int i = 0; i < NNODES; i++) {
+        unsigned slot = key_on(t.c[0], i, "r", key, sizeof(key));
+        int other = (i + 1) % NNODES;
+        char want[128];
+        snprintf(want, sizeof(want), "MOVED %u 127.0.0.1:%d", slot, t.s[i]->port);
+        EXPECT_ERR(want, t.c[other], "SET", key, "v");
+        EXPECT_ERR(want, t.c[other], "GET", key);
+        EXPECT_OK(t.c[i], "SET", key, "v");
+        EXPECT_BULK("v", t.c[i], "GET", key);
+    }
+    /* CROSSSLOT, and multi-key commands in one slot with a hash tag. */
+    key_on(t.c[0], 0, "a", key, sizeof(key));
+    key_on(t.c[0], 1, "b", key2, sizeof(key2));
+    EXPECT_ERR("CROSSSLOT Keys in request don't hash to the same slot", t.c[0], "MSET", key,
+               "1", key2, "2");
+    EXPECT_ERR("CROSSSLOT Keys in request don't hash to the same slot", t.c[0], "DEL", key, key2);
+    snprintf(key2, sizeof(key2), "{%s}.other", key);
+    EXPECT_OK(t.c[0], "MSET", key, "1", key2, "2");
+    snprintf(tagged, sizeof(tagged), "{%s}.third", key);
+    EXPECT_INT(2, t.c[0], "DEL", key, key2, tagged);
+    /* Keyless commands run locally. */
+    EXPECT_STATUS("PONG", t.c[1], "PING");
+
+    /* Following MOVED by hand, as a cluster client does. */
+    key_on(t.c[0], 2, "m", key, sizeof(key));
+    struct eddy_reply *r = CMD(t.c[0], "SET", key, "followed");
+    CHECK(r->type == EDDY_REPLY_ERROR && strncmp(r->str, "MOVED ", 6) == 0);
+    char host[64];
+    unsigned slot;
+    int port;
+    CHECK(sscanf(r->str, "MOVED %u %63[^:]:%d", &slot, host, &port) == 3);
+    eddy_reply_free(r);
+    CHECK_EQ_INT(port, t.s[2]->port);
+    eddy_ctx *moved = eddy_connect(host, port, 5000, NULL, NULL);
+    CHECK(moved != NULL);
+    EXPECT_OK(moved, "SET", key, "followed");
+    EXPECT_BULK("followed", t.c[2], "GET", key);
+    eddy_free(moved);
+
+    /* FCALL and EVAL route by their first key; with no key they run where they are. */
+    EXPECT_BULK("rlib", t.c[0], "FUNCTION", "LOAD",
+                "#!lua name=rlib\n"
+                "redis.register_function('rget', function(keys) return redis.call('GET', keys[1]) end)\n"
+                "redis.register_function('aget', function(keys, args) return redis.call('GET', args[1]) end)");
+    char want[128];
+    snprintf(want, sizeof(want), "MOVED %u 127.0.0.1:%d", slot, t.s[2]->port);
+    EXPECT_ERR(want, t.c[1], "FCALL", "rget", "1", key);
+    EXPECT_ERR(want, t.c[1], "EVAL", "return 1", "1", key);
+    EXPECT_BULK("followed", t.c[2], "FCALL", "rget", "1", key);
+    EXPECT_BULK("followed", t.c[2], "FCALL", "aget", "0", key);
+    EXPECT_INT(1, t.c[1], "EVAL", "return 1", "0");
+    /* A function on another node touching this key: refused, never a silent nil. */
+    r = CMD(t.c[1], "FCALL", "aget", "0", key);
+    CHECK(r->type == EDDY_REPLY_ERROR);
+    snprintf(want, sizeof(want), "ERR key '%s' belongs to slot %u on another node", key, slot);
+    if (strncmp(r->str, want, strlen(want)) != 0)
+        FAILF("got %s, expected %s...", r->str, want);
+    eddy_reply_free(r);
+    stop_nodes(&t);
+}
+
+static void t_functions(void)
+{
+    struct three t;
+    char key[64];
+    start_nodes(&t);
+    push_map(&t, "1", false);
+    const char *lib = "#!lua name=everywhere\n"
+                      "redis.register_function('hello', function(keys) "
+                      "return 'hi ' .. (redis.call('GET', keys[1]) or 'nobody') end)";
+    EXPECT_BULK("everywhere", t.c[1], "FUNCTION", "LOAD", lib);
+    char version[NNODES][64];
+    for (int i = 0; i < NNODES; i++) {
+        key_on(t.c[i], i, "f", key, sizeof(key));
+        EXPECT_OK(t.c[i], "SET", key, "you");
+        EXPECT_BULK("hi you", t.c[i], "FCALL", "hello", "1", key);
+        struct eddy_reply *r = CMD(t.c[i], "FUNCTION", "LIST");
+        CHECK(r->type == EDDY_REPLY_ARRAY && r->elements == 1);
+        struct eddy_reply *l = r->element[0];
+        version[i][0] = '\0';
+        for (size_t k = 0; k + 1 < l->elements; k += 2)
+            if (strcmp(l->element[k]->str, "library_version") == 0)
+                snprintf(version[i], sizeof(version[i]), "%s", l->element[k + 1]->str);
+        eddy_reply_free(r);
+        CHECK(strlen(version[i]) == 40);
+        CHECK_STR(version[i], version[0]);
+    }
+    /* The version is the SHA-1 of the code: a replaced library gets a new one. */
+    EXPECT_ERR_PREFIX("ERR Library 'everywhere' already exists", t.c[2], "FUNCTION", "LOAD", lib);
+    EXPECT_OK(t.c[2], "FUNCTION", "DELETE", "everywhere");
+    for (int i = 0; i < NNODES; i++)
+        EXPECT_ERR_PREFIX("ERR Function not found", t.c[i], "FCALL", "hello", "0");
+    EXPECT_BULK("everywhere", t.c[0], "FUNCTION", "LOAD", lib);
+    EXPECT_OK(t.c[0], "FUNCTION", "FLUSH");
+    for (int i = 0; i < NNODES; i++) {
+        struct eddy_reply *r = CMD(t.c[i], "FUNCTION", "LIST");
+        CHECK(r->type == EDDY_REPLY_ARRAY && r->elements == 0);
+        eddy_reply_free(r);
+    }
+    /* A node that is down: the change fails with a clear error, the others keep it. */
+    h_server_stop(t.s[2]);
+    EXPECT_ERR_PREFIX("ERR FUNCTION LOAD was applied on this node and 1 other node(s) but "
+                      "failed on 1 node(s); first failure: 127.0.0.1:",
+                      t.c[0], "FUNCTION", "LOAD", lib);
+    key_on(t.c[1], 1, "nobody", key, sizeof(key));
+    EXPECT_BULK("hi nobody", t.c[1], "FCALL", "hello", "1", key);
+    stop_nodes(&t);
+}
+
+static void t_epochs_restart(void)
+{
+    struct three t;
+    char p[1024];
+    start_nodes(&t);
+    push_map(&t, "1", false);
+    push_map(&t, "1", false); /* the same map again: accepted, nothing changes */
+    payload(&t, true, p, sizeof(p));
+    EXPECT_ERR_PREFIX("ERR the map's epoch 1 is not newer", t.c[0], "CLUSTER", "SETMAP", "1", p);
+    push_map(&t, "5", true);
+    char key[64];
+    key_on(t.c[0], 2, "e", key, sizeof(key));
+    EXPECT_OK(t.c[0], "SET", key, "all-mine"); /* node 0 owns every slot now */
+    char *info = CMD_TEXT(t.c[2], "CLUSTER", "INFO");
+    CHECK(strstr(info, "cluster_current_epoch:5\r\n") && strstr(info, "cluster_size:1\r\n"));
+    free(info);
+    payload(&t, false, p, sizeof(p));
+    EXPECT_ERR_PREFIX("ERR the map's epoch 3 is not newer than this node's epoch 5", t.c[1],
+                      "CLUSTER", "SETMAP", "3", p);
+
+    /* A restarted node keeps its id and its map. */
+    eddy_free(t.c[1]);
+    h_server_restart(t.s[1]);
+    t.c[1] = h_connect_port(t.s[1]->port);
+    char *id = CMD_TEXT(t.c[1], "CLUSTER", "MYID");
+    CHECK_STR(id, t.id[1]);
+    free(id);
+    info = CMD_TEXT(t.c[1], "CLUSTER", "INFO");
+    CHECK(strstr(info, "cluster_current_epoch:5\r\n") && strstr(info, "cluster_state:ok\r\n"));
+    free(info);
+    char want[128];
+    snprintf(want, sizeof(want), "MOVED %lld 127.0.0.1:%d",
+             CMD_INT(t.c[1], "CLUSTER", "KEYSLOT", key), t.s[0]->port);
+    EXPECT_ERR(want, t.c[1], "GET", key);
+    stop_nodes(&t);
+}
+
+static void t_keys_in_slot(void)
+{
+    struct three t;
+    start_nodes(&t);
+    push_map(&t, "1", false);
+    long long slot = CMD_INT(t.c[0], "CLUSTER", "KEYSLOT", "{user1}");
+    int o = owner_of((unsigned)slot);
+    for (int i = 0; i < 5; i++) {
+        char k[32];
+        snprintf(k, sizeof(k), "{user1}:%d", i);
+        EXPECT_OK(t.c[o], "SET", k, "x");
+    }
+    char s[16];
+    snprintf(s, sizeof(s), "%lld", slot);
+    EXPECT_INT(5, t.c[o], "CLUSTER", "COUNTKEYSINSLOT", s);
+    EXPECT_INT(0, t.c[o], "CLUSTER", "COUNTKEYSINSLOT", "0");
+    struct eddy_reply *r = CMD(t.c[o], "CLUSTER", "GETKEYSINSLOT", s, "3");
+    CHECK(r->type == EDDY_REPLY_ARRAY && r->elements == 3);
+    CHECK(strncmp(r->element[0]->str, "{user1}:", 8) == 0);
+    eddy_reply_free(r);
+    r = CMD(t.c[o], "CLUSTER", "GETKEYSINSLOT", s, "100");
+    CHECK(r->type == EDDY_REPLY_ARRAY && r->elements == 5);
+    eddy_reply_free(r);
+    EXPECT_ERR("ERR Invalid slot", t.c[o], "CLUSTER", "COUNTKEYSINSLOT", "16384");
+    EXPECT_ERR("ERR Invalid slot", t.c[o], "CLUSTER", "GETKEYSINSLOT", "-1", "1");
+    EXPECT_ERR("ERR Invalid number of keys", t.c[o], "CLUSTER", "GETKEYSINSLOT", s, "-1");
+    stop_nodes(&t);
+}
+
+void suite_cluster(void)
+{
+    h_run("cluster_disabled", t_disabled, 0, 10);
+    h_run("cluster_formats", t_formats, H_OWN, 30);
+    h_run("cluster_routing", t_routing, H_OWN, 30);
+    h_run("cluster_functions", t_functions, H_OWN, 30);
+    h_run("cluster_epochs_restart", t_epochs_restart, H_OWN, 30);
+    h_run("cluster_keys_in_slot", t_keys_in_slot, H_OWN, 30);
+}
