@@ -403,6 +403,9 @@ static int run_once(eddy_ctx **ctxp, const struct args *a, enum output mode, str
     struct eddy_reply *r;
     for (int hop = 0;; hop++) {
         r = eddy_command_argv(*ctxp, a->argc, (const char **)a->argv, a->len);
+        if (r == NULL && eddy_err(*ctxp) == EDDY_ERR_EOF && a->argc >= 1 && a->len[0] == 8 &&
+            strncasecmp(a->argv[0], "SHUTDOWN", 8) == 0)
+            return 0; /* like redis-cli: the server closing the connection is the answer */
         if (r == NULL) {
             fprintf(stderr, "Error: %s\n", eddy_errstr(*ctxp));
             return -1;
