@@ -213,6 +213,20 @@ static void worker_free(struct worker *w)
         return;
     while (w->conns != NULL)
         conn_close(w->conns);
+    /* Calls still waiting here belong to MAPREDUCE partitions: abort them now, while
+     * the engine is open (their transactions hold snapshots and iterators). */
+    for (struct wcall *wc = w->calls, *next; wc != NULL; wc = next) {
+        next = wc->next;
+        udf_call_free(wc->call);
+        wc->call = NULL;
+        wc->linked = false;
+    }
+    w->calls = NULL;
+    while (w->tasks != NULL) { /* posted work that will never run */
+        struct task *t = w->tasks;
+        w->tasks = t->next;
+        cm_free(t);
+    }
     for (int i = 0; i < w->inbox_len; i++)
         close(w->inbox[i]);
     cm_free(w->inbox);

@@ -346,7 +346,10 @@ void udf_stats(struct udf *u, struct cm_buf *out, int resp)
         resp_add_cstr(out, c->label);
         resp_add_cstr(out, "command");
         resp_add_array(out, 1);
-        resp_add_cstr(out, c->kind == UDF_FCALL ? "fcall" : "eval");
+        resp_add_cstr(out, c->kind == UDF_EVAL || c->kind == UDF_EVALSHA ? "eval"
+                           : c->kind == UDF_MAP                        ? "mapreduce (map)"
+                           : c->kind == UDF_REDUCE                     ? "mapreduce (reduce)"
+                                                                       : "fcall");
         resp_add_cstr(out, "duration_ms");
         resp_add_int(out, (cm_mono_us() - c->start_us) / 1000);
     }
@@ -371,7 +374,7 @@ int udf_kill(struct udf *u, bool scripts)
     int n = 0;
     pthread_mutex_lock(&u->lock);
     for (struct udf_call *c = u->running; c != NULL; c = c->rnext)
-        if ((c->kind != UDF_FCALL) == scripts && c->started && !c->done) {
+        if ((c->kind == UDF_EVAL || c->kind == UDF_EVALSHA) == scripts && c->started && !c->done) {
             atomic_store(&c->kill, KILL_USER);
             n++;
         }

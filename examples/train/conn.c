@@ -37,11 +37,15 @@ int tr_conn_open(struct tr_conn *c, const struct tr_opts *o)
 {
     char err[EDDY_ERRLEN];
     memset(c, 0, sizeof(*c));
-    c->ctx = eddy_connect(o->host, o->port, 600000, o->password, err);
+    c->ctx = eddy_connect(o->host, o->port, 10000, o->password, err);
     if (c->ctx == NULL) {
         fprintf(stderr, "eddy-train: cannot connect to %s:%d: %s\n", o->host, o->port, err);
         return -1;
     }
+    /* A MAPREDUCE over a large data set is silent until it is done (featurizing 1 GB of
+     * reviews takes more than 10 minutes on 2 cores): wait as long as the server works.
+     * A server that dies closes the connection, which ends the wait. */
+    eddy_set_timeout(c->ctx, 0);
     return 0;
 }
 

@@ -55,8 +55,8 @@ struct tr_conn {
     unsigned long long sent, recv;
 };
 
-/* Connects (10 min timeout: a map over a large data set answers late). Returns 0, or
- * -1 after printing why. */
+/* Connects (10 s timeout), then waits for replies without a timeout: a map over a
+ * large data set answers late. Returns 0, or -1 after printing why. */
 int tr_conn_open(struct tr_conn *c, const struct tr_opts *o);
 void tr_conn_close(struct tr_conn *c);
 /* Sends one command and waits for its reply (owned by the caller); NULL after printing

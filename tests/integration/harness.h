@@ -193,5 +193,6 @@ void suite_protocol(void);
 void suite_limits(void);
 void suite_udf(void);
 void suite_cluster(void);
+void suite_train(void);
 
 #endif

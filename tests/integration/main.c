@@ -16,6 +16,7 @@ static const struct {
     {"server", suite_server},     {"pipeline", suite_pipeline}, {"protocol", suite_protocol},
     {"limits", suite_limits},     {"persist", suite_persist},   {"udf", suite_udf},
     {"cluster", suite_cluster},
+    {"train", suite_train},
 };
 
 int main(void)
