@@ -62,7 +62,8 @@ COMMON_SRC := $(wildcard common/*.c)
 CODEC_SRC := net/resp.c
 ENGINE_SRC := $(wildcard engine/*.c)
 UDF_SRC := $(wildcard udf/*.c)
-NET_SRC := $(filter-out net/resp.c net/main.c,$(wildcard net/*.c))
+# net/testhook.c is an in-process server for the fuzz targets, not part of eddyd.
+NET_SRC := $(filter-out net/resp.c net/main.c net/testhook.c,$(wildcard net/*.c))
 CLUSTER_SRC := $(wildcard cluster/*.c)
 CLIENT_SRC := client/eddy.c
 CLI_SRC := client/cli.c
@@ -169,9 +170,10 @@ asan:
 # `make fuzz FUZZ_SECONDS=60` builds them with clang and runs each for that long.
 FUZZ_SECONDS ?= 30
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,build/fuzz/bin/%,$(wildcard tests/fuzz/fuzz_*.c))
-build/fuzz/bin/%: tests/fuzz/%.c $(UNIT_LINK)
+build/fuzz/bin/%: tests/fuzz/%.c $(UNIT_LINK) $(call obj,net/testhook.c)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -fsanitize=fuzzer $(LDFLAGS_ALL) -o $@ $< $(UNIT_LINK) $(PKG_LIBS) -lev -lm
+	$(CC) $(CFLAGS_ALL) -fsanitize=fuzzer $(LDFLAGS_ALL) -o $@ $< $(UNIT_LINK) \
+		$(call obj,net/testhook.c) $(PKG_LIBS) -lev -lm
 
 fuzz-build:
 	@$(MAKE) --no-print-directory MODE=fuzz $(FUZZ_TARGETS)

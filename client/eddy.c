@@ -530,7 +530,7 @@ struct eddy_reply *eddy_mapreduce(eddy_ctx *ctx, const char *map, const char *re
     size_t *al = cm_malloc((size_t)(argc + 3) * sizeof(*al));
     struct eddy_reply *r = NULL;
     if (av == NULL || al == NULL) {
-        note(ctx, EDDY_ERR_NOMEM, "out of memory");
+        note(ctx, EDDY_ERR_NOMEM, "Out of memory");
         goto out;
     }
     av[0] = "MAPREDUCE";

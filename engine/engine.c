@@ -146,6 +146,8 @@ int eng_decode_value(const char *p, size_t n, struct eng_item *it)
         if (n < 10)
             return CM_EINVAL;
         it->expire_ms = (int64_t)get_be64(p + 2);
+        if (it->expire_ms <= 0)
+            return CM_EINVAL; /* the encoder never writes these */
         hn = 10;
     }
     it->data = p + hn;

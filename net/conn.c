@@ -277,6 +277,7 @@ static int read_in(struct conn *c)
         conn_close(c);
         return -1;
     }
+    bool fresh = c->qpos == c->in.len; /* no partial frame buffered before this read */
     ssize_t n = read(c->fd, c->in.p + c->in.len, c->in.cap - c->in.len);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
         conn_close(c);
@@ -286,6 +287,8 @@ static int read_in(struct conn *c)
         return 0;
     c->in.len += (size_t)n;
     c->last_ms = cm_now_ms();
+    if (fresh)
+        c->frame_ms = c->last_ms;
     atomic_fetch_add_explicit(&s->net_in, (unsigned long long)n, memory_order_relaxed);
     if ((long long)(c->in.len - c->qpos) > s->cfg->query_limit) {
         cm_log(CM_LOG_WARNING, "Closing client %s that reached max query buffer length (%zu bytes)",
@@ -417,6 +420,12 @@ void conn_worker_cron(struct worker *w)
             conn_close(c);
         } else if (timeout > 0 && now - c->last_ms > timeout * 1000 && c->opos == c->out.len) {
             cm_log(CM_LOG_VERBOSE, "Closing idle client %s", c->addr);
+            conn_close(c);
+        } else if (timeout > 0 && c->qpos < c->in.len && c->wc.call == NULL && c->job == NULL &&
+                   now - c->frame_ms > timeout * 1000) {
+            /* A command trickling in byte by byte (slowloris) is as idle as silence. */
+            cm_log(CM_LOG_VERBOSE, "Closing client %s: a command took longer than timeout to arrive",
+                   c->addr);
             conn_close(c);
         }
     }

@@ -23,6 +23,7 @@ struct mr_job {
     char **partials;         /* serialized results, by partition */
     size_t *partial_lens;
     struct cm_buf error;     /* the first failure, as an error reply */
+    bool starting;           /* mapreduce_cmd is still running on the home thread */
 };
 
 struct mr_part {
@@ -64,9 +65,11 @@ static void finish(struct mr_job *j)
     }
     c->job = NULL;
     if (j->error.len > 0) {
+        bool starting = j->starting;
         cm_buf_append(&c->out, j->error.p, j->error.len);
         job_free(j);
-        conn_serve(c);
+        if (!starting)
+            conn_serve(c);
         return;
     }
     struct udf_call_req req = {
@@ -83,10 +86,15 @@ static void finish(struct mr_job *j)
         .partial_lens = j->partial_lens,
     };
     struct udf_call *call = udf_call_new(c->w->vm, &req, &c->out);
+    bool starting = j->starting;
     job_free(j);
     if (call != NULL)
         conn_run_call(c, call);
-    conn_serve(c);
+    /* Finished inside MAPREDUCE's own command (one thread, fast maps): the caller,
+     * process_input, goes on with the connection; serving it from here would run the
+     * same frame again. */
+    if (!starting)
+        conn_serve(c);
 }
 
 /* On the home thread: a partition's result arrived. */
@@ -226,13 +234,17 @@ static void mapreduce_cmd(struct cmd_ctx *x)
         cm_buf_init(&parts[i]->result);
     }
     x->c->job = j; /* the connection waits for the job */
+    j->starting = true;
     for (int i = 0; i < n; i++) {
         struct worker *w = s->workers[(home->id + i) % s->nworkers];
         if (w == home)
             part_start(w, parts[i]);
         else if (server_post(w, part_start, parts[i]) != 0)
             part_start(home, parts[i]); /* cannot post: run it here */
+        if (x->c->job != j)
+            return; /* every partition ran here and the job is over (j is freed) */
     }
+    j->starting = false;
     return;
 oom:
     if (j != NULL) {

@@ -187,6 +187,7 @@ struct conn {
     char addr[64], laddr[64];
     bool loopback;             /* the peer is on the loopback interface */
     int64_t ctime_ms, last_ms;
+    int64_t frame_ms;          /* when the unparsed input began arriving */
     unsigned long long ncmds;
     char last_cmd[32];
     struct wcall wc;                   /* wc.call: a running call blocks the connection */

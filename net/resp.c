@@ -334,8 +334,8 @@ int resp_add_simple(struct cm_buf *b, const char *s)
     if (cm_buf_reserve(b, n + 3) != 0)
         return CM_ENOMEM;
     b->p[b->len++] = '+';
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
+    for (size_t i = 0; i < n; i++) /* CR/LF would end the line early: as Redis, spaces */
+        b->p[b->len++] = (s[i] == '\r' || s[i] == '\n') ? ' ' : s[i];
     memcpy(b->p + b->len, "\r\n", 2);
     b->len += 2;
     return 0;
@@ -419,7 +419,9 @@ int resp_add_double(struct cm_buf *b, double d, int proto)
 {
     char tmp[64];
     int n;
-    if (isinf(d))
+    if (isnan(d))
+        n = snprintf(tmp, sizeof(tmp), "nan");
+    else if (isinf(d))
         n = snprintf(tmp, sizeof(tmp), "%s", d > 0 ? "inf" : "-inf");
     else
         n = snprintf(tmp, sizeof(tmp), "%.17g", d);

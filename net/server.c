@@ -151,7 +151,6 @@ static void run_tasks(struct worker *w)
     struct task *t = w->tasks;
     w->tasks = NULL;
     w->tasks_tail = &w->tasks;
-    eng_lockset_init(&w->held);
     pthread_mutex_unlock(&w->inbox_lock);
     while (t != NULL) {
         struct task *next = t->next;

@@ -172,6 +172,13 @@ static void worker_drop(struct worker *w)
         return;
     while (w->conns != NULL)
         conn_close(w->conns);
+    for (struct wcall *wc = w->calls, *next; wc != NULL; wc = next) {
+        next = wc->next; /* MAPREDUCE partitions still waiting: abort them */
+        udf_call_free(wc->call);
+        wc->call = NULL;
+        wc->linked = false;
+    }
+    w->calls = NULL;
     while (w->tasks != NULL) {
         struct task *t = w->tasks;
         w->tasks = t->next;

@@ -8,7 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MAX_DEPTH 200
+/* Deeper replies are refused: RESP readers (libeddy's among them) stop at 64 levels. */
+#define MAX_DEPTH 60
 
 struct udf_call *udf__current(lua_State *L)
 {
@@ -60,6 +61,14 @@ static void table_to_resp(lua_State *L, int idx, struct cm_buf *out, int resp, i
     if (field_string(L, idx, "big_number")) {
         size_t n;
         const char *s = lua_tolstring(L, -1, &n);
+        bool digits = n > 0;
+        for (size_t i = 0; i < n && digits; i++)
+            digits = (s[i] >= '0' && s[i] <= '9') || (i == 0 && (s[i] == '-' || s[i] == '+') && n > 1);
+        if (!digits) {
+            resp_add_error(out, "ERR big_number must be an optionally signed string of digits");
+            lua_pop(L, 1);
+            return;
+        }
         if (resp >= 3) {
             cm_buf_appendc(out, '(');
             cm_buf_append(out, s, n);
@@ -75,11 +84,12 @@ static void table_to_resp(lua_State *L, int idx, struct cm_buf *out, int resp, i
         lua_getfield(L, v, "format");
         lua_getfield(L, v, "string");
         size_t n;
-        const char *fmt = lua_tostring(L, -2), *s = lua_tolstring(L, -1, &n);
-        if (fmt != NULL && s != NULL)
+        size_t fn = 0;
+        const char *fmt = lua_tolstring(L, -2, &fn), *s = lua_tolstring(L, -1, &n);
+        if (fmt != NULL && s != NULL && fn == 3)
             resp_add_verbatim(out, fmt, s, n, resp);
         else
-            resp_add_null(out, resp);
+            resp_add_error(out, "ERR verbatim_string needs a 3-character format and a string");
         lua_settop(L, v - 1);
         return;
     }

@@ -57,9 +57,9 @@ stop() {
 # A filler file gives 8 MB back later. The log is on the tmpfs too (lines may be lost
 # once it is full).
 dd if=/dev/zero of="$mnt/filler" bs=1M count=8 2>/dev/null
-head -c 262144 /dev/urandom | od -An -tx1 | tr -d ' \n' | head -c 262144 >"$mnt/../eddy-full-val.$$"
-val="$mnt/../eddy-full-val.$$"
+val=$(dirname "$mnt")/eddy-full-val.$$
 trap 'cleanup; rm -f "$val"' EXIT INT TERM
+head -c 262144 /dev/urandom | od -An -tx1 | tr -d ' \n' | head -c 262144 >"$val"
 
 if ! start; then
     fail setup "eddyd did not start on the tmpfs"

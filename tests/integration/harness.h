@@ -194,5 +194,6 @@ void suite_limits(void);
 void suite_udf(void);
 void suite_cluster(void);
 void suite_train(void);
+void suite_hardening(void);
 
 #endif

@@ -17,6 +17,7 @@ static const struct {
     {"limits", suite_limits},     {"persist", suite_persist},   {"udf", suite_udf},
     {"cluster", suite_cluster},
     {"train", suite_train},
+    {"hardening", suite_hardening},
 };
 
 int main(void)
