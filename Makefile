@@ -7,7 +7,7 @@
 #   make install    libeddy, eddy.h, eddy.pc, eddyd and eddy-cli under $(PREFIX)
 MODE ?= release
 PORT ?= 7711
-BIND ?= 127.0.0.1
+BIND ?= 127.0.0.1 -::1
 DIR ?= ./data
 PREFIX ?= /usr/local
 
@@ -146,7 +146,7 @@ deps:
 run: deps
 	$(MAKE) all
 	mkdir -p $(DIR)
-	exec $(BIN)/eddyd --port $(PORT) --bind $(BIND) --dir $(DIR)
+	exec $(BIN)/eddyd --port $(PORT) --bind "$(BIND)" --dir $(DIR)
 
 # deps first (a fresh machine has no packages), then build, then run every suite.
 test: deps
