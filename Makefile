@@ -65,7 +65,7 @@ UDF_SRC := $(wildcard udf/*.c)
 # net/testhook.c is an in-process server for the fuzz targets, not part of eddyd.
 NET_SRC := $(filter-out net/resp.c net/main.c net/testhook.c,$(wildcard net/*.c))
 CLUSTER_SRC := $(wildcard cluster/*.c)
-CLIENT_SRC := client/eddy.c
+CLIENT_SRC := client/eddy.c client/cluster.c
 CLI_SRC := client/cli.c
 # eddy-bench: bench/eddy_bench.c has main(); the other bench/*.c are its library
 # (histogram, key distributions, workloads), which unit tests link too.

@@ -195,6 +195,29 @@ int eddy_hello(eddy_ctx *ctx, int proto);
 struct eddy_reply *eddy_mapreduce(eddy_ctx *ctx, const char *map, const char *reduce, int argc,
                                   const char **argv, const size_t *argvlen);
 
+/* ---- Cluster mode (client/cluster.c) ----------------------------------------------------
+ * An eddy_cluster routes each command to the node owning the slot of its first key
+ * (FCALL/EVAL: the key after numkeys; PING, INFO, SCAN, FUNCTION, MAPREDUCE and other
+ * keyless commands go to the first node), from a slot map read with CLUSTER SLOTS. It
+ * follows "-MOVED slot host:port" (updating the map, up to 5 hops) and "-ASK" (ASKING,
+ * then the command) like Redis Cluster clients. Connections to nodes open on first use
+ * and are replaced when they break. Not thread-safe: one handle per thread. */
+typedef struct eddy_cluster eddy_cluster;
+
+/* Connects to one node and reads the slot map. Returns NULL with errbuf (EDDY_ERRLEN
+ * bytes, may be NULL) set on failure. password may be NULL. */
+eddy_cluster *eddy_cluster_connect(const char *host, int port, int timeout_ms,
+                                   const char *password, char *errbuf);
+/* Frees the handle and its connections. NULL is a no-op. */
+void eddy_cluster_free(eddy_cluster *cl);
+/* Sends a command to the right node. Returns the reply (owned, eddy_reply_free; an
+ * error reply other than a redirection is returned as is), or NULL when no node could
+ * answer (eddy_cluster_errstr says why). argvlen NULL: C strings. */
+struct eddy_reply *eddy_cluster_command_argv(eddy_cluster *cl, int argc, const char **argv,
+                                             const size_t *argvlen);
+/* The last failure's message; borrowed, valid until the next call. */
+const char *eddy_cluster_errstr(const eddy_cluster *cl);
+
 #ifdef __cplusplus
 }
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "../../common/common.h"
 
 void suite_cluster(void);
 
@@ -353,6 +354,56 @@ static void t_keys_in_slot(void)
     stop_nodes(&t);
 }
 
+/* libeddy's cluster mode routes by slot, follows MOVED after the map changes, and
+ * sends keyless commands anywhere. */
+static void t_libeddy_cluster(void)
+{
+    struct three t;
+    char err[EDDY_ERRLEN];
+    start_nodes(&t);
+    push_map(&t, "1", false);
+    eddy_cluster *cl = eddy_cluster_connect("127.0.0.1", t.s[1]->port, 5000, NULL, err);
+    if (cl == NULL)
+        FAILF("eddy_cluster_connect: %s", err);
+    char key[32], val[32];
+    for (int n = 0; n < 300; n++) {
+        snprintf(key, sizeof(key), "lc%d", n);
+        snprintf(val, sizeof(val), "v%d", n);
+        const char *set[] = {"SET", key, val};
+        struct eddy_reply *r = eddy_cluster_command_argv(cl, 3, set, NULL);
+        if (r == NULL || r->type != EDDY_REPLY_STATUS)
+            FAILF("SET %s: %s", key, r ? r->str : eddy_cluster_errstr(cl));
+        eddy_reply_free(r);
+    }
+    /* Every key landed on its owner, which a direct GET proves. */
+    for (int n = 0; n < 300; n++) {
+        snprintf(key, sizeof(key), "lc%d", n);
+        snprintf(val, sizeof(val), "v%d", n);
+        int owner = owner_of(cm_key_slot(key, strlen(key)));
+        EXPECT_BULK(val, t.c[owner], "GET", key);
+    }
+    /* The map changes (node 0 owns everything at epoch 2; the keys of the other nodes'
+     * slots are gone for node 0): the handle follows MOVED and refreshes. */
+    push_map(&t, "2", true);
+    snprintf(key, sizeof(key), "after");
+    const char *set[] = {"SET", key, "x"};
+    struct eddy_reply *r = eddy_cluster_command_argv(cl, 3, set, NULL);
+    CHECK(r != NULL && r->type == EDDY_REPLY_STATUS);
+    eddy_reply_free(r);
+    EXPECT_BULK("x", t.c[0], "GET", "after");
+    const char *ping[] = {"PING"};
+    r = eddy_cluster_command_argv(cl, 1, ping, NULL);
+    CHECK(r != NULL && r->type == EDDY_REPLY_STATUS && strcmp(r->str, "PONG") == 0);
+    eddy_reply_free(r);
+    /* An ordinary error reply comes back as it is. */
+    const char *bad[] = {"INCR", key};
+    r = eddy_cluster_command_argv(cl, 2, bad, NULL);
+    CHECK(r != NULL && r->type == EDDY_REPLY_ERROR && strncmp(r->str, "ERR value", 9) == 0);
+    eddy_reply_free(r);
+    eddy_cluster_free(cl);
+    stop_nodes(&t);
+}
+
 void suite_cluster(void)
 {
     h_run("cluster_disabled", t_disabled, 0, 10);
@@ -361,4 +412,5 @@ void suite_cluster(void)
     h_run("cluster_functions", t_functions, H_OWN, 30);
     h_run("cluster_epochs_restart", t_epochs_restart, H_OWN, 30);
     h_run("cluster_keys_in_slot", t_keys_in_slot, H_OWN, 30);
+    h_run("cluster_libeddy_routing", t_libeddy_cluster, H_OWN, 30);
 }
