@@ -40,6 +40,30 @@ static int script_resp_of(lua_State *L)
     return vm->converting != NULL ? vm->converting->script_resp : 2;
 }
 
+/* {map={k=v...}} or {set={k=true...}}: the table at the top, popped when done. */
+static void keyed_to_resp(lua_State *L, struct cm_buf *out, int resp, int depth, bool is_map)
+{
+    int m = lua_gettop(L);
+    size_t n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, m)) {
+        n++;
+        lua_pop(L, 1);
+    }
+    if (is_map)
+        resp_add_map(out, n, resp);
+    else
+        resp_add_set(out, n, resp);
+    lua_pushnil(L);
+    while (lua_next(L, m)) {
+        to_resp(L, -2, out, resp, depth + 1);
+        if (is_map)
+            to_resp(L, -1, out, resp, depth + 1);
+        lua_pop(L, 1);
+    }
+    lua_settop(L, m - 1);
+}
+
 static void table_to_resp(lua_State *L, int idx, struct cm_buf *out, int resp, int depth)
 {
     if (field_string(L, idx, "err")) {
@@ -95,39 +119,12 @@ static void table_to_resp(lua_State *L, int idx, struct cm_buf *out, int resp, i
     }
     lua_pop(L, 1);
     if (lua_getfield(L, idx, "map") == LUA_TTABLE) {
-        int m = lua_gettop(L);
-        size_t n = 0;
-        lua_pushnil(L);
-        while (lua_next(L, m)) {
-            n++;
-            lua_pop(L, 1);
-        }
-        resp_add_map(out, n, resp);
-        lua_pushnil(L);
-        while (lua_next(L, m)) {
-            to_resp(L, -2, out, resp, depth + 1);
-            to_resp(L, -1, out, resp, depth + 1);
-            lua_pop(L, 1);
-        }
-        lua_settop(L, m - 1);
+        keyed_to_resp(L, out, resp, depth, true);
         return;
     }
     lua_pop(L, 1);
     if (lua_getfield(L, idx, "set") == LUA_TTABLE) {
-        int m = lua_gettop(L);
-        size_t n = 0;
-        lua_pushnil(L);
-        while (lua_next(L, m)) {
-            n++;
-            lua_pop(L, 1);
-        }
-        resp_add_set(out, n, resp);
-        lua_pushnil(L);
-        while (lua_next(L, m)) {
-            to_resp(L, -2, out, resp, depth + 1);
-            lua_pop(L, 1);
-        }
-        lua_settop(L, m - 1);
+        keyed_to_resp(L, out, resp, depth, false);
         return;
     }
     lua_pop(L, 1);
