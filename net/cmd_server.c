@@ -12,6 +12,16 @@
  * it as redis_version/version so clients enable the matching features. */
 #define REDIS_COMPAT_VERSION "7.0.0"
 
+/* INFO server says which sanitizer the binary was built with (tests that measure
+ * memory need to know: AddressSanitizer keeps freed memory in quarantine). */
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZER "address"
+#elif defined(__SANITIZE_THREAD__)
+#define SANITIZER "thread"
+#else
+#define SANITIZER "none"
+#endif
+
 static void ping_cmd(struct cmd_ctx *x)
 {
     if (x->argc > 2)
@@ -229,11 +239,12 @@ static void info_cmd(struct cmd_ctx *x)
                        "# Server\r\nredis_version:%s\r\neddy_version:%s\r\nredis_mode:%s\r\n"
                        "os:Linux\r\narch_bits:64\r\nmultiplexing_api:libev\r\nprocess_id:%d\r\n"
                        "tcp_port:%d\r\nuptime_in_seconds:%lld\r\nuptime_in_days:%lld\r\n"
-                       "hz:%d\r\nio_threads_active:%d\r\nexecutable:eddyd\r\nconfig_file:%s\r\n\r\n",
+                       "hz:%d\r\nio_threads_active:%d\r\nexecutable:eddyd\r\nconfig_file:%s\r\n"
+                       "sanitizer:%s\r\n\r\n",
                        REDIS_COMPAT_VERSION, EDDY_VERSION,
                        s->cluster != NULL ? "cluster" : "standalone", (int)getpid(), s->cfg->port,
                        (long long)up, (long long)up / 86400, s->cfg->hz, s->nworkers,
-                       s->cfg->config_file);
+                       s->cfg->config_file, SANITIZER);
     if (want(x, "clients", true))
         cm_buf_appendf(&b, "# Clients\r\nconnected_clients:%ld\r\nmaxclients:%lld\r\n\r\n",
                        atomic_load(&s->nclients), s->cfg->maxclients);
