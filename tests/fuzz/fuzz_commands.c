@@ -21,28 +21,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* EDDY_FUZZ_IGNORE_KNOWN=1 lets a run go past the bugs already reported (see
- * tests/fuzz/README.md): invalid-RESP findings of those kinds are not fatal and
- * MAPREDUCE is not sent. Without it every finding stops the run. */
-static bool fz_ignore_known(void)
-{
-    static int v = -1;
-    if (v < 0)
-        v = getenv("EDDY_FUZZ_IGNORE_KNOWN") != NULL && *getenv("EDDY_FUZZ_IGNORE_KNOWN") == '1';
-    return v == 1;
-}
-
-static bool fz_known_bad_reply(const char *why)
-{
-    static const char *known[] = {"bad double value", "bytes after the whole reply",
-                                  "bad bulk string terminator", "bad verbatim string",
-                                  "nesting too deep", NULL};
-    for (int i = 0; fz_ignore_known() && known[i] != NULL; i++)
-        if (strstr(why, known[i]) != NULL)
-            return true;
-    return false;
-}
-
 static struct th *hook;
 static bool funcs_dirty = true;
 
