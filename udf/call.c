@@ -257,6 +257,7 @@ static void end_attempt(struct udf_call *c)
     eng_txn_free(c->txn);
     c->txn = NULL;
     c->started = false;
+    c->commit_conflict = false;
 }
 
 /* Begins an attempt; returns the number of arguments pushed on the coroutine, or -1
@@ -419,6 +420,11 @@ int udf_call_run(struct udf_call *c)
         vm->current = NULL;
         if (st == LUA_YIELD)
             return UDF_YIELD;
+        if (st != LUA_OK && c->commit_conflict && !c->killing && atomic_load(&c->kill) == 0 &&
+            c->attempts < vm->u->limits.max_retries) {
+            end_attempt(c); /* eddy.commit conflicted: run it again on a fresh snapshot */
+            continue;
+        }
         if (st != LUA_OK || c->killing || atomic_load(&c->kill) != 0) {
             /* Also a kill that the script swallowed (in a coroutine it created, say)
              * before it returned: the call still fails and applies nothing. */

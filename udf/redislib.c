@@ -597,8 +597,10 @@ static int udflib_commit(lua_State *L)
     struct cm_err err = {0};
     size_t writes = eng_txn_write_count(c->txn);
     int rc = eng_txn_checkpoint(c->txn, &err);
-    if (rc == CM_ECONFLICT)
+    if (rc == CM_ECONFLICT) {
+        c->commit_conflict = true; /* the call ends with this error: udf_call_run retries */
         return luaL_error(L, "eddy.commit: conflict with a concurrent write");
+    }
     if (rc != 0)
         return luaL_error(L, "eddy.commit: %s", err.msg);
     if (writes > 0)
@@ -618,9 +620,6 @@ static int udflib_slot(lua_State *L)
  * node in (slot, key) order, reading the call's snapshot. */
 struct scan_state {
     struct eng_iter *it;
-    unsigned slot, slot_hi;
-    size_t plen;
-    char prefix[];
 };
 
 static int udflib_scan_next(lua_State *L)
@@ -635,43 +634,12 @@ static int udflib_scan_next(lua_State *L)
     size_t klen;
     struct eng_item item;
     struct cm_err err = {0};
-    for (;;) {
-        int rc = eng_iter_next(s->it, cm_now_ms(), &key, &klen, &item, &err);
-        if (rc < 0)
-            return luaL_error(L, "eddy.scan: %s", err.msg);
-        if (rc == 0) {
-            lua_pushnil(L);
-            return 1;
-        }
-        if (s->plen == 0)
-            break;
-        /* Keys of a slot are sorted, and we seek to the prefix within each slot. */
-        size_t pl;
-        const char *pos = eng_iter_pos(s->it, &pl);
-        unsigned slot = (unsigned)((uint8_t)pos[0] << 8 | (uint8_t)pos[1]);
-        size_t cmp_n = klen < s->plen ? klen : s->plen;
-        int cmp = memcmp(key, s->prefix, cmp_n);
-        bool matches = klen >= s->plen && cmp == 0;
-        bool before = cmp < 0 || (cmp == 0 && klen < s->plen);
-        if (slot != s->slot) {
-            s->slot = slot; /* the iterator crossed into a later slot */
-            if (matches)
-                break;
-        } else if (matches) {
-            break;
-        } else if (!before) {
-            slot++; /* past the prefix in this slot: the next slot */
-        }
-        if (slot > s->slot_hi) {
-            lua_pushnil(L);
-            return 1;
-        }
-        s->slot = slot;
-        char seek[2 + 512];
-        seek[0] = (char)(slot >> 8);
-        seek[1] = (char)(slot & 0xff);
-        memcpy(seek + 2, s->prefix, s->plen);
-        eng_iter_seek(s->it, seek, s->plen + 2);
+    int rc = eng_iter_next(s->it, cm_now_ms(), &key, &klen, &item, &err);
+    if (rc < 0)
+        return luaL_error(L, "eddy.scan: %s", err.msg);
+    if (rc == 0) {
+        lua_pushnil(L);
+        return 1;
     }
     lua_pushlstring(L, key, klen);
     lua_pushlstring(L, item.data, item.len);
@@ -712,29 +680,20 @@ static int udflib_scan(lua_State *L)
         if (cl != NULL && cl > o + 1) /* a complete hash tag: one slot */
             lo = hi = cm_key_slot(prefix, plen);
     }
-    struct scan_state *s = lua_newuserdatauv(L, sizeof(*s) + plen, 0);
+    struct scan_state *s = lua_newuserdatauv(L, sizeof(*s), 0);
     s->it = NULL;
-    s->slot = (unsigned)lo;
-    s->slot_hi = (unsigned)hi;
-    s->plen = plen;
-    if (plen)
-        memcpy(s->prefix, prefix, plen);
     /* Owned by the call: closed when it ends, whatever the script does. */
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->iters_ref);
     lua_pushvalue(L, -2);
     lua_pushboolean(L, 1);
     lua_rawset(L, -3);
     lua_pop(L, 1);
-    s->it = eng_iter_new(c->vm->u->eng, c->txn, 0, (unsigned)lo, (unsigned)hi, NULL, 0);
-    if (s->it == NULL)
+    /* Function scans fill the block cache: a map runs again (every epoch of a training
+     * run), and its blocks should then be read without decompressing them again. */
+    s->it = eng_iter_new(c->vm->u->eng, c->txn, ENG_ITER_FILL_CACHE, (unsigned)lo, (unsigned)hi,
+                         NULL, 0);
+    if (s->it == NULL || eng_iter_set_prefix(s->it, prefix, plen) != 0)
         return luaL_error(L, "eddy.scan: out of memory");
-    if (plen > 0) {
-        char seek[2 + 512];
-        seek[0] = (char)(lo >> 8);
-        seek[1] = (char)(lo & 0xff);
-        memcpy(seek + 2, prefix, plen);
-        eng_iter_seek(s->it, seek, plen + 2);
-    }
     lua_pushcclosure(L, udflib_scan_next, 1);
     return 1;
 }

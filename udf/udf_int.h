@@ -94,6 +94,7 @@ struct udf_call {
     bool killing;         /* the hook raises on every instruction from now on */
     bool inner_preempt;   /* the hook yielded a coroutine the script created */
     bool done, wrote, ok;
+    bool commit_conflict; /* eddy.commit failed with a conflict in this attempt */
     struct cm_buf reply;
     struct udf_part part;       /* UDF_MAP */
     int npartials;              /* UDF_REDUCE */
