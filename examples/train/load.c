@@ -272,12 +272,12 @@ int tr_clear(const struct tr_opts *o)
     if (tr_conn_open(&c, o) != 0)
         return 1;
     long long r = clear_pattern(&c, "r:{*}");
-    long long f = r < 0 ? -1 : clear_pattern(&c, "f:{*}");
+    long long f = r < 0 ? -1 : clear_pattern(&c, "fb:*");
     long long t = f < 0 ? -1 : clear_pattern(&c, "train:*");
     long long u = t < 0 ? -1 : clear_pattern(&c, "_train:*");
     t = u < 0 ? -1 : t + u;
     if (t >= 0)
-        printf("cleared %lld reviews, %lld feature keys, %lld model keys\n", r, f, t);
+        printf("cleared %lld reviews, %lld feature blocks, %lld model keys\n", r, f, t);
     tr_conn_close(&c);
     return t < 0 ? 1 : 0;
 }

@@ -1,7 +1,7 @@
 /* run.c - featurization and training. Store mode ships code to data: each epoch is one
  * MAPREDUCE train_grad train_step (train.lua), so only the command and a few numbers
  * cross the link. Client mode ships data to code: each epoch pulls every feature
- * vector with SCAN + MGET (pipelined) and computes the same gradient here (model.c).
+ * block with SCAN + MGET (pipelined) and computes the same gradient here (model.c).
  * Both start from zero weights, see the same records and take the same steps; per
  * epoch they report time, the bytes the client sent and received (counted from the
  * RESP frames) and the server's INFO byte counters, loss and accuracy. */
@@ -234,20 +234,22 @@ int tr_featurize(const struct tr_opts *o)
     if (need_meta(&c, &m) != 0 || load_lib(&c, o) != 0 || limits_raise(&c, &lim) != 0)
         goto out;
     int bits = o->bits ? o->bits : 18;
-    char D[32], K[8];
+    char D[32], K[8], B[16];
     snprintf(D, sizeof(D), "%lld", 1LL << bits);
     snprintf(K, sizeof(K), "%d", m.classes);
-    printf("featurize: MAPREDUCE train_featurize @sum %s %s (hashing trick, D = 2^%d, "
-           "unigrams + bigrams + bias; %s)\n", D, K, bits, m.source);
+    snprintf(B, sizeof(B), "%d", o->block);
+    printf("featurize: MAPREDUCE train_featurize @sum %s %s %s (hashing trick, D = 2^%d, "
+           "unigrams + bigrams + bias, blocks of <= %s reviews; %s)\n", D, K, B, bits, B,
+           m.source);
     struct netstat n0, n1;
     size_t req, rep;
     netstat_get(&c, &n0, &req, &rep);
     unsigned long long s0 = c.sent, r0 = c.recv;
     double t0 = tr_now();
-    const char *argv[] = {"MAPREDUCE", "train_featurize", "@sum", D, K};
-    struct eddy_reply *r = tr_cmd(&c, 5, argv, NULL);
+    const char *argv[] = {"MAPREDUCE", "train_featurize", "@sum", D, K, B};
+    struct eddy_reply *r = tr_cmd(&c, 6, argv, NULL);
     double el = tr_now() - t0;
-    if (r == NULL || r->type != EDDY_REPLY_ARRAY || r->elements != 4) {
+    if (r == NULL || r->type != EDDY_REPLY_ARRAY || r->elements != 5) {
         tr_report(&c, "MAPREDUCE train_featurize", r);
         eddy_reply_free(r);
         goto out;
@@ -255,11 +257,13 @@ int tr_featurize(const struct tr_opts *o)
     netstat_get(&c, &n1, &req, &rep);
     long long n = int_of(r->element[0]), w = int_of(r->element[1]);
     long long skip = int_of(r->element[2]), nnz = int_of(r->element[3]);
+    long long blocks = int_of(r->element[4]);
     eddy_reply_free(r);
     char a[32], b[32], x[32], y[32];
     printf("featurized %lld of %lld reviews (%lld skipped: bad label or key) in %.2f s, "
-           "%.1f features each;\nclient sent %s, received %s; server in %s, out %s\n",
-           w, n, skip, el, w ? (double)nnz / (double)w : 0, tr_bytes(c.sent - s0, a, 32),
+           "%.1f features each, %lld blocks;\nclient sent %s, received %s; server in %s, "
+           "out %s\n",
+           w, n, skip, el, w ? (double)nnz / (double)w : 0, blocks, tr_bytes(c.sent - s0, a, 32),
            tr_bytes(c.recv - r0, b, 32), tr_bytes(n1.in - n0.in - req, x, 32),
            tr_bytes(n1.out - n0.out - rep, y, 32));
     m.D = 1LL << bits;
@@ -328,16 +332,15 @@ static int process_values(struct run *R, struct tr_model *m, const struct eddy_r
 {
     for (size_t i = 0; i < vals->elements; i++) {
         const struct eddy_reply *v = vals->element[i];
-        struct tr_record rec;
+        struct tr_block b;
         if (v->type == EDDY_REPLY_NIL)
             continue; /* deleted between SCAN and MGET */
-        if (v->type != EDDY_REPLY_STRING || tr_record_parse(v->str, v->len, m->dim, &rec) != 0 ||
-            rec.y >= (m->K == 1 ? 2 : m->K)) {
-            fprintf(stderr, "eddy-train: a feature value is malformed (featurize again with "
+        if (v->type != EDDY_REPLY_STRING || tr_block_parse(v->str, v->len, m->dim, &b) != 0 ||
+            tr_model_add(m, &b) != 0) {
+            fprintf(stderr, "eddy-train: a feature block is malformed (featurize again with "
                             "the same D)\n");
             return -1;
         }
-        tr_model_add(m, &rec);
     }
     return 0;
 }
@@ -362,7 +365,7 @@ static int append_mget(struct run *R, const struct eddy_reply *keys)
     return rc;
 }
 
-/* One pass of the client mode over every feature key: SCAN for the next keys and MGET
+/* One pass of the client mode over every feature block: SCAN for the next keys and MGET
  * of the previous ones travel in the same round trip. */
 static int client_pass(struct run *R, struct tr_model *m)
 {
@@ -374,7 +377,7 @@ static int client_pass(struct run *R, struct tr_model *m)
     tr_model_begin(m);
     while (rc == 0 && (!done || pending != NULL)) {
         if (!done) {
-            const char *argv[] = {"SCAN", cursor, "MATCH", "f:{*}", "COUNT", count};
+            const char *argv[] = {"SCAN", cursor, "MATCH", "fb:*", "COUNT", count};
             rc = tr_append(R->c, 6, argv, NULL);
         }
         if (rc == 0 && pending != NULL)
@@ -680,7 +683,7 @@ int tr_train(const struct tr_opts *o)
            "l2 %g, momentum %g\n",
            R.meta.classes == 2 ? "logistic" : "softmax", R.meta.classes, R.meta.D,
            R.meta.reviews, R.meta.source, o->epochs, o->lr, o->l2, o->momentum);
-    printf("store = MAPREDUCE next to the data; client = SCAN+MGET of every feature vector, "
+    printf("store = MAPREDUCE next to the data; client = SCAN+MGET of every feature block, "
            "gradient in the client\n");
     printf("loss and accuracies of each epoch are those of the weights it started with\n\n");
     print_header();
