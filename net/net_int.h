@@ -145,7 +145,24 @@ struct worker {
     struct loop_async *resume; /* run a slice of the preempted calls */
     struct wcall *calls;       /* preempted calls */
     struct task *tasks, **tasks_tail; /* posted work (inbox_lock) */
+    struct bus_call *bus;      /* node-to-node calls in flight (bus.c) */
 };
+
+/* ---- Node-to-node calls (bus.c) --------------------------------------------------------------
+ * Asynchronous, on the calling worker's loop: bus_call connects to host:port without
+ * blocking, sends AUTH password (when not NULL or "") and the command, and later calls
+ * fn(w, ud, reply, NULL) with the reply (owned by fn; it may be an error reply) or
+ * fn(w, ud, NULL, "host:port: why") when the connection fails. Returns 0 (fn will be
+ * called exactly once, unless the worker shuts down first) or an error with err set
+ * (fn is not called). */
+struct bus_call;
+typedef void (*bus_reply_fn)(struct worker *w, void *ud, struct resp_value *reply,
+                             const char *error);
+int bus_call(struct worker *w, const char *host, int port, const char *password, int argc,
+             const char *const *argv, const size_t *argvlen, bus_reply_fn fn, void *ud,
+             struct cm_err *err);
+/* Drops the calls in flight without calling back (worker teardown). */
+void bus_close_all(struct worker *w);
 
 /* Requests shutdown from any thread (SHUTDOWN, signals). */
 void server_shutdown(struct server *s, int exit_code);

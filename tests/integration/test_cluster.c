@@ -288,6 +288,77 @@ static void t_functions(void)
     stop_nodes(&t);
 }
 
+/* MAPREDUCE fans out: every node runs the map on its own keys, the node the client
+ * called reduces everything; a failing or missing node gives a clear error. */
+static void t_mapreduce(void)
+{
+    struct three t;
+    char key[64];
+    start_nodes(&t);
+    push_map(&t, "1", false);
+    const char *lib =
+        "#!lua name=mr\n"
+        "redis.register_function{function_name='mr_count', flags={'no-writes'}, callback="
+        "function(keys, args, part)\n"
+        "  local n, s = 0, 0\n"
+        "  for k, v in eddy.scan{prefix='mr:'} do\n"
+        "    if v == 'boom' then error('boom on ' .. k) end\n"
+        "    n, s = n + 1, s + tonumber(v)\n"
+        "  end\n"
+        "  return {n, s}\n"
+        "end}\n"
+        "redis.register_function('mr_total', function(keys, args, partials)\n"
+        "  local n, s = 0, 0\n"
+        "  for i = 1, partials.n do n, s = n + partials[i][1], s + partials[i][2] end\n"
+        "  return {n, s, partials.n}\n"
+        "end)\n";
+    EXPECT_BULK("mr", t.c[0], "FUNCTION", "LOAD", lib);
+    long long want = 0;
+    for (int i = 0; i < NNODES; i++)
+        for (int k = 0; k < 20; k++) {
+            char prefix[16];
+            snprintf(prefix, sizeof(prefix), "mr:%d:%d:", i, k);
+            key_on(t.c[i], i, prefix, key, sizeof(key));
+            char v[16];
+            snprintf(v, sizeof(v), "%d", 100 * i + k);
+            want += 100 * i + k;
+            EXPECT_OK(t.c[i], "SET", key, v);
+        }
+    /* @partials: only this node's partitions, serialized (what the others send). */
+    long long parts = 0;
+    for (int i = 0; i < NNODES; i++) {
+        struct eddy_reply *r = CMD(t.c[i], "MAPREDUCE", "mr_count", "@partials");
+        CHECK(r->type == EDDY_REPLY_ARRAY && r->elements >= 1);
+        parts += (long long)r->elements;
+        eddy_reply_free(r);
+    }
+    /* The same answer from every node: 60 keys, their sum, every node's partitions. */
+    for (int i = 0; i < NNODES; i++) {
+        struct eddy_reply *r = CMD(t.c[i], "MAPREDUCE", "mr_count", "mr_total");
+        CHECK(r->type == EDDY_REPLY_ARRAY && r->elements == 3);
+        CHECK_EQ_INT(r->element[0]->integer, 60);
+        CHECK_EQ_INT(r->element[1]->integer, want);
+        CHECK_EQ_INT(r->element[2]->integer, parts);
+        eddy_reply_free(r);
+        r = CMD(t.c[i], "MAPREDUCE", "mr_count", "@sum");
+        CHECK(r->type == EDDY_REPLY_ARRAY && r->elements == 2);
+        CHECK_EQ_INT(r->element[0]->integer, 60);
+        CHECK_EQ_INT(r->element[1]->integer, want);
+        eddy_reply_free(r);
+    }
+    /* A map failing on another node: the whole job fails and says where. */
+    key_on(t.c[2], 2, "mr:boom", key, sizeof(key));
+    EXPECT_OK(t.c[2], "SET", key, "boom");
+    EXPECT_ERR_PREFIX("ERR map on another node failed: ERR map partition", t.c[0], "MAPREDUCE",
+                      "mr_count", "mr_total");
+    EXPECT_INT(1, t.c[2], "DEL", key);
+    /* A node that is down. */
+    h_server_stop(t.s[2]);
+    EXPECT_ERR_PREFIX("ERR map on node 127.0.0.1:", t.c[0], "MAPREDUCE", "mr_count", "mr_total");
+    EXPECT_ALIVE(t.s[0]->port);
+    stop_nodes(&t);
+}
+
 static void t_epochs_restart(void)
 {
     struct three t;
@@ -410,6 +481,7 @@ void suite_cluster(void)
     h_run("cluster_formats", t_formats, H_OWN, 30);
     h_run("cluster_routing", t_routing, H_OWN, 30);
     h_run("cluster_functions", t_functions, H_OWN, 30);
+    h_run("cluster_mapreduce", t_mapreduce, H_OWN, 30);
     h_run("cluster_epochs_restart", t_epochs_restart, H_OWN, 30);
     h_run("cluster_keys_in_slot", t_keys_in_slot, H_OWN, 30);
     h_run("cluster_libeddy_routing", t_libeddy_cluster, H_OWN, 30);
