@@ -14,6 +14,7 @@
 #include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -143,13 +144,13 @@ static void on_io(void *ud, int events)
     }
 }
 
-int bus_call(struct worker *w, const char *host, int port, const char *password, int argc,
-             const char *const *argv, const size_t *argvlen, bus_reply_fn fn, void *ud,
-             struct cm_err *err)
+/* A new call to host:port, with the AUTH command queued if there is a password. */
+static struct bus_call *call_new(struct worker *w, const char *host, int port,
+                                 const char *password, bus_reply_fn fn, void *ud)
 {
     struct bus_call *b = cm_calloc(1, sizeof(*b));
     if (b == NULL)
-        return cm_err_set(err, CM_ENOMEM, "out of memory");
+        return NULL;
     b->w = w;
     b->fd = -1;
     b->fn = fn;
@@ -159,19 +160,68 @@ int bus_call(struct worker *w, const char *host, int port, const char *password,
     resp_reader_init(&b->rd);
     b->rd.max_bulk = LLONG_MAX; /* partial results of any size */
     b->replies = 1;
-    int rc = 0;
     if (password != NULL && password[0] != '\0') {
         const char *av[] = {"AUTH", password};
         const size_t al[] = {4, strlen(password)};
-        rc = resp_add_command(&b->out, 2, av, al);
         b->replies = 2;
+        if (resp_add_command(&b->out, 2, av, al) != 0) {
+            call_free(b);
+            return NULL;
+        }
     }
-    if (rc == 0)
-        rc = resp_add_command(&b->out, argc, argv, argvlen);
-    if (rc != 0) {
-        call_free(b);
+    return b;
+}
+
+static int call_start(struct bus_call *b, const char *host, int port, struct cm_err *err);
+
+int bus_call(struct worker *w, const char *host, int port, const char *password, int argc,
+             const char *const *argv, const size_t *argvlen, bus_reply_fn fn, void *ud,
+             struct cm_err *err)
+{
+    struct bus_call *b = call_new(w, host, port, password, fn, ud);
+    if (b == NULL || resp_add_command(&b->out, argc, argv, argvlen) != 0) {
+        if (b != NULL)
+            call_free(b);
         return cm_err_set(err, CM_ENOMEM, "out of memory");
     }
+    return call_start(b, host, port, err);
+}
+
+int bus_call_raw(struct worker *w, const char *addr, const char *password, const char *cmd,
+                 size_t len, bus_reply_fn fn, void *ud, struct bus_call **handle,
+                 struct cm_err *err)
+{
+    char host[300];
+    const char *colon = strrchr(addr, ':');
+    if (colon == NULL || colon == addr || (size_t)(colon - addr) >= sizeof(host))
+        return cm_err_set(err, CM_EINVAL, "bad node address '%s'", addr);
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = '\0';
+    int port = atoi(colon + 1);
+    struct bus_call *b = call_new(w, host, port, password, fn, ud);
+    if (b == NULL || cm_buf_append(&b->out, cmd, len) != 0) {
+        if (b != NULL)
+            call_free(b);
+        return cm_err_set(err, CM_ENOMEM, "out of memory");
+    }
+    int rc = call_start(b, host, port, err);
+    if (rc == 0 && handle != NULL)
+        *handle = b;
+    return rc;
+}
+
+void bus_cancel(struct worker *w, struct bus_call *b)
+{
+    call_unlink(b);
+    call_free(b);
+}
+
+/* Connects (without waiting) and puts the call on the worker's loop; frees it on
+ * failure. */
+static int call_start(struct bus_call *b, const char *host, int port, struct cm_err *err)
+{
+    struct worker *w = b->w;
+    int rc = 0;
     /* Hosts in the slot map are addresses, so this does not wait on DNS. */
     struct addrinfo hints = {0}, *res = NULL;
     char portstr[16];

@@ -64,7 +64,8 @@ bool net_cluster_route(struct conn *c, const struct cmd_def *d, size_t argc, con
     if (cl == NULL || !key_range(d, argc, argv, argvlen, &first, &last, &step))
         return true;
     unsigned slot = cm_key_slot(argv[first], argvlen[first]);
-    for (size_t i = first + step; i <= last; i += step)
+    /* A function may touch keys of any slot (the others through their owners). */
+    for (size_t i = first + step; i <= last && !(d->flags & CMD_ANYSLOT); i += step)
         if (cm_key_slot(argv[i], argvlen[i]) != slot) {
             resp_add_error(&c->out, "CROSSSLOT Keys in request don't hash to the same slot");
             return false;
@@ -83,7 +84,8 @@ int net_cluster_script_check(const struct cmd_def *d, size_t argc, const char **
     size_t first, last, step;
     if (cl == NULL || !key_range(d, argc, argv, argvlen, &first, &last, &step))
         return 0;
-    char msg[CLU_HOST_LEN + 64];
+    char msg[CLU_HOST_LEN + 64], remote[CLU_HOST_LEN + 16] = "";
+    size_t mark = out->len;
     for (size_t i = first; i <= last; i += step) {
         unsigned slot = cm_key_slot(argv[i], argvlen[i]);
         int r = clu_route(cl, slot, msg, sizeof(msg));
@@ -91,15 +93,22 @@ int net_cluster_script_check(const struct cmd_def *d, size_t argc, const char **
             resp_add_error(out, msg);
             return -1;
         }
-        if (r == CLU_MOVED) {
-            resp_add_errorf(out,
-                            "ERR key '%.*s' belongs to slot %u on another node (remote access "
-                            "comes with a later version)",
-                            (int)(argvlen[i] > 128 ? 128 : argvlen[i]), argv[i], slot);
+        /* msg is "MOVED <slot> <host:port>": the owner's address. */
+        const char *addr = r == CLU_MOVED ? strrchr(msg, ' ') : NULL;
+        addr = addr != NULL ? addr + 1 : "";
+        if (i == first && r == CLU_MOVED)
+            snprintf(remote, sizeof(remote), "%u %s", slot, addr);
+        else if ((r == CLU_MOVED) != (remote[0] != '\0') ||
+                 (r == CLU_MOVED && strcmp(addr, strchr(remote, ' ') + 1) != 0)) {
+            resp_add_error(out, "ERR the keys of one command in a function must all be on one node");
             return -1;
         }
     }
-    return 0;
+    if (remote[0] == '\0')
+        return 0;
+    out->len = mark;
+    cm_buf_append(out, remote, strlen(remote));
+    return 1;
 }
 
 /* ---- CLUSTER subcommands ----------------------------------------------------------------- */
@@ -386,6 +395,10 @@ void net_cluster_cmd(struct cmd_ctx *x)
         cluster_getmap(x, m);
     } else if (arg_is(x, 1, "FUNCTION") && x->argc >= 3) {
         cluster_function(x);
+    } else if (arg_is(x, 1, "REMOTESTATS") &&
+               (x->argc == 2 || (x->argc == 3 && arg_is(x, 2, "RESET")))) {
+        if (udf_access_stats(x->srv->udf, x->out, x->argc == 3) != 0)
+            reply_err(x, "OOM out of memory");
     } else {
         reply_errf(x, "ERR unknown subcommand or wrong number of arguments for '%.*s'. Try "
                       "CLUSTER HELP.",

@@ -86,6 +86,7 @@ struct wcall {
     void (*done)(struct worker *w, struct wcall *wc);
     struct wcall *next, *prev;
     bool linked;
+    struct bus_call *bus;    /* the call waits for a key of another node (bus.c) */
 };
 
 /* Work posted to a worker from another thread, run on the worker's thread. */
@@ -161,6 +162,13 @@ typedef void (*bus_reply_fn)(struct worker *w, void *ud, struct resp_value *repl
 int bus_call(struct worker *w, const char *host, int port, const char *password, int argc,
              const char *const *argv, const size_t *argvlen, bus_reply_fn fn, void *ud,
              struct cm_err *err);
+/* The same with the command already RESP-encoded (cmd, len) and the node as "host:port";
+ * *handle (if not NULL) names the call for bus_cancel until fn runs. */
+int bus_call_raw(struct worker *w, const char *addr, const char *password, const char *cmd,
+                 size_t len, bus_reply_fn fn, void *ud, struct bus_call **handle,
+                 struct cm_err *err);
+/* Ends a call in flight without calling back (its owner went away). */
+void bus_cancel(struct worker *w, struct bus_call *b);
 /* Drops the calls in flight without calling back (worker teardown). */
 void bus_close_all(struct worker *w);
 
@@ -240,7 +248,8 @@ enum {
     CMD_ADMIN = 8,
     CMD_FAST = 16,
     CMD_LOADING = 32,
-    CMD_NOSCRIPT = 64  /* not allowed from redis.call */
+    CMD_NOSCRIPT = 64, /* not allowed from redis.call */
+    CMD_ANYSLOT = 128  /* cluster: keys may be in any slots, routed by the first (calls) */
 };
 
 struct cmd_ctx;
@@ -317,8 +326,9 @@ void net_cluster_cmd(struct cmd_ctx *x);
  * CROSSSLOT, MOVED or CLUSTERDOWN reply to c->out. Always true without cluster mode. */
 bool net_cluster_route(struct conn *c, const struct cmd_def *d, size_t argc, const char **argv,
                        const size_t *argvlen);
-/* For a command run by a function: 0 if all its keys are in slots of this node, else
- * -1 after appending the error reply to out. */
+/* For a command run by a function: 0 if all its keys are in slots of this node; 1 if
+ * they are all on one other node, then "<first key's slot> <host>:<port>" is appended
+ * to out (plain text); else -1 after appending the error reply to out. */
 int net_cluster_script_check(const struct cmd_def *d, size_t argc, const char **argv,
                              const size_t *argvlen, struct cm_buf *out);
 /* True for the FUNCTION subcommands that every node applies (LOAD DELETE FLUSH RESTORE)
