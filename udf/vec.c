@@ -410,6 +410,25 @@ static int udflib_vec_norm2(lua_State *L)
     return 1;
 }
 
+/* v:nonzeros() -> idx, vals: the elements that are not 0 (NaN included) as a sparse
+ * pair, so a vector that is mostly zeros travels and adds up in proportion to its
+ * non-zeros (a partition's gradient, say). */
+static int udflib_vec_nonzeros(lua_State *L)
+{
+    const struct udf_vec *v = udf__checkvec(L, 1);
+    size_t n = 0;
+    for (size_t k = 0; k < v->n; k++)
+        n += v->v[k] != 0;
+    struct udf_vec *idx = udf__pushvec(L, n);
+    struct udf_vec *vals = udf__pushvec(L, n);
+    for (size_t k = 0, j = 0; k < v->n; k++)
+        if (v->v[k] != 0) {
+            idx->v[j] = (double)(k + 1);
+            vals->v[j++] = v->v[k];
+        }
+    return 2;
+}
+
 /* v:fill(x) -> v */
 static int udflib_vec_fill(lua_State *L)
 {
@@ -813,6 +832,7 @@ static void ensure_meta(lua_State *L)
         {"norm2", udflib_vec_norm2},     {"fill", udflib_vec_fill},
         {"totable", udflib_vec_totable}, {"encode", udflib_vec_encode},
         {"sdot", udflib_vec_sdot},       {"saxpy", udflib_vec_saxpy},
+        {"nonzeros", udflib_vec_nonzeros},
         {NULL, NULL},
     };
     static const luaL_Reg meta[] = {

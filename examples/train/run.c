@@ -233,7 +233,13 @@ int tr_featurize(const struct tr_opts *o)
         return 1;
     if (need_meta(&c, &m) != 0 || load_lib(&c, o) != 0 || limits_raise(&c, &lim) != 0)
         goto out;
-    int bits = o->bits ? o->bits : 18;
+    /* Default D: 16 slots per review, a power of two in 2^12..2^18, so a small data set
+     * does not carry (and in store mode read, add up and write back every epoch) a
+     * model of 2^18 weights that its few thousand distinct features cannot use. */
+    int bits = o->bits;
+    if (bits == 0)
+        for (bits = 12; bits < 18 && (1LL << bits) < 16 * m.reviews; bits++)
+            ;
     char D[32], K[8], B[16];
     snprintf(D, sizeof(D), "%lld", 1LL << bits);
     snprintf(K, sizeof(K), "%d", m.classes);

@@ -31,8 +31,9 @@ Functions (all arguments are strings, as MAPREDUCE passes them):
   MAPREDUCE train_featurize @sum <D> <classes> [block]
       -> {reviews, featurized, skipped, nnz, blocks}; replaces every block of the
          partition's slots (block: rows per block at most, default 1000)
-  MAPREDUCE train_grad @sum <D> <classes>        -> {ntrain, loss, correct, ntest, test loss,
+  MAPREDUCE train_grad train_sum <D> <classes>   -> {ntrain, loss, correct, ntest, test loss,
                                                test correct, G_1, ..., G_K}
+      (a map's own result carries each G_k as its non-zeros: idx, vals vectors)
   MAPREDUCE train_grad train_step <D> <classes> <lr> <l2> <momentum>
       one epoch: train_step sums the partial gradients on the server, applies
         g = G/ntrain + l2 * w;  v = momentum * v + g;  w = w - lr * v
@@ -230,25 +231,31 @@ local function grad(keys, args, part)
         ntr, loss, corr = ntr + a, loss + b, corr + c
         nte, tloss, tcorr = nte + d, tloss + e, tcorr + f
     end
+    -- The gradient travels as its non-zeros: a partition touches few of the D + 1
+    -- weights when it holds few reviews, and the reduce adds pairs, not dense vectors.
     local r = {ntr, loss, corr, nte, tloss, tcorr}
-    for k = 1, K do r[6 + k] = G[k] end
+    for k = 1, K do r[5 + 2 * k], r[6 + 2 * k] = G[k]:nonzeros() end
     return r
 end
 
--- Sum of the partial results, element by element, in partition order.
-local function sum_partials(partials)
-    local acc = nil
+-- Sum of the partial results in partition order: the statistics, and the K gradients
+-- (dense vectors of dim elements) from the partitions' non-zeros.
+local function sum_partials(partials, dim, K)
+    local acc = {0, 0.0, 0, 0, 0.0, 0}
+    for k = 1, K do acc[6 + k] = vec.new(dim) end
     for i = 1, partials.n do
         local p = partials[i]
-        if acc == nil then
-            acc = p
-        else
-            for j = 1, #p do
-                if j <= 6 then acc[j] = acc[j] + p[j] else acc[j]:add(p[j]) end
-            end
-        end
+        for j = 1, 6 do acc[j] = acc[j] + p[j] end
+        for k = 1, K do acc[6 + k]:saxpy(1, p[5 + 2 * k], p[6 + 2 * k]) end
     end
     return acc
+end
+
+-- A reduce that only adds up: {ntrain, loss, correct, ntest, test loss, test correct,
+-- G_1, ..., G_K} with dense gradient sums (what the tests compare with their own).
+local function sum(keys, args, partials)
+    local D, classes, K = shape(args)
+    return sum_partials(partials, D + 1, K)
 end
 
 -- Reduce of an epoch: sum, then one gradient step on train:w; returns statistics only.
@@ -257,7 +264,7 @@ local function step(keys, args, partials)
     local lr = num_arg(args, 3, 'lr', 0)
     local l2 = num_arg(args, 4, 'l2', 0)
     local mu = num_arg(args, 5, 'momentum', 0)
-    local acc = sum_partials(partials)
+    local acc = sum_partials(partials, D + 1, K)
     local ntr = acc[1]
     local gnorm2 = 0.0
     if ntr > 0 and lr ~= 0 then
@@ -292,4 +299,5 @@ end
 redis.register_function('train_featurize', featurize)
 redis.register_function{function_name = 'train_grad', callback = grad, flags = {'no-writes'}}
 redis.register_function('train_step', step)
+redis.register_function('train_sum', sum)
 redis.register_function('train_reset', reset)

@@ -523,11 +523,11 @@ static bool close_to(double a, double b, double tol)
     return fabs(a - b) <= tol * fmax(1, fmax(fabs(a), fabs(b)));
 }
 
-/* Checks a MAPREDUCE train_grad @sum reply against the reference. */
+/* Checks a MAPREDUCE train_grad train_sum reply against the reference. */
 static void check_grad(const struct eddy_reply *r, const struct ref *R, size_t dim)
 {
     if (r->type != EDDY_REPLY_ARRAY || r->elements != 7)
-        FAILF("MAPREDUCE train_grad @sum: %s", h_describe(r));
+        FAILF("MAPREDUCE train_grad train_sum: %s", h_describe(r));
     CHECK_EQ_INT(num(r->element[0]), R->ntr);
     CHECK_EQ_INT(num(r->element[2]), R->corr);
     CHECK_EQ_INT(num(r->element[3]), R->nte);
@@ -557,7 +557,7 @@ static void t_grad_vs_client(void)
     eddy_ctx *c = h_connect_port(s->port);
     free(TRAIN(s->port, "load-synth", "--reviews", "600", "--seed", "3"));
     free(TRAIN(s->port, "featurize", "--bits", "10"));
-    /* Two store epochs give non-trivial weights; then one gradient with @sum. */
+    /* Two store epochs give non-trivial weights; then one gradient with train_sum. */
     free(TRAIN(s->port, "train", "--mode", "store", "--epochs", "2"));
     size_t dim;
     int k;
@@ -568,7 +568,7 @@ static void t_grad_vs_client(void)
     ref_compute(c, w, dim, &R);
     CHECK_EQ_INT(R.ntr + R.nte, 600);
     CHECK(R.nte > 60 && R.nte < 200);
-    struct eddy_reply *r = CMD(c, "MAPREDUCE", "train_grad", "@sum", "1024", "2");
+    struct eddy_reply *r = CMD(c, "MAPREDUCE", "train_grad", "train_sum", "1024", "2");
     check_grad(r, &R, dim);
     eddy_reply_free(r);
     r = CMD(c, "MAPREDUCE", "train_grad", "train_step", "1024", "2", "0", "0", "0");
@@ -809,7 +809,7 @@ static void t_concurrent_writes(void)
     free(TRAIN(s->port, "featurize", "--bits", "12"));
     free(TRAIN(s->port, "train", "--mode", "store", "--epochs", "1"));
     load_test_lib(c);
-    struct eddy_reply *ref = CMD(c, "MAPREDUCE", "train_grad", "@sum", "4096", "2");
+    struct eddy_reply *ref = CMD(c, "MAPREDUCE", "train_grad", "train_sum", "4096", "2");
     CHECK(ref->type == EDDY_REPLY_ARRAY && ref->elements == 7);
     struct eddy_reply *cref = CMD(c, "MAPREDUCE", "trtest_count", "@sum");
     CHECK(cref->type == EDDY_REPLY_ARRAY && num(cref->element[0]) == 4000);
@@ -821,7 +821,7 @@ static void t_concurrent_writes(void)
     }
     h_sleep_ms(200);
     for (int round = 0; round < 3; round++) {
-        struct eddy_reply *r = CMD(c, "MAPREDUCE", "train_grad", "@sum", "4096", "2");
+        struct eddy_reply *r = CMD(c, "MAPREDUCE", "train_grad", "train_sum", "4096", "2");
         CHECK(r->type == EDDY_REPLY_ARRAY && r->elements == 7);
         for (int j = 0; j < 6; j++)
             CHECK(num(r->element[j]) == num(ref->element[j]));

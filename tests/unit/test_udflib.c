@@ -629,6 +629,20 @@ TEST(vec_csr)
     lua_close(L);
 }
 
+TEST(vec_nonzeros)
+{
+    lua_State *L = new_state(NULL);
+    CHECK_LUA_STR(L, "(function() local i, v = vec.from{0, 2.5, 0, -1, 0/0, 0}:nonzeros()\n"
+                     "return tostring(i) .. v[1] .. ' ' .. v[2] .. ' ' .. tostring(v[3] ~= v[3]) end)()",
+                  "vec(3)[2, 4, 5]2.5 -1.0 true"); /* NaN counts as non-zero */
+    CHECK_LUA_STR(L, "(function() local i, v = vec.new(4):nonzeros() return #i .. #v end)()", "00");
+    /* Added back with saxpy, the non-zeros rebuild the vector. */
+    CHECK_LUA_STR(L, "(function() local w = vec.from{0, 3, 0, 0, 7}\n"
+                     "local i, v = w:nonzeros() return tostring(vec.new(5):saxpy(1, i, v) == w) end)()",
+                  "true");
+    lua_close(L);
+}
+
 TEST(vec_csr_errors)
 {
     lua_State *L = new_state(NULL);
@@ -1077,6 +1091,7 @@ int main(void)
     RUN(vec_sparse);
     RUN(vec_csr);
     RUN(vec_csr_errors);
+    RUN(vec_nonzeros);
     RUN(vec_and_patterns_under_memory_cap);
     RUN(patterns_cross_product);
     RUN(patterns_edge_cases);
