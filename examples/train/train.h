@@ -51,10 +51,19 @@ struct tr_opts {
 
 /* ---- A counted connection (conn.c) --------------------------------------------------- */
 
-/* A libeddy handle that counts the RESP bytes it sends and receives. */
+/* A libeddy handle that counts the RESP bytes it sends and receives. Against a cluster
+ * (CLUSTER SLOTS answers) it holds a connection to every node: commands with a key
+ * (GET SET DEL EXISTS MGET: their first key) go to the key's owner, the others to the
+ * current node (tr_use_node), and replies are read back in the order of the commands. */
+#define TR_MAX_NODES 64
 struct tr_conn {
-    eddy_ctx *ctx;
+    eddy_ctx *ctx;          /* the current node */
     unsigned long long sent, recv;
+    int nnodes, cur;        /* 1 and 0 against a single server */
+    eddy_ctx *node[TR_MAX_NODES];
+    short *owner;           /* cluster: node index of each slot, -1 if none */
+    int *fifo;              /* cluster: the node of each reply still to read */
+    size_t fhead, ftail, fcap;
 };
 
 /* Connects (10 s timeout), then waits for replies without a timeout: a map over a
@@ -67,6 +76,12 @@ struct eddy_reply *tr_cmd(struct tr_conn *c, int argc, const char **argv, const 
 /* Pipelining: queue, then read replies in order (counted like tr_cmd). */
 int tr_append(struct tr_conn *c, int argc, const char **argv, const size_t *lens);
 struct eddy_reply *tr_reply(struct tr_conn *c);
+/* Flushes the queued commands of every node. Returns 0 or -1 after printing why. */
+int tr_flush(struct tr_conn *c);
+/* Cluster mode: the number of nodes (1 otherwise) and the node that commands without a
+ * key go to from now on (SCAN, INFO, CONFIG...). */
+int tr_nodes(const struct tr_conn *c);
+void tr_use_node(struct tr_conn *c, int i);
 /* Size of a command / of a reply in RESP2 bytes. */
 size_t tr_cmd_size(int argc, const size_t *lens);
 size_t tr_reply_size(const struct eddy_reply *r);

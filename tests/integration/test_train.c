@@ -598,6 +598,63 @@ static void t_grad_vs_client(void)
     h_server_free(s);
 }
 
+/* The example on a 3-node cluster: the reviews spread over the nodes, MAPREDUCE runs
+ * the maps of every node (each reads the weights from their owner), the client mode
+ * pulls every node's blocks, and both give the losses a single server gives. */
+static void t_cluster(void)
+{
+    enum { N = 3 };
+    struct h_server *s[N];
+    eddy_ctx *c[N];
+    char payload[1024];
+    size_t n = 0;
+    for (int i = 0; i < N; i++) {
+        s[i] = h_server_start("--cluster-enabled", "yes", NULL);
+        c[i] = h_connect_port(s[i]->port);
+        char *id = CMD_TEXT(c[i], "CLUSTER", "MYID");
+        n += (size_t)snprintf(payload + n, sizeof(payload) - n, "node %s 127.0.0.1 %d\n", id,
+                              s[i]->port);
+        free(id);
+    }
+    for (int i = 0; i < N; i++) {
+        char *id = CMD_TEXT(c[i], "CLUSTER", "MYID");
+        n += (size_t)snprintf(payload + n, sizeof(payload) - n, "slots %s %d-%d\n", id,
+                              i * CM_SLOTS / N, (i + 1) * CM_SLOTS / N - 1);
+        free(id);
+    }
+    for (int i = 0; i < N; i++)
+        EXPECT_OK(c[i], "CLUSTER", "SETMAP", "1", payload);
+    char csv[512];
+    csv_path_for(s[0], csv, sizeof(csv));
+    free(TRAIN(s[0]->port, "load-synth", "--reviews", "1500", "--seed", "11"));
+    for (int i = 0; i < N; i++) {
+        long long keys = CMD_INT(c[i], "DBSIZE");
+        CHECK(keys > 300 && keys < 800); /* about a third of the reviews each */
+    }
+    free(TRAIN(s[0]->port, "featurize", "--bits", "12"));
+    free(TRAIN(s[1]->port, "train", "--mode", "both", "--epochs", "3", "--lr", "1", "--csv", csv));
+    double ls[3], lc[3], l1[3];
+    CHECK_EQ_INT(csv_losses(csv, "store", ls, 3), 3);
+    CHECK_EQ_INT(csv_losses(csv, "client", lc, 3), 3);
+    for (int i = 0; i < N; i++) {
+        eddy_free(c[i]);
+        h_server_free(s[i]);
+    }
+    /* The same data and epochs on one server. */
+    struct h_server *one = h_server_start(NULL);
+    csv_path_for(one, csv, sizeof(csv));
+    free(TRAIN(one->port, "load-synth", "--reviews", "1500", "--seed", "11"));
+    free(TRAIN(one->port, "featurize", "--bits", "12"));
+    free(TRAIN(one->port, "train", "--mode", "store", "--epochs", "3", "--lr", "1", "--csv", csv));
+    CHECK_EQ_INT(csv_losses(csv, "store", l1, 3), 3);
+    h_server_free(one);
+    for (int i = 0; i < 3; i++)
+        if (!close_to(ls[i], lc[i], 1e-9) || !close_to(ls[i], l1[i], 1e-9))
+            FAILF("epoch %d: loss %.17g (cluster, store) %.17g (cluster, client) %.17g (one "
+                  "server)", i + 1, ls[i], lc[i], l1[i]);
+    CHECK(ls[2] < ls[0]);
+}
+
 static void t_store_vs_client(void)
 {
     struct h_server *s = h_server_start(NULL);
@@ -852,6 +909,7 @@ void suite_train(void)
 {
     h_run("train_loaders", t_loaders, H_OWN, 60);
     h_run("train_featurize", t_featurize, H_OWN, 60);
+    h_run("train_cluster", t_cluster, H_OWN, 90);
     h_run("train_grad_vs_client", t_grad_vs_client, H_OWN, 60);
     h_run("train_store_vs_client", t_store_vs_client, H_OWN, 120);
     h_run("train_real_accuracy", t_real_accuracy, H_OWN, 120);
