@@ -346,11 +346,39 @@ static void cluster_getmap(struct cmd_ctx *x, const struct clu_map *m)
 static void cluster_function(struct cmd_ctx *x)
 {
     struct cmd_ctx y = *x;
-    y.argv = x->argv + 1;
-    y.argvlen = x->argvlen + 1;
-    y.argc = x->argc - 1;
+    unsigned long long epoch = 0;
+    size_t skip = 1;
+    if (x->argc >= 5 && arg_is(x, 2, "EPOCH")) { /* CLUSTER FUNCTION EPOCH <e> <subcommand...> */
+        long long e;
+        if (cm_str_to_ll(x->argv[3], x->argvlen[3], &e) != 0 || e < 0) {
+            reply_err(x, "ERR bad function epoch");
+            return;
+        }
+        epoch = (unsigned long long)e;
+        skip = 3;
+        if (epoch <= net_cluster_fn_epoch()) {
+            reply_ok(x); /* applied already: this node caught up with a newer state */
+            return;
+        }
+    }
+    /* FUNCTION <subcommand...>: argv[skip] becomes "FUNCTION". */
+    y.argv = x->argv + skip;
+    y.argvlen = x->argvlen + skip;
+    y.argc = x->argc - skip;
+    const char *save = y.argv[0];
+    size_t save_len = y.argvlen[0];
+    if (skip > 1) {
+        x->argv[skip] = "FUNCTION";
+        x->argvlen[skip] = 8;
+    }
     cmd_function_local(&y);
+    if (skip > 1) {
+        x->argv[skip] = save;
+        x->argvlen[skip] = save_len;
+    }
     x->failed = y.failed;
+    if (!y.failed && epoch > 0)
+        net_cluster_fn_epoch_seen(x->srv, epoch);
 }
 
 void net_cluster_cmd(struct cmd_ctx *x)
@@ -395,6 +423,8 @@ void net_cluster_cmd(struct cmd_ctx *x)
         cluster_getmap(x, m);
     } else if (arg_is(x, 1, "FUNCTION") && x->argc >= 3) {
         cluster_function(x);
+    } else if (arg_is(x, 1, "FNEPOCH") && x->argc == 2) {
+        resp_add_int(x->out, (long long)net_cluster_fn_epoch());
     } else if (arg_is(x, 1, "REMOTESTATS") &&
                (x->argc == 2 || (x->argc == 3 && arg_is(x, 2, "RESET")))) {
         if (udf_access_stats(x->srv->udf, x->out, x->argc == 3) != 0)
@@ -419,7 +449,7 @@ void net_cluster_fn_forward(struct cmd_ctx *x, size_t mark)
     struct cluster *cl = x->srv->cluster;
     const struct clu_map *m = clu_map_get(cl);
     int self = clu_map_self(cl, m), applied = 0, failed = 0;
-    size_t argc = x->argc + 1;
+    size_t argc = x->argc + 3;
     const char **argv = cm_malloc(argc * sizeof(*argv));
     size_t *argvlen = cm_malloc(argc * sizeof(*argvlen));
     char first[600] = "";
@@ -428,10 +458,19 @@ void net_cluster_fn_forward(struct cmd_ctx *x, size_t mark)
         failed = 1;
         goto out;
     }
+    /* CLUSTER FUNCTION EPOCH <e> <the FUNCTION command>: e orders the changes. */
+    char ebuf[24];
+    snprintf(ebuf, sizeof(ebuf), "%llu", net_cluster_fn_epoch_next(x->srv));
     argv[0] = "CLUSTER";
     argvlen[0] = 7;
-    memcpy(argv + 1, x->argv, x->argc * sizeof(*argv));
-    memcpy(argvlen + 1, x->argvlen, x->argc * sizeof(*argvlen));
+    argv[1] = "FUNCTION";
+    argvlen[1] = 8;
+    argv[2] = "EPOCH";
+    argvlen[2] = 5;
+    argv[3] = ebuf;
+    argvlen[3] = strlen(ebuf);
+    memcpy(argv + 4, x->argv + 1, (x->argc - 1) * sizeof(*argv));
+    memcpy(argvlen + 4, x->argvlen + 1, (x->argc - 1) * sizeof(*argvlen));
     for (int i = 0; i < m->nnodes; i++) {
         if (i == self)
             continue;
@@ -487,11 +526,14 @@ int net_cluster_open(struct server *s, struct cm_err *err)
         return err->code ? err->code : CM_ERR;
     cm_log(CM_LOG_NOTICE, "Cluster mode: node id %s, map epoch %llu", clu_myid(s->cluster),
            clu_map_get(s->cluster)->epoch);
+    if (net_cluster_fn_start(s) != 0)
+        return cm_err_set(err, CM_ERR, "cannot start the function catch-up thread");
     return 0;
 }
 
 void net_cluster_close(struct server *s)
 {
+    net_cluster_fn_stop();
     clu_free(s->cluster);
     s->cluster = NULL;
 }

@@ -320,6 +320,16 @@ void cmd_function_local(struct cmd_ctx *x);
  * Returns 0 or a negative code with err set. */
 int net_cluster_open(struct server *s, struct cm_err *err);
 void net_cluster_close(struct server *s);
+/* Functions cluster-wide (cluster_fn.c): the highest function epoch this node applied,
+ * a new one for a change it propagates, one it applied from another node; catching up
+ * with a node that has a higher epoch (FUNCTION DUMP there, RESTORE FLUSH here), done
+ * at start (net_cluster_fn_start, before clients) and then every 2 s by a thread. */
+unsigned long long net_cluster_fn_epoch(void);
+unsigned long long net_cluster_fn_epoch_next(struct server *s);
+void net_cluster_fn_epoch_seen(struct server *s, unsigned long long epoch);
+int net_cluster_fn_catchup(struct server *s);
+int net_cluster_fn_start(struct server *s);
+void net_cluster_fn_stop(void);
 /* The CLUSTER command. */
 void net_cluster_cmd(struct cmd_ctx *x);
 /* Routing of a client's command: true if it runs here; false after appending the

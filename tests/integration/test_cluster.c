@@ -466,6 +466,46 @@ static void t_remote_keys(void)
     stop_nodes(&t);
 }
 
+/* Function changes carry an epoch; a node that missed one (it was down) copies the
+ * libraries of a node with a higher epoch when it starts, before it serves a call. */
+static void t_function_catchup(void)
+{
+    struct three t;
+    start_nodes(&t);
+    push_map(&t, "1", false);
+    const char *v1 = "#!lua name=ver\nredis.register_function('ver', function() return 1 end)";
+    const char *v2 = "#!lua name=ver\nredis.register_function('ver', function() return 2 end)";
+    EXPECT_BULK("ver", t.c[0], "FUNCTION", "LOAD", v1);
+    for (int i = 0; i < NNODES; i++) {
+        EXPECT_INT(1, t.c[i], "FCALL", "ver", "0");
+        EXPECT_INT(1, t.c[i], "CLUSTER", "FNEPOCH");
+    }
+    /* Every node runs the new version once FUNCTION LOAD has replied. */
+    EXPECT_BULK("ver", t.c[1], "FUNCTION", "LOAD", "REPLACE", v2);
+    for (int i = 0; i < NNODES; i++) {
+        EXPECT_INT(2, t.c[i], "FCALL", "ver", "0");
+        EXPECT_INT(2, t.c[i], "CLUSTER", "FNEPOCH");
+    }
+    /* Node 2 is down during a change: it has the old version until it restarts, then
+     * the new one before it answers anything. */
+    eddy_free(t.c[2]);
+    h_server_stop(t.s[2]);
+    EXPECT_ERR_PREFIX("ERR FUNCTION LOAD was applied on this node and 1 other node(s) but "
+                      "failed on 1 node(s)", t.c[0], "FUNCTION", "LOAD", "REPLACE", v1);
+    EXPECT_INT(3, t.c[0], "CLUSTER", "FNEPOCH");
+    h_server_restart(t.s[2]);
+    t.c[2] = h_connect_port(t.s[2]->port);
+    EXPECT_INT(1, t.c[2], "FCALL", "ver", "0");
+    EXPECT_INT(3, t.c[2], "CLUSTER", "FNEPOCH");
+    /* A restart that missed nothing keeps its libraries and epoch. */
+    eddy_free(t.c[1]);
+    h_server_restart(t.s[1]);
+    t.c[1] = h_connect_port(t.s[1]->port);
+    EXPECT_INT(1, t.c[1], "FCALL", "ver", "0");
+    EXPECT_INT(3, t.c[1], "CLUSTER", "FNEPOCH");
+    stop_nodes(&t);
+}
+
 static void t_epochs_restart(void)
 {
     struct three t;
@@ -590,6 +630,7 @@ void suite_cluster(void)
     h_run("cluster_functions", t_functions, H_OWN, 30);
     h_run("cluster_mapreduce", t_mapreduce, H_OWN, 30);
     h_run("cluster_remote_keys", t_remote_keys, H_OWN, 30);
+    h_run("cluster_function_catchup", t_function_catchup, H_OWN, 30);
     h_run("cluster_epochs_restart", t_epochs_restart, H_OWN, 30);
     h_run("cluster_keys_in_slot", t_keys_in_slot, H_OWN, 30);
     h_run("cluster_libeddy_routing", t_libeddy_cluster, H_OWN, 30);
