@@ -320,10 +320,11 @@ void cmd_function_local(struct cmd_ctx *x);
  * Returns 0 or a negative code with err set. */
 int net_cluster_open(struct server *s, struct cm_err *err);
 void net_cluster_close(struct server *s);
-/* Functions cluster-wide (cluster_fn.c): the highest function epoch this node applied,
- * a new one for a change it propagates, one it applied from another node; catching up
- * with a node that has a higher epoch (FUNCTION DUMP there, RESTORE FLUSH here), done
- * at start (net_cluster_fn_start, before clients) and then every 2 s by a thread. */
+/* Catching up with the other nodes (cluster_sync.c): the highest function epoch this
+ * node applied, a new one for a change it propagates, one it applied from another node;
+ * net_cluster_fn_catchup installs a peer's newer slot map and copies the libraries of
+ * a node with a higher function epoch (FUNCTION DUMP there, RESTORE FLUSH here); done at
+ * start (net_cluster_fn_start, before clients) and then every 2 s by a thread. */
 unsigned long long net_cluster_fn_epoch(void);
 unsigned long long net_cluster_fn_epoch_next(struct server *s);
 void net_cluster_fn_epoch_seen(struct server *s, unsigned long long epoch);

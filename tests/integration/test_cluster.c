@@ -540,6 +540,19 @@ static void t_epochs_restart(void)
     snprintf(want, sizeof(want), "MOVED %lld 127.0.0.1:%d",
              CMD_INT(t.c[1], "CLUSTER", "KEYSLOT", key), t.s[0]->port);
     EXPECT_ERR(want, t.c[1], "GET", key);
+
+    /* A node down while a newer map was pushed gets it from a peer when it starts. */
+    eddy_free(t.c[2]);
+    h_server_stop(t.s[2]);
+    payload(&t, false, p, sizeof(p));
+    EXPECT_OK(t.c[0], "CLUSTER", "SETMAP", "6", p);
+    EXPECT_OK(t.c[1], "CLUSTER", "SETMAP", "6", p);
+    h_server_restart(t.s[2]);
+    t.c[2] = h_connect_port(t.s[2]->port);
+    info = CMD_TEXT(t.c[2], "CLUSTER", "INFO");
+    CHECK(strstr(info, "cluster_current_epoch:6\r\n") && strstr(info, "cluster_size:3\r\n"));
+    free(info);
+    EXPECT_OK(t.c[2], "SET", key, "mine again"); /* key's slot is node 2's in map 6 */
     stop_nodes(&t);
 }
 

@@ -1,11 +1,12 @@
-/* cluster_fn.c - functions cluster-wide, continued: the function epoch and catching up.
- * Every FUNCTION change a node propagates (LOAD, DELETE, FLUSH, RESTORE; cmd_cluster.c)
- * carries a new function epoch, one more than the highest the node has seen; each node
- * keeps the highest epoch it applied in its store ("cluster:fn-epoch"). A node that
- * missed changes (it was down, or unreachable) notices a higher epoch on another node
- * and copies that node's libraries (FUNCTION DUMP, then RESTORE with FLUSH): at start,
- * before it accepts clients, and then every CATCHUP_MS from a thread of its own. See
- * docs/CLUSTER.md, "Functions". */
+/* cluster_sync.c - a node catching up with the others: the slot map and the functions.
+ * The map: a node that missed a newer map (it was down when it was pushed) installs
+ * the newest map any peer has (CLUSTER GETMAP). Functions: every FUNCTION change a node
+ * propagates (LOAD, DELETE, FLUSH, RESTORE; cmd_cluster.c) carries a new function epoch,
+ * one more than the highest the node has seen; each node keeps the highest epoch it
+ * applied in its store ("cluster:fn-epoch"). A node that missed changes notices a
+ * higher epoch on another node and copies that node's libraries (FUNCTION DUMP, then
+ * RESTORE with FLUSH). Both happen at start, before the node accepts clients, and then
+ * every CATCHUP_MS from a thread of its own. See docs/CLUSTER.md. */
 #include "net_int.h"
 
 #include "../cluster/cluster.h"
@@ -80,10 +81,51 @@ static struct resp_value *ask(struct server *s, const struct clu_node *nd, int a
     return r;
 }
 
+/* Installs the newest map a peer has if it is newer than this node's. */
+static void map_catchup(struct server *s)
+{
+    const struct clu_map *m = clu_map_get(s->cluster);
+    int self = clu_map_self(s->cluster, m);
+    struct resp_value *best = NULL;
+    unsigned long long best_epoch = m->epoch;
+    const char *host = NULL;
+    int port = 0;
+    for (int i = 0; i < m->nnodes; i++) {
+        if (i == self)
+            continue;
+        const char *argv[] = {"CLUSTER", "GETMAP"};
+        struct resp_value *r = ask(s, &m->nodes[i], 2, argv);
+        if (r != NULL && r->type == RESP_T_ARRAY && r->elements == 2 &&
+            r->element[0]->type == RESP_T_INTEGER && r->element[1]->type == RESP_T_STRING &&
+            (unsigned long long)r->element[0]->integer > best_epoch) {
+            best_epoch = (unsigned long long)r->element[0]->integer;
+            resp_value_free(best);
+            best = r;
+            host = m->nodes[i].host;
+            port = m->nodes[i].port;
+            continue;
+        }
+        resp_value_free(r);
+    }
+    if (best == NULL)
+        return;
+    struct clu_map *nm = NULL;
+    struct cm_err err = {0};
+    if (clu_map_parse(best->element[1]->str, best->element[1]->len, best_epoch, &nm, &err) == 0 &&
+        clu_map_install(s->cluster, nm, &err) == 0)
+        cm_log(CM_LOG_NOTICE, "Cluster: installed map epoch %llu from %s:%d", best_epoch, host,
+               port);
+    else if (err.code != CM_EINVAL) /* EINVAL: a newer one arrived meanwhile */
+        cm_log(CM_LOG_WARNING, "Cluster: the map of %s:%d (epoch %llu) was refused: %s", host,
+               port, best_epoch, err.msg);
+    resp_value_free(best);
+}
+
 int net_cluster_fn_catchup(struct server *s)
 {
     if (s->cluster == NULL)
         return 0;
+    map_catchup(s);
     const struct clu_map *m = clu_map_get(s->cluster);
     int self = clu_map_self(s->cluster, m), best = -1;
     unsigned long long best_epoch = atomic_load(&fn_epoch);
