@@ -227,6 +227,29 @@ int eng_random_key(struct eng *e, int64_t now_ms, struct cm_buf *out, struct cm_
  * Returns how many keys it deleted (>= 0) or CM_EIO. */
 long eng_expire_cycle(struct eng *e, int64_t now_ms, long max, struct cm_err *err);
 
+/* ---- Slot watch (online slot migration) ---------------------------------------------------
+ * While a watch is on, every write through eng_write or a transaction commit that
+ * touches a key of a watched slot records that key (the expire cycle's deletions are
+ * not recorded: the copy elsewhere carries the same expiry). A fenced watch refuses
+ * such writes with CM_EAGAIN (err->msg starts with "TRYAGAIN"), applying nothing of
+ * them. A change of the watch waits for the writes in progress, so each write is
+ * wholly before or wholly after it. One watch at a time. */
+/* Starts watching the slots whose bit is set in slots (bit s%8 of byte s/8). Returns 0
+ * or CM_EINVAL when a watch is already on. */
+int eng_watch_start(struct eng *e, const uint8_t slots[CM_SLOTS / 8]);
+/* Fences (on) or unfences the watched slots. */
+void eng_watch_fence(struct eng *e, bool on);
+/* Moves the keys recorded so far into keys (cleared first; 4-byte native-endian length
+ * + key bytes per write, duplicates possible) and their count into *nkeys. Returns 0,
+ * or CM_ELIMIT when a record was lost (out of memory, or eng_flush_all ran): the
+ * watcher cannot know what changed. */
+int eng_watch_take(struct eng *e, struct cm_buf *keys, size_t *nkeys);
+/* Ends the watch (and its fence). */
+void eng_watch_stop(struct eng *e);
+/* Deletes every key of slots [slot_lo, slot_hi] with one range deletion, and syncs.
+ * Running transactions conflict. Returns 0 or CM_EIO. */
+int eng_drop_slots(struct eng *e, unsigned slot_lo, unsigned slot_hi, struct cm_err *err);
+
 /* ---- Metadata column family ------------------------------------------------------------------ */
 /* Reads a metadata value into out (cleared first). 0, CM_ENOTFOUND or CM_EIO. */
 int eng_meta_get(struct eng *e, const char *key, size_t klen, struct cm_buf *out,
