@@ -253,55 +253,58 @@ static int next_map(struct clu_mig *g, unsigned long long base, const uint8_t *s
     return 0;
 }
 
-/* Sends the installed map to every other node, first_id first. Returns the number
- * of nodes that did not take it. */
-static int push_map(struct clu_mig *g, const char *first_id)
+/* Sends CLUSTER SETMAP with m to node i of m. 0 or -1 (logged). */
+static int push_one(struct clu_mig *g, const struct clu_map *m, int i, const char *payload,
+                    size_t plen)
 {
-    const struct clu_map *m = clu_map_get(g->cl);
-    struct cm_buf b;
     char epoch[32];
-    int failed = 0;
-    cm_buf_init(&b);
-    if (clu_map_format(m, &b) != 0) {
-        cm_buf_deinit(&b);
-        return m->nnodes;
-    }
     snprintf(epoch, sizeof(epoch), "%llu", m->epoch);
-    int first = first_id != NULL ? clu_map_find(m, first_id) : -1;
-    for (int k = -1; k < m->nnodes; k++) {
-        int i = k < 0 ? first : k;
-        if (i < 0 || (k >= 0 && i == first) || strcmp(m->nodes[i].id, clu_myid(g->cl)) == 0)
-            continue;
-        const char *av[] = {"CLUSTER", "SETMAP", epoch, b.p ? b.p : ""};
-        const size_t al[] = {7, 6, strlen(epoch), b.len};
-        struct resp_value *r = NULL;
-        struct cm_err err = {0};
-        if (clu_link_call(m->nodes[i].host, m->nodes[i].port, g->password, PUSH_TIMEOUT_MS, 4, av,
-                          al, &r, &err) != 0 ||
-            r->type == RESP_T_ERROR) {
-            cm_log(CM_LOG_WARNING, "Map of epoch %llu not pushed to %s:%d: %s", m->epoch,
-                   m->nodes[i].host, m->nodes[i].port, r != NULL ? r->str : err.msg);
-            failed++;
-        }
-        resp_value_free(r);
+    const char *av[] = {"CLUSTER", "SETMAP", epoch, payload};
+    const size_t al[] = {7, 6, strlen(epoch), plen};
+    struct resp_value *r = NULL;
+    struct cm_err err = {0};
+    int rc = 0;
+    if (clu_link_call(m->nodes[i].host, m->nodes[i].port, g->password, PUSH_TIMEOUT_MS, 4, av, al,
+                      &r, &err) != 0 ||
+        r->type == RESP_T_ERROR) {
+        cm_log(CM_LOG_WARNING, "Map of epoch %llu not pushed to %s:%d: %s", m->epoch,
+               m->nodes[i].host, m->nodes[i].port, r != NULL ? r->str : err.msg);
+        rc = -1;
     }
-    cm_buf_deinit(&b);
-    return failed;
+    resp_value_free(r);
+    return rc;
 }
 
-/* Installs the map of epoch base + 1 giving slots to `to` here (if this node is still
- * at epoch base) and pushes the installed map to every other node, `to` first. */
+/* Installs the map of epoch base + 1 giving slots to `to` (if this node is still at
+ * epoch base): the new owner gets it first, so that this node never sends clients to
+ * a node that would send them back; then this node, then every other node. When this
+ * node is past epoch base, its installed map is pushed again (pushes are idempotent). */
 static void switch_map(struct clu_mig *g, unsigned long long base, const uint8_t *slots,
                        const char *to)
 {
     struct clu_map *m = NULL;
     struct cm_err err = {0};
+    struct cm_buf b;
+    cm_buf_init(&b);
     int rc = next_map(g, base, slots, to, &m, &err);
+    bool self_is_to = strcmp(to, clu_myid(g->cl)) == 0;
+    int done = -1; /* the node already served */
+    if (rc == 0 && !self_is_to && clu_map_format(m, &b) == 0) {
+        done = clu_map_find(m, to);
+        push_one(g, m, done, b.p ? b.p : "", b.len);
+    }
     if (rc == 0 && (rc = clu_map_install(g->cl, m, &err)) != 0)
         cm_log(CM_LOG_WARNING, "Map of epoch %llu not installed: %s", base + 1, err.msg);
     else if (rc != 0 && rc != CM_ENOTFOUND)
         cm_log(CM_LOG_WARNING, "Map of epoch %llu not made: %s", base + 1, err.msg);
-    push_map(g, to);
+    const struct clu_map *cur = clu_map_get(g->cl);
+    b.len = 0;
+    if (clu_map_format(cur, &b) == 0)
+        for (int i = 0; i < cur->nnodes; i++)
+            if (strcmp(cur->nodes[i].id, clu_myid(g->cl)) != 0 &&
+                !(done >= 0 && cur->epoch == base + 1 && strcmp(cur->nodes[i].id, to) == 0))
+                push_one(g, cur, i, b.p ? b.p : "", b.len);
+    cm_buf_deinit(&b);
 }
 
 /* True if every slot of b is owned by node id in the installed map. */
@@ -770,6 +773,10 @@ static void out_complete(struct clu_mig *g)
     if (g->t_fence > 0)
         g->fence_ms = cm_now_ms() - g->t_fence;
     pthread_mutex_unlock(&g->mu);
+    /* Tests widen the ASK window to observe it and to kill a node inside it. */
+    const char *pause = getenv("EDDY_TEST_MIGRATE_HANDOFF_PAUSE_MS");
+    if (pause != NULL && atoi(pause) > 0)
+        usleep((useconds_t)atoi(pause) * 1000);
     switch_map(g, g->base, g->slots, g->target_id);
     const struct clu_map *m = clu_map_get(g->cl);
     bool moved = owns_all(g, m, g->slots, g->target_id);
