@@ -101,7 +101,7 @@ int net_cluster_script_check(const struct cmd_def *d, size_t argc, const char **
     for (size_t i = first; i <= last; i += step) {
         unsigned slot = cm_key_slot(argv[i], argvlen[i]);
         int r = clu_route_mig(cl, slot, false, msg, sizeof(msg));
-        if (r == CLU_WAIT || r == CLU_ASK) {
+        if (r == CLU_WAIT || r == CLU_ASK || (r == CLU_MOVED && clu_mig_moved_out(cl, slot))) {
             /* The slot is in the last step of a move: the call applies nothing and the
              * client may run it again. */
             resp_add_errorf(out, "TRYAGAIN key '%.*s' is in slot %u, which is being migrated",
