@@ -365,16 +365,19 @@ unbalanced:
 
 /* ---- Commands ---------------------------------------------------------------------------- */
 
-/* With -c, a "MOVED slot host:port" reply: reconnects *ctx to that node (cfg->host
- * and port follow it, as redis-cli's prompt does) and prints the redirection line.
- * Returns true if the command should be sent again. */
+/* With -c, a "MOVED slot host:port" or "ASK slot host:port" reply: reconnects *ctx to
+ * that node (cfg->host and port follow it, as redis-cli's prompt does; after ASK the
+ * new connection sends ASKING first) and prints the redirection line. Returns true if
+ * the command should be sent again. */
 static bool follow_moved(eddy_ctx **ctx, struct config *cfg, const struct eddy_reply *r)
 {
     static char host[256];
     unsigned slot;
     char where[300];
-    if (!cfg->cluster || r->type != EDDY_REPLY_ERROR || strncmp(r->str, "MOVED ", 6) != 0 ||
-        sscanf(r->str + 6, "%u %299s", &slot, where) != 2)
+    bool ask = r->type == EDDY_REPLY_ERROR && strncmp(r->str, "ASK ", 4) == 0;
+    if (!cfg->cluster || r->type != EDDY_REPLY_ERROR ||
+        (strncmp(r->str, "MOVED ", 6) != 0 && !ask) ||
+        sscanf(r->str + (ask ? 4 : 6), "%u %299s", &slot, where) != 2)
         return false;
     char *colon = strrchr(where, ':');
     if (colon == NULL || colon - where >= (long)sizeof(host))
@@ -390,6 +393,15 @@ static bool follow_moved(eddy_ctx **ctx, struct config *cfg, const struct eddy_r
     eddy_ctx *n = connect_server(&next);
     if (n == NULL)
         return false;
+    if (ask) {
+        struct eddy_reply *a = eddy_command(n, "ASKING", (char *)NULL);
+        bool ok = a != NULL && a->type == EDDY_REPLY_STATUS;
+        eddy_reply_free(a);
+        if (!ok) {
+            eddy_free(n);
+            return false;
+        }
+    }
     eddy_free(*ctx);
     *ctx = n;
     *cfg = next;
@@ -544,7 +556,7 @@ static void usage(int status)
             "  -a <password>      Password to use when connecting to the server.\n"
             "  -n <db>            Database number (eddy has only database 0).\n"
             "  -3                 Start session in RESP3 protocol mode (HELLO 3).\n"
-            "  -c                 Enable cluster mode (follow -MOVED redirections).\n"
+            "  -c                 Enable cluster mode (follow -MOVED and -ASK redirections).\n"
             "  -x                 Read last argument from STDIN.\n"
             "  -r <repeat>        Execute specified command N times (-1: forever).\n"
             "  -i <interval>      When -r is used, waits <interval> seconds per command.\n"

@@ -100,7 +100,9 @@ int net_cluster_script_check(const struct cmd_def *d, size_t argc, const char **
     char msg[CLU_HOST_LEN + 64];
     for (size_t i = first; i <= last; i += step) {
         unsigned slot = cm_key_slot(argv[i], argvlen[i]);
-        int r = clu_route_mig(cl, slot, false, msg, sizeof(msg));
+        /* A slot whose import has committed here is served to function calls too: its
+         * data is complete on this node and its old owner answers -ASK. */
+        int r = clu_route_mig(cl, slot, true, msg, sizeof(msg));
         if (r == CLU_WAIT || r == CLU_ASK || (r == CLU_MOVED && clu_mig_moved_out(cl, slot))) {
             /* The slot is in the last step of a move: the call applies nothing and the
              * client may run it again. */

@@ -330,6 +330,14 @@ static void t_ask(void)
         out[strcspn(out, "\n")] = '\0';
         CHECK_STR(out, "v2");
     }
+    /* And eddy-cli -c. */
+    const char *cli = getenv("EDDY_CLI") ? getenv("EDDY_CLI") : "bin/eddy-cli";
+    snprintf(cmd, sizeof(cmd), "%s -c -p %d GET '%s' 2>&1", cli, t.s[0]->port, key);
+    FILE *f = popen(cmd, "r");
+    CHECK(f != NULL && fgets(out, sizeof(out), f) != NULL);
+    pclose(f);
+    out[strcspn(out, "\n")] = '\0';
+    CHECK_STR(out, "v2");
     char *st = status_of(t.c[1]);
     CHECK_STR(field(st, "import_state"), "handoff");
     free(st);
