@@ -75,6 +75,7 @@ struct clu_mig {
     unsigned long long in_base;
     uint8_t in_slots[SLOT_BYTES];
     long long in_keys, in_batches;
+    unsigned long long in_flushes; /* the engine's flush count at BEGIN */
     bool in_joinable;
     pthread_t in_thread;
 };
@@ -1094,6 +1095,9 @@ static void imp_begin(struct clu_mig *g, int argc, const char *const *argv, cons
     memcpy(g->in_slots, slots, SLOT_BYTES);
     g->in_phase = 1;
     g->in_keys = g->in_batches = 0;
+    struct eng_stats es;
+    eng_get_stats(g->e, &es);
+    g->in_flushes = es.flushes;
     struct cm_err err = {0};
     int rc = drop_slots(g->e, slots, &err); /* leftovers of an older move */
     if (rc == 0)
@@ -1215,6 +1219,13 @@ static void imp_handoff(struct clu_mig *g, const char *id, size_t idlen, struct 
     }
     struct cm_err err = {0};
     int rc = 0;
+    struct eng_stats es;
+    eng_get_stats(g->e, &es);
+    if (g->in_phase == 1 && es.flushes != g->in_flushes) {
+        pthread_mutex_unlock(&g->mu);
+        resp_add_error(out, "ERR FLUSHALL ran on the target during the import: not committed");
+        return;
+    }
     if (g->in_phase == 1) {
         /* Every staged key on disk first, then the commit record. */
         g->in_phase = 2;

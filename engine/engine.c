@@ -38,7 +38,7 @@ struct eng {
     atomic_ullong synced_seq;  /* on disk */
     pthread_mutex_t sync_lock;
 
-    atomic_ullong n_expired, n_writes, n_syncs;
+    atomic_ullong n_expired, n_writes, n_syncs, n_flushes;
     pthread_mutex_t stripes[STRIPES];
     /* Optimistic transactions: commit_seq counts commits; stripe_seq[s] is the
      * commit_seq of the last write to stripe s (read and written under its mutex). */
@@ -1277,6 +1277,7 @@ int eng_flush_all(struct eng *e, struct cm_err *err)
     rocksdb_writebatch_destroy(wb);
     if (rerr != NULL)
         return rocks_err(err, rerr, "flush failed");
+    atomic_fetch_add(&e->n_flushes, 1);
     tls_last_seq = atomic_fetch_add(&e->written_seq, 1) + 1;
     /* Every transaction that read anything before the flush must now conflict. */
     for (unsigned i = 0; i < STRIPES; i++) {
@@ -1473,4 +1474,5 @@ void eng_get_stats(struct eng *e, struct eng_stats *st)
     st->expired_keys = atomic_load(&e->n_expired);
     st->writes = atomic_load(&e->n_writes);
     st->syncs = atomic_load(&e->n_syncs);
+    st->flushes = atomic_load(&e->n_flushes);
 }

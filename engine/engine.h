@@ -272,6 +272,7 @@ struct eng_stats {
     unsigned long long expired_keys; /* deleted because their TTL passed */
     unsigned long long writes;       /* eng_write calls */
     unsigned long long syncs;        /* WAL syncs */
+    unsigned long long flushes;      /* eng_flush_all calls */
 };
 void eng_get_stats(struct eng *e, struct eng_stats *st);
 

@@ -461,6 +461,71 @@ static void t_cancel(void)
     stop_nodes(&t);
 }
 
+/* FLUSHALL on the target or on the source during a move makes the move fail and roll
+ * back: the target could not commit what it no longer has, the source cannot know
+ * what changed. */
+static void t_flushall_rolls_back(void)
+{
+    struct nodes t;
+    char tag[16], slot[16], key[48];
+    start_nodes(&t, 2);
+    unsigned s = tag_on(2, 0, 0, tag, sizeof(tag));
+    snprintf(slot, sizeof(slot), "%u", s);
+    for (int victim = 1; victim >= 0; victim--) {
+        preload(t.c[0], tag, 3000, 1000);
+        move_slots(&t, 0, 1, slot, "3"); /* about 1 s */
+        h_sleep_ms(200);
+        EXPECT_OK(t.c[victim], "FLUSHALL");
+        char *st = wait_state(t.c[0], NULL, 30);
+        CHECK_STR(field(st, "state"), "failed");
+        if (strstr(field(st, "error"), "FLUSHALL") == NULL)
+            FAILF("the failure does not name FLUSHALL: %s", st);
+        free(st);
+        EXPECT_INT(0, t.c[1], "CLUSTER", "COUNTKEYSINSLOT", slot);
+        snprintf(key, sizeof(key), "%sp7", tag);
+        EXPECT_OK(t.c[0], "SET", key, "still-mine");
+        CHECK_EQ_INT(epoch_of(t.c[1]), 1);
+    }
+    stop_nodes(&t);
+}
+
+/* With requirepass on every node, the nodes authenticate to each other. */
+static void t_requirepass(void)
+{
+    struct h_server *s[2];
+    eddy_ctx *c[2];
+    char id[2][41], p[512], err[EDDY_ERRLEN], tag[16], slot[16], key[48], target[64];
+    for (int i = 0; i < 2; i++) {
+        s[i] = h_server_start("--cluster-enabled", "yes", "--requirepass", "s3cret", NULL);
+        c[i] = eddy_connect("127.0.0.1", s[i]->port, 5000, "s3cret", err);
+        CHECK(c[i] != NULL);
+        char *t = CMD_TEXT(c[i], "CLUSTER", "MYID");
+        memcpy(id[i], t, 41);
+        free(t);
+    }
+    snprintf(p, sizeof(p), "node %s 127.0.0.1 %d\nnode %s 127.0.0.1 %d\nslots %s 0-8191\n"
+                           "slots %s 8192-16383\n",
+             id[0], s[0]->port, id[1], s[1]->port, id[0], id[1]);
+    for (int i = 0; i < 2; i++)
+        EXPECT_OK(c[i], "CLUSTER", "SETMAP", "1", p);
+    unsigned sl = tag_on(2, 0, 0, tag, sizeof(tag));
+    snprintf(slot, sizeof(slot), "%u", sl);
+    snprintf(key, sizeof(key), "%sk", tag);
+    EXPECT_OK(c[0], "SET", key, "secret-value");
+    snprintf(target, sizeof(target), "127.0.0.1:%d", s[1]->port);
+    struct eddy_reply *r = CMD(c[0], "CLUSTER", "MIGRATESLOTS", target, slot);
+    CHECK(r->type == EDDY_REPLY_STRING);
+    eddy_reply_free(r);
+    char *st = wait_state(c[0], NULL, 30);
+    CHECK_STR(field(st, "state"), "done");
+    free(st);
+    EXPECT_BULK("secret-value", c[1], "GET", key);
+    for (int i = 0; i < 2; i++) {
+        eddy_free(c[i]);
+        h_server_free(s[i]);
+    }
+}
+
 /* ---- Moves under load, with a checker ------------------------------------------------------------
  * NW writers each own KPW keys pairs: "<tag>a<w>.<k>" gets APPEND "<seq>," and
  * "<tag>s<w>.<k>" gets SET <seq>, for seq = 1, 2, ... with k = seq % KPW (the last
@@ -898,6 +963,8 @@ void suite_migrate(void)
     h_run("migrate_move_data", t_move_data, H_OWN, 120);
     h_run("migrate_ask_asking", t_ask, H_OWN, 60);
     h_run("migrate_cancel", t_cancel, H_OWN, 90);
+    h_run("migrate_flushall_rolls_back", t_flushall_rolls_back, H_OWN, 90);
+    h_run("migrate_requirepass", t_requirepass, H_OWN, 60);
     h_run("migrate_moves_under_load", t_load_moves, H_OWN, 180);
     h_run("migrate_kill_source_streaming", t_kill_source_streaming, H_OWN, 120);
     h_run("migrate_kill_target_committed", t_kill_target_committed, H_OWN, 120);
