@@ -28,6 +28,7 @@
 #define CATCHUP_SMALL 200         /* a delta this small is sent under the fence */
 #define CATCHUP_MAX_ROUNDS 30
 #define MAX_RAW (64u << 20)       /* largest decompressed batch a target accepts */
+#define HANDOFF_WAIT_MS 10000     /* a target finishes a committed import alone after this */
 #define SLOT_BYTES (CM_SLOTS / 8)
 
 /* Per-slot routing state. */
@@ -78,7 +79,11 @@ struct clu_mig {
     unsigned long long in_flushes; /* the engine's flush count at BEGIN */
     bool in_joinable;
     pthread_t in_thread;
+    int in_delay_ms;
+    pthread_mutex_t in_thread_mu; /* serializes start_in_finish (worker threads) */
 };
+
+static int start_in_finish(struct clu_mig *g, int delay_ms);
 
 /* ---- Slot sets ------------------------------------------------------------------------- */
 
@@ -1242,6 +1247,11 @@ static void imp_handoff(struct clu_mig *g, const char *id, size_t idlen, struct 
         return;
     }
     cm_log(CM_LOG_NOTICE, "Import %s: committed (%lld keys received)", g->in_id, g->in_keys);
+    /* If the source does not finish (it dies now), this node finishes by itself. */
+    pthread_mutex_lock(&g->in_thread_mu);
+    if (start_in_finish(g, HANDOFF_WAIT_MS) != 0)
+        cm_log(CM_LOG_WARNING, "Import %s: no watchdog thread", g->in_id);
+    pthread_mutex_unlock(&g->in_thread_mu);
     resp_add_simple(out, "OK");
 }
 
@@ -1315,18 +1325,56 @@ void clu__mig_on_map(struct clu_mig *g, const struct clu_map *m)
     pthread_mutex_unlock(&g->mu);
 }
 
-/* A committed import found at start: install the next map and push it (the source may
- * be down). */
+/* A committed import that the source does not finish (it died after the handoff, or
+ * this node restarted with the import committed): after in_delay_ms, if the import is
+ * still waiting for its map, this node installs the map of epoch base + 1 itself and
+ * pushes it (the same map the source would make). */
 static void *in_finish_main(void *arg)
 {
     struct clu_mig *g = arg;
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_sec += g->in_delay_ms / 1000;
+    dl.tv_nsec += (long)(g->in_delay_ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
     pthread_mutex_lock(&g->mu);
+    char id[64];
+    snprintf(id, sizeof(id), "%s", g->in_id);
+    while (g->in_on && g->in_phase == 2 && strcmp(g->in_id, id) == 0 &&
+           !atomic_load(&g->closing))
+        if (pthread_cond_timedwait(&g->cv, &g->mu, &dl) != 0)
+            break;
+    bool act = g->in_on && g->in_phase == 2 && strcmp(g->in_id, id) == 0 &&
+               !atomic_load(&g->closing);
     unsigned long long base = g->in_base;
     uint8_t slots[SLOT_BYTES];
     memcpy(slots, g->in_slots, SLOT_BYTES);
     pthread_mutex_unlock(&g->mu);
-    switch_map(g, base, slots, clu_myid(g->cl));
+    if (act) {
+        if (g->in_delay_ms > 0)
+            cm_log(CM_LOG_WARNING, "Import %s: the source did not install the map of epoch %llu "
+                                   "within %d ms; installing it here",
+                   id, base + 1, g->in_delay_ms);
+        switch_map(g, base, slots, clu_myid(g->cl));
+    }
     return NULL;
+}
+
+/* Starts in_finish_main (joining the previous one, which has ended or is about to). */
+static int start_in_finish(struct clu_mig *g, int delay_ms)
+{
+    if (g->in_joinable) {
+        pthread_join(g->in_thread, NULL);
+        g->in_joinable = false;
+    }
+    g->in_delay_ms = delay_ms;
+    if (pthread_create(&g->in_thread, NULL, in_finish_main, g) != 0)
+        return CM_ERR;
+    g->in_joinable = true;
+    return 0;
 }
 
 /* ---- Start and stop ------------------------------------------------------------------------------------ */
@@ -1418,9 +1466,8 @@ static int recover_in(struct clu_mig *g, struct cm_err *err)
     for (unsigned s = 0; s < CM_SLOTS; s++)
         if (has(g->in_slots, s))
             atomic_store(&g->ss[s], SS_IN_ASK);
-    if (pthread_create(&g->in_thread, NULL, in_finish_main, g) != 0)
+    if (start_in_finish(g, 0) != 0)
         return cm_err_set(err, CM_ERR, "cannot start the migration thread");
-    g->in_joinable = true;
     return 0;
 }
 
@@ -1433,6 +1480,7 @@ int clu_mig_open(struct cluster *cl, struct eng *e, const char *password, struct
     g->e = e;
     g->password = password;
     pthread_mutex_init(&g->mu, NULL);
+    pthread_mutex_init(&g->in_thread_mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -1452,12 +1500,16 @@ void clu_mig_close(struct cluster *cl)
         return;
     atomic_store(&g->closing, true);
     atomic_store(&g->cancel, true);
+    pthread_mutex_lock(&g->mu);
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
     if (g->joinable)
         pthread_join(g->thread, NULL);
     if (g->in_joinable)
         pthread_join(g->in_thread, NULL);
     clu__set_mig(cl, NULL);
     pthread_mutex_destroy(&g->mu);
+    pthread_mutex_destroy(&g->in_thread_mu);
     pthread_cond_destroy(&g->cv);
     cm_free(g);
 }

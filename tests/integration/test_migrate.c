@@ -938,6 +938,51 @@ static void kill_mid_move(int victim, bool after_commit)
     stop_nodes(&t);
 }
 
+/* The source dies in the ASK window and stays down: the target, which holds the
+ * committed data, installs the next map itself after 10 s; the source comes back
+ * later and agrees. */
+static void t_source_dies_after_commit(void)
+{
+    setenv("EDDY_TEST_MIGRATE_HANDOFF_PAUSE_MS", "3000", 1);
+    struct nodes t;
+    char tag[16], slot[16], key[48];
+    start_nodes(&t, 3);
+    unsigned s = tag_on(3, 0, 0, tag, sizeof(tag));
+    snprintf(slot, sizeof(slot), "%u", s);
+    preload(t.c[0], tag, 2000, 100);
+    move_slots(&t, 0, 1, slot, NULL);
+    free(wait_state(t.c[0], "handoff", 20));
+    h_server_kill9(t.s[0]);
+    unsetenv("EDDY_TEST_MIGRATE_HANDOFF_PAUSE_MS");
+    int64_t t0 = h_now_ms();
+    for (;;) {
+        char *st = status_of(t.c[1]);
+        bool over = strcmp(field(st, "import_state"), "none") == 0;
+        free(st);
+        if (over)
+            break;
+        if (h_now_ms() - t0 > 20000)
+            FAILF("the target did not finish the committed import alone");
+        h_sleep_ms(100);
+    }
+    if (h_now_ms() - t0 < 5000)
+        FAILF("the target finished after %lld ms, before its 10 s wait",
+              (long long)(h_now_ms() - t0));
+    CHECK_EQ_INT(epoch_of(t.c[1]), 2);
+    CHECK_EQ_INT(epoch_of(t.c[2]), 2);
+    check_preload(t.c[1], tag, 2000, 100);
+    snprintf(key, sizeof(key), "%sp5", tag);
+    expect_moved(t.c[2], key, s, t.s[1]->port);
+    h_server_restart(t.s[0]);
+    reconnect(&t, 0);
+    char *st = wait_state(t.c[0], "done", 20);
+    free(st);
+    CHECK_EQ_INT(epoch_of(t.c[0]), 2);
+    EXPECT_INT(0, t.c[0], "CLUSTER", "COUNTKEYSINSLOT", slot);
+    expect_moved(t.c[0], key, s, t.s[1]->port);
+    stop_nodes(&t);
+}
+
 static void t_kill_source_streaming(void)
 {
     kill_mid_move(0, false);
@@ -968,6 +1013,7 @@ void suite_migrate(void)
     h_run("migrate_moves_under_load", t_load_moves, H_OWN, 180);
     h_run("migrate_kill_source_streaming", t_kill_source_streaming, H_OWN, 120);
     h_run("migrate_kill_target_committed", t_kill_target_committed, H_OWN, 120);
+    h_run("migrate_source_dies_after_commit", t_source_dies_after_commit, H_OWN, 90);
     if (slow()) {
         h_run("migrate_kill_target_streaming", t_kill_target_streaming, H_OWN, 120);
         h_run("migrate_kill_source_committed", t_kill_source_committed, H_OWN, 120);
