@@ -131,6 +131,11 @@ struct clu_link *clu_link_open(const char *host, int port, const char *password,
 int clu_link_cmd(struct clu_link *l, int argc, const char *const *argv, const size_t *argvlen,
                  struct resp_value **reply, struct cm_err *err);
 void clu_link_close(struct clu_link *l);
+/* Pipelining on a link: send one command without waiting, and read the next reply (in
+ * the order sent). Return as clu_link_cmd. */
+int clu_link_send(struct clu_link *l, int argc, const char *const *argv, const size_t *argvlen,
+                  struct cm_err *err);
+int clu_link_recv(struct clu_link *l, struct resp_value **reply, struct cm_err *err);
 
 /* ---- Online slot migration (migrate.c) -------------------------------------------------------
  * docs/CLUSTER.md describes the protocol. The source streams a snapshot of the slots

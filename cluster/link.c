@@ -159,6 +159,23 @@ int clu_link_cmd(struct clu_link *l, int argc, const char *const *argv, const si
     return rc;
 }
 
+int clu_link_send(struct clu_link *l, int argc, const char *const *argv, const size_t *argvlen,
+                  struct cm_err *err)
+{
+    l->out.len = 0;
+    if (resp_add_command(&l->out, argc, argv, argvlen) != 0)
+        return cm_err_set(err, CM_ENOMEM, "out of memory");
+    int rc = send_all(l->fd, l->out.p, l->out.len, l->timeout_ms, l->peer, err);
+    cm_buf_shrink(&l->out, 1 << 20);
+    return rc;
+}
+
+int clu_link_recv(struct clu_link *l, struct resp_value **reply, struct cm_err *err)
+{
+    *reply = NULL;
+    return read_reply(l->fd, &l->rd, l->timeout_ms, l->peer, reply, err);
+}
+
 void clu_link_close(struct clu_link *l)
 {
     if (l == NULL)
