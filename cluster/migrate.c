@@ -607,7 +607,8 @@ static int catchup(struct stream *st, size_t *nkeys, struct cm_err *err)
         v[m].p = keys.p + off + 4;
         off += 4 + v[m].n;
     }
-    qsort(v, m, sizeof(*v), kref_cmp);
+    if (m > 1)
+        qsort(v, m, sizeof(*v), kref_cmp);
     size_t uniq = 0;
     int64_t now = cm_now_ms();
     for (size_t i = 0; i < m && rc == 0; i++) {

@@ -645,7 +645,8 @@ static void reader(struct load *l, int id)
         const char *g[] = {"GET", key};
         struct eddy_reply *r = eddy_cluster_command_argv(cl, 2, g, NULL);
         if (r != NULL && r->type == EDDY_REPLY_STRING) {
-            if (r->len < plen[w][k] || memcmp(r->str, prev[w][k], plen[w][k]) != 0) {
+            if (r->len < plen[w][k] ||
+                (plen[w][k] > 0 && memcmp(r->str, prev[w][k], plen[w][k]) != 0)) {
                 fprintf(stderr, "reader: %s went backwards: had %zu bytes, now %zu\n", key,
                         plen[w][k], r->len);
                 _exit(1);
