@@ -825,6 +825,9 @@ static void out_complete(struct clu_mig *g)
             if (has(g->slots, s))
                 atomic_store(&g->moved_out[s], 1);
         set_ss(g, g->slots, SS_NONE); /* routing now says MOVED */
+        /* Still fenced here; from now on refused for good: a function call that began
+         * before the move must not commit into the dropped copy. */
+        eng_slots_refuse(g->e, g->slots, true);
         eng_watch_stop(g->e);
         if (drop_slots(g->e, g->slots, &err) != 0)
             cm_log(CM_LOG_WARNING, "Migration %s: old copy not deleted: %s", g->id, err.msg);
@@ -1131,6 +1134,7 @@ static void imp_begin(struct clu_mig *g, int argc, const char *const *argv, cons
     eng_get_stats(g->e, &es);
     g->in_flushes = es.flushes;
     struct cm_err err = {0};
+    eng_slots_refuse(g->e, slots, false); /* given away earlier, coming back now */
     int rc = drop_slots(g->e, slots, &err); /* leftovers of an older move */
     if (rc == 0)
         rc = save_in(g, &err);

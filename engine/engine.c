@@ -52,6 +52,8 @@ struct eng {
     pthread_rwlock_t watch_lock;
     bool watch_on, watch_fenced, watch_lost;
     uint8_t watch_slots[CM_SLOTS / 8];
+    bool refuse_on;                     /* some slot is in refuse_slots */
+    uint8_t refuse_slots[CM_SLOTS / 8]; /* slots given away: writes to them fail */
     pthread_mutex_t watch_mu;  /* guards watch_keys (writers record concurrently) */
     struct cm_buf watch_keys;  /* 4-byte length + user key, per recorded write */
     size_t watch_nkeys;
@@ -521,16 +523,19 @@ static bool watched(const struct eng *e, unsigned slot)
  * fenced. */
 static int watch_check(struct eng *e, const struct cm_buf *keys, struct cm_err *err)
 {
-    if (!e->watch_on)
+    if (!e->watch_on && !e->refuse_on)
         return 0;
     int hit = 0;
     for (size_t off = 0; off + 4 <= keys->len;) {
         uint32_t l;
         memcpy(&l, keys->p + off, 4);
-        if (watched(e, cm_key_slot(keys->p + off + 4, l))) {
+        unsigned slot = cm_key_slot(keys->p + off + 4, l);
+        if (e->refuse_on && (e->refuse_slots[slot >> 3] >> (slot & 7)) & 1)
+            return cm_err_set(err, CM_EAGAIN, "TRYAGAIN slot %u was migrated to another node "
+                                              "while this command ran; nothing was applied",
+                              slot);
+        if (e->watch_on && watched(e, slot))
             hit = 1;
-            break;
-        }
         off += 4 + l;
     }
     if (hit && e->watch_fenced)
@@ -601,6 +606,19 @@ int eng_watch_take(struct eng *e, struct cm_buf *keys, size_t *nkeys)
     pthread_mutex_unlock(&e->watch_mu);
     pthread_rwlock_unlock(&e->watch_lock);
     return rc;
+}
+
+void eng_slots_refuse(struct eng *e, const uint8_t slots[CM_SLOTS / 8], bool on)
+{
+    pthread_rwlock_wrlock(&e->watch_lock);
+    bool any = false;
+    for (size_t i = 0; i < sizeof(e->refuse_slots); i++) {
+        e->refuse_slots[i] = on ? (uint8_t)(e->refuse_slots[i] | slots[i])
+                                : (uint8_t)(e->refuse_slots[i] & ~slots[i]);
+        any = any || e->refuse_slots[i] != 0;
+    }
+    e->refuse_on = any;
+    pthread_rwlock_unlock(&e->watch_lock);
 }
 
 void eng_watch_stop(struct eng *e)

@@ -246,6 +246,11 @@ void eng_watch_fence(struct eng *e, bool on);
 int eng_watch_take(struct eng *e, struct cm_buf *keys, size_t *nkeys);
 /* Ends the watch (and its fence). */
 void eng_watch_stop(struct eng *e);
+/* Refuses (on) or accepts again (off) writes to the slots whose bit is set: a node that
+ * gave slots away refuses the late writes of commands and function calls that began
+ * before the move and commit after it (CM_EAGAIN, err->msg "TRYAGAIN ...", nothing
+ * applied). Cleared for the slots of an import; not kept across restarts. */
+void eng_slots_refuse(struct eng *e, const uint8_t slots[CM_SLOTS / 8], bool on);
 /* Deletes every key of slots [slot_lo, slot_hi] with one range deletion, and syncs.
  * Running transactions conflict. Returns 0 or CM_EIO. */
 int eng_drop_slots(struct eng *e, unsigned slot_lo, unsigned slot_hi, struct cm_err *err);

@@ -356,6 +356,66 @@ static void t_ask(void)
     eddy_free(c);
 }
 
+/* A function call that wrote a key of a slot and is still running (preempted) when the
+ * slot moves away must not commit into the source's dropped copy: it gets TRYAGAIN and
+ * nothing of it is applied anywhere. */
+static void t_call_spans_move(void)
+{
+    struct nodes t;
+    char tag[16], key[48], slot[16];
+    start_nodes(&t, 2);
+    unsigned s = tag_on(2, 0, 0, tag, sizeof(tag));
+    snprintf(slot, sizeof(slot), "%u", s);
+    snprintf(key, sizeof(key), "%slate", tag);
+    EXPECT_BULK("slowlib", t.c[0], "FUNCTION", "LOAD",
+                "#!lua name=slowlib\n"
+                "redis.register_function('slow_set', function(keys, args)\n"
+                "  redis.call('SET', keys[1], args[1])\n"
+                "  local t0 = os.clock()\n"
+                "  while os.clock() - t0 < 1.5 do end\n"
+                "  return 'done'\n"
+                "end)\n");
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    pid_t p = fork();
+    CHECK(p >= 0);
+    if (p == 0) {
+        h_helper();
+        eddy_ctx *c = h_connect_port(t.s[0]->port);
+        struct eddy_reply *r = CMD(c, "FCALL", "slow_set", "1", key, "v");
+        char buf[256];
+        snprintf(buf, sizeof(buf), "%s", r->type == EDDY_REPLY_ERROR ? r->str : "(not an error)");
+        if (write(fds[1], buf, strlen(buf) + 1) < 0)
+            _exit(1);
+        _exit(0);
+    }
+    close(fds[1]);
+    h_sleep_ms(300); /* the call has written its key and spins */
+    move_slots(&t, 0, 1, slot, NULL);
+    char *st = wait_state(t.c[0], NULL, 20);
+    CHECK_STR(field(st, "state"), "done");
+    free(st);
+    char reply[256] = "";
+    ssize_t n = read(fds[0], reply, sizeof(reply) - 1);
+    CHECK(n > 0);
+    reply[n] = '\0';
+    int status;
+    CHECK(waitpid(p, &status, 0) == p && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    if (strncmp(reply, "TRYAGAIN", 8) != 0)
+        FAILF("the call that spanned the move answered '%s'", reply);
+    EXPECT_NIL(t.c[1], "GET", key);
+    EXPECT_INT(0, t.c[0], "CLUSTER", "COUNTKEYSINSLOT", slot);
+    EXPECT_INT(0, t.c[1], "CLUSTER", "COUNTKEYSINSLOT", slot);
+    /* Moved back, the slot takes writes on node 0 again. */
+    move_slots(&t, 1, 0, slot, NULL);
+    st = wait_state(t.c[1], NULL, 20);
+    CHECK_STR(field(st, "state"), "done");
+    free(st);
+    EXPECT_BULK("done", t.c[0], "FCALL", "slow_set", "1", key, "back");
+    EXPECT_BULK("back", t.c[0], "GET", key);
+    stop_nodes(&t);
+}
+
 /* ---- Cancel --------------------------------------------------------------------------------- */
 
 /* Writes n keys "<tag>p<i>" of vlen bytes with MSET, 100 at a time. */
@@ -970,6 +1030,9 @@ static void t_source_dies_after_commit(void)
         FAILF("the target finished after %lld ms, before its 10 s wait",
               (long long)(h_now_ms() - t0));
     CHECK_EQ_INT(epoch_of(t.c[1]), 2);
+    /* The target installs the map, then pushes it: node 2 gets it a moment later. */
+    for (int64_t end = h_now_ms() + 5000; epoch_of(t.c[2]) != 2 && h_now_ms() < end;)
+        h_sleep_ms(50);
     CHECK_EQ_INT(epoch_of(t.c[2]), 2);
     check_preload(t.c[1], tag, 2000, 100);
     snprintf(key, sizeof(key), "%sp5", tag);
@@ -1009,6 +1072,7 @@ void suite_migrate(void)
     h_run("migrate_move_data", t_move_data, H_OWN, 120);
     h_run("migrate_ask_asking", t_ask, H_OWN, 60);
     h_run("migrate_cancel", t_cancel, H_OWN, 90);
+    h_run("migrate_call_spans_move", t_call_spans_move, H_OWN, 60);
     h_run("migrate_flushall_rolls_back", t_flushall_rolls_back, H_OWN, 90);
     h_run("migrate_requirepass", t_requirepass, H_OWN, 60);
     h_run("migrate_moves_under_load", t_load_moves, H_OWN, 180);
