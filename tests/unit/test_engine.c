@@ -439,6 +439,16 @@ TEST(slot_watch_fence_and_drop)
     CHECK_EQ_INT(eng_drop_slots(e, s, s, NULL), 0);
     CHECK_EQ_INT(eng_count_keys(e, NULL, s, s, 0), 0);
     CHECK_EQ_INT(get(e, "keep", 0, v, sizeof(v)), 0);
+    /* Slots given away refuse writes until they are accepted again. */
+    eng_slots_refuse(e, slots, true);
+    b = eng_batch_new(e);
+    CHECK_EQ_INT(eng_batch_put(b, "{w}late", 7, ENG_T_STRING, 0, "x", 1), 0);
+    CHECK_EQ_INT(eng_write(e, b, &err), CM_EAGAIN);
+    eng_batch_free(b);
+    put(e, "keep2", "k", 0);
+    eng_slots_refuse(e, slots, false);
+    put(e, "{w}late", "y", 0);
+    CHECK_EQ_INT(get(e, "{w}late", 0, v, sizeof(v)), 0);
     cm_buf_deinit(&keys);
     close_eng(e);
 }
