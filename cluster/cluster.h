@@ -158,9 +158,6 @@ enum {
  * moving out, and CLU_LOCAL instead of CLU_MOVED for a slot being imported whose data
  * is complete here when the client sent ASKING. */
 int clu_route_mig(const struct cluster *cl, unsigned slot, bool asking, char *msg, size_t cap);
-/* True if a migration moved the slot away from this node since it started (a function
- * call that began before may still name it: it gets TRYAGAIN, not an error). */
-bool clu_mig_moved_out(const struct cluster *cl, unsigned slot);
 /* Waits until the slot is no longer fenced or timeout_ms passed. True if unfenced. */
 bool clu_mig_wait(struct cluster *cl, unsigned slot, int timeout_ms);
 

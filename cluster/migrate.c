@@ -52,7 +52,6 @@ struct clu_mig {
     pthread_mutex_t mu;   /* guards everything below but ss */
     pthread_cond_t cv;    /* broadcast when a slot's state changes */
     _Atomic unsigned char ss[CM_SLOTS];
-    _Atomic unsigned char moved_out[CM_SLOTS]; /* slots this node gave away since it started */
     atomic_bool cancel, closing;
 
     /* The outgoing migration (this node is the source). */
@@ -350,12 +349,6 @@ int clu_route_mig(const struct cluster *cl, unsigned slot, bool asking, char *ms
     if (r == CLU_MOVED && st == SS_IN_ASK && asking)
         return CLU_LOCAL;
     return r;
-}
-
-bool clu_mig_moved_out(const struct cluster *cl, unsigned slot)
-{
-    struct clu_mig *g = clu__mig(cl);
-    return g != NULL && slot < CM_SLOTS && atomic_load(&g->moved_out[slot]) != 0;
 }
 
 bool clu_mig_wait(struct cluster *cl, unsigned slot, int timeout_ms)
@@ -821,9 +814,6 @@ static void out_complete(struct clu_mig *g)
     const struct clu_map *m = clu_map_get(g->cl);
     bool moved = owns_all(g, m, g->slots, g->target_id);
     if (moved) {
-        for (unsigned s = 0; s < CM_SLOTS; s++)
-            if (has(g->slots, s))
-                atomic_store(&g->moved_out[s], 1);
         set_ss(g, g->slots, SS_NONE); /* routing now says MOVED */
         /* Still fenced here; from now on refused for good: a function call that began
          * before the move must not commit into the dropped copy. */

@@ -86,6 +86,8 @@ struct eng_iter {
     size_t after_len;
     const char *pos;
     size_t pos_len;
+    char *seek;         /* NULL, or 2 slot bytes + the prefix of eng_iter_set_prefix */
+    size_t seek_len;
 };
 
 struct eng_batch {
@@ -1111,7 +1113,7 @@ struct eng_iter *eng_iter_new(struct eng *e, struct eng_txn *t, int flags, unsig
     it->after_len = after_len;
     it->ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_prefix_same_as_start(it->ro, 1);
-    rocksdb_readoptions_set_fill_cache(it->ro, 0);
+    rocksdb_readoptions_set_fill_cache(it->ro, (flags & ENG_ITER_FILL_CACHE) != 0);
     if (t != NULL)
         rocksdb_readoptions_set_snapshot(it->ro, t->snap);
     rocksdb_iterator_t *base = rocksdb_create_iterator_cf(e->db, it->ro, e->cf[CF_DATA]);
@@ -1137,7 +1139,22 @@ void eng_iter_free(struct eng_iter *it)
     rocksdb_iter_destroy(it->it);
     rocksdb_readoptions_destroy(it->ro);
     cm_free(it->after);
+    cm_free(it->seek);
     cm_free(it);
+}
+
+int eng_iter_set_prefix(struct eng_iter *it, const char *prefix, size_t len)
+{
+    cm_free(it->seek);
+    it->seek = NULL;
+    it->seek_len = 0;
+    if (len == 0)
+        return 0;
+    if ((it->seek = cm_malloc(len + 2)) == NULL)
+        return CM_ENOMEM;
+    memcpy(it->seek + 2, prefix, len);
+    it->seek_len = len + 2;
+    return 0;
 }
 
 const char *eng_iter_pos(struct eng_iter *it, size_t *len)
@@ -1146,10 +1163,16 @@ const char *eng_iter_pos(struct eng_iter *it, size_t *len)
     return it->pos;
 }
 
+/* Positions at the start of slot (at its first key with the prefix, if one is set). */
 static void seek_slot(struct eng_iter *it, unsigned slot)
 {
     char p[2] = {(char)(slot >> 8), (char)(slot & 0xff)};
     it->slot = slot;
+    if (it->seek != NULL) {
+        memcpy(it->seek, p, 2);
+        rocksdb_iter_seek(it->it, it->seek, it->seek_len);
+        return;
+    }
     rocksdb_iter_seek(it->it, p, 2);
 }
 
@@ -1205,6 +1228,22 @@ int eng_iter_next(struct eng_iter *it, int64_t now_ms, const char **key, size_t 
             seek_slot(it, slot);
             continue;
         }
+        if (it->seek != NULL) {
+            /* Keys of a slot are sorted: before the prefix, seek to it; past it, the
+             * next slot. */
+            size_t pl = it->seek_len - 2, n = kl - 2 < pl ? kl - 2 : pl;
+            int cmp = memcmp(k + 2, it->seek + 2, n);
+            if (cmp < 0 || (cmp == 0 && kl - 2 < pl)) {
+                seek_slot(it, slot);
+                continue;
+            }
+            if (cmp > 0) {
+                if (slot >= it->slot_hi)
+                    return 0;
+                seek_slot(it, slot + 1);
+                continue;
+            }
+        }
         const char *v = rocksdb_iter_value(it->it, &vl);
         memset(item, 0, sizeof(*item));
         if (eng_decode_value(v, vl, item) != 0 ||
@@ -1224,11 +1263,22 @@ int eng_scan(struct eng *e, struct eng_txn *t, unsigned slot_lo, unsigned slot_h
              const char *after, size_t after_len, size_t max_visit, int64_t now_ms, eng_key_fn fn,
              void *ud, char **next_pos, size_t *next_len, struct cm_err *err)
 {
+    return eng_scan_prefix(e, t, slot_lo, slot_hi, NULL, 0, after, after_len, max_visit, now_ms,
+                           fn, ud, next_pos, next_len, err);
+}
+
+int eng_scan_prefix(struct eng *e, struct eng_txn *t, unsigned slot_lo, unsigned slot_hi,
+                    const char *prefix, size_t plen, const char *after, size_t after_len,
+                    size_t max_visit, int64_t now_ms, eng_key_fn fn, void *ud, char **next_pos,
+                    size_t *next_len, struct cm_err *err)
+{
     struct eng_iter *it = eng_iter_new(e, t, ENG_ITER_OWN_WRITES, slot_lo, slot_hi, after, after_len);
     *next_pos = NULL;
     *next_len = 0;
-    if (it == NULL)
+    if (it == NULL || eng_iter_set_prefix(it, prefix, plen) != 0) {
+        eng_iter_free(it);
         return cm_err_set(err, CM_ENOMEM, "out of memory");
+    }
     size_t visited = 0;
     int rc;
     const char *key;

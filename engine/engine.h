@@ -182,11 +182,17 @@ void eng_txn_free(struct eng_txn *t);
  * starting after the physical position `after` (NULL = from the start). With t, it
  * reads t's snapshot, and with ENG_ITER_OWN_WRITES also t's own writes (then t must
  * not be written while the iterator lives); without t, the current state. t must
- * outlive the iterator. */
-enum { ENG_ITER_OWN_WRITES = 1 };
+ * outlive the iterator. The blocks it reads enter the block cache only with
+ * ENG_ITER_FILL_CACHE (for scans that will be repeated, such as a map's: a one-off
+ * SCAN should not evict the hot point-read blocks). */
+enum { ENG_ITER_OWN_WRITES = 1, ENG_ITER_FILL_CACHE = 2 };
 struct eng_iter;
 struct eng_iter *eng_iter_new(struct eng *e, struct eng_txn *t, int flags, unsigned slot_lo,
                               unsigned slot_hi, const char *after, size_t after_len);
+/* Returns only keys that start with prefix (copied; len 0 = every key): in each slot
+ * the iterator seeks to the prefix and leaves the slot past it, so keys without it
+ * cost nothing. Call before the first eng_iter_next. Returns 0 or CM_ENOMEM. */
+int eng_iter_set_prefix(struct eng_iter *it, const char *prefix, size_t len);
 /* Repositions so that the next key returned is the first at or after pos. */
 void eng_iter_seek(struct eng_iter *it, const char *pos, size_t len);
 /* Moves to the next live key. Returns 1 with key/item set (valid until the next call
@@ -211,6 +217,12 @@ typedef int (*eng_key_fn)(void *ud, const char *key, size_t klen, const struct e
 int eng_scan(struct eng *e, struct eng_txn *t, unsigned slot_lo, unsigned slot_hi, const char *after,
              size_t after_len, size_t max_visit, int64_t now_ms, eng_key_fn fn, void *ud,
              char **next_pos, size_t *next_len, struct cm_err *err);
+/* eng_scan over the keys that start with prefix only (eng_iter_set_prefix); max_visit
+ * counts those keys. */
+int eng_scan_prefix(struct eng *e, struct eng_txn *t, unsigned slot_lo, unsigned slot_hi,
+                    const char *prefix, size_t plen, const char *after, size_t after_len,
+                    size_t max_visit, int64_t now_ms, eng_key_fn fn, void *ud, char **next_pos,
+                    size_t *next_len, struct cm_err *err);
 
 /* Counts live keys (O(n)), through t when not NULL. */
 long long eng_count_keys(struct eng *e, struct eng_txn *t, unsigned slot_lo, unsigned slot_hi,

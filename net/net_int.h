@@ -86,6 +86,7 @@ struct wcall {
     void (*done)(struct worker *w, struct wcall *wc);
     struct wcall *next, *prev;
     bool linked;
+    struct bus_call *bus;    /* the call waits for a key of another node (bus.c) */
 };
 
 /* Work posted to a worker from another thread, run on the worker's thread. */
@@ -145,7 +146,31 @@ struct worker {
     struct loop_async *resume; /* run a slice of the preempted calls */
     struct wcall *calls;       /* preempted calls */
     struct task *tasks, **tasks_tail; /* posted work (inbox_lock) */
+    struct bus_call *bus;      /* node-to-node calls in flight (bus.c) */
 };
+
+/* ---- Node-to-node calls (bus.c) --------------------------------------------------------------
+ * Asynchronous, on the calling worker's loop: bus_call connects to host:port without
+ * blocking, sends AUTH password (when not NULL or "") and the command, and later calls
+ * fn(w, ud, reply, NULL) with the reply (owned by fn; it may be an error reply) or
+ * fn(w, ud, NULL, "host:port: why") when the connection fails. Returns 0 (fn will be
+ * called exactly once, unless the worker shuts down first) or an error with err set
+ * (fn is not called). */
+struct bus_call;
+typedef void (*bus_reply_fn)(struct worker *w, void *ud, struct resp_value *reply,
+                             const char *error);
+int bus_call(struct worker *w, const char *host, int port, const char *password, int argc,
+             const char *const *argv, const size_t *argvlen, bus_reply_fn fn, void *ud,
+             struct cm_err *err);
+/* The same with the command already RESP-encoded (cmd, len) and the node as "host:port";
+ * *handle (if not NULL) names the call for bus_cancel until fn runs. */
+int bus_call_raw(struct worker *w, const char *addr, const char *password, const char *cmd,
+                 size_t len, bus_reply_fn fn, void *ud, struct bus_call **handle,
+                 struct cm_err *err);
+/* Ends a call in flight without calling back (its owner went away). */
+void bus_cancel(struct worker *w, struct bus_call *b);
+/* Drops the calls in flight without calling back (worker teardown). */
+void bus_close_all(struct worker *w);
 
 /* Requests shutdown from any thread (SHUTDOWN, signals). */
 void server_shutdown(struct server *s, int exit_code);
@@ -224,7 +249,8 @@ enum {
     CMD_ADMIN = 8,
     CMD_FAST = 16,
     CMD_LOADING = 32,
-    CMD_NOSCRIPT = 64  /* not allowed from redis.call */
+    CMD_NOSCRIPT = 64, /* not allowed from redis.call */
+    CMD_ANYSLOT = 128  /* cluster: keys may be in any slots, routed by the first (calls) */
 };
 
 struct cmd_ctx;
@@ -295,6 +321,17 @@ void cmd_function_local(struct cmd_ctx *x);
  * Returns 0 or a negative code with err set. */
 int net_cluster_open(struct server *s, struct cm_err *err);
 void net_cluster_close(struct server *s);
+/* Catching up with the other nodes (cluster_sync.c): the highest function epoch this
+ * node applied, a new one for a change it propagates, one it applied from another node;
+ * net_cluster_fn_catchup installs a peer's newer slot map and copies the libraries of
+ * a node with a higher function epoch (FUNCTION DUMP there, RESTORE FLUSH here); done at
+ * start (net_cluster_fn_start, before clients) and then every 2 s by a thread. */
+unsigned long long net_cluster_fn_epoch(void);
+unsigned long long net_cluster_fn_epoch_next(struct server *s);
+void net_cluster_fn_epoch_seen(struct server *s, unsigned long long epoch);
+int net_cluster_fn_catchup(struct server *s);
+int net_cluster_fn_start(struct server *s);
+void net_cluster_fn_stop(void);
 /* The CLUSTER command, and ASKING. */
 void net_cluster_cmd(struct cmd_ctx *x);
 void net_cluster_asking(struct cmd_ctx *x);
@@ -302,8 +339,9 @@ void net_cluster_asking(struct cmd_ctx *x);
  * CROSSSLOT, MOVED or CLUSTERDOWN reply to c->out. Always true without cluster mode. */
 bool net_cluster_route(struct conn *c, const struct cmd_def *d, size_t argc, const char **argv,
                        const size_t *argvlen);
-/* For a command run by a function: 0 if all its keys are in slots of this node, else
- * -1 after appending the error reply to out. */
+/* For a command run by a function: 0 if all its keys are in slots of this node; 1 if
+ * they are all on one other node, then "<first key's slot> <host>:<port>" is appended
+ * to out (plain text); else -1 after appending the error reply to out. */
 int net_cluster_script_check(const struct cmd_def *d, size_t argc, const char **argv,
                              const size_t *argvlen, struct cm_buf *out);
 /* True for the FUNCTION subcommands that every node applies (LOAD DELETE FLUSH RESTORE)

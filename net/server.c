@@ -212,6 +212,7 @@ static void worker_free(struct worker *w)
         return;
     while (w->conns != NULL)
         conn_close(w->conns);
+    bus_close_all(w);
     /* Calls still waiting here belong to MAPREDUCE partitions: abort them now, while
      * the engine is open (their transactions hold snapshots and iterators). */
     for (struct wcall *wc = w->calls, *next; wc != NULL; wc = next) {

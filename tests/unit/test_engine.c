@@ -217,6 +217,66 @@ TEST(scan_in_slot_order_with_resume)
     close_eng(e);
 }
 
+/* A prefix scan returns exactly the keys with the prefix, in (slot, key) order, also
+ * when a slot holds keys before and after it, paged and resumed like eng_scan, and
+ * through a transaction's own writes. */
+TEST(scan_with_prefix)
+{
+    struct eng *e = open_eng();
+    char k[16];
+    /* "{t}" keys share one slot: "a", "fb:", "fc", "r:" sort around the prefix "fb:". */
+    const char *tagged[] = {"a{t}", "fb:{t}1", "fb:{t}2", "fb", "fc{t}", "r:{t}", "fb:{t}3"};
+    for (size_t i = 0; i < sizeof(tagged) / sizeof(*tagged); i++)
+        put(e, tagged[i], "v", 0);
+    for (int i = 0; i < 30; i++) {
+        snprintf(k, sizeof(k), i % 3 ? "r:%d" : "fb:%d", i);
+        put(e, k, "v", 0);
+    }
+    struct seen all = {0};
+    char *next = NULL;
+    size_t nl = 0;
+    CHECK_EQ_INT(eng_scan_prefix(e, NULL, 0, CM_SLOTS - 1, "fb:", 3, NULL, 0, 0, 0, seen_fn, &all,
+                                 &next, &nl, NULL), 0);
+    CHECK_EQ_INT(all.n, 13); /* 10 fb:<n> + 3 fb:{t} */
+    for (int i = 0; i < all.n; i++)
+        CHECK(strncmp(all.keys[i], "fb:", 3) == 0);
+    for (int i = 1; i < all.n; i++)
+        CHECK(cm_key_slot(all.keys[i - 1], strlen(all.keys[i - 1])) <=
+              cm_key_slot(all.keys[i], strlen(all.keys[i])));
+    struct seen paged = {0};
+    char *pos = NULL;
+    size_t pl = 0;
+    do {
+        CHECK_EQ_INT(eng_scan_prefix(e, NULL, 0, CM_SLOTS - 1, "fb:", 3, pos, pl, 4, 0, seen_fn,
+                                     &paged, &next, &nl, NULL), 0);
+        cm_free(pos);
+        pos = next;
+        pl = nl;
+    } while (pos != NULL);
+    CHECK_EQ_INT(paged.n, 13);
+    for (int i = 0; i < 13; i++)
+        CHECK_STR(paged.keys[i], all.keys[i]);
+    /* A transaction sees its own new key with the prefix, not the others. */
+    struct eng_txn *t = eng_txn_begin(e);
+    CHECK_EQ_INT(eng_txn_put(t, "fb:{t}0", 7, ENG_T_STRING, 0, "x", 1), 0);
+    CHECK_EQ_INT(eng_txn_put(t, "fa{t}", 5, ENG_T_STRING, 0, "x", 1), 0);
+    unsigned slot = cm_key_slot("{t}", 3);
+    struct eng_iter *i = eng_iter_new(e, t, ENG_ITER_OWN_WRITES, slot, slot, NULL, 0);
+    CHECK_EQ_INT(eng_iter_set_prefix(i, "fb:", 3), 0);
+    const char *key;
+    size_t klen;
+    struct eng_item item;
+    int n = 0;
+    while (eng_iter_next(i, 0, &key, &klen, &item, NULL) == 1) {
+        CHECK(klen >= 3 && memcmp(key, "fb:", 3) == 0);
+        n++;
+    }
+    CHECK_EQ_INT(n, 4);
+    eng_iter_free(i);
+    eng_txn_free(t);
+    close_eng(e);
+}
+
 TEST(transactions_snapshot_own_writes_conflicts)
 {
     struct eng *e = open_eng();
@@ -460,6 +520,7 @@ int main(void)
     RUN(get_put_delete_persist);
     RUN(expiry_lazy_and_active);
     RUN(scan_in_slot_order_with_resume);
+    RUN(scan_with_prefix);
     RUN(transactions_snapshot_own_writes_conflicts);
     RUN(iterator_over_snapshot_and_own_writes);
     RUN(metadata_and_flush);
