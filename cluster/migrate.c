@@ -1330,6 +1330,14 @@ int clu_mig_import_cmd(struct cluster *cl, int argc, const char *const *argv,
 
 void clu__mig_on_map(struct clu_mig *g, const struct clu_map *m)
 {
+    /* Slots this map gives to this node take writes again, however they came back (an
+     * import clears them too; this covers a map set by hand). */
+    uint8_t mine[SLOT_BYTES] = {0};
+    int self = clu_map_find(m, clu_myid(g->cl));
+    for (unsigned s = 0; s < CM_SLOTS && self >= 0; s++)
+        if (m->owner[s] == self)
+            add(mine, s);
+    eng_slots_refuse(g->e, mine, false);
     pthread_mutex_lock(&g->mu);
     if (g->in_on && g->in_phase == 2 && owns_all(g, m, g->in_slots, clu_myid(g->cl))) {
         /* Remembered so that a source asking late still learns it committed. */

@@ -406,7 +406,21 @@ static void t_call_spans_move(void)
     EXPECT_NIL(t.c[1], "GET", key);
     EXPECT_INT(0, t.c[0], "CLUSTER", "COUNTKEYSINSLOT", slot);
     EXPECT_INT(0, t.c[1], "CLUSTER", "COUNTKEYSINSLOT", slot);
-    /* Moved back, the slot takes writes on node 0 again. */
+    /* Given back by hand (a map of epoch 3 from the operator), node 0 takes writes to
+     * the slot again; then moved back and forth by migrations, too. */
+    char pl[512], e3[8] = "3";
+    snprintf(pl, sizeof(pl), "node %s 127.0.0.1 %d\nnode %s 127.0.0.1 %d\nslots %s 0-8191\n"
+                           "slots %s 8192-16383\n",
+             t.id[0], t.s[0]->port, t.id[1], t.s[1]->port, t.id[0], t.id[1]);
+    for (int i = 0; i < 2; i++)
+        EXPECT_OK(t.c[i], "CLUSTER", "SETMAP", e3, pl);
+    EXPECT_BULK("done", t.c[0], "FCALL", "slow_set", "1", key, "by-hand");
+    EXPECT_BULK("by-hand", t.c[0], "GET", key);
+    move_slots(&t, 0, 1, slot, NULL);
+    st = wait_state(t.c[0], NULL, 20);
+    CHECK_STR(field(st, "state"), "done");
+    free(st);
+    EXPECT_BULK("by-hand", t.c[1], "GET", key);
     move_slots(&t, 1, 0, slot, NULL);
     st = wait_state(t.c[1], NULL, 20);
     CHECK_STR(field(st, "state"), "done");
