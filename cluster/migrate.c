@@ -22,28 +22,36 @@
 #define KEY_OUT "cluster:mig-out"
 #define KEY_IN "cluster:mig-in"
 #define KEY_IN_DONE "cluster:mig-in-done" /* id of the last import completed here */
-#define BATCH_BYTES (256 * 1024)  /* raw bytes per IMPORT LOAD */
+#define BATCH_BYTES (256 * 1024)          /* raw bytes per IMPORT LOAD */
 /* IMPORT LOADs in flight. 1 (no overlap) measured faster than 4 on a 2-core machine
  * moving 100k 1 kB values (about 23 against 16 MB/s): the target's insert dominates and
  * the two processes share the cores. Raise it where they do not. */
 #define LOAD_WINDOW 1
 #define LINK_TIMEOUT_MS 10000
 #define PUSH_TIMEOUT_MS 5000
-#define CATCHUP_SMALL 200         /* a delta this small is sent under the fence */
+#define CATCHUP_SMALL 200 /* a delta this small is sent under the fence */
 #define CATCHUP_MAX_ROUNDS 30
-#define MAX_RAW (64u << 20)       /* largest decompressed batch a target accepts */
-#define HANDOFF_WAIT_MS 10000     /* a target finishes a committed import alone after this */
+#define MAX_RAW (64u << 20)   /* largest decompressed batch a target accepts */
+#define HANDOFF_WAIT_MS 10000 /* a target finishes a committed import alone after this */
 #define SLOT_BYTES (CM_SLOTS / 8)
 
 /* Per-slot routing state. */
 enum { SS_NONE, SS_OUT, SS_FENCED, SS_ASK, SS_IN, SS_IN_ASK };
 
 /* Phases of the outgoing migration, shown by CLUSTER MIGRATION STATUS. */
-enum { OUT_IDLE, OUT_STREAM, OUT_CATCHUP, OUT_FENCED, OUT_HANDOFF, OUT_DONE, OUT_FAILED,
-       OUT_CANCELLED, OUT_RECOVER };
-static const char *const phase_names[] = {"idle",    "streaming", "catchup",   "fenced",
-                                          "handoff", "done",      "failed",    "cancelled",
-                                          "recovering"};
+enum {
+    OUT_IDLE,
+    OUT_STREAM,
+    OUT_CATCHUP,
+    OUT_FENCED,
+    OUT_HANDOFF,
+    OUT_DONE,
+    OUT_FAILED,
+    OUT_CANCELLED,
+    OUT_RECOVER
+};
+static const char *const phase_names[] = {"idle", "streaming", "catchup",   "fenced",    "handoff",
+                                          "done", "failed",    "cancelled", "recovering"};
 
 struct clu_mig {
     struct cluster *cl;
@@ -55,7 +63,7 @@ struct clu_mig {
     atomic_bool cancel, closing;
 
     /* The outgoing migration (this node is the source). */
-    bool out_busy;       /* its thread runs */
+    bool out_busy; /* its thread runs */
     bool joinable;
     pthread_t thread;
     int phase;
@@ -233,7 +241,8 @@ static int load_record(struct eng *e, const char *key, char **text, struct cm_er
     return rc;
 }
 
-/* ---- The map of the next epoch ---------------------------------------------------------------- */
+/* ---- The map of the next epoch ----------------------------------------------------------------
+ */
 
 /* The installed map with the slots given to node `to`, epoch base + 1, in *out (owned).
  * CM_ENOTFOUND when the installed map is not of epoch base any more. */
@@ -327,7 +336,8 @@ static bool owns_all(struct clu_mig *g, const struct clu_map *m, const uint8_t *
     return true;
 }
 
-/* ---- Routing ------------------------------------------------------------------------------------- */
+/* ---- Routing
+ * ------------------------------------------------------------------------------------- */
 
 int clu_route_mig(const struct cluster *cl, unsigned slot, bool asking, char *msg, size_t cap)
 {
@@ -373,7 +383,8 @@ bool clu_mig_wait(struct cluster *cl, unsigned slot, int timeout_ms)
     return ok;
 }
 
-/* ---- The source: streaming ------------------------------------------------------------------------ */
+/* ---- The source: streaming
+ * ------------------------------------------------------------------------ */
 
 static void put_u32(char *p, uint32_t v)
 {
@@ -431,9 +442,9 @@ struct stream {
     struct clu_mig *g;
     struct clu_link *link;
     struct cm_buf raw;
-    long long n;        /* entries in raw */
+    long long n; /* entries in raw */
     struct cm_buf z;
-    int inflight;       /* IMPORT LOADs sent whose reply has not been read */
+    int inflight; /* IMPORT LOADs sent whose reply has not been read */
 };
 
 /* Reads the replies of in-flight batches until at most `keep` remain. */
@@ -516,8 +527,8 @@ static bool cancelled(struct clu_mig *g, struct cm_err *err)
 {
     if (!atomic_load(&g->cancel))
         return false;
-    cm_err_set(err, CM_EINVAL, "%s", atomic_load(&g->closing) ? "the server is shutting down"
-                                                              : "cancelled");
+    cm_err_set(err, CM_EINVAL, "%s",
+               atomic_load(&g->closing) ? "the server is shutting down" : "cancelled");
     return true;
 }
 
@@ -586,8 +597,9 @@ static int catchup(struct stream *st, size_t *nkeys, struct cm_err *err)
     int rc = eng_watch_take(g->e, &keys, &n);
     if (rc != 0) {
         cm_buf_deinit(&keys);
-        return cm_err_set(err, rc, "the writes to the slots could not be tracked (FLUSHALL or "
-                                   "out of memory)");
+        return cm_err_set(err, rc,
+                          "the writes to the slots could not be tracked (FLUSHALL or "
+                          "out of memory)");
     }
     struct kref *v = n > 0 ? cm_malloc(n * sizeof(*v)) : NULL;
     if (n > 0 && v == NULL) {
@@ -771,8 +783,9 @@ static void send_abort(struct clu_mig *g)
     struct cm_err err = {0};
     if (clu_link_call(g->host, g->port, g->password, LINK_TIMEOUT_MS, 4, av, al, &r, &err) != 0 ||
         r->type == RESP_T_ERROR)
-        cm_log(CM_LOG_WARNING, "Migration %s: abort not delivered to %s:%d (%s); the target "
-                               "drops the staged keys when it restarts or imports again",
+        cm_log(CM_LOG_WARNING,
+               "Migration %s: abort not delivered to %s:%d (%s); the target "
+               "drops the staged keys when it restarts or imports again",
                g->id, g->host, g->port, r != NULL ? r->str : err.msg);
     resp_value_free(r);
 }
@@ -789,8 +802,8 @@ static void out_rollback(struct clu_mig *g, const char *why)
     snprintf(g->error, sizeof(g->error), "%s", why);
     g->t_end = cm_now_ms();
     pthread_mutex_unlock(&g->mu);
-    cm_log(CM_LOG_WARNING, "Migration %s of %d slot(s) to %s:%d rolled back: %s", g->id,
-           g->nslots, g->host, g->port, why);
+    cm_log(CM_LOG_WARNING, "Migration %s of %d slot(s) to %s:%d rolled back: %s", g->id, g->nslots,
+           g->host, g->port, why);
 }
 
 /* After the commit: ASK until this node's map gives the slots to the target, push the
@@ -824,8 +837,9 @@ static void out_complete(struct clu_mig *g)
         else
             eng_meta_del(g->e, KEY_OUT, strlen(KEY_OUT), NULL);
     } else {
-        cm_log(CM_LOG_WARNING, "Migration %s: the installed map (epoch %llu) does not give the "
-                               "slots to %s; they stay answered with ASK",
+        cm_log(CM_LOG_WARNING,
+               "Migration %s: the installed map (epoch %llu) does not give the "
+               "slots to %s; they stay answered with ASK",
                g->id, m->epoch, g->target_id);
     }
     pthread_mutex_lock(&g->mu);
@@ -840,8 +854,7 @@ static void out_complete(struct clu_mig *g)
            "catch-up keys, fence %lld ms; map epoch %llu",
            g->id, g->nslots, g->host, g->port, g->keys, (double)g->bytes_raw / 1e6,
            (double)g->bytes_wire / 1e6, secs, (double)g->bytes_raw / 1e6 / secs,
-           (double)g->keys / secs, g->rounds, g->catchup_keys, (long long)g->fence_ms,
-           m->epoch);
+           (double)g->keys / secs, g->rounds, g->catchup_keys, (long long)g->fence_ms, m->epoch);
     pthread_mutex_unlock(&g->mu);
 }
 
@@ -894,7 +907,8 @@ static void *out_recover_main(void *arg)
     return NULL;
 }
 
-/* ---- The source: commands ----------------------------------------------------------------------- */
+/* ---- The source: commands -----------------------------------------------------------------------
+ */
 
 /* Index of the node named by target (an id or host:port) in m, or -1. */
 static int find_target(const struct clu_map *m, const char *target)
@@ -912,8 +926,7 @@ static int find_target(const struct clu_map *m, const char *target)
     return -1;
 }
 
-int clu_mig_start(struct cluster *cl, const struct clu_mig_req *rq, char id[64],
-                  struct cm_err *err)
+int clu_mig_start(struct cluster *cl, const struct clu_mig_req *rq, char id[64], struct cm_err *err)
 {
     struct clu_mig *g = clu__mig(cl);
     if (g == NULL)
@@ -1033,10 +1046,13 @@ int clu_mig_status(struct cluster *cl, struct cm_buf *out)
     }
     if (rc == 0)
         rc = cm_buf_appendf(out, "import_state:%s\r\n",
-                            !g->in_on ? "none" : g->in_phase == 2 ? "handoff" : "importing");
+                            !g->in_on          ? "none"
+                            : g->in_phase == 2 ? "handoff"
+                                               : "importing");
     if (rc == 0 && g->in_on) {
-        rc = cm_buf_appendf(out, "import_id:%s\r\nimport_source:%s\r\nimport_keys:%lld\r\n"
-                                 "import_slots:",
+        rc = cm_buf_appendf(out,
+                            "import_id:%s\r\nimport_source:%s\r\nimport_keys:%lld\r\n"
+                            "import_slots:",
                             g->in_id, g->in_source, g->in_keys);
         if (rc == 0)
             rc = fmt_slots(g->in_slots, out);
@@ -1047,7 +1063,8 @@ int clu_mig_status(struct cluster *cl, struct cm_buf *out)
     return rc;
 }
 
-/* ---- The target ---------------------------------------------------------------------------------- */
+/* ---- The target
+ * ---------------------------------------------------------------------------------- */
 
 static bool arg_eq(const char *a, size_t n, const char *lit)
 {
@@ -1124,7 +1141,7 @@ static void imp_begin(struct clu_mig *g, int argc, const char *const *argv, cons
     eng_get_stats(g->e, &es);
     g->in_flushes = es.flushes;
     struct cm_err err = {0};
-    eng_slots_refuse(g->e, slots, false); /* given away earlier, coming back now */
+    eng_slots_refuse(g->e, slots, false);   /* given away earlier, coming back now */
     int rc = drop_slots(g->e, slots, &err); /* leftovers of an older move */
     if (rc == 0)
         rc = save_in(g, &err);
@@ -1292,8 +1309,8 @@ static void imp_abort(struct clu_mig *g, const char *id, size_t idlen, struct cm
     resp_add_simple(out, "OK");
 }
 
-int clu_mig_import_cmd(struct cluster *cl, int argc, const char *const *argv,
-                       const size_t *argvlen, struct cm_buf *out)
+int clu_mig_import_cmd(struct cluster *cl, int argc, const char *const *argv, const size_t *argvlen,
+                       struct cm_buf *out)
 {
     struct clu_mig *g = clu__mig(cl);
     size_t mark = out->len;
@@ -1312,15 +1329,15 @@ int clu_mig_import_cmd(struct cluster *cl, int argc, const char *const *argv,
         bool mine = g->in_on && arg_eq(argv[1], argvlen[1], g->in_id);
         struct cm_buf done;
         cm_buf_init(&done);
-        bool was_done = !mine && eng_meta_get(g->e, KEY_IN_DONE, strlen(KEY_IN_DONE), &done,
-                                              NULL) == 0 &&
+        bool was_done = !mine &&
+                        eng_meta_get(g->e, KEY_IN_DONE, strlen(KEY_IN_DONE), &done, NULL) == 0 &&
                         arg_eq(argv[1], argvlen[1], "") == false && done.len == argvlen[1] &&
                         memcmp(done.p, argv[1], done.len) == 0;
         cm_buf_deinit(&done);
-        resp_add_simple(out, was_done               ? "handoff"
-                             : !mine                ? "none"
-                             : g->in_phase == 2     ? "handoff"
-                                                    : "importing");
+        resp_add_simple(out, was_done           ? "handoff"
+                             : !mine            ? "none"
+                             : g->in_phase == 2 ? "handoff"
+                                                : "importing");
         pthread_mutex_unlock(&g->mu);
     } else {
         resp_add_error(out, "ERR usage: CLUSTER IMPORT BEGIN|LOAD|HANDOFF|ABORT|QUERY <id> ...");
@@ -1372,20 +1389,20 @@ static void *in_finish_main(void *arg)
     pthread_mutex_lock(&g->mu);
     char id[64];
     snprintf(id, sizeof(id), "%s", g->in_id);
-    while (g->in_on && g->in_phase == 2 && strcmp(g->in_id, id) == 0 &&
-           !atomic_load(&g->closing))
+    while (g->in_on && g->in_phase == 2 && strcmp(g->in_id, id) == 0 && !atomic_load(&g->closing))
         if (pthread_cond_timedwait(&g->cv, &g->mu, &dl) != 0)
             break;
-    bool act = g->in_on && g->in_phase == 2 && strcmp(g->in_id, id) == 0 &&
-               !atomic_load(&g->closing);
+    bool act =
+        g->in_on && g->in_phase == 2 && strcmp(g->in_id, id) == 0 && !atomic_load(&g->closing);
     unsigned long long base = g->in_base;
     uint8_t slots[SLOT_BYTES];
     memcpy(slots, g->in_slots, SLOT_BYTES);
     pthread_mutex_unlock(&g->mu);
     if (act) {
         if (g->in_delay_ms > 0)
-            cm_log(CM_LOG_WARNING, "Import %s: the source did not install the map of epoch %llu "
-                                   "within %d ms; installing it here",
+            cm_log(CM_LOG_WARNING,
+                   "Import %s: the source did not install the map of epoch %llu "
+                   "within %d ms; installing it here",
                    id, base + 1, g->in_delay_ms);
         switch_map(g, base, slots, clu_myid(g->cl));
     }
@@ -1406,7 +1423,8 @@ static int start_in_finish(struct clu_mig *g, int delay_ms)
     return 0;
 }
 
-/* ---- Start and stop ------------------------------------------------------------------------------------ */
+/* ---- Start and stop
+ * ------------------------------------------------------------------------------------ */
 
 static int parse_slot_words(char **w, int n, uint8_t *slots)
 {

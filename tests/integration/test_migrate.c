@@ -120,8 +120,8 @@ static char *wait_state(eddy_ctx *c, const char *want, int timeout_s)
         char *st = status_of(c);
         const char *s = field(st, "state");
         if ((want != NULL && strcmp(s, want) == 0) ||
-            (want == NULL && (strcmp(s, "done") == 0 || strcmp(s, "failed") == 0 ||
-                              strcmp(s, "cancelled") == 0)))
+            (want == NULL &&
+             (strcmp(s, "done") == 0 || strcmp(s, "failed") == 0 || strcmp(s, "cancelled") == 0)))
             return st;
         if (h_now_ms() > end)
             FAILF("migration state still '%s' after %d s (want %s): %s", s, timeout_s,
@@ -135,9 +135,9 @@ static void move_slots(struct nodes *t, int from, int to, const char *slots, con
 {
     char target[64];
     snprintf(target, sizeof(target), "127.0.0.1:%d", t->s[to]->port);
-    struct eddy_reply *r = rate ? CMD(t->c[from], "CLUSTER", "MIGRATESLOTS", target, slots,
-                                      "RATE", rate)
-                                : CMD(t->c[from], "CLUSTER", "MIGRATESLOTS", target, slots);
+    struct eddy_reply *r =
+        rate ? CMD(t->c[from], "CLUSTER", "MIGRATESLOTS", target, slots, "RATE", rate)
+             : CMD(t->c[from], "CLUSTER", "MIGRATESLOTS", target, slots);
     if (r->type != EDDY_REPLY_STRING)
         FAILF("MIGRATESLOTS %s from node %d to %d: %s", slots, from, to, h_describe(r));
     eddy_reply_free(r);
@@ -247,8 +247,9 @@ static void t_move_data(void)
     CHECK(atoll(field(st, "bytes_sent")) < atoll(field(st, "bytes_raw")) / 2); /* zstd */
     long long raw = atoll(field(st, "bytes_raw")), wire = atoll(field(st, "bytes_sent"));
     long long fence = atoll(field(st, "fence_ms"));
-    fprintf(stderr, "  move of %d keys (%lld raw bytes, %lld compressed): %.2f MB/s, %.0f keys/s, "
-                    "fence %lld ms\n",
+    fprintf(stderr,
+            "  move of %d keys (%lld raw bytes, %lld compressed): %.2f MB/s, %.0f keys/s, "
+            "fence %lld ms\n",
             NTAGS * PER_TAG, raw, wire, mbs, kps, fence);
     free(st);
 
@@ -409,8 +410,9 @@ static void t_call_spans_move(void)
     /* Given back by hand (a map of epoch 3 from the operator), node 0 takes writes to
      * the slot again; then moved back and forth by migrations, too. */
     char pl[512], e3[8] = "3";
-    snprintf(pl, sizeof(pl), "node %s 127.0.0.1 %d\nnode %s 127.0.0.1 %d\nslots %s 0-8191\n"
-                           "slots %s 8192-16383\n",
+    snprintf(pl, sizeof(pl),
+             "node %s 127.0.0.1 %d\nnode %s 127.0.0.1 %d\nslots %s 0-8191\n"
+             "slots %s 8192-16383\n",
              t.id[0], t.s[0]->port, t.id[1], t.s[1]->port, t.id[0], t.id[1]);
     for (int i = 0; i < 2; i++)
         EXPECT_OK(t.c[i], "CLUSTER", "SETMAP", e3, pl);
@@ -436,33 +438,25 @@ static void t_call_spans_move(void)
 static void preload(eddy_ctx *c, const char *tag, int n, size_t vlen)
 {
     char keys[100][48];
-    char *val = malloc(vlen);
     const char *av[201];
     size_t al[201];
-    CHECK(val != NULL);
+    char *vals = malloc(100 * vlen); /* one buffer per value of a command */
+    CHECK(vals != NULL);
     for (int i = 0; i < n; i += 100) {
         int m = n - i < 100 ? n - i : 100;
         av[0] = "MSET";
         al[0] = 4;
         for (int j = 0; j < m; j++) {
             snprintf(keys[j], sizeof(keys[j]), "%sp%d", tag, i + j);
-            memset(val, 'a' + (i + j) % 26, vlen);
+            memset(vals + (size_t)j * vlen, 'a' + (i + j) % 26, vlen);
             av[1 + 2 * j] = keys[j];
             al[1 + 2 * j] = strlen(keys[j]);
-            av[2 + 2 * j] = val;
+            av[2 + 2 * j] = vals + (size_t)j * vlen;
             al[2 + 2 * j] = vlen;
         }
-        /* MSET copies each value before the next is written: one buffer per command. */
-        char *vals = malloc((size_t)m * vlen);
-        CHECK(vals != NULL);
-        for (int j = 0; j < m; j++) {
-            memset(vals + (size_t)j * vlen, 'a' + (i + j) % 26, vlen);
-            av[2 + 2 * j] = vals + (size_t)j * vlen;
-        }
         h_expect_status(H_AT, h_cmdv(H_AT, c, 1 + 2 * m, av, al), "OK");
-        free(vals);
     }
-    free(val);
+    free(vals);
 }
 
 static void check_preload(eddy_ctx *c, const char *tag, int n, size_t vlen)
@@ -577,8 +571,9 @@ static void t_requirepass(void)
         memcpy(id[i], t, 41);
         free(t);
     }
-    snprintf(p, sizeof(p), "node %s 127.0.0.1 %d\nnode %s 127.0.0.1 %d\nslots %s 0-8191\n"
-                           "slots %s 8192-16383\n",
+    snprintf(p, sizeof(p),
+             "node %s 127.0.0.1 %d\nnode %s 127.0.0.1 %d\nslots %s 0-8191\n"
+             "slots %s 8192-16383\n",
              id[0], s[0]->port, id[1], s[1]->port, id[0], id[1]);
     for (int i = 0; i < 2; i++)
         EXPECT_OK(c[i], "CLUSTER", "SETMAP", "1", p);
@@ -600,8 +595,9 @@ static void t_requirepass(void)
     }
 }
 
-/* ---- Moves under load, with a checker ------------------------------------------------------------
- * NW writers each own KPW keys pairs: "<tag>a<w>.<k>" gets APPEND "<seq>," and
+/* ---- Moves under load, with a checker
+ * ------------------------------------------------------------ NW writers each own KPW keys pairs:
+ * "<tag>a<w>.<k>" gets APPEND "<seq>," and
  * "<tag>s<w>.<k>" gets SET <seq>, for seq = 1, 2, ... with k = seq % KPW (the last
  * writer does both in one FCALL, so function calls cross the moves too); the tags of
  * k = 0 and 1 are in the moving slots, k = 2 in a slot that stays. Every outcome is
@@ -736,8 +732,7 @@ static void reader(struct load *l, int id)
         if (r != NULL && r->type == EDDY_REPLY_STRING) {
             long long v = atoll(r->str);
             if (v < pset[w][k]) {
-                fprintf(stderr, "reader: %s went backwards: %lld after %lld\n", key, v,
-                        pset[w][k]);
+                fprintf(stderr, "reader: %s went backwards: %lld after %lld\n", key, v, pset[w][k]);
                 _exit(1);
             }
             pset[w][k] = v;
@@ -808,8 +803,8 @@ static long long load_check(struct load *l, bool allow_unknown)
             fprintf(stderr, "  writer %d: %lld error replies, first: %s\n", w, l->sh->errors[w],
                     l->sh->errmsg[w]);
         if (l->sh->unknown[w] > 0)
-            fprintf(stderr, "  writer %d: %lld unknown outcomes, first: %s\n", w,
-                    l->sh->unknown[w], l->sh->unkmsg[w]);
+            fprintf(stderr, "  writer %d: %lld unknown outcomes, first: %s\n", w, l->sh->unknown[w],
+                    l->sh->unkmsg[w]);
         for (int k = 0; k < KPW; k++) {
             akey(l, w, k, key, sizeof(key));
             const char *g[] = {"GET", key};
@@ -856,8 +851,8 @@ static long long load_check(struct load *l, bool allow_unknown)
                 acked += l->sh->set[w][seq] == O_ACK;
             }
             int got = r->type == EDDY_REPLY_STRING ? atoi(r->str) : 0;
-            if (got != want && !(got > want && got % KPW == k % KPW &&
-                                 l->sh->set[w][got] == O_UNKNOWN))
+            if (got != want &&
+                !(got > want && got % KPW == k % KPW && l->sh->set[w][got] == O_UNKNOWN))
                 FAILF("%s = %d, but the last acknowledged SET was %d", key, got, want);
             eddy_reply_free(r);
         }
@@ -865,8 +860,9 @@ static long long load_check(struct load *l, bool allow_unknown)
     for (int i = 0; i < NR; i++)
         reads += l->sh->reads[i];
     eddy_cluster_free(cl);
-    fprintf(stderr, "  checked %lld acknowledged writes (%lld TRYAGAIN, %lld other errors, %lld "
-                    "unknown outcomes), %lld read pairs never went backwards\n",
+    fprintf(stderr,
+            "  checked %lld acknowledged writes (%lld TRYAGAIN, %lld other errors, %lld "
+            "unknown outcomes), %lld read pairs never went backwards\n",
             acked, tryagain, errors, unknown, reads);
     if (!allow_unknown && unknown > 0)
         FAILF("%lld writes had no reply without any node being killed", unknown);
@@ -927,7 +923,8 @@ static void t_load_moves(void)
     stop_nodes(&t);
 }
 
-/* ---- kill -9 mid-move ----------------------------------------------------------------------------- */
+/* ---- kill -9 mid-move
+ * ----------------------------------------------------------------------------- */
 
 /* Kills node `victim` (0 source, 1 target) while the move of the load's slots from 0
  * to 1 is streaming (before the commit) or in its ASK window (after it), restarts it,
