@@ -262,8 +262,8 @@ static void fan_out(struct server *s, struct worker *home, struct mr_job *j)
         }
         q->job = j;
         q->node = i;
-        if (bus_call(home, m->nodes[i].host, m->nodes[i].port, s->cfg->requirepass, argc, argv,
-                     argvlen, remote_done, q, &err) != 0) {
+        if (bus_call(home, m->nodes[i].host, m->nodes[i].port, BUS_LANE_BULK, s->cfg->requirepass,
+                     argc, argv, argvlen, remote_done, q, &err) != 0) {
             cm_free(q);
             resp_add_errorf(&j->error, "ERR map on node %s", err.msg);
             break;

@@ -146,30 +146,31 @@ struct worker {
     struct loop_async *resume; /* run a slice of the preempted calls */
     struct wcall *calls;       /* preempted calls */
     struct task *tasks, **tasks_tail; /* posted work (inbox_lock) */
-    struct bus_call *bus;      /* node-to-node calls in flight (bus.c) */
+    struct bus_link *bus;      /* connections to other nodes (bus.c) */
 };
 
 /* ---- Node-to-node calls (bus.c) --------------------------------------------------------------
- * Asynchronous, on the calling worker's loop: bus_call connects to host:port without
- * blocking, sends AUTH password (when not NULL or "") and the command, and later calls
- * fn(w, ud, reply, NULL) with the reply (owned by fn; it may be an error reply) or
- * fn(w, ud, NULL, "host:port: why") when the connection fails. Returns 0 (fn will be
- * called exactly once, unless the worker shuts down first) or an error with err set
- * (fn is not called). */
+ * Asynchronous, on the calling worker's loop, pipelined on one connection per (peer,
+ * lane) that opens when needed (AUTH password first when not NULL or "") and again
+ * after it broke. fn(w, ud, reply, NULL) gets the reply (owned by fn; it may be an
+ * error reply), or fn(w, ud, NULL, "host:port: why") when the connection fails. Returns
+ * 0 (fn will be called exactly once, unless the call is cancelled or the worker shuts
+ * down first) or an error with err set (fn is not called). */
+enum { BUS_LANE_KEYS = 0, BUS_LANE_BULK = 1 }; /* short calls / MAPREDUCE's maps */
 struct bus_call;
 typedef void (*bus_reply_fn)(struct worker *w, void *ud, struct resp_value *reply,
                              const char *error);
-int bus_call(struct worker *w, const char *host, int port, const char *password, int argc,
-             const char *const *argv, const size_t *argvlen, bus_reply_fn fn, void *ud,
+int bus_call(struct worker *w, const char *host, int port, int lane, const char *password,
+             int argc, const char *const *argv, const size_t *argvlen, bus_reply_fn fn, void *ud,
              struct cm_err *err);
 /* The same with the command already RESP-encoded (cmd, len) and the node as "host:port";
  * *handle (if not NULL) names the call for bus_cancel until fn runs. */
-int bus_call_raw(struct worker *w, const char *addr, const char *password, const char *cmd,
-                 size_t len, bus_reply_fn fn, void *ud, struct bus_call **handle,
-                 struct cm_err *err);
-/* Ends a call in flight without calling back (its owner went away). */
-void bus_cancel(struct worker *w, struct bus_call *b);
-/* Drops the calls in flight without calling back (worker teardown). */
+int bus_call_raw(struct worker *w, const char *addr, int lane, const char *password,
+                 const char *cmd, size_t len, bus_reply_fn fn, void *ud,
+                 struct bus_call **handle, struct cm_err *err);
+/* Drops a call's reply when it comes (its owner went away); fn will not run. */
+void bus_cancel(struct worker *w, struct bus_call *c);
+/* Closes every connection without calling back (worker teardown). */
 void bus_close_all(struct worker *w);
 
 /* Requests shutdown from any thread (SHUTDOWN, signals). */

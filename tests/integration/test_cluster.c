@@ -463,6 +463,28 @@ static void t_remote_keys(void)
     EXPECT_ERR_PREFIX("ERR remote access to 127.0.0.1:", t.c[0], "FCALL", "rk_sum", "2", k0, k2);
     EXPECT_INT(1, t.c[0], "FCALL", "rk_sum", "1", k0);
     EXPECT_ALIVE(t.s[0]->port);
+    /* Back again: the node bus reconnects. Calls from many pipelined clients share it. */
+    h_server_restart(t.s[2]);
+    EXPECT_OK(t.c[1], "SET", k1, "20");
+    EXPECT_INT(28, t.c[0], "FCALL", "rk_sum", "3", k0, k1, k2);
+    enum { CLIENTS = 8, PER = 200 };
+    eddy_ctx *cs[CLIENTS];
+    const char *argv[] = {"FCALL", "rk_sum", "3", k0, k1, k2};
+    for (int i = 0; i < CLIENTS; i++) {
+        cs[i] = h_connect_port(t.s[0]->port);
+        for (int k = 0; k < PER; k++)
+            CHECK(eddy_append_argv(cs[i], 6, argv, NULL) == EDDY_OK);
+    }
+    for (int i = 0; i < CLIENTS; i++) {
+        for (int k = 0; k < PER; k++) {
+            struct eddy_reply *x = NULL;
+            CHECK(eddy_get_reply(cs[i], &x) == EDDY_OK);
+            if (x->type != EDDY_REPLY_INTEGER || x->integer != 28)
+                FAILF("client %d, call %d: %s", i, k, h_describe(x));
+            eddy_reply_free(x);
+        }
+        eddy_free(cs[i]);
+    }
     stop_nodes(&t);
 }
 
