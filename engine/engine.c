@@ -38,12 +38,25 @@ struct eng {
     atomic_ullong synced_seq;  /* on disk */
     pthread_mutex_t sync_lock;
 
-    atomic_ullong n_expired, n_writes, n_syncs;
+    atomic_ullong n_expired, n_writes, n_syncs, n_flushes;
     pthread_mutex_t stripes[STRIPES];
     /* Optimistic transactions: commit_seq counts commits; stripe_seq[s] is the
      * commit_seq of the last write to stripe s (read and written under its mutex). */
     atomic_ullong commit_seq;
     unsigned long long stripe_seq[STRIPES];
+
+    /* Slot watch (online migration, see engine.h). Every write holds watch_lock for
+     * reading around its check, its RocksDB write and the recording of its keys;
+     * the watch_* fields change only under it for writing, so a write is either
+     * wholly before a change or wholly after it. */
+    pthread_rwlock_t watch_lock;
+    bool watch_on, watch_fenced, watch_lost;
+    uint8_t watch_slots[CM_SLOTS / 8];
+    bool refuse_on;                     /* some slot is in refuse_slots */
+    uint8_t refuse_slots[CM_SLOTS / 8]; /* slots given away: writes to them fail */
+    pthread_mutex_t watch_mu;  /* guards watch_keys (writers record concurrently) */
+    struct cm_buf watch_keys;  /* 4-byte length + user key, per recorded write */
+    size_t watch_nkeys;
 };
 
 struct eng_txn {
@@ -54,6 +67,7 @@ struct eng_txn {
     unsigned long long start_seq;
     struct eng_lockset reads, writes;
     struct cm_buf key, val;
+    struct cm_buf ukeys; /* the user keys written (4-byte length + key), for the watch */
     /* Snapshots of earlier checkpoints, kept for the iterators that read them. */
     const rocksdb_snapshot_t **old_snaps;
     rocksdb_readoptions_t **old_ros;
@@ -82,11 +96,14 @@ struct eng_batch {
     struct cm_buf key, val;
     struct eng_lockset stripes; /* of the keys written, marked by eng_write */
     unsigned saved_stripes;     /* stripes.n at the savepoint */
+    struct cm_buf ukeys;        /* the user keys written (4-byte length + key) */
+    size_t saved_ukeys;         /* ukeys.len at the savepoint */
 };
 
 static _Thread_local unsigned long long tls_last_seq;
 
 static unsigned stripe_of(const char *key, size_t klen);
+static void mark_stripe(struct eng *e, unsigned s);
 
 static const char *cf_names[NCF] = {"default", "expire", "meta"};
 
@@ -249,6 +266,14 @@ struct eng *eng_open(const struct eng_options *o, struct cm_err *err)
     pthread_mutex_init(&e->sync_lock, NULL);
     for (int i = 0; i < STRIPES; i++)
         pthread_mutex_init(&e->stripes[i], NULL);
+    pthread_rwlockattr_t rwa;
+    pthread_rwlockattr_init(&rwa);
+    /* The migration's fence must not starve behind a steady stream of writes. */
+    pthread_rwlockattr_setkind_np(&rwa, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&e->watch_lock, &rwa);
+    pthread_rwlockattr_destroy(&rwa);
+    pthread_mutex_init(&e->watch_mu, NULL);
+    cm_buf_init(&e->watch_keys);
 
     e->cache = rocksdb_cache_create_lru(o->block_cache_bytes ? o->block_cache_bytes : 1 << 20);
     e->table = rocksdb_block_based_options_create();
@@ -317,6 +342,9 @@ void eng_close(struct eng *e)
     for (int i = 0; i < STRIPES; i++)
         pthread_mutex_destroy(&e->stripes[i]);
     pthread_mutex_destroy(&e->sync_lock);
+    pthread_rwlock_destroy(&e->watch_lock);
+    pthread_mutex_destroy(&e->watch_mu);
+    cm_buf_deinit(&e->watch_keys);
     cm_free(e);
 }
 
@@ -478,6 +506,159 @@ int eng_exists(struct eng *e, const char *key, size_t klen, int64_t now_ms, stru
     return rc == CM_ENOTFOUND ? 0 : rc;
 }
 
+/* ---- Slot watch ---------------------------------------------------------------------------------- */
+
+/* Appends a written user key to a batch's or transaction's list (4-byte length + key). */
+static int note_key(struct cm_buf *keys, const char *key, size_t klen)
+{
+    uint32_t l = (uint32_t)klen;
+    return cm_buf_append(keys, &l, 4) == 0 ? cm_buf_append(keys, key, klen) : CM_ENOMEM;
+}
+
+static bool watched(const struct eng *e, unsigned slot)
+{
+    return (e->watch_slots[slot >> 3] >> (slot & 7)) & 1;
+}
+
+/* With watch_lock held for reading: 0 if the keys touch no watched slot, 1 if they
+ * do (record them after the write), CM_EAGAIN (err set) if they do and the watch is
+ * fenced. */
+static int watch_check(struct eng *e, const struct cm_buf *keys, struct cm_err *err)
+{
+    if (!e->watch_on && !e->refuse_on)
+        return 0;
+    int hit = 0;
+    for (size_t off = 0; off + 4 <= keys->len;) {
+        uint32_t l;
+        memcpy(&l, keys->p + off, 4);
+        unsigned slot = cm_key_slot(keys->p + off + 4, l);
+        if (e->refuse_on && (e->refuse_slots[slot >> 3] >> (slot & 7)) & 1)
+            return cm_err_set(err, CM_EAGAIN, "TRYAGAIN slot %u was migrated to another node "
+                                              "while this command ran; nothing was applied",
+                              slot);
+        if (e->watch_on && watched(e, slot))
+            hit = 1;
+        off += 4 + l;
+    }
+    if (hit && e->watch_fenced)
+        return cm_err_set(err, CM_EAGAIN, "TRYAGAIN a slot written by this command is being "
+                                          "migrated; nothing was applied, try again");
+    return hit;
+}
+
+/* With watch_lock held for reading, after a write: records its keys of watched slots. */
+static void watch_record(struct eng *e, const struct cm_buf *keys)
+{
+    pthread_mutex_lock(&e->watch_mu);
+    for (size_t off = 0; off + 4 <= keys->len;) {
+        uint32_t l;
+        memcpy(&l, keys->p + off, 4);
+        if (watched(e, cm_key_slot(keys->p + off + 4, l))) {
+            if (cm_buf_append(&e->watch_keys, keys->p + off, 4 + l) != 0)
+                e->watch_lost = true; /* out of memory: the migration must fail */
+            else
+                e->watch_nkeys++;
+        }
+        off += 4 + l;
+    }
+    pthread_mutex_unlock(&e->watch_mu);
+}
+
+int eng_watch_start(struct eng *e, const uint8_t slots[CM_SLOTS / 8])
+{
+    pthread_rwlock_wrlock(&e->watch_lock);
+    if (e->watch_on) {
+        pthread_rwlock_unlock(&e->watch_lock);
+        return CM_EINVAL;
+    }
+    memcpy(e->watch_slots, slots, sizeof(e->watch_slots));
+    e->watch_on = true;
+    e->watch_fenced = false;
+    e->watch_lost = false;
+    pthread_mutex_lock(&e->watch_mu);
+    e->watch_keys.len = 0;
+    e->watch_nkeys = 0;
+    pthread_mutex_unlock(&e->watch_mu);
+    pthread_rwlock_unlock(&e->watch_lock);
+    return 0;
+}
+
+void eng_watch_fence(struct eng *e, bool on)
+{
+    pthread_rwlock_wrlock(&e->watch_lock);
+    e->watch_fenced = e->watch_on && on;
+    pthread_rwlock_unlock(&e->watch_lock);
+}
+
+int eng_watch_take(struct eng *e, struct cm_buf *keys, size_t *nkeys)
+{
+    int rc = 0;
+    keys->len = 0;
+    pthread_rwlock_rdlock(&e->watch_lock);
+    pthread_mutex_lock(&e->watch_mu);
+    if (e->watch_lost) {
+        rc = CM_ELIMIT;
+    } else {
+        struct cm_buf t = *keys;
+        *keys = e->watch_keys;
+        e->watch_keys = t;
+        *nkeys = e->watch_nkeys;
+        e->watch_nkeys = 0;
+    }
+    pthread_mutex_unlock(&e->watch_mu);
+    pthread_rwlock_unlock(&e->watch_lock);
+    return rc;
+}
+
+void eng_slots_refuse(struct eng *e, const uint8_t slots[CM_SLOTS / 8], bool on)
+{
+    pthread_rwlock_wrlock(&e->watch_lock);
+    bool any = false;
+    for (size_t i = 0; i < sizeof(e->refuse_slots); i++) {
+        e->refuse_slots[i] = on ? (uint8_t)(e->refuse_slots[i] | slots[i])
+                                : (uint8_t)(e->refuse_slots[i] & ~slots[i]);
+        any = any || e->refuse_slots[i] != 0;
+    }
+    e->refuse_on = any;
+    pthread_rwlock_unlock(&e->watch_lock);
+}
+
+void eng_watch_stop(struct eng *e)
+{
+    pthread_rwlock_wrlock(&e->watch_lock);
+    e->watch_on = e->watch_fenced = e->watch_lost = false;
+    memset(e->watch_slots, 0, sizeof(e->watch_slots));
+    pthread_mutex_lock(&e->watch_mu);
+    e->watch_keys.len = 0;
+    e->watch_nkeys = 0;
+    cm_buf_shrink(&e->watch_keys, 1 << 20);
+    pthread_mutex_unlock(&e->watch_mu);
+    pthread_rwlock_unlock(&e->watch_lock);
+}
+
+int eng_drop_slots(struct eng *e, unsigned slot_lo, unsigned slot_hi, struct cm_err *err)
+{
+    char lo[2] = {(char)(slot_lo >> 8), (char)(slot_lo & 0xff)};
+    unsigned end = slot_hi + 1;
+    char hi[2] = {(char)(end >> 8), (char)(end & 0xff)};
+    char *rerr = NULL;
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_writebatch_delete_range_cf(wb, e->cf[CF_DATA], lo, 2, hi, 2);
+    rocksdb_write(e->db, e->wopts, wb, &rerr);
+    rocksdb_writebatch_destroy(wb);
+    if (rerr != NULL)
+        return rocks_err(err, rerr, "drop of slots failed");
+    tls_last_seq = atomic_fetch_add(&e->written_seq, 1) + 1;
+    /* Transactions that read keys of these slots must conflict (stale expiry index
+     * entries are skipped by the expire cycle: their key is gone). */
+    for (unsigned i = 0; i < STRIPES; i++) {
+        pthread_mutex_lock(&e->stripes[i]);
+        mark_stripe(e, i);
+        pthread_mutex_unlock(&e->stripes[i]);
+    }
+    return eng_sync_all(e, err);
+}
+
 /* ---- Writes ----------------------------------------------------------------------------------- */
 
 struct eng_batch *eng_batch_new(struct eng *e)
@@ -489,6 +670,7 @@ struct eng_batch *eng_batch_new(struct eng *e)
     b->wb = rocksdb_writebatch_create();
     cm_buf_init(&b->key);
     cm_buf_init(&b->val);
+    cm_buf_init(&b->ukeys);
     eng_lockset_init(&b->stripes);
     return b;
 }
@@ -500,6 +682,7 @@ void eng_batch_free(struct eng_batch *b)
     rocksdb_writebatch_destroy(b->wb);
     cm_buf_deinit(&b->key);
     cm_buf_deinit(&b->val);
+    cm_buf_deinit(&b->ukeys);
     eng_lockset_deinit(&b->stripes);
     cm_free(b);
 }
@@ -508,13 +691,16 @@ void eng_batch_clear(struct eng_batch *b)
 {
     rocksdb_writebatch_clear(b->wb);
     b->stripes.n = 0;
+    b->ukeys.len = 0;
     cm_buf_shrink(&b->val, 1 << 20);
+    cm_buf_shrink(&b->ukeys, 1 << 20);
 }
 
 void eng_batch_savepoint(struct eng_batch *b)
 {
     rocksdb_writebatch_set_save_point(b->wb);
     b->saved_stripes = b->stripes.n;
+    b->saved_ukeys = b->ukeys.len;
 }
 
 void eng_batch_rollback(struct eng_batch *b)
@@ -523,6 +709,7 @@ void eng_batch_rollback(struct eng_batch *b)
     rocksdb_writebatch_rollback_to_save_point(b->wb, &rerr);
     rocksdb_free(rerr);
     b->stripes.n = b->saved_stripes;
+    b->ukeys.len = b->saved_ukeys;
 }
 
 bool eng_batch_touches(const struct eng_batch *b, unsigned stripe)
@@ -543,7 +730,8 @@ int eng_batch_put(struct eng_batch *b, const char *key, size_t klen, enum eng_ty
 {
     if (eng_encode_key(&b->key, key, klen) != 0 ||
         eng_encode_value(&b->val, type, expire_ms, val, vlen) != 0 ||
-        eng_lockset_add_stripe(&b->stripes, stripe_of(key, klen)) != 0)
+        eng_lockset_add_stripe(&b->stripes, stripe_of(key, klen)) != 0 ||
+        note_key(&b->ukeys, key, klen) != 0)
         return CM_ENOMEM;
     rocksdb_writebatch_put_cf(b->wb, b->e->cf[CF_DATA], b->key.p, b->key.len, b->val.p, b->val.len);
     if (expire_ms > 0) {
@@ -560,7 +748,8 @@ int eng_batch_put(struct eng_batch *b, const char *key, size_t klen, enum eng_ty
 void eng_batch_del(struct eng_batch *b, const char *key, size_t klen)
 {
     if (eng_encode_key(&b->key, key, klen) != 0 ||
-        eng_lockset_add_stripe(&b->stripes, stripe_of(key, klen)) != 0)
+        eng_lockset_add_stripe(&b->stripes, stripe_of(key, klen)) != 0 ||
+        note_key(&b->ukeys, key, klen) != 0)
         return;
     rocksdb_writebatch_delete_cf(b->wb, b->e->cf[CF_DATA], b->key.p, b->key.len);
 }
@@ -568,7 +757,16 @@ void eng_batch_del(struct eng_batch *b, const char *key, size_t klen)
 int eng_write(struct eng *e, struct eng_batch *b, struct cm_err *err)
 {
     char *rerr = NULL;
+    pthread_rwlock_rdlock(&e->watch_lock);
+    int w = watch_check(e, &b->ukeys, err);
+    if (w < 0) {
+        pthread_rwlock_unlock(&e->watch_lock);
+        return w;
+    }
     rocksdb_write(e->db, e->wopts, b->wb, &rerr);
+    if (rerr == NULL && w > 0)
+        watch_record(e, &b->ukeys);
+    pthread_rwlock_unlock(&e->watch_lock);
     if (rerr != NULL)
         return rocks_err(err, rerr, "write failed");
     tls_last_seq = atomic_fetch_add(&e->written_seq, 1) + 1;
@@ -722,6 +920,7 @@ struct eng_txn *eng_txn_begin(struct eng *e)
     eng_lockset_init(&t->writes);
     cm_buf_init(&t->key);
     cm_buf_init(&t->val);
+    cm_buf_init(&t->ukeys);
     return t;
 }
 
@@ -742,6 +941,7 @@ void eng_txn_free(struct eng_txn *t)
     eng_lockset_deinit(&t->writes);
     cm_buf_deinit(&t->key);
     cm_buf_deinit(&t->val);
+    cm_buf_deinit(&t->ukeys);
     cm_free(t);
 }
 
@@ -786,7 +986,8 @@ int eng_txn_put(struct eng_txn *t, const char *key, size_t klen, enum eng_type t
 {
     if (eng_lockset_add(t->e, &t->writes, key, klen) != 0 ||
         eng_encode_key(&t->key, key, klen) != 0 ||
-        eng_encode_value(&t->val, type, expire_ms, val, vlen) != 0)
+        eng_encode_value(&t->val, type, expire_ms, val, vlen) != 0 ||
+        note_key(&t->ukeys, key, klen) != 0)
         return CM_ENOMEM;
     rocksdb_writebatch_wi_put_cf(t->wb, t->e->cf[CF_DATA], t->key.p, t->key.len, t->val.p,
                                  t->val.len);
@@ -802,7 +1003,8 @@ int eng_txn_put(struct eng_txn *t, const char *key, size_t klen, enum eng_type t
 
 int eng_txn_del(struct eng_txn *t, const char *key, size_t klen)
 {
-    if (eng_lockset_add(t->e, &t->writes, key, klen) != 0 || eng_encode_key(&t->key, key, klen) != 0)
+    if (eng_lockset_add(t->e, &t->writes, key, klen) != 0 ||
+        eng_encode_key(&t->key, key, klen) != 0 || note_key(&t->ukeys, key, klen) != 0)
         return CM_ENOMEM;
     rocksdb_writebatch_wi_delete_cf(t->wb, t->e->cf[CF_DATA], t->key.p, t->key.len);
     return 0;
@@ -836,7 +1038,17 @@ int eng_txn_commit(struct eng_txn *t, struct cm_err *err)
             goto out;
         }
     char *rerr = NULL;
+    pthread_rwlock_rdlock(&e->watch_lock);
+    int w = watch_check(e, &t->ukeys, err);
+    if (w < 0) {
+        pthread_rwlock_unlock(&e->watch_lock);
+        rc = w;
+        goto out;
+    }
     rocksdb_write_writebatch_wi(e->db, e->wopts, t->wb, &rerr);
+    if (rerr == NULL && w > 0)
+        watch_record(e, &t->ukeys);
+    pthread_rwlock_unlock(&e->watch_lock);
     if (rerr != NULL) {
         rc = rocks_err(err, rerr, "write failed");
         goto out;
@@ -865,6 +1077,7 @@ int eng_txn_checkpoint(struct eng_txn *t, struct cm_err *err)
     if (rc != 0)
         return rc;
     rocksdb_writebatch_wi_clear(t->wb);
+    t->ukeys.len = 0;
     eng_lockset_deinit(&t->reads);
     eng_lockset_deinit(&t->writes);
     t->old_snaps[t->nold] = t->snap;
@@ -1121,10 +1334,18 @@ int eng_flush_all(struct eng *e, struct cm_err *err)
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     rocksdb_writebatch_delete_range_cf(wb, e->cf[CF_DATA], lo, 2, hi, 2);
     rocksdb_writebatch_delete_range_cf(wb, e->cf[CF_EXPIRE], elo, 0, ehi, 9);
+    pthread_rwlock_rdlock(&e->watch_lock);
+    if (e->watch_on) {
+        pthread_mutex_lock(&e->watch_mu);
+        e->watch_lost = true; /* a migration cannot replay a flush: it fails */
+        pthread_mutex_unlock(&e->watch_mu);
+    }
     rocksdb_write(e->db, e->wopts, wb, &rerr);
+    pthread_rwlock_unlock(&e->watch_lock);
     rocksdb_writebatch_destroy(wb);
     if (rerr != NULL)
         return rocks_err(err, rerr, "flush failed");
+    atomic_fetch_add(&e->n_flushes, 1);
     tls_last_seq = atomic_fetch_add(&e->written_seq, 1) + 1;
     /* Every transaction that read anything before the flush must now conflict. */
     for (unsigned i = 0; i < STRIPES; i++) {
@@ -1321,4 +1542,5 @@ void eng_get_stats(struct eng *e, struct eng_stats *st)
     st->expired_keys = atomic_load(&e->n_expired);
     st->writes = atomic_load(&e->n_writes);
     st->syncs = atomic_load(&e->n_syncs);
+    st->flushes = atomic_load(&e->n_flushes);
 }

@@ -239,6 +239,34 @@ int eng_random_key(struct eng *e, int64_t now_ms, struct cm_buf *out, struct cm_
  * Returns how many keys it deleted (>= 0) or CM_EIO. */
 long eng_expire_cycle(struct eng *e, int64_t now_ms, long max, struct cm_err *err);
 
+/* ---- Slot watch (online slot migration) ---------------------------------------------------
+ * While a watch is on, every write through eng_write or a transaction commit that
+ * touches a key of a watched slot records that key (the expire cycle's deletions are
+ * not recorded: the copy elsewhere carries the same expiry). A fenced watch refuses
+ * such writes with CM_EAGAIN (err->msg starts with "TRYAGAIN"), applying nothing of
+ * them. A change of the watch waits for the writes in progress, so each write is
+ * wholly before or wholly after it. One watch at a time. */
+/* Starts watching the slots whose bit is set in slots (bit s%8 of byte s/8). Returns 0
+ * or CM_EINVAL when a watch is already on. */
+int eng_watch_start(struct eng *e, const uint8_t slots[CM_SLOTS / 8]);
+/* Fences (on) or unfences the watched slots. */
+void eng_watch_fence(struct eng *e, bool on);
+/* Moves the keys recorded so far into keys (cleared first; 4-byte native-endian length
+ * + key bytes per write, duplicates possible) and their count into *nkeys. Returns 0,
+ * or CM_ELIMIT when a record was lost (out of memory, or eng_flush_all ran): the
+ * watcher cannot know what changed. */
+int eng_watch_take(struct eng *e, struct cm_buf *keys, size_t *nkeys);
+/* Ends the watch (and its fence). */
+void eng_watch_stop(struct eng *e);
+/* Refuses (on) or accepts again (off) writes to the slots whose bit is set: a node that
+ * gave slots away refuses the late writes of commands and function calls that began
+ * before the move and commit after it (CM_EAGAIN, err->msg "TRYAGAIN ...", nothing
+ * applied). Cleared for the slots of an import; not kept across restarts. */
+void eng_slots_refuse(struct eng *e, const uint8_t slots[CM_SLOTS / 8], bool on);
+/* Deletes every key of slots [slot_lo, slot_hi] with one range deletion, and syncs.
+ * Running transactions conflict. Returns 0 or CM_EIO. */
+int eng_drop_slots(struct eng *e, unsigned slot_lo, unsigned slot_hi, struct cm_err *err);
+
 /* ---- Metadata column family ------------------------------------------------------------------ */
 /* Reads a metadata value into out (cleared first). 0, CM_ENOTFOUND or CM_EIO. */
 int eng_meta_get(struct eng *e, const char *key, size_t klen, struct cm_buf *out,
@@ -261,6 +289,7 @@ struct eng_stats {
     unsigned long long expired_keys; /* deleted because their TTL passed */
     unsigned long long writes;       /* eng_write calls */
     unsigned long long syncs;        /* WAL syncs */
+    unsigned long long flushes;      /* eng_flush_all calls */
 };
 void eng_get_stats(struct eng *e, struct eng_stats *st);
 

@@ -219,7 +219,10 @@ void cmd_flush_writes(struct worker *w)
             if (c != NULL) { /* the replies must not claim what did not happen */
                 c->out.len = w->pending_mark > c->opos ? w->pending_mark : c->opos;
                 for (unsigned i = 0; i < w->pending_cmds; i++)
-                    resp_add_errorf(&c->out, "ERR storage error: %s", err.msg);
+                    if (err.code == CM_EAGAIN) /* a migration's fence: err.msg is TRYAGAIN */
+                        resp_add_error(&c->out, err.msg);
+                    else
+                        resp_add_errorf(&c->out, "ERR storage error: %s", err.msg);
             }
         } else if (c != NULL) {
             c->dirty = true;

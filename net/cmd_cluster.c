@@ -14,6 +14,8 @@
 
 /* Milliseconds a node waits for another when propagating a function change. */
 #define FORWARD_TIMEOUT_MS 5000
+/* Milliseconds a command on a fenced slot waits for the end of the fence. */
+#define FENCE_WAIT_MS 3000
 
 /* ---- Key positions ------------------------------------------------------------------ */
 
@@ -61,6 +63,9 @@ bool net_cluster_route(struct conn *c, const struct cmd_def *d, size_t argc, con
 {
     struct cluster *cl = c->w->srv->cluster;
     size_t first, last, step;
+    bool asking = c->asking; /* ASKING holds for the next command only */
+    if (d->fn != net_cluster_asking)
+        c->asking = false;
     if (cl == NULL || !key_range(d, argc, argv, argvlen, &first, &last, &step))
         return true;
     unsigned slot = cm_key_slot(argv[first], argvlen[first]);
@@ -71,7 +76,16 @@ bool net_cluster_route(struct conn *c, const struct cmd_def *d, size_t argc, con
             return false;
         }
     char msg[CLU_HOST_LEN + 64];
-    if (clu_route(cl, slot, msg, sizeof(msg)) == CLU_LOCAL)
+    int r = clu_route_mig(cl, slot, asking, msg, sizeof(msg));
+    if (r == CLU_WAIT) {
+        /* A slot in its migration's fence: this thread waits (briefly) for the
+         * handoff, then routes again (-ASK, or MOVED once the map moved). Its own
+         * pending writes go first, so none of them waits behind the fence. */
+        cmd_flush_writes(c->w);
+        clu_mig_wait(cl, slot, FENCE_WAIT_MS);
+        r = clu_route_mig(cl, slot, asking, msg, sizeof(msg));
+    }
+    if (r == CLU_LOCAL)
         return true;
     resp_add_error(&c->out, msg);
     return false;
@@ -88,7 +102,18 @@ int net_cluster_script_check(const struct cmd_def *d, size_t argc, const char **
     size_t mark = out->len;
     for (size_t i = first; i <= last; i += step) {
         unsigned slot = cm_key_slot(argv[i], argvlen[i]);
-        int r = clu_route(cl, slot, msg, sizeof(msg));
+        /* A slot whose import has committed here is served to function calls too: its
+         * data is complete on this node and its old owner answers -ASK. */
+        int r = clu_route_mig(cl, slot, true, msg, sizeof(msg));
+        if (r == CLU_WAIT || r == CLU_ASK) {
+            /* The slot is in the last step of a move: the call applies nothing of its
+             * own and the client may run it again. (A slot moved away during the call is
+             * accessed remotely like any other node's; the call's earlier local writes
+             * to it make its commit fail with TRYAGAIN, see eng_slots_refuse.) */
+            resp_add_errorf(out, "TRYAGAIN key '%.*s' is in slot %u, which is being migrated",
+                            (int)(argvlen[i] > 128 ? 128 : argvlen[i]), argv[i], slot);
+            return -1;
+        }
         if (r == CLU_DOWN) {
             resp_add_error(out, msg);
             return -1;
@@ -341,6 +366,52 @@ static void cluster_getmap(struct cmd_ctx *x, const struct clu_map *m)
     cm_buf_deinit(&b);
 }
 
+/* CLUSTER MIGRATESLOTS <target-id|host:port> <slot|lo-hi> [...] [RATE <MB/s>] */
+static void cluster_migrateslots(struct cmd_ctx *x, struct cluster *cl)
+{
+    struct clu_mig_req rq = {0};
+    struct cm_err err = {0};
+    char id[64];
+    if (x->argvlen[2] >= sizeof(rq.target)) {
+        reply_err(x, "ERR unknown target node");
+        return;
+    }
+    memcpy(rq.target, x->argv[2], x->argvlen[2]);
+    for (size_t i = 3; i < x->argc; i++) {
+        if (arg_is(x, i, "RATE") && i + 1 < x->argc) {
+            char num[32];
+            char *end;
+            size_t n = x->argvlen[i + 1] < sizeof(num) - 1 ? x->argvlen[i + 1] : sizeof(num) - 1;
+            memcpy(num, x->argv[i + 1], n);
+            num[n] = '\0';
+            rq.rate_mb = strtod(num, &end);
+            if (end == num || *end != '\0' || rq.rate_mb < 0) {
+                reply_err(x, "ERR RATE needs a number of MB/s (0 = unlimited)");
+                return;
+            }
+            i++;
+        } else if (clu_slots_parse(x->argv[i], x->argvlen[i], rq.slots) != 0) {
+            reply_errf(x, "ERR bad slot or range '%.32s'", x->argv[i]);
+            return;
+        }
+    }
+    if (clu_mig_start(cl, &rq, id, &err) != 0)
+        reply_err(x, err.msg);
+    else
+        resp_add_cstr(x->out, id);
+}
+
+void net_cluster_asking(struct cmd_ctx *x)
+{
+    if (x->srv->cluster == NULL) {
+        reply_err(x, "ERR This instance has cluster support disabled");
+        return;
+    }
+    if (x->c != NULL)
+        x->c->asking = true;
+    reply_ok(x);
+}
+
 /* CLUSTER FUNCTION <FUNCTION arguments>: the function change another node forwards;
  * applied here only, never forwarded again. */
 static void cluster_function(struct cmd_ctx *x)
@@ -423,6 +494,27 @@ void net_cluster_cmd(struct cmd_ctx *x)
         cluster_getmap(x, m);
     } else if (arg_is(x, 1, "FUNCTION") && x->argc >= 3) {
         cluster_function(x);
+    } else if (arg_is(x, 1, "MIGRATESLOTS") && x->argc >= 4) {
+        cluster_migrateslots(x, cl);
+    } else if (arg_is(x, 1, "MIGRATION") && x->argc == 3 && arg_is(x, 2, "STATUS")) {
+        struct cm_buf b;
+        cm_buf_init(&b);
+        if (clu_mig_status(cl, &b) != 0)
+            reply_err(x, "OOM out of memory");
+        else
+            resp_add_verbatim(x->out, "txt", b.p, b.len, x->resp);
+        cm_buf_deinit(&b);
+    } else if (arg_is(x, 1, "MIGRATION") && x->argc == 3 && arg_is(x, 2, "CANCEL")) {
+        struct cm_err err = {0};
+        if (clu_mig_cancel(cl, &err) != 0)
+            reply_err(x, err.msg);
+        else
+            reply_ok(x);
+    } else if (arg_is(x, 1, "IMPORT") && x->argc >= 4) {
+        size_t mark = x->out->len;
+        clu_mig_import_cmd(cl, (int)x->argc - 2, x->argv + 2, x->argvlen + 2, x->out);
+        if (x->out->len > mark && x->out->p[mark] == '-')
+            x->failed = true;
     } else if (arg_is(x, 1, "FNEPOCH") && x->argc == 2) {
         resp_add_int(x->out, (long long)net_cluster_fn_epoch());
     } else if (arg_is(x, 1, "REMOTESTATS") &&
@@ -524,6 +616,9 @@ int net_cluster_open(struct server *s, struct cm_err *err)
     s->cluster = clu_new(&st, err);
     if (s->cluster == NULL)
         return err->code ? err->code : CM_ERR;
+    int rc = clu_mig_open(s->cluster, s->eng, s->cfg->requirepass, err);
+    if (rc != 0)
+        return rc;
     cm_log(CM_LOG_NOTICE, "Cluster mode: node id %s, map epoch %llu", clu_myid(s->cluster),
            clu_map_get(s->cluster)->epoch);
     if (net_cluster_fn_start(s) != 0)

@@ -205,6 +205,7 @@ struct conn {
     size_t opos;
     int resp;                  /* 2 or 3 */
     bool authed;
+    bool asking;               /* ASKING: the next command may use an importing slot */
     int flags;
     atomic_bool kill;
     bool paused;               /* reading paused: too much pending output */
@@ -332,8 +333,9 @@ void net_cluster_fn_epoch_seen(struct server *s, unsigned long long epoch);
 int net_cluster_fn_catchup(struct server *s);
 int net_cluster_fn_start(struct server *s);
 void net_cluster_fn_stop(void);
-/* The CLUSTER command. */
+/* The CLUSTER command, and ASKING. */
 void net_cluster_cmd(struct cmd_ctx *x);
+void net_cluster_asking(struct cmd_ctx *x);
 /* Routing of a client's command: true if it runs here; false after appending the
  * CROSSSLOT, MOVED or CLUSTERDOWN reply to c->out. Always true without cluster mode. */
 bool net_cluster_route(struct conn *c, const struct cmd_def *d, size_t argc, const char **argv,

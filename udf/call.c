@@ -470,6 +470,9 @@ int udf_call_run(struct udf_call *c)
             c->reply.len = 0;
             resp_add_errorf(&c->reply, "ERR %s conflicted with concurrent writes %d times; "
                                        "nothing was applied", c->label, c->attempts);
+        } else if (rc == CM_EAGAIN) {
+            c->reply.len = 0; /* a slot migration's fence: nothing applied, TRYAGAIN */
+            resp_add_error(&c->reply, err.msg);
         } else if (rc != 0) {
             c->reply.len = 0;
             resp_add_errorf(&c->reply, "ERR storage error: %s", err.msg);

@@ -424,6 +424,95 @@ TEST(lockset_dedup_and_order)
     close_eng(e);
 }
 
+/* The slot watch of online migration: writes to watched slots are recorded (batches,
+ * transactions, rolled-back batch parts excluded), a fence refuses them with CM_EAGAIN
+ * and applies nothing, FLUSHALL makes the record lost, and a range drop empties the
+ * slot. */
+TEST(slot_watch_fence_and_drop)
+{
+    struct eng *e = open_eng();
+    uint8_t slots[CM_SLOTS / 8] = {0};
+    unsigned s = cm_key_slot("{w}", 3);
+    slots[s / 8] |= (uint8_t)(1u << (s % 8));
+    put(e, "{w}old", "1", 0);
+    CHECK_EQ_INT(eng_watch_start(e, slots), 0);
+    CHECK_EQ_INT(eng_watch_start(e, slots), CM_EINVAL);
+    put(e, "other", "x", 0); /* another slot: not recorded */
+    put(e, "{w}a", "2", 0);
+    struct eng_batch *b = eng_batch_new(e);
+    CHECK_EQ_INT(eng_batch_put(b, "{w}b", 4, ENG_T_STRING, 0, "3", 1), 0);
+    eng_batch_savepoint(b);
+    CHECK_EQ_INT(eng_batch_put(b, "{w}rolled", 9, ENG_T_STRING, 0, "4", 1), 0);
+    eng_batch_rollback(b);
+    eng_batch_del(b, "{w}old", 6);
+    CHECK_EQ_INT(eng_write(e, b, NULL), 0);
+    eng_batch_free(b);
+    struct eng_txn *t = eng_txn_begin(e);
+    CHECK_EQ_INT(eng_txn_put(t, "{w}c", 4, ENG_T_STRING, 0, "5", 1), 0);
+    CHECK_EQ_INT(eng_txn_commit(t, NULL), 0);
+    eng_txn_free(t);
+    struct cm_buf keys;
+    cm_buf_init(&keys);
+    size_t n = 0;
+    CHECK_EQ_INT(eng_watch_take(e, &keys, &n), 0);
+    CHECK_EQ_INT(n, 4);
+    const char *want[] = {"{w}a", "{w}b", "{w}old", "{w}c"};
+    size_t off = 0;
+    for (int i = 0; i < 4; i++) {
+        uint32_t l;
+        memcpy(&l, keys.p + off, 4);
+        CHECK_MEM(keys.p + off + 4, l, want[i], strlen(want[i]));
+        off += 4 + l;
+    }
+    CHECK_EQ_INT(eng_watch_take(e, &keys, &n), 0);
+    CHECK_EQ_INT(n, 0);
+    /* Fenced: refused, nothing applied; other slots still written. */
+    eng_watch_fence(e, true);
+    b = eng_batch_new(e);
+    CHECK_EQ_INT(eng_batch_put(b, "other2", 6, ENG_T_STRING, 0, "y", 1), 0);
+    CHECK_EQ_INT(eng_batch_put(b, "{w}d", 4, ENG_T_STRING, 0, "6", 1), 0);
+    struct cm_err err = {0};
+    CHECK_EQ_INT(eng_write(e, b, &err), CM_EAGAIN);
+    CHECK(strncmp(err.msg, "TRYAGAIN", 8) == 0);
+    eng_batch_free(b);
+    char v[16];
+    CHECK_EQ_INT(get(e, "other2", 0, v, sizeof(v)), CM_ENOTFOUND);
+    t = eng_txn_begin(e);
+    CHECK_EQ_INT(eng_txn_put(t, "{w}e", 4, ENG_T_STRING, 0, "7", 1), 0);
+    CHECK_EQ_INT(eng_txn_commit(t, NULL), CM_EAGAIN);
+    eng_txn_free(t);
+    CHECK_EQ_INT(get(e, "{w}e", 0, v, sizeof(v)), CM_ENOTFOUND);
+    put(e, "other3", "z", 0);
+    eng_watch_fence(e, false);
+    put(e, "{w}f", "8", 0);
+    CHECK_EQ_INT(eng_watch_take(e, &keys, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    /* FLUSHALL while watching: the record is lost. */
+    CHECK_EQ_INT(eng_flush_all(e, NULL), 0);
+    CHECK_EQ_INT(eng_watch_take(e, &keys, &n), CM_ELIMIT);
+    eng_watch_stop(e);
+    CHECK_EQ_INT(eng_watch_start(e, slots), 0);
+    eng_watch_stop(e);
+    /* Dropping the slot deletes its keys only. */
+    put(e, "{w}g", "9", 0);
+    put(e, "keep", "k", 0);
+    CHECK_EQ_INT(eng_drop_slots(e, s, s, NULL), 0);
+    CHECK_EQ_INT(eng_count_keys(e, NULL, s, s, 0), 0);
+    CHECK_EQ_INT(get(e, "keep", 0, v, sizeof(v)), 0);
+    /* Slots given away refuse writes until they are accepted again. */
+    eng_slots_refuse(e, slots, true);
+    b = eng_batch_new(e);
+    CHECK_EQ_INT(eng_batch_put(b, "{w}late", 7, ENG_T_STRING, 0, "x", 1), 0);
+    CHECK_EQ_INT(eng_write(e, b, &err), CM_EAGAIN);
+    eng_batch_free(b);
+    put(e, "keep2", "k", 0);
+    eng_slots_refuse(e, slots, false);
+    put(e, "{w}late", "y", 0);
+    CHECK_EQ_INT(get(e, "{w}late", 0, v, sizeof(v)), 0);
+    cm_buf_deinit(&keys);
+    close_eng(e);
+}
+
 int main(void)
 {
     RUN(key_encoding);
@@ -437,5 +526,6 @@ int main(void)
     RUN(metadata_and_flush);
     RUN(group_commit_sync);
     RUN(lockset_dedup_and_order);
+    RUN(slot_watch_fence_and_drop);
     return unit_done();
 }
