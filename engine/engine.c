@@ -34,6 +34,7 @@ struct eng {
     /* Group commit: writes take increasing sequence numbers after they reach the
      * WAL; a sync covers every write numbered up to what it read before fsync. */
     atomic_ullong written_seq;
+    atomic_bool wal_failed;  /* a write or WAL flush failed: no flush until a write succeeds */
     atomic_ullong flushed_seq; /* in the OS */
     atomic_ullong synced_seq;  /* on disk */
     pthread_mutex_t sync_lock;
@@ -348,6 +349,16 @@ void eng_close(struct eng *e)
     cm_free(e);
 }
 
+/* rocksdb_write, remembering a failure: after one, RocksDB's WAL writer may hold an
+ * error, and flushing it again would trip an assertion in Debian's RocksDB build. A
+ * write that succeeds again means RocksDB recovered (it refuses writes until then,
+ * and its recovery starts a new WAL file). */
+static void db_write(struct eng *e, rocksdb_writebatch_t *wb, char **rerr)
+{
+    rocksdb_write(e->db, e->wopts, wb, rerr);
+    atomic_store(&e->wal_failed, *rerr != NULL);
+}
+
 /* ---- Durability ---------------------------------------------------------------------------- */
 
 /* The WAL is flushed by hand (manual_wal_flush): writes append to RocksDB's WAL
@@ -364,8 +375,15 @@ static int persist_upto(struct eng *e, unsigned long long seq, bool sync, struct
     if (atomic_load(done) < seq) {
         unsigned long long target = atomic_load(&e->written_seq);
         char *rerr = NULL;
-        rocksdb_flush_wal(e->db, sync, &rerr);
-        if (rerr != NULL) {
+        if (atomic_load(&e->wal_failed))
+            rc = cm_err_set(err, CM_EIO, "%s: the write-ahead log failed earlier (no write has "
+                                         "succeeded since)", sync ? "WAL sync failed" : "WAL write failed");
+        else
+            rocksdb_flush_wal(e->db, sync, &rerr);
+        if (rc != 0) {
+            /* nothing to add */
+        } else if (rerr != NULL) {
+            atomic_store(&e->wal_failed, true);
             rc = rocks_err(err, rerr, sync ? "WAL sync failed" : "WAL write failed");
         } else {
             if (atomic_load(&e->flushed_seq) < target)
@@ -644,7 +662,7 @@ int eng_drop_slots(struct eng *e, unsigned slot_lo, unsigned slot_hi, struct cm_
     char *rerr = NULL;
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     rocksdb_writebatch_delete_range_cf(wb, e->cf[CF_DATA], lo, 2, hi, 2);
-    rocksdb_write(e->db, e->wopts, wb, &rerr);
+    db_write(e, wb, &rerr);
     rocksdb_writebatch_destroy(wb);
     if (rerr != NULL)
         return rocks_err(err, rerr, "drop of slots failed");
@@ -763,7 +781,7 @@ int eng_write(struct eng *e, struct eng_batch *b, struct cm_err *err)
         pthread_rwlock_unlock(&e->watch_lock);
         return w;
     }
-    rocksdb_write(e->db, e->wopts, b->wb, &rerr);
+    db_write(e, b->wb, &rerr);
     if (rerr == NULL && w > 0)
         watch_record(e, &b->ukeys);
     pthread_rwlock_unlock(&e->watch_lock);
@@ -1046,6 +1064,7 @@ int eng_txn_commit(struct eng_txn *t, struct cm_err *err)
         goto out;
     }
     rocksdb_write_writebatch_wi(e->db, e->wopts, t->wb, &rerr);
+    atomic_store(&e->wal_failed, rerr != NULL); /* as db_write */
     if (rerr == NULL && w > 0)
         watch_record(e, &t->ukeys);
     pthread_rwlock_unlock(&e->watch_lock);
@@ -1340,7 +1359,7 @@ int eng_flush_all(struct eng *e, struct cm_err *err)
         e->watch_lost = true; /* a migration cannot replay a flush: it fails */
         pthread_mutex_unlock(&e->watch_mu);
     }
-    rocksdb_write(e->db, e->wopts, wb, &rerr);
+    db_write(e, wb, &rerr);
     pthread_rwlock_unlock(&e->watch_lock);
     rocksdb_writebatch_destroy(wb);
     if (rerr != NULL)
@@ -1440,7 +1459,7 @@ long eng_expire_cycle(struct eng *e, int64_t now_ms, long max, struct cm_err *er
                 deleted++;
             }
             char *rerr = NULL;
-            rocksdb_write(e->db, e->wopts, wb, &rerr);
+            db_write(e, wb, &rerr);
             if (rerr == NULL)
                 mark_stripe(e, stripe_of(ukey, ulen));
             eng_unlock_key(e, ukey, ulen);
@@ -1451,7 +1470,7 @@ long eng_expire_cycle(struct eng *e, int64_t now_ms, long max, struct cm_err *er
             tls_last_seq = atomic_fetch_add(&e->written_seq, 1) + 1;
         } else {
             char *rerr = NULL;
-            rocksdb_write(e->db, e->wopts, wb, &rerr);
+            db_write(e, wb, &rerr);
             rocksdb_free(rerr);
         }
     }
