@@ -11,7 +11,7 @@
 
 #include <rocksdb/c.h>
 
-#define STRIPES 4096
+#define STRIPES ENG_STRIPES
 #define CF_DATA 0
 #define CF_EXPIRE 1
 #define CF_META 2
@@ -78,8 +78,9 @@ struct eng_batch {
     struct eng *e;
     rocksdb_writebatch_t *wb;
     struct cm_buf key, val;
-    struct eng_lockset stripes; /* of the keys written, marked by eng_write */
+    struct eng_lockset stripes; /* of the keys written, marked by eng_write; no repeats */
     unsigned saved_stripes;     /* stripes.n at the savepoint */
+    uint64_t touched[STRIPES / 64]; /* the same stripes as a bit set */
 };
 
 static _Thread_local unsigned long long tls_last_seq;
@@ -502,9 +503,23 @@ void eng_batch_free(struct eng_batch *b)
     cm_free(b);
 }
 
+/* Records that the batch writes a key of stripe st. */
+static int batch_touch(struct eng_batch *b, unsigned st)
+{
+    uint64_t bit = (uint64_t)1 << (st % 64);
+    if (b->touched[st / 64] & bit)
+        return 0;
+    if (eng_lockset_add_stripe(&b->stripes, st) != 0)
+        return CM_ENOMEM;
+    b->touched[st / 64] |= bit;
+    return 0;
+}
+
 void eng_batch_clear(struct eng_batch *b)
 {
     rocksdb_writebatch_clear(b->wb);
+    for (unsigned i = 0; i < b->stripes.n; i++)
+        b->touched[b->stripes.stripes[i] / 64] = 0;
     b->stripes.n = 0;
     cm_buf_shrink(&b->val, 1 << 20);
 }
@@ -520,15 +535,16 @@ void eng_batch_rollback(struct eng_batch *b)
     char *rerr = NULL;
     rocksdb_writebatch_rollback_to_save_point(b->wb, &rerr);
     rocksdb_free(rerr);
+    for (unsigned i = b->saved_stripes; i < b->stripes.n; i++) {
+        unsigned st = b->stripes.stripes[i]; /* first touched after the savepoint */
+        b->touched[st / 64] &= ~((uint64_t)1 << (st % 64));
+    }
     b->stripes.n = b->saved_stripes;
 }
 
 bool eng_batch_touches(const struct eng_batch *b, unsigned stripe)
 {
-    for (unsigned i = 0; i < b->stripes.n; i++)
-        if (b->stripes.stripes[i] == stripe)
-            return true;
-    return false;
+    return (b->touched[stripe / 64] >> (stripe % 64)) & 1;
 }
 
 size_t eng_batch_count(const struct eng_batch *b)
@@ -541,7 +557,7 @@ int eng_batch_put(struct eng_batch *b, const char *key, size_t klen, enum eng_ty
 {
     if (eng_encode_key(&b->key, key, klen) != 0 ||
         eng_encode_value(&b->val, type, expire_ms, val, vlen) != 0 ||
-        eng_lockset_add_stripe(&b->stripes, stripe_of(key, klen)) != 0)
+        batch_touch(b, stripe_of(key, klen)) != 0)
         return CM_ENOMEM;
     rocksdb_writebatch_put_cf(b->wb, b->e->cf[CF_DATA], b->key.p, b->key.len, b->val.p, b->val.len);
     if (expire_ms > 0) {
@@ -557,8 +573,7 @@ int eng_batch_put(struct eng_batch *b, const char *key, size_t klen, enum eng_ty
 
 void eng_batch_del(struct eng_batch *b, const char *key, size_t klen)
 {
-    if (eng_encode_key(&b->key, key, klen) != 0 ||
-        eng_lockset_add_stripe(&b->stripes, stripe_of(key, klen)) != 0)
+    if (eng_encode_key(&b->key, key, klen) != 0 || batch_touch(b, stripe_of(key, klen)) != 0)
         return;
     rocksdb_writebatch_delete_cf(b->wb, b->e->cf[CF_DATA], b->key.p, b->key.len);
 }
