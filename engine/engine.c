@@ -18,6 +18,8 @@
 #define NCF 3
 
 #define VAL_F_EXPIRE 0x01
+#define TXN_SPARES 16              /* freed transactions kept for reuse */
+#define TXN_SPARE_MAX_BYTES 65536  /* ... if their write batch stayed this small */
 
 struct eng {
     rocksdb_t *db;
@@ -44,6 +46,12 @@ struct eng {
      * commit_seq of the last write to stripe s (read and written under its mutex). */
     atomic_ullong commit_seq;
     unsigned long long stripe_seq[STRIPES];
+    /* Freed transactions, kept with their write batch, read options and buffers
+     * for the next eng_txn_begin (a call's transaction costs less to reuse than to
+     * build); guarded by spare_lock. */
+    pthread_mutex_t spare_lock;
+    struct eng_txn *spares[TXN_SPARES];
+    int nspares;
 };
 
 struct eng_txn {
@@ -86,6 +94,7 @@ struct eng_batch {
 static _Thread_local unsigned long long tls_last_seq;
 
 static unsigned stripe_of(const char *key, size_t klen);
+static void txn_destroy(struct eng_txn *t);
 
 static const char *cf_names[NCF] = {"default", "expire", "meta"};
 
@@ -250,6 +259,7 @@ struct eng *eng_open(const struct eng_options *o, struct cm_err *err)
     }
     atomic_store(&e->fsync, o->fsync);
     pthread_mutex_init(&e->sync_lock, NULL);
+    pthread_mutex_init(&e->spare_lock, NULL);
     for (int i = 0; i < STRIPES; i++)
         pthread_mutex_init(&e->stripes[i], NULL);
 
@@ -297,6 +307,9 @@ void eng_close(struct eng *e)
 {
     if (e == NULL)
         return;
+    for (int i = 0; i < e->nspares; i++)
+        txn_destroy(e->spares[i]);
+    e->nspares = 0;
     if (e->db != NULL) {
         eng_sync_all(e, NULL);
         for (int i = 0; i < NCF; i++)
@@ -320,6 +333,7 @@ void eng_close(struct eng *e)
     for (int i = 0; i < STRIPES; i++)
         pthread_mutex_destroy(&e->stripes[i]);
     pthread_mutex_destroy(&e->sync_lock);
+    pthread_mutex_destroy(&e->spare_lock);
     cm_free(e);
 }
 
@@ -722,23 +736,39 @@ void eng_lockset_deinit(struct eng_lockset *ls)
 
 /* ---- Transactions ----------------------------------------------------------------------- */
 
+/* Frees what a transaction keeps between uses (see eng_txn_free). */
+static void txn_destroy(struct eng_txn *t)
+{
+    rocksdb_writebatch_wi_destroy(t->wb);
+    rocksdb_readoptions_destroy(t->ro);
+    cm_buf_deinit(&t->key);
+    cm_buf_deinit(&t->val);
+    cm_free(t);
+}
+
 struct eng_txn *eng_txn_begin(struct eng *e)
 {
-    struct eng_txn *t = cm_calloc(1, sizeof(*t));
-    if (t == NULL)
-        return NULL;
-    t->e = e;
+    struct eng_txn *t = NULL;
+    pthread_mutex_lock(&e->spare_lock);
+    if (e->nspares > 0)
+        t = e->spares[--e->nspares];
+    pthread_mutex_unlock(&e->spare_lock);
+    if (t == NULL) {
+        if ((t = cm_calloc(1, sizeof(*t))) == NULL)
+            return NULL;
+        t->e = e;
+        t->ro = rocksdb_readoptions_create();
+        t->wb = rocksdb_writebatch_wi_create(0, 1);
+        cm_buf_init(&t->key);
+        cm_buf_init(&t->val);
+    }
     /* commit_seq is read before the snapshot is taken: a commit that the snapshot
      * misses has a larger number, so validation sees it (see struct eng). */
     t->start_seq = atomic_load(&e->commit_seq);
     t->snap = rocksdb_create_snapshot(e->db);
-    t->ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_snapshot(t->ro, t->snap);
-    t->wb = rocksdb_writebatch_wi_create(0, 1);
     eng_lockset_init(&t->reads);
     eng_lockset_init(&t->writes);
-    cm_buf_init(&t->key);
-    cm_buf_init(&t->val);
     return t;
 }
 
@@ -746,20 +776,37 @@ void eng_txn_free(struct eng_txn *t)
 {
     if (t == NULL)
         return;
-    rocksdb_writebatch_wi_destroy(t->wb);
-    rocksdb_readoptions_destroy(t->ro);
-    rocksdb_release_snapshot(t->e->db, t->snap);
+    struct eng *e = t->e;
+    rocksdb_release_snapshot(e->db, t->snap);
+    t->snap = NULL;
     for (int i = 0; i < t->nold; i++) {
         rocksdb_readoptions_destroy(t->old_ros[i]);
-        rocksdb_release_snapshot(t->e->db, t->old_snaps[i]);
+        rocksdb_release_snapshot(e->db, t->old_snaps[i]);
     }
     cm_free(t->old_snaps);
     cm_free(t->old_ros);
+    t->old_snaps = NULL;
+    t->old_ros = NULL;
+    t->nold = 0;
     eng_lockset_deinit(&t->reads);
     eng_lockset_deinit(&t->writes);
-    cm_buf_deinit(&t->key);
-    cm_buf_deinit(&t->val);
-    cm_free(t);
+    /* Kept for the next transaction unless its batch grew large. */
+    size_t size = 0;
+    rocksdb_writebatch_wi_data(t->wb, &size);
+    bool keep = size <= TXN_SPARE_MAX_BYTES;
+    if (keep) {
+        rocksdb_writebatch_wi_clear(t->wb);
+        t->key.len = t->val.len = 0;
+        cm_buf_shrink(&t->key, TXN_SPARE_MAX_BYTES);
+        cm_buf_shrink(&t->val, TXN_SPARE_MAX_BYTES);
+        pthread_mutex_lock(&e->spare_lock);
+        keep = e->nspares < TXN_SPARES;
+        if (keep)
+            e->spares[e->nspares++] = t;
+        pthread_mutex_unlock(&e->spare_lock);
+    }
+    if (!keep)
+        txn_destroy(t);
 }
 
 int eng_txn_note_read(struct eng_txn *t, const char *key, size_t klen)

@@ -150,9 +150,14 @@ struct udf_call *udf_call_new(struct udf_vm *vm, const struct udf_call_req *req,
         lua_getfield(L, -1, "flags");
         flags = (int)lua_tointeger(L, -1);
         lua_getfield(L, -2, "lib");
-        struct cm_buf b;
+        size_t liblen;
+        const char *lib = lua_tolstring(L, -1, &liblen);
+        struct cm_buf b; /* "lib.name", without printf: this runs for every call */
         cm_buf_init(&b);
-        cm_buf_appendf(&b, "%s.%.*s", lua_tostring(L, -1), (int)req->name_len, req->name);
+        if (lib != NULL)
+            cm_buf_append(&b, lib, liblen);
+        cm_buf_appendc(&b, '.');
+        cm_buf_append(&b, req->name, req->name_len);
         cm_buf_appendc(&b, '\0');
         label = b.p;
         lua_settop(L, top);
