@@ -705,8 +705,16 @@ static int cmp_uint(const void *a, const void *b)
 
 void eng_lockset_normalize(struct eng_lockset *ls)
 {
-    if (ls->n > 1)
+    if (ls->n > 16) {
         qsort(ls->stripes, ls->n, sizeof(unsigned), cmp_uint);
+    } else { /* the usual few keys: insertion sort, without qsort's calls */
+        for (unsigned i = 1; i < ls->n; i++) {
+            unsigned v = ls->stripes[i], j = i;
+            for (; j > 0 && ls->stripes[j - 1] > v; j--)
+                ls->stripes[j] = ls->stripes[j - 1];
+            ls->stripes[j] = v;
+        }
+    }
     unsigned n = 0;
     for (unsigned i = 0; i < ls->n; i++)
         if (n == 0 || ls->stripes[n - 1] != ls->stripes[i])
