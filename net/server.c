@@ -277,10 +277,11 @@ static void accept_cb(void *ud, int events)
         atomic_fetch_add(&s->conns_received, 1);
         if (atomic_load(&s->nclients) >= s->cfg->maxclients) {
             static const char msg[] = "-ERR max number of clients reached\r\n";
+            /* Counted before the client can see the refusal, so INFO after it does. */
+            atomic_fetch_add(&s->conns_rejected, 1);
             ssize_t w = write(fd, msg, sizeof(msg) - 1);
             (void)w;
             close(fd);
-            atomic_fetch_add(&s->conns_rejected, 1);
             continue;
         }
         int one = 1;
