@@ -454,8 +454,13 @@ int udf_call_run(struct udf_call *c)
         size_t writes = eng_txn_write_count(c->txn);
         int rc = eng_txn_commit(c->txn, &err);
         if (rc == CM_ECONFLICT && c->attempts < vm->u->limits.max_retries) {
-            end_attempt(c); /* nothing was applied: run it again on a fresh snapshot */
-            continue;
+            /* Nothing was applied: run it again on a fresh snapshot, but after the
+             * worker has served its other clients. Retried at once, a call can keep
+             * losing to another thread's run of commits to the same key (the
+             * conflicting calls of a busy thread follow each other with no gap);
+             * spread over loop iterations, its attempts meet the gaps. */
+            end_attempt(c);
+            return UDF_YIELD;
         }
         if (rc == CM_ECONFLICT) {
             c->reply.len = 0;

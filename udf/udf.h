@@ -133,7 +133,8 @@ int udf_function_flags(struct udf_vm *vm, const char *name, size_t len);
 struct udf_call *udf_call_new(struct udf_vm *vm, const struct udf_call_req *req,
                               struct cm_buf *err_out);
 /* Runs the call until it finishes (UDF_DONE: its reply is in udf_call_reply) or its
- * time slice ends (UDF_YIELD: run it again later, from the same thread). */
+ * time slice ends or its commit conflicted and it will be retried (UDF_YIELD: run it
+ * again later, from the same thread). */
 int udf_call_run(struct udf_call *c);
 /* The reply (RESP bytes) of a finished call; borrowed until udf_call_free. For a
  * successful UDF_MAP call, the serialized partial result instead. */
