@@ -365,16 +365,19 @@ unbalanced:
 
 /* ---- Commands ---------------------------------------------------------------------------- */
 
-/* With -c, a "MOVED slot host:port" reply: reconnects *ctx to that node (cfg->host
- * and port follow it, as redis-cli's prompt does) and prints the redirection line.
- * Returns true if the command should be sent again. */
+/* With -c, a "MOVED slot host:port" or "ASK slot host:port" reply: reconnects *ctx to
+ * that node (cfg->host and port follow it, as redis-cli's prompt does; after ASK the
+ * new connection sends ASKING first) and prints the redirection line. Returns true if
+ * the command should be sent again. */
 static bool follow_moved(eddy_ctx **ctx, struct config *cfg, const struct eddy_reply *r)
 {
     static char host[256];
     unsigned slot;
     char where[300];
-    if (!cfg->cluster || r->type != EDDY_REPLY_ERROR || strncmp(r->str, "MOVED ", 6) != 0 ||
-        sscanf(r->str + 6, "%u %299s", &slot, where) != 2)
+    bool ask = r->type == EDDY_REPLY_ERROR && strncmp(r->str, "ASK ", 4) == 0;
+    if (!cfg->cluster || r->type != EDDY_REPLY_ERROR ||
+        (strncmp(r->str, "MOVED ", 6) != 0 && !ask) ||
+        sscanf(r->str + (ask ? 4 : 6), "%u %299s", &slot, where) != 2)
         return false;
     char *colon = strrchr(where, ':');
     if (colon == NULL || colon - where >= (long)sizeof(host))
@@ -390,6 +393,15 @@ static bool follow_moved(eddy_ctx **ctx, struct config *cfg, const struct eddy_r
     eddy_ctx *n = connect_server(&next);
     if (n == NULL)
         return false;
+    if (ask) {
+        struct eddy_reply *a = eddy_command(n, "ASKING", (char *)NULL);
+        bool ok = a != NULL && a->type == EDDY_REPLY_STATUS;
+        eddy_reply_free(a);
+        if (!ok) {
+            eddy_free(n);
+            return false;
+        }
+    }
     eddy_free(*ctx);
     *ctx = n;
     *cfg = next;
@@ -544,7 +556,7 @@ static void usage(int status)
             "  -a <password>      Password to use when connecting to the server.\n"
             "  -n <db>            Database number (eddy has only database 0).\n"
             "  -3                 Start session in RESP3 protocol mode (HELLO 3).\n"
-            "  -c                 Enable cluster mode (follow -MOVED redirections).\n"
+            "  -c                 Enable cluster mode (follow -MOVED and -ASK redirections).\n"
             "  -x                 Read last argument from STDIN.\n"
             "  -r <repeat>        Execute specified command N times (-1: forever).\n"
             "  -i <interval>      When -r is used, waits <interval> seconds per command.\n"
@@ -557,6 +569,9 @@ static void usage(int status)
             "                       add-node new_host:new_port existing_host:existing_port\n"
             "                       info host:port\n"
             "                       check host:port\n"
+            "                       move host:port --slots N[-M] [--slots ...]\n"
+            "                            --to <node-id|host:port> [--rate MB/s]\n"
+            "                         (moves slots online; waits until the move ends)\n"
             "  --help             Output this help and exit.\n"
             "  --version          Output version and exit.\n\n"
             "Without a command, eddy-cli reads commands interactively; 'quit' leaves.\n",
@@ -1062,6 +1077,168 @@ out:
     return rc;
 }
 
+/* The owner (index in nodes) of each slot of a payload; -1 when unassigned. */
+static void payload_owners(const char *payload, const struct cnode *nodes, int n, short *owner)
+{
+    for (int s = 0; s < CLUSTER_SLOTS; s++)
+        owner[s] = -1;
+    char *copy = strdup(payload);
+    if (copy == NULL)
+        die_oom();
+    for (char *save = NULL, *line = strtok_r(copy, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        char id[64];
+        if (strncmp(line, "slots ", 6) != 0 || sscanf(line + 6, "%63s", id) != 1)
+            continue;
+        int k;
+        for (k = 0; k < n && strcmp(nodes[k].id, id) != 0; k++)
+            ;
+        char *p = line + 6 + strlen(id);
+        while (k < n && *p != '\0') {
+            long lo = strtol(p, &p, 10), hi = *p == '-' ? strtol(p + 1, &p, 10) : lo;
+            for (long sl = lo; sl <= hi && sl < CLUSTER_SLOTS; sl++)
+                if (sl >= 0)
+                    owner[sl] = (short)k;
+            while (*p == ' ')
+                p++;
+        }
+    }
+    free(copy);
+}
+
+/* The value of "field:" in a CLUSTER MIGRATION STATUS text, copied into out. */
+static const char *status_field(const char *text, const char *field, char *out, size_t cap)
+{
+    size_t fl = strlen(field);
+    out[0] = '\0';
+    for (const char *p = text; p != NULL && *p != '\0';) {
+        if (strncmp(p, field, fl) == 0 && p[fl] == ':') {
+            size_t n = strcspn(p + fl + 1, "\r\n");
+            snprintf(out, cap, "%.*s", (int)n, p + fl + 1);
+            break;
+        }
+        p = strchr(p, '\n');
+        if (p != NULL)
+            p++;
+    }
+    return out;
+}
+
+/* move host:port --slots N[-M] [--slots ...] --to <node-id|host:port> [--rate MB/s]:
+ * sends CLUSTER MIGRATESLOTS to the owner of the slots, then follows CLUSTER MIGRATION
+ * STATUS until the move is done (exit 0), failed or cancelled (exit 1). */
+static int cluster_move(int argc, char **argv, const struct config *cfg)
+{
+    const char *to = NULL, *rate = NULL, *ranges[64];
+    int nr = 0;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--slots") == 0 && nr < 64)
+            ranges[nr++] = argv[i + 1];
+        else if (strcmp(argv[i], "--to") == 0)
+            to = argv[i + 1];
+        else if (strcmp(argv[i], "--rate") == 0)
+            rate = argv[i + 1];
+        else
+            to = NULL, nr = 0, i = argc; /* unknown option: usage below */
+    }
+    if (argc < 1 || argc % 2 == 0 || to == NULL || nr == 0) {
+        fprintf(stderr, "[ERR] usage: --cluster move host:port --slots N[-M] [--slots ...] "
+                        "--to <node-id|host:port> [--rate MB/s]\n");
+        return 1;
+    }
+    struct cnode *nodes = calloc(MAX_NODES, sizeof(*nodes));
+    short *owner = calloc(CLUSTER_SLOTS, sizeof(*owner));
+    long long epoch;
+    char *payload = NULL;
+    int rc = 1, src = -1;
+    eddy_ctx *c = NULL;
+    if (nodes == NULL || owner == NULL)
+        die_oom();
+    int n = load_nodes(argv[0], cfg, nodes, &epoch, &payload);
+    if (n < 0)
+        goto out;
+    payload_owners(payload, nodes, n, owner);
+    for (int i = 0; i < nr; i++) {
+        long lo, hi;
+        char *end;
+        lo = strtol(ranges[i], &end, 10);
+        hi = *end == '-' ? strtol(end + 1, &end, 10) : lo;
+        if (*end != '\0' || lo < 0 || hi < lo || hi >= CLUSTER_SLOTS) {
+            fprintf(stderr, "[ERR] Invalid slot range '%s'\n", ranges[i]);
+            goto out;
+        }
+        for (long s = lo; s <= hi; s++) {
+            if (owner[s] < 0 || (src >= 0 && owner[s] != src)) {
+                fprintf(stderr, "[ERR] Slot %ld is %s; move the slots of one node at a time\n",
+                        s, owner[s] < 0 ? "not assigned" : "owned by another node");
+                goto out;
+            }
+            src = owner[s];
+        }
+    }
+    printf(">>> Moving %d range(s) from %s:%d to %s (map epoch %lld)\n", nr, nodes[src].host,
+           nodes[src].port, to, epoch);
+    if ((c = node_connect(nodes[src].host, nodes[src].port, cfg)) == NULL)
+        goto out;
+    const char *av[72];
+    int ac = 0;
+    av[ac++] = "CLUSTER";
+    av[ac++] = "MIGRATESLOTS";
+    av[ac++] = to;
+    for (int i = 0; i < nr; i++)
+        av[ac++] = ranges[i];
+    if (rate != NULL) {
+        av[ac++] = "RATE";
+        av[ac++] = rate;
+    }
+    char where[300];
+    snprintf(where, sizeof(where), "%s:%d", nodes[src].host, nodes[src].port);
+    struct eddy_reply *r = node_call(c, where, ac, av, NULL);
+    if (r == NULL)
+        goto out;
+    printf(">>> Migration %s started\n", r->str);
+    eddy_reply_free(r);
+    long long last = -1;
+    for (;;) {
+        const char *st[] = {"CLUSTER", "MIGRATION", "STATUS"};
+        r = node_call(c, where, 3, st, NULL);
+        if (r == NULL)
+            goto out;
+        char state[32], keys[32], mb[32], kps[32], fence[32], err[256], bytes[32];
+        status_field(r->str, "state", state, sizeof(state));
+        status_field(r->str, "keys_sent", keys, sizeof(keys));
+        if (atoll(keys) != last) {
+            printf("    %s: %s keys sent\n", state, keys);
+            last = atoll(keys);
+        }
+        if (strcmp(state, "done") == 0 || strcmp(state, "failed") == 0 ||
+            strcmp(state, "cancelled") == 0) {
+            status_field(r->str, "mb_per_s", mb, sizeof(mb));
+            status_field(r->str, "keys_per_s", kps, sizeof(kps));
+            status_field(r->str, "fence_ms", fence, sizeof(fence));
+            status_field(r->str, "bytes_raw", bytes, sizeof(bytes));
+            status_field(r->str, "error", err, sizeof(err));
+            if (strcmp(state, "done") == 0) {
+                printf("[OK] Moved: %s keys, %s bytes, %s MB/s, %s keys/s, fence %s ms\n", keys,
+                       bytes, mb, kps, fence);
+                rc = 0;
+            } else {
+                fprintf(stderr, "[ERR] Migration %s: %s\n", state, err);
+            }
+            eddy_reply_free(r);
+            break;
+        }
+        eddy_reply_free(r);
+        usleep(100000);
+    }
+out:
+    eddy_free(c);
+    free(payload);
+    free(owner);
+    free(nodes);
+    return rc;
+}
+
 static int cluster_manager(int argc, char **argv, const struct config *cfg)
 {
     const char *sub = argc > 0 ? argv[0] : "";
@@ -1073,9 +1250,11 @@ static int cluster_manager(int argc, char **argv, const struct config *cfg)
         return cluster_info(argv[1], cfg);
     if (strcmp(sub, "check") == 0 && argc == 2)
         return cluster_check(argv[1], cfg);
+    if (strcmp(sub, "move") == 0)
+        return cluster_move(argc - 1, argv + 1, cfg);
     fprintf(stderr, "Unknown --cluster subcommand or wrong arguments: '%s'\n"
                     "Cluster Manager Commands: create host:port..., add-node new existing, "
-                    "info host:port, check host:port\n", sub);
+                    "info host:port, check host:port, move host:port --slots N[-M] --to node\n", sub);
     return 1;
 }
 

@@ -2,6 +2,7 @@
  * (published through an atomic pointer so routing takes no lock) and the routing
  * decision for a slot. Uses the map store (store.c) given at creation. */
 #include "cluster.h"
+#include "cluster_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,7 +26,18 @@ struct cluster {
     _Atomic(struct clu_map *) map;
     pthread_mutex_t install_lock; /* serializes clu_map_install */
     struct old_map *old;
+    _Atomic(struct clu_mig *) mig;  /* migrate.c, set by clu_mig_open */
 };
+
+struct clu_mig *clu__mig(const struct cluster *cl)
+{
+    return atomic_load(&((struct cluster *)cl)->mig);
+}
+
+void clu__set_mig(struct cluster *cl, struct clu_mig *g)
+{
+    atomic_store(&cl->mig, g);
+}
 
 /* 40 random hex digits from /dev/urandom (or the clock and pid if it is missing). */
 static void random_id(char id[CLU_ID_LEN + 1])
@@ -90,6 +102,7 @@ void clu_free(struct cluster *cl)
 {
     if (cl == NULL)
         return;
+    clu_mig_close(cl);
     clu_map_free(atomic_load(&cl->map));
     for (struct old_map *o = cl->old, *next; o != NULL; o = next) {
         next = o->next;
@@ -146,6 +159,8 @@ int clu_map_install(struct cluster *cl, struct clu_map *m, struct cm_err *err)
     pthread_mutex_unlock(&cl->install_lock);
     cm_log(CM_LOG_NOTICE, "Slot map of epoch %llu installed (%d nodes, %d slots assigned)",
            m->epoch, m->nnodes, clu_map_assigned(m));
+    if (clu__mig(cl) != NULL)
+        clu__mig_on_map(clu__mig(cl), m);
     return 0;
 drop:
     pthread_mutex_unlock(&cl->install_lock);

@@ -122,6 +122,75 @@ int clu_route(const struct cluster *cl, unsigned slot, char *msg, size_t cap);
 int clu_link_call(const char *host, int port, const char *password, int timeout_ms, int argc,
                   const char *const *argv, const size_t *argvlen, struct resp_value **reply,
                   struct cm_err *err);
+/* The same over a connection kept open for many calls (a migration's stream). open
+ * returns NULL with err set; cmd returns as clu_link_call (after an error the link is
+ * unusable: close it). close(NULL) is a no-op. */
+struct clu_link;
+struct clu_link *clu_link_open(const char *host, int port, const char *password, int timeout_ms,
+                               struct cm_err *err);
+int clu_link_cmd(struct clu_link *l, int argc, const char *const *argv, const size_t *argvlen,
+                 struct resp_value **reply, struct cm_err *err);
+void clu_link_close(struct clu_link *l);
+/* Pipelining on a link: send one command without waiting, and read the next reply (in
+ * the order sent). Return as clu_link_cmd. */
+int clu_link_send(struct clu_link *l, int argc, const char *const *argv, const size_t *argvlen,
+                  struct cm_err *err);
+int clu_link_recv(struct clu_link *l, struct resp_value **reply, struct cm_err *err);
+
+/* ---- Online slot migration (migrate.c) -------------------------------------------------------
+ * docs/CLUSTER.md describes the protocol. The source streams a snapshot of the slots
+ * (zstd batches of CLUSTER IMPORT LOAD) to the target from its own thread, then the
+ * keys written meanwhile (engine slot watch), fences the slots, sends the last
+ * writes, and commits with CLUSTER IMPORT HANDOFF: from then on the target holds the
+ * slots' data (source answers -ASK, target serves ASKING clients) until the map of
+ * epoch base+1 that gives them to the target is installed everywhere; then the source
+ * drops its copy. Both sides persist their state in the metadata column family
+ * ("cluster:mig-out", "cluster:mig-in") and finish or roll back after a restart
+ * (clu_mig_recover). */
+
+/* What routing does with a slot this node's map assigns (clu_route's result r): */
+enum {
+    CLU_ASK = 3,  /* msg is "ASK <slot> <host>:<port>" */
+    CLU_WAIT = 4  /* the slot is fenced: wait with clu_mig_wait, then route again;
+                     msg is the TRYAGAIN reply for when waiting is not possible */
+};
+/* Routing with migrations: clu_route, then CLU_WAIT / CLU_ASK for slots this node is
+ * moving out, and CLU_LOCAL instead of CLU_MOVED for a slot being imported whose data
+ * is complete here when the client sent ASKING. */
+int clu_route_mig(const struct cluster *cl, unsigned slot, bool asking, char *msg, size_t cap);
+/* Waits until the slot is no longer fenced or timeout_ms passed. True if unfenced. */
+bool clu_mig_wait(struct cluster *cl, unsigned slot, int timeout_ms);
+
+/* Starts the migration machinery of cl: e and password (requirepass, "" for none) are
+ * borrowed for cl's life. Reads the persisted migration state and finishes or rolls
+ * back an interrupted move (in a background thread when the peer must be asked).
+ * Returns 0 or a negative code with err set. */
+int clu_mig_open(struct cluster *cl, struct eng *e, const char *password, struct cm_err *err);
+/* Stops the migration thread (a running move is rolled back if not yet committed). */
+void clu_mig_close(struct cluster *cl);
+
+/* A request to move slots from this node. slots: bit s%8 of byte s/8. */
+struct clu_mig_req {
+    char target[CLU_HOST_LEN + 16]; /* node id or host:port */
+    uint8_t slots[CM_SLOTS / 8];
+    double rate_mb;                 /* MB/s of raw data, 0 = unlimited */
+};
+/* Starts a migration in the background. Returns 0 with *id (the migration id) set, or
+ * CM_EINVAL with err->msg the reply text (not the owner of every slot, unknown
+ * target, one already running...). */
+int clu_mig_start(struct cluster *cl, const struct clu_mig_req *rq, char id[64],
+                  struct cm_err *err);
+/* Asks the running outgoing migration to stop and roll back. CM_EINVAL with err set
+ * when there is none or it has committed already. */
+int clu_mig_cancel(struct cluster *cl, struct cm_err *err);
+/* Appends the status text ("field:value\r\n" lines) to out. */
+int clu_mig_status(struct cluster *cl, struct cm_buf *out);
+/* CLUSTER IMPORT <sub> ...: the target side (args after IMPORT). Appends the reply
+ * to out (RESP). Returns 0 or CM_ENOMEM. */
+int clu_mig_import_cmd(struct cluster *cl, int argc, const char *const *argv,
+                       const size_t *argvlen, struct cm_buf *out);
+/* Parses "lo-hi" or "n" into the bitmap. 0 or CM_EINVAL. */
+int clu_slots_parse(const char *s, size_t n, uint8_t slots[CM_SLOTS / 8]);
 
 /* ---- Function versions (fn.c) ---------------------------------------------------------------
  * Rewrites a FUNCTION LIST WITHCODE reply encoded in RESP3 (listing, n bytes) into the

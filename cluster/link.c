@@ -104,46 +104,98 @@ static int read_reply(int fd, struct resp_reader *rd, int timeout_ms, const char
     }
 }
 
+struct clu_link {
+    int fd;
+    int timeout_ms;
+    char peer[CLU_HOST_LEN + 16];
+    struct resp_reader rd;
+    struct cm_buf out;
+};
+
+struct clu_link *clu_link_open(const char *host, int port, const char *password, int timeout_ms,
+                               struct cm_err *err)
+{
+    struct clu_link *l = cm_calloc(1, sizeof(*l));
+    if (l == NULL) {
+        cm_err_set(err, CM_ENOMEM, "out of memory");
+        return NULL;
+    }
+    snprintf(l->peer, sizeof(l->peer), "%s:%d", host, port);
+    l->timeout_ms = timeout_ms;
+    resp_reader_init(&l->rd);
+    cm_buf_init(&l->out);
+    l->fd = connect_to(host, port, timeout_ms, l->peer, err);
+    if (l->fd < 0) {
+        clu_link_close(l);
+        return NULL;
+    }
+    if (password != NULL && password[0] != '\0') {
+        const char *av[] = {"AUTH", password};
+        const size_t al[] = {4, strlen(password)};
+        struct resp_value *r = NULL;
+        int rc = clu_link_cmd(l, 2, av, al, &r, err);
+        if (rc == 0 && r->type == RESP_T_ERROR)
+            rc = cm_err_set(err, CM_EIO, "%s: AUTH failed: %s", l->peer, r->str);
+        resp_value_free(r);
+        if (rc != 0) {
+            clu_link_close(l);
+            return NULL;
+        }
+    }
+    return l;
+}
+
+int clu_link_cmd(struct clu_link *l, int argc, const char *const *argv, const size_t *argvlen,
+                 struct resp_value **reply, struct cm_err *err)
+{
+    *reply = NULL;
+    l->out.len = 0;
+    if (resp_add_command(&l->out, argc, argv, argvlen) != 0)
+        return cm_err_set(err, CM_ENOMEM, "out of memory");
+    int rc = send_all(l->fd, l->out.p, l->out.len, l->timeout_ms, l->peer, err);
+    if (rc == 0)
+        rc = read_reply(l->fd, &l->rd, l->timeout_ms, l->peer, reply, err);
+    cm_buf_shrink(&l->out, 1 << 20);
+    return rc;
+}
+
+int clu_link_send(struct clu_link *l, int argc, const char *const *argv, const size_t *argvlen,
+                  struct cm_err *err)
+{
+    l->out.len = 0;
+    if (resp_add_command(&l->out, argc, argv, argvlen) != 0)
+        return cm_err_set(err, CM_ENOMEM, "out of memory");
+    int rc = send_all(l->fd, l->out.p, l->out.len, l->timeout_ms, l->peer, err);
+    cm_buf_shrink(&l->out, 1 << 20);
+    return rc;
+}
+
+int clu_link_recv(struct clu_link *l, struct resp_value **reply, struct cm_err *err)
+{
+    *reply = NULL;
+    return read_reply(l->fd, &l->rd, l->timeout_ms, l->peer, reply, err);
+}
+
+void clu_link_close(struct clu_link *l)
+{
+    if (l == NULL)
+        return;
+    if (l->fd >= 0)
+        close(l->fd);
+    resp_reader_deinit(&l->rd);
+    cm_buf_deinit(&l->out);
+    cm_free(l);
+}
+
 int clu_link_call(const char *host, int port, const char *password, int timeout_ms, int argc,
                   const char *const *argv, const size_t *argvlen, struct resp_value **reply,
                   struct cm_err *err)
 {
-    char peer[CLU_HOST_LEN + 16];
-    snprintf(peer, sizeof(peer), "%s:%d", host, port);
     *reply = NULL;
-    struct cm_buf out;
-    struct resp_reader rd;
-    cm_buf_init(&out);
-    resp_reader_init(&rd);
-    struct resp_value *auth = NULL;
-    int rc = 0;
-    bool with_auth = password != NULL && password[0] != '\0';
-    if (with_auth) {
-        const char *av[] = {"AUTH", password};
-        const size_t al[] = {4, strlen(password)};
-        rc = resp_add_command(&out, 2, av, al);
-    }
-    if (rc == 0)
-        rc = resp_add_command(&out, argc, argv, argvlen);
-    if (rc != 0) {
-        rc = cm_err_set(err, CM_ENOMEM, "out of memory");
-        goto out;
-    }
-    int fd = connect_to(host, port, timeout_ms, peer, err);
-    if (fd < 0) {
-        rc = fd;
-        goto out;
-    }
-    rc = send_all(fd, out.p, out.len, timeout_ms, peer, err);
-    if (rc == 0 && with_auth && (rc = read_reply(fd, &rd, timeout_ms, peer, &auth, err)) == 0 &&
-        auth->type == RESP_T_ERROR)
-        rc = cm_err_set(err, CM_EIO, "%s: AUTH failed: %s", peer, auth->str);
-    if (rc == 0)
-        rc = read_reply(fd, &rd, timeout_ms, peer, reply, err);
-    close(fd);
-out:
-    resp_value_free(auth);
-    resp_reader_deinit(&rd);
-    cm_buf_deinit(&out);
+    struct clu_link *l = clu_link_open(host, port, password, timeout_ms, err);
+    if (l == NULL)
+        return err != NULL && err->code != 0 ? err->code : CM_EIO;
+    int rc = clu_link_cmd(l, argc, argv, argvlen, reply, err);
+    clu_link_close(l);
     return rc;
 }

@@ -25,7 +25,8 @@ enum {
     CM_ENOTFOUND = -5,
     CM_EINVAL = -6,   /* bad argument from a caller or a user */
     CM_ELIMIT = -7,   /* a configured limit was exceeded */
-    CM_ECONFLICT = -8 /* a transaction conflicted and may be retried */
+    CM_ECONFLICT = -8, /* a transaction conflicted and may be retried */
+    CM_EAGAIN = -9     /* refused for now (a slot being migrated is fenced); retry */
 };
 
 /* Names a code ("out of memory"); the string is static. */
@@ -120,5 +121,51 @@ int cm_double_to_str(char *buf, size_t cap, long double v);
 bool cm_glob_match(const char *pat, size_t plen, const char *s, size_t slen, bool nocase);
 /* Case-insensitive compare of a counted string with a C string. */
 bool cm_streq_ci(const char *s, size_t n, const char *lit);
+
+/* ---- Sparse matrices (common/csr.c) -------------------------------------------------
+ * The CSR encoding of eddy.vec (docs/VEC.md), read in place, and the kernels that run
+ * over it: the server's eddy.vec matrices and a client computing the same thing call
+ * the same code, so both get the same numbers. Little-endian hosts only. */
+#define CM_CSR_MAGIC "EVm1"
+#define CM_CSR_HEADER 16            /* magic, rows, cols, nnz */
+#define CM_CSR_MAX ((size_t)1 << 27) /* rows, cols and nnz at most */
+#define CM_GLM_KMAX 64              /* weight vectors of a softmax regression at most */
+
+struct cm_csr {
+    size_t rows, cols, nnz;
+    const unsigned char *ptr; /* rows + 1 uint32: row r is entries ptr[r] .. ptr[r+1]-1 */
+    const unsigned char *idx; /* nnz uint32, column indices 1..cols */
+    const unsigned char *val; /* nnz float64 */
+};
+
+/* Bytes of an encoding of rows x nnz. */
+size_t cm_csr_size(size_t rows, size_t nnz);
+/* Writes the header of an encoding at p (the caller fills ptr, idx and val after it). */
+void cm_csr_put_header(unsigned char *p, size_t rows, size_t cols, size_t nnz);
+/* Validates an encoding of exactly len bytes (sizes, offsets, every index) and points
+ * m into it. Returns 0, or CM_EINVAL with *why set to a static explanation. */
+int cm_csr_parse(const void *p, size_t len, struct cm_csr *m, const char **why);
+/* z[r] = sum of row r's val[k] * w[idx[k] - 1], r < rows, entries in order. */
+void cm_csr_mul(const struct cm_csr *m, const double *w, double *z);
+/* g[idx[k] - 1] += r[row] * val[k] for every entry (g += X^T r). */
+void cm_csr_tmul(const struct cm_csr *m, const double *r, double *g);
+
+/* Statistics of a regression pass: counts and loss sums of training and held-out rows. */
+struct cm_glm_stats {
+    long long ntr, corr, nte, tcorr;
+    double loss, tloss;
+};
+/* One pass of logistic (K = 1; y in 0..1) or softmax (K >= 2; y in 0..K-1) regression
+ * over the rows of m: for each row, the scores s_k = x . W[k], the cross-entropy loss
+ * and the prediction (logistic: s > 0; softmax: the first largest score), added to st;
+ * for rows with test[r] == 0 (or test NULL) also the loss gradient
+ * G[k] += (p_k - [y == k]) x (logistic: G[0] += (sigmoid(s) - y) x). W[k] and G[k] hold
+ * m->cols doubles. Returns 0, or CM_EINVAL (nothing added) if K or a label is out of
+ * range. */
+int cm_glm_grad(const struct cm_csr *m, int K, const double *const *W, double *const *G,
+                const unsigned char *y, const unsigned char *test, struct cm_glm_stats *st);
+/* The logistic loss of score z for label y (0 or 1); returns sigmoid(z). Computed
+ * without overflow. */
+double cm_logistic(double z, int y, double *loss);
 
 #endif

@@ -24,6 +24,7 @@ const char *cm_strerror(int code)
     case CM_EINVAL: return "invalid argument";
     case CM_ELIMIT: return "limit exceeded";
     case CM_ECONFLICT: return "conflict";
+    case CM_EAGAIN: return "try again";
     }
     return "unknown error";
 }

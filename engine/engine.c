@@ -40,12 +40,25 @@ struct eng {
     atomic_ullong synced_seq;  /* on disk */
     pthread_mutex_t sync_lock;
 
-    atomic_ullong n_expired, n_writes, n_syncs;
+    atomic_ullong n_expired, n_writes, n_syncs, n_flushes;
     pthread_mutex_t stripes[STRIPES];
     /* Optimistic transactions: commit_seq counts commits; stripe_seq[s] is the
      * commit_seq of the last write to stripe s (read and written under its mutex). */
     atomic_ullong commit_seq;
     unsigned long long stripe_seq[STRIPES];
+
+    /* Slot watch (online migration, see engine.h). Every write holds watch_lock for
+     * reading around its check, its RocksDB write and the recording of its keys;
+     * the watch_* fields change only under it for writing, so a write is either
+     * wholly before a change or wholly after it. */
+    pthread_rwlock_t watch_lock;
+    bool watch_on, watch_fenced, watch_lost;
+    uint8_t watch_slots[CM_SLOTS / 8];
+    bool refuse_on;                     /* some slot is in refuse_slots */
+    uint8_t refuse_slots[CM_SLOTS / 8]; /* slots given away: writes to them fail */
+    pthread_mutex_t watch_mu;  /* guards watch_keys (writers record concurrently) */
+    struct cm_buf watch_keys;  /* 4-byte length + user key, per recorded write */
+    size_t watch_nkeys;
     /* Freed transactions, kept with their write batch, read options and buffers
      * for the next eng_txn_begin (a call's transaction costs less to reuse than to
      * build); guarded by spare_lock. */
@@ -62,6 +75,7 @@ struct eng_txn {
     unsigned long long start_seq;
     struct eng_lockset reads, writes;
     struct cm_buf key, val;
+    struct cm_buf ukeys; /* the user keys written (4-byte length + key), for the watch */
     /* Snapshots of earlier checkpoints, kept for the iterators that read them. */
     const rocksdb_snapshot_t **old_snaps;
     rocksdb_readoptions_t **old_ros;
@@ -80,6 +94,8 @@ struct eng_iter {
     size_t after_len;
     const char *pos;
     size_t pos_len;
+    char *seek;         /* NULL, or 2 slot bytes + the prefix of eng_iter_set_prefix */
+    size_t seek_len;
 };
 
 struct eng_batch {
@@ -88,12 +104,15 @@ struct eng_batch {
     struct cm_buf key, val;
     struct eng_lockset stripes; /* of the keys written, marked by eng_write; no repeats */
     unsigned saved_stripes;     /* stripes.n at the savepoint */
+    struct cm_buf ukeys;        /* the user keys written (4-byte length + key) */
+    size_t saved_ukeys;         /* ukeys.len at the savepoint */
     uint64_t touched[STRIPES / 64]; /* the same stripes as a bit set */
 };
 
 static _Thread_local unsigned long long tls_last_seq;
 
 static unsigned stripe_of(const char *key, size_t klen);
+static void mark_stripe(struct eng *e, unsigned s);
 static void txn_destroy(struct eng_txn *t);
 
 static const char *cf_names[NCF] = {"default", "expire", "meta"};
@@ -262,6 +281,14 @@ struct eng *eng_open(const struct eng_options *o, struct cm_err *err)
     pthread_mutex_init(&e->spare_lock, NULL);
     for (int i = 0; i < STRIPES; i++)
         pthread_mutex_init(&e->stripes[i], NULL);
+    pthread_rwlockattr_t rwa;
+    pthread_rwlockattr_init(&rwa);
+    /* The migration's fence must not starve behind a steady stream of writes. */
+    pthread_rwlockattr_setkind_np(&rwa, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&e->watch_lock, &rwa);
+    pthread_rwlockattr_destroy(&rwa);
+    pthread_mutex_init(&e->watch_mu, NULL);
+    cm_buf_init(&e->watch_keys);
 
     e->cache = rocksdb_cache_create_lru(o->block_cache_bytes ? o->block_cache_bytes : 1 << 20);
     e->table = rocksdb_block_based_options_create();
@@ -333,6 +360,9 @@ void eng_close(struct eng *e)
     for (int i = 0; i < STRIPES; i++)
         pthread_mutex_destroy(&e->stripes[i]);
     pthread_mutex_destroy(&e->sync_lock);
+    pthread_rwlock_destroy(&e->watch_lock);
+    pthread_mutex_destroy(&e->watch_mu);
+    cm_buf_deinit(&e->watch_keys);
     pthread_mutex_destroy(&e->spare_lock);
     cm_free(e);
 }
@@ -495,6 +525,159 @@ int eng_exists(struct eng *e, const char *key, size_t klen, int64_t now_ms, stru
     return rc == CM_ENOTFOUND ? 0 : rc;
 }
 
+/* ---- Slot watch ---------------------------------------------------------------------------------- */
+
+/* Appends a written user key to a batch's or transaction's list (4-byte length + key). */
+static int note_key(struct cm_buf *keys, const char *key, size_t klen)
+{
+    uint32_t l = (uint32_t)klen;
+    return cm_buf_append(keys, &l, 4) == 0 ? cm_buf_append(keys, key, klen) : CM_ENOMEM;
+}
+
+static bool watched(const struct eng *e, unsigned slot)
+{
+    return (e->watch_slots[slot >> 3] >> (slot & 7)) & 1;
+}
+
+/* With watch_lock held for reading: 0 if the keys touch no watched slot, 1 if they
+ * do (record them after the write), CM_EAGAIN (err set) if they do and the watch is
+ * fenced. */
+static int watch_check(struct eng *e, const struct cm_buf *keys, struct cm_err *err)
+{
+    if (!e->watch_on && !e->refuse_on)
+        return 0;
+    int hit = 0;
+    for (size_t off = 0; off + 4 <= keys->len;) {
+        uint32_t l;
+        memcpy(&l, keys->p + off, 4);
+        unsigned slot = cm_key_slot(keys->p + off + 4, l);
+        if (e->refuse_on && (e->refuse_slots[slot >> 3] >> (slot & 7)) & 1)
+            return cm_err_set(err, CM_EAGAIN, "TRYAGAIN slot %u was migrated to another node "
+                                              "while this command ran; nothing was applied",
+                              slot);
+        if (e->watch_on && watched(e, slot))
+            hit = 1;
+        off += 4 + l;
+    }
+    if (hit && e->watch_fenced)
+        return cm_err_set(err, CM_EAGAIN, "TRYAGAIN a slot written by this command is being "
+                                          "migrated; nothing was applied, try again");
+    return hit;
+}
+
+/* With watch_lock held for reading, after a write: records its keys of watched slots. */
+static void watch_record(struct eng *e, const struct cm_buf *keys)
+{
+    pthread_mutex_lock(&e->watch_mu);
+    for (size_t off = 0; off + 4 <= keys->len;) {
+        uint32_t l;
+        memcpy(&l, keys->p + off, 4);
+        if (watched(e, cm_key_slot(keys->p + off + 4, l))) {
+            if (cm_buf_append(&e->watch_keys, keys->p + off, 4 + l) != 0)
+                e->watch_lost = true; /* out of memory: the migration must fail */
+            else
+                e->watch_nkeys++;
+        }
+        off += 4 + l;
+    }
+    pthread_mutex_unlock(&e->watch_mu);
+}
+
+int eng_watch_start(struct eng *e, const uint8_t slots[CM_SLOTS / 8])
+{
+    pthread_rwlock_wrlock(&e->watch_lock);
+    if (e->watch_on) {
+        pthread_rwlock_unlock(&e->watch_lock);
+        return CM_EINVAL;
+    }
+    memcpy(e->watch_slots, slots, sizeof(e->watch_slots));
+    e->watch_on = true;
+    e->watch_fenced = false;
+    e->watch_lost = false;
+    pthread_mutex_lock(&e->watch_mu);
+    e->watch_keys.len = 0;
+    e->watch_nkeys = 0;
+    pthread_mutex_unlock(&e->watch_mu);
+    pthread_rwlock_unlock(&e->watch_lock);
+    return 0;
+}
+
+void eng_watch_fence(struct eng *e, bool on)
+{
+    pthread_rwlock_wrlock(&e->watch_lock);
+    e->watch_fenced = e->watch_on && on;
+    pthread_rwlock_unlock(&e->watch_lock);
+}
+
+int eng_watch_take(struct eng *e, struct cm_buf *keys, size_t *nkeys)
+{
+    int rc = 0;
+    keys->len = 0;
+    pthread_rwlock_rdlock(&e->watch_lock);
+    pthread_mutex_lock(&e->watch_mu);
+    if (e->watch_lost) {
+        rc = CM_ELIMIT;
+    } else {
+        struct cm_buf t = *keys;
+        *keys = e->watch_keys;
+        e->watch_keys = t;
+        *nkeys = e->watch_nkeys;
+        e->watch_nkeys = 0;
+    }
+    pthread_mutex_unlock(&e->watch_mu);
+    pthread_rwlock_unlock(&e->watch_lock);
+    return rc;
+}
+
+void eng_slots_refuse(struct eng *e, const uint8_t slots[CM_SLOTS / 8], bool on)
+{
+    pthread_rwlock_wrlock(&e->watch_lock);
+    bool any = false;
+    for (size_t i = 0; i < sizeof(e->refuse_slots); i++) {
+        e->refuse_slots[i] = on ? (uint8_t)(e->refuse_slots[i] | slots[i])
+                                : (uint8_t)(e->refuse_slots[i] & ~slots[i]);
+        any = any || e->refuse_slots[i] != 0;
+    }
+    e->refuse_on = any;
+    pthread_rwlock_unlock(&e->watch_lock);
+}
+
+void eng_watch_stop(struct eng *e)
+{
+    pthread_rwlock_wrlock(&e->watch_lock);
+    e->watch_on = e->watch_fenced = e->watch_lost = false;
+    memset(e->watch_slots, 0, sizeof(e->watch_slots));
+    pthread_mutex_lock(&e->watch_mu);
+    e->watch_keys.len = 0;
+    e->watch_nkeys = 0;
+    cm_buf_shrink(&e->watch_keys, 1 << 20);
+    pthread_mutex_unlock(&e->watch_mu);
+    pthread_rwlock_unlock(&e->watch_lock);
+}
+
+int eng_drop_slots(struct eng *e, unsigned slot_lo, unsigned slot_hi, struct cm_err *err)
+{
+    char lo[2] = {(char)(slot_lo >> 8), (char)(slot_lo & 0xff)};
+    unsigned end = slot_hi + 1;
+    char hi[2] = {(char)(end >> 8), (char)(end & 0xff)};
+    char *rerr = NULL;
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_writebatch_delete_range_cf(wb, e->cf[CF_DATA], lo, 2, hi, 2);
+    rocksdb_write(e->db, e->wopts, wb, &rerr);
+    rocksdb_writebatch_destroy(wb);
+    if (rerr != NULL)
+        return rocks_err(err, rerr, "drop of slots failed");
+    tls_last_seq = atomic_fetch_add(&e->written_seq, 1) + 1;
+    /* Transactions that read keys of these slots must conflict (stale expiry index
+     * entries are skipped by the expire cycle: their key is gone). */
+    for (unsigned i = 0; i < STRIPES; i++) {
+        pthread_mutex_lock(&e->stripes[i]);
+        mark_stripe(e, i);
+        pthread_mutex_unlock(&e->stripes[i]);
+    }
+    return eng_sync_all(e, err);
+}
+
 /* ---- Writes ----------------------------------------------------------------------------------- */
 
 struct eng_batch *eng_batch_new(struct eng *e)
@@ -506,6 +689,7 @@ struct eng_batch *eng_batch_new(struct eng *e)
     b->wb = rocksdb_writebatch_create();
     cm_buf_init(&b->key);
     cm_buf_init(&b->val);
+    cm_buf_init(&b->ukeys);
     eng_lockset_init(&b->stripes);
     return b;
 }
@@ -517,6 +701,7 @@ void eng_batch_free(struct eng_batch *b)
     rocksdb_writebatch_destroy(b->wb);
     cm_buf_deinit(&b->key);
     cm_buf_deinit(&b->val);
+    cm_buf_deinit(&b->ukeys);
     eng_lockset_deinit(&b->stripes);
     cm_free(b);
 }
@@ -539,13 +724,16 @@ void eng_batch_clear(struct eng_batch *b)
     for (unsigned i = 0; i < b->stripes.n; i++)
         b->touched[b->stripes.stripes[i] / 64] = 0;
     b->stripes.n = 0;
+    b->ukeys.len = 0;
     cm_buf_shrink(&b->val, 1 << 20);
+    cm_buf_shrink(&b->ukeys, 1 << 20);
 }
 
 void eng_batch_savepoint(struct eng_batch *b)
 {
     rocksdb_writebatch_set_save_point(b->wb);
     b->saved_stripes = b->stripes.n;
+    b->saved_ukeys = b->ukeys.len;
 }
 
 void eng_batch_rollback(struct eng_batch *b)
@@ -558,6 +746,7 @@ void eng_batch_rollback(struct eng_batch *b)
         b->touched[st / 64] &= ~((uint64_t)1 << (st % 64));
     }
     b->stripes.n = b->saved_stripes;
+    b->ukeys.len = b->saved_ukeys;
 }
 
 bool eng_batch_touches(const struct eng_batch *b, unsigned stripe)
@@ -575,7 +764,8 @@ int eng_batch_put(struct eng_batch *b, const char *key, size_t klen, enum eng_ty
 {
     if (eng_encode_key(&b->key, key, klen) != 0 ||
         eng_encode_value(&b->val, type, expire_ms, val, vlen) != 0 ||
-        batch_touch(b, stripe_of(key, klen)) != 0)
+        batch_touch(b, stripe_of(key, klen)) != 0 ||
+        note_key(&b->ukeys, key, klen) != 0)
         return CM_ENOMEM;
     rocksdb_writebatch_put_cf(b->wb, b->e->cf[CF_DATA], b->key.p, b->key.len, b->val.p, b->val.len);
     if (expire_ms > 0) {
@@ -591,7 +781,8 @@ int eng_batch_put(struct eng_batch *b, const char *key, size_t klen, enum eng_ty
 
 void eng_batch_del(struct eng_batch *b, const char *key, size_t klen)
 {
-    if (eng_encode_key(&b->key, key, klen) != 0 || batch_touch(b, stripe_of(key, klen)) != 0)
+    if (eng_encode_key(&b->key, key, klen) != 0 || batch_touch(b, stripe_of(key, klen)) != 0 ||
+        note_key(&b->ukeys, key, klen) != 0)
         return;
     rocksdb_writebatch_delete_cf(b->wb, b->e->cf[CF_DATA], b->key.p, b->key.len);
 }
@@ -599,7 +790,16 @@ void eng_batch_del(struct eng_batch *b, const char *key, size_t klen)
 int eng_write(struct eng *e, struct eng_batch *b, struct cm_err *err)
 {
     char *rerr = NULL;
+    pthread_rwlock_rdlock(&e->watch_lock);
+    int w = watch_check(e, &b->ukeys, err);
+    if (w < 0) {
+        pthread_rwlock_unlock(&e->watch_lock);
+        return w;
+    }
     rocksdb_write(e->db, e->wopts, b->wb, &rerr);
+    if (rerr == NULL && w > 0)
+        watch_record(e, &b->ukeys);
+    pthread_rwlock_unlock(&e->watch_lock);
     if (rerr != NULL)
         return rocks_err(err, rerr, "write failed");
     tls_last_seq = atomic_fetch_add(&e->written_seq, 1) + 1;
@@ -751,6 +951,7 @@ static void txn_destroy(struct eng_txn *t)
     rocksdb_readoptions_destroy(t->ro);
     cm_buf_deinit(&t->key);
     cm_buf_deinit(&t->val);
+    cm_buf_deinit(&t->ukeys);
     cm_free(t);
 }
 
@@ -769,6 +970,7 @@ struct eng_txn *eng_txn_begin(struct eng *e)
         t->wb = rocksdb_writebatch_wi_create(0, 1);
         cm_buf_init(&t->key);
         cm_buf_init(&t->val);
+        cm_buf_init(&t->ukeys);
     }
     /* commit_seq is read before the snapshot is taken: a commit that the snapshot
      * misses has a larger number, so validation sees it (see struct eng). */
@@ -804,9 +1006,10 @@ void eng_txn_free(struct eng_txn *t)
     bool keep = size <= TXN_SPARE_MAX_BYTES;
     if (keep) {
         rocksdb_writebatch_wi_clear(t->wb);
-        t->key.len = t->val.len = 0;
+        t->key.len = t->val.len = t->ukeys.len = 0;
         cm_buf_shrink(&t->key, TXN_SPARE_MAX_BYTES);
         cm_buf_shrink(&t->val, TXN_SPARE_MAX_BYTES);
+        cm_buf_shrink(&t->ukeys, TXN_SPARE_MAX_BYTES);
         pthread_mutex_lock(&e->spare_lock);
         keep = e->nspares < TXN_SPARES;
         if (keep)
@@ -858,7 +1061,8 @@ int eng_txn_put(struct eng_txn *t, const char *key, size_t klen, enum eng_type t
 {
     if (eng_lockset_add(t->e, &t->writes, key, klen) != 0 ||
         eng_encode_key(&t->key, key, klen) != 0 ||
-        eng_encode_value(&t->val, type, expire_ms, val, vlen) != 0)
+        eng_encode_value(&t->val, type, expire_ms, val, vlen) != 0 ||
+        note_key(&t->ukeys, key, klen) != 0)
         return CM_ENOMEM;
     rocksdb_writebatch_wi_put_cf(t->wb, t->e->cf[CF_DATA], t->key.p, t->key.len, t->val.p,
                                  t->val.len);
@@ -874,7 +1078,8 @@ int eng_txn_put(struct eng_txn *t, const char *key, size_t klen, enum eng_type t
 
 int eng_txn_del(struct eng_txn *t, const char *key, size_t klen)
 {
-    if (eng_lockset_add(t->e, &t->writes, key, klen) != 0 || eng_encode_key(&t->key, key, klen) != 0)
+    if (eng_lockset_add(t->e, &t->writes, key, klen) != 0 ||
+        eng_encode_key(&t->key, key, klen) != 0 || note_key(&t->ukeys, key, klen) != 0)
         return CM_ENOMEM;
     rocksdb_writebatch_wi_delete_cf(t->wb, t->e->cf[CF_DATA], t->key.p, t->key.len);
     return 0;
@@ -908,7 +1113,17 @@ int eng_txn_commit(struct eng_txn *t, struct cm_err *err)
             goto out;
         }
     char *rerr = NULL;
+    pthread_rwlock_rdlock(&e->watch_lock);
+    int w = watch_check(e, &t->ukeys, err);
+    if (w < 0) {
+        pthread_rwlock_unlock(&e->watch_lock);
+        rc = w;
+        goto out;
+    }
     rocksdb_write_writebatch_wi(e->db, e->wopts, t->wb, &rerr);
+    if (rerr == NULL && w > 0)
+        watch_record(e, &t->ukeys);
+    pthread_rwlock_unlock(&e->watch_lock);
     if (rerr != NULL) {
         rc = rocks_err(err, rerr, "write failed");
         goto out;
@@ -937,6 +1152,7 @@ int eng_txn_checkpoint(struct eng_txn *t, struct cm_err *err)
     if (rc != 0)
         return rc;
     rocksdb_writebatch_wi_clear(t->wb);
+    t->ukeys.len = 0;
     eng_lockset_deinit(&t->reads);
     eng_lockset_deinit(&t->writes);
     t->old_snaps[t->nold] = t->snap;
@@ -972,7 +1188,7 @@ struct eng_iter *eng_iter_new(struct eng *e, struct eng_txn *t, int flags, unsig
     it->after_len = after_len;
     it->ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_prefix_same_as_start(it->ro, 1);
-    rocksdb_readoptions_set_fill_cache(it->ro, 0);
+    rocksdb_readoptions_set_fill_cache(it->ro, (flags & ENG_ITER_FILL_CACHE) != 0);
     if (t != NULL)
         rocksdb_readoptions_set_snapshot(it->ro, t->snap);
     rocksdb_iterator_t *base = rocksdb_create_iterator_cf(e->db, it->ro, e->cf[CF_DATA]);
@@ -998,7 +1214,22 @@ void eng_iter_free(struct eng_iter *it)
     rocksdb_iter_destroy(it->it);
     rocksdb_readoptions_destroy(it->ro);
     cm_free(it->after);
+    cm_free(it->seek);
     cm_free(it);
+}
+
+int eng_iter_set_prefix(struct eng_iter *it, const char *prefix, size_t len)
+{
+    cm_free(it->seek);
+    it->seek = NULL;
+    it->seek_len = 0;
+    if (len == 0)
+        return 0;
+    if ((it->seek = cm_malloc(len + 2)) == NULL)
+        return CM_ENOMEM;
+    memcpy(it->seek + 2, prefix, len);
+    it->seek_len = len + 2;
+    return 0;
 }
 
 const char *eng_iter_pos(struct eng_iter *it, size_t *len)
@@ -1007,10 +1238,16 @@ const char *eng_iter_pos(struct eng_iter *it, size_t *len)
     return it->pos;
 }
 
+/* Positions at the start of slot (at its first key with the prefix, if one is set). */
 static void seek_slot(struct eng_iter *it, unsigned slot)
 {
     char p[2] = {(char)(slot >> 8), (char)(slot & 0xff)};
     it->slot = slot;
+    if (it->seek != NULL) {
+        memcpy(it->seek, p, 2);
+        rocksdb_iter_seek(it->it, it->seek, it->seek_len);
+        return;
+    }
     rocksdb_iter_seek(it->it, p, 2);
 }
 
@@ -1066,6 +1303,22 @@ int eng_iter_next(struct eng_iter *it, int64_t now_ms, const char **key, size_t 
             seek_slot(it, slot);
             continue;
         }
+        if (it->seek != NULL) {
+            /* Keys of a slot are sorted: before the prefix, seek to it; past it, the
+             * next slot. */
+            size_t pl = it->seek_len - 2, n = kl - 2 < pl ? kl - 2 : pl;
+            int cmp = memcmp(k + 2, it->seek + 2, n);
+            if (cmp < 0 || (cmp == 0 && kl - 2 < pl)) {
+                seek_slot(it, slot);
+                continue;
+            }
+            if (cmp > 0) {
+                if (slot >= it->slot_hi)
+                    return 0;
+                seek_slot(it, slot + 1);
+                continue;
+            }
+        }
         const char *v = rocksdb_iter_value(it->it, &vl);
         memset(item, 0, sizeof(*item));
         if (eng_decode_value(v, vl, item) != 0 ||
@@ -1085,11 +1338,22 @@ int eng_scan(struct eng *e, struct eng_txn *t, unsigned slot_lo, unsigned slot_h
              const char *after, size_t after_len, size_t max_visit, int64_t now_ms, eng_key_fn fn,
              void *ud, char **next_pos, size_t *next_len, struct cm_err *err)
 {
+    return eng_scan_prefix(e, t, slot_lo, slot_hi, NULL, 0, after, after_len, max_visit, now_ms,
+                           fn, ud, next_pos, next_len, err);
+}
+
+int eng_scan_prefix(struct eng *e, struct eng_txn *t, unsigned slot_lo, unsigned slot_hi,
+                    const char *prefix, size_t plen, const char *after, size_t after_len,
+                    size_t max_visit, int64_t now_ms, eng_key_fn fn, void *ud, char **next_pos,
+                    size_t *next_len, struct cm_err *err)
+{
     struct eng_iter *it = eng_iter_new(e, t, ENG_ITER_OWN_WRITES, slot_lo, slot_hi, after, after_len);
     *next_pos = NULL;
     *next_len = 0;
-    if (it == NULL)
+    if (it == NULL || eng_iter_set_prefix(it, prefix, plen) != 0) {
+        eng_iter_free(it);
         return cm_err_set(err, CM_ENOMEM, "out of memory");
+    }
     size_t visited = 0;
     int rc;
     const char *key;
@@ -1145,10 +1409,18 @@ int eng_flush_all(struct eng *e, struct cm_err *err)
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     rocksdb_writebatch_delete_range_cf(wb, e->cf[CF_DATA], lo, 2, hi, 2);
     rocksdb_writebatch_delete_range_cf(wb, e->cf[CF_EXPIRE], elo, 0, ehi, 9);
+    pthread_rwlock_rdlock(&e->watch_lock);
+    if (e->watch_on) {
+        pthread_mutex_lock(&e->watch_mu);
+        e->watch_lost = true; /* a migration cannot replay a flush: it fails */
+        pthread_mutex_unlock(&e->watch_mu);
+    }
     rocksdb_write(e->db, e->wopts, wb, &rerr);
+    pthread_rwlock_unlock(&e->watch_lock);
     rocksdb_writebatch_destroy(wb);
     if (rerr != NULL)
         return rocks_err(err, rerr, "flush failed");
+    atomic_fetch_add(&e->n_flushes, 1);
     tls_last_seq = atomic_fetch_add(&e->written_seq, 1) + 1;
     /* Every transaction that read anything before the flush must now conflict. */
     for (unsigned i = 0; i < STRIPES; i++) {
@@ -1345,4 +1617,5 @@ void eng_get_stats(struct eng *e, struct eng_stats *st)
     st->expired_keys = atomic_load(&e->n_expired);
     st->writes = atomic_load(&e->n_writes);
     st->syncs = atomic_load(&e->n_syncs);
+    st->flushes = atomic_load(&e->n_flushes);
 }

@@ -184,11 +184,17 @@ void eng_txn_free(struct eng_txn *t);
  * starting after the physical position `after` (NULL = from the start). With t, it
  * reads t's snapshot, and with ENG_ITER_OWN_WRITES also t's own writes (then t must
  * not be written while the iterator lives); without t, the current state. t must
- * outlive the iterator. */
-enum { ENG_ITER_OWN_WRITES = 1 };
+ * outlive the iterator. The blocks it reads enter the block cache only with
+ * ENG_ITER_FILL_CACHE (for scans that will be repeated, such as a map's: a one-off
+ * SCAN should not evict the hot point-read blocks). */
+enum { ENG_ITER_OWN_WRITES = 1, ENG_ITER_FILL_CACHE = 2 };
 struct eng_iter;
 struct eng_iter *eng_iter_new(struct eng *e, struct eng_txn *t, int flags, unsigned slot_lo,
                               unsigned slot_hi, const char *after, size_t after_len);
+/* Returns only keys that start with prefix (copied; len 0 = every key): in each slot
+ * the iterator seeks to the prefix and leaves the slot past it, so keys without it
+ * cost nothing. Call before the first eng_iter_next. Returns 0 or CM_ENOMEM. */
+int eng_iter_set_prefix(struct eng_iter *it, const char *prefix, size_t len);
 /* Repositions so that the next key returned is the first at or after pos. */
 void eng_iter_seek(struct eng_iter *it, const char *pos, size_t len);
 /* Moves to the next live key. Returns 1 with key/item set (valid until the next call
@@ -213,6 +219,12 @@ typedef int (*eng_key_fn)(void *ud, const char *key, size_t klen, const struct e
 int eng_scan(struct eng *e, struct eng_txn *t, unsigned slot_lo, unsigned slot_hi, const char *after,
              size_t after_len, size_t max_visit, int64_t now_ms, eng_key_fn fn, void *ud,
              char **next_pos, size_t *next_len, struct cm_err *err);
+/* eng_scan over the keys that start with prefix only (eng_iter_set_prefix); max_visit
+ * counts those keys. */
+int eng_scan_prefix(struct eng *e, struct eng_txn *t, unsigned slot_lo, unsigned slot_hi,
+                    const char *prefix, size_t plen, const char *after, size_t after_len,
+                    size_t max_visit, int64_t now_ms, eng_key_fn fn, void *ud, char **next_pos,
+                    size_t *next_len, struct cm_err *err);
 
 /* Counts live keys (O(n)), through t when not NULL. */
 long long eng_count_keys(struct eng *e, struct eng_txn *t, unsigned slot_lo, unsigned slot_hi,
@@ -228,6 +240,34 @@ int eng_random_key(struct eng *e, int64_t now_ms, struct cm_buf *out, struct cm_
 /* Deletes up to max keys whose TTL passed before now_ms, using the expiry index.
  * Returns how many keys it deleted (>= 0) or CM_EIO. */
 long eng_expire_cycle(struct eng *e, int64_t now_ms, long max, struct cm_err *err);
+
+/* ---- Slot watch (online slot migration) ---------------------------------------------------
+ * While a watch is on, every write through eng_write or a transaction commit that
+ * touches a key of a watched slot records that key (the expire cycle's deletions are
+ * not recorded: the copy elsewhere carries the same expiry). A fenced watch refuses
+ * such writes with CM_EAGAIN (err->msg starts with "TRYAGAIN"), applying nothing of
+ * them. A change of the watch waits for the writes in progress, so each write is
+ * wholly before or wholly after it. One watch at a time. */
+/* Starts watching the slots whose bit is set in slots (bit s%8 of byte s/8). Returns 0
+ * or CM_EINVAL when a watch is already on. */
+int eng_watch_start(struct eng *e, const uint8_t slots[CM_SLOTS / 8]);
+/* Fences (on) or unfences the watched slots. */
+void eng_watch_fence(struct eng *e, bool on);
+/* Moves the keys recorded so far into keys (cleared first; 4-byte native-endian length
+ * + key bytes per write, duplicates possible) and their count into *nkeys. Returns 0,
+ * or CM_ELIMIT when a record was lost (out of memory, or eng_flush_all ran): the
+ * watcher cannot know what changed. */
+int eng_watch_take(struct eng *e, struct cm_buf *keys, size_t *nkeys);
+/* Ends the watch (and its fence). */
+void eng_watch_stop(struct eng *e);
+/* Refuses (on) or accepts again (off) writes to the slots whose bit is set: a node that
+ * gave slots away refuses the late writes of commands and function calls that began
+ * before the move and commit after it (CM_EAGAIN, err->msg "TRYAGAIN ...", nothing
+ * applied). Cleared for the slots of an import; not kept across restarts. */
+void eng_slots_refuse(struct eng *e, const uint8_t slots[CM_SLOTS / 8], bool on);
+/* Deletes every key of slots [slot_lo, slot_hi] with one range deletion, and syncs.
+ * Running transactions conflict. Returns 0 or CM_EIO. */
+int eng_drop_slots(struct eng *e, unsigned slot_lo, unsigned slot_hi, struct cm_err *err);
 
 /* ---- Metadata column family ------------------------------------------------------------------ */
 /* Reads a metadata value into out (cleared first). 0, CM_ENOTFOUND or CM_EIO. */
@@ -251,6 +291,7 @@ struct eng_stats {
     unsigned long long expired_keys; /* deleted because their TTL passed */
     unsigned long long writes;       /* eng_write calls */
     unsigned long long syncs;        /* WAL syncs */
+    unsigned long long flushes;      /* eng_flush_all calls */
 };
 void eng_get_stats(struct eng *e, struct eng_stats *st);
 

@@ -226,7 +226,10 @@ void cmd_flush_writes(struct worker *w)
             } else { /* the replies must not claim what did not happen */
                 c->out.len = c->wmark > c->opos ? c->wmark : c->opos;
                 for (unsigned i = 0; i < c->wcmds; i++)
-                    resp_add_errorf(&c->out, "ERR storage error: %s", err.msg);
+                    if (err.code == CM_EAGAIN) /* a migration's fence: err.msg is TRYAGAIN */
+                        resp_add_error(&c->out, err.msg);
+                    else
+                        resp_add_errorf(&c->out, "ERR storage error: %s", err.msg);
             }
         }
         eng_batch_clear(w->batch);
@@ -377,8 +380,16 @@ int cmd_exec_from_script(void *owner, struct eng_txn *txn, int resp, int flags, 
 {
     struct conn *c = owner; /* NULL for map and reduce calls */
     struct server *s = g_server;
+    if ((flags & UDF_EXEC_ROUTE) && s->cluster == NULL)
+        return 0; /* one node: every key is here */
     const struct cmd_def *d = cmd_lookup(argv[0], argvlen[0]);
     size_t mark = out->len;
+    int where = 0;
+    if (flags & UDF_EXEC_ROUTE)
+        return d != NULL ? net_cluster_script_check(d, (size_t)argc, argv, argvlen, out) > 0
+                                 ? UDF_EXEC_REMOTE
+                                 : 0
+                         : 0;
     if (d == NULL)
         resp_add_error(out, "ERR Unknown Redis command called from script");
     else if (d->flags & CMD_NOSCRIPT)
@@ -388,8 +399,8 @@ int cmd_exec_from_script(void *owner, struct eng_txn *txn, int resp, int flags, 
     else if ((flags & UDF_EXEC_READONLY) && (d->flags & CMD_WRITE))
         resp_add_error(out, "ERR Write commands are not allowed from read-only scripts.");
     else if (s->cluster != NULL &&
-             net_cluster_script_check(d, (size_t)argc, argv, argvlen, out) != 0)
-        ; /* a key of another node's slot: remote access comes later (docs/CLUSTER.md) */
+             (where = net_cluster_script_check(d, (size_t)argc, argv, argvlen, out)) != 0)
+        return where > 0 ? UDF_EXEC_REMOTE : 0; /* another node's key, or an error reply */
     else {
         struct cmd_ctx x = {
             .c = c, .srv = s, .eng = s->eng, .cmd = d, .argc = (size_t)argc, .argv = argv,

@@ -14,6 +14,8 @@
 
 /* Milliseconds a node waits for another when propagating a function change. */
 #define FORWARD_TIMEOUT_MS 5000
+/* Milliseconds a command on a fenced slot waits for the end of the fence. */
+#define FENCE_WAIT_MS 3000
 
 /* ---- Key positions ------------------------------------------------------------------ */
 
@@ -61,16 +63,29 @@ bool net_cluster_route(struct conn *c, const struct cmd_def *d, size_t argc, con
 {
     struct cluster *cl = c->w->srv->cluster;
     size_t first, last, step;
+    bool asking = c->asking; /* ASKING holds for the next command only */
+    if (d->fn != net_cluster_asking)
+        c->asking = false;
     if (cl == NULL || !key_range(d, argc, argv, argvlen, &first, &last, &step))
         return true;
     unsigned slot = cm_key_slot(argv[first], argvlen[first]);
-    for (size_t i = first + step; i <= last; i += step)
+    /* A function may touch keys of any slot (the others through their owners). */
+    for (size_t i = first + step; i <= last && !(d->flags & CMD_ANYSLOT); i += step)
         if (cm_key_slot(argv[i], argvlen[i]) != slot) {
             resp_add_error(&c->out, "CROSSSLOT Keys in request don't hash to the same slot");
             return false;
         }
     char msg[CLU_HOST_LEN + 64];
-    if (clu_route(cl, slot, msg, sizeof(msg)) == CLU_LOCAL)
+    int r = clu_route_mig(cl, slot, asking, msg, sizeof(msg));
+    if (r == CLU_WAIT) {
+        /* A slot in its migration's fence: this thread waits (briefly) for the
+         * handoff, then routes again (-ASK, or MOVED once the map moved). Its own
+         * pending writes go first, so none of them waits behind the fence. */
+        cmd_flush_writes(c->w);
+        clu_mig_wait(cl, slot, FENCE_WAIT_MS);
+        r = clu_route_mig(cl, slot, asking, msg, sizeof(msg));
+    }
+    if (r == CLU_LOCAL)
         return true;
     resp_add_error(&c->out, msg);
     return false;
@@ -83,23 +98,42 @@ int net_cluster_script_check(const struct cmd_def *d, size_t argc, const char **
     size_t first, last, step;
     if (cl == NULL || !key_range(d, argc, argv, argvlen, &first, &last, &step))
         return 0;
-    char msg[CLU_HOST_LEN + 64];
+    char msg[CLU_HOST_LEN + 64], remote[CLU_HOST_LEN + 16] = "";
+    size_t mark = out->len;
     for (size_t i = first; i <= last; i += step) {
         unsigned slot = cm_key_slot(argv[i], argvlen[i]);
-        int r = clu_route(cl, slot, msg, sizeof(msg));
+        /* A slot whose import has committed here is served to function calls too: its
+         * data is complete on this node and its old owner answers -ASK. */
+        int r = clu_route_mig(cl, slot, true, msg, sizeof(msg));
+        if (r == CLU_WAIT || r == CLU_ASK) {
+            /* The slot is in the last step of a move: the call applies nothing of its
+             * own and the client may run it again. (A slot moved away during the call is
+             * accessed remotely like any other node's; the call's earlier local writes
+             * to it make its commit fail with TRYAGAIN, see eng_slots_refuse.) */
+            resp_add_errorf(out, "TRYAGAIN key '%.*s' is in slot %u, which is being migrated",
+                            (int)(argvlen[i] > 128 ? 128 : argvlen[i]), argv[i], slot);
+            return -1;
+        }
         if (r == CLU_DOWN) {
             resp_add_error(out, msg);
             return -1;
         }
-        if (r == CLU_MOVED) {
-            resp_add_errorf(out,
-                            "ERR key '%.*s' belongs to slot %u on another node (remote access "
-                            "comes with a later version)",
-                            (int)(argvlen[i] > 128 ? 128 : argvlen[i]), argv[i], slot);
+        /* msg is "MOVED <slot> <host:port>": the owner's address. */
+        const char *addr = r == CLU_MOVED ? strrchr(msg, ' ') : NULL;
+        addr = addr != NULL ? addr + 1 : "";
+        if (i == first && r == CLU_MOVED)
+            snprintf(remote, sizeof(remote), "%u %s", slot, addr);
+        else if ((r == CLU_MOVED) != (remote[0] != '\0') ||
+                 (r == CLU_MOVED && strcmp(addr, strchr(remote, ' ') + 1) != 0)) {
+            resp_add_error(out, "ERR the keys of one command in a function must all be on one node");
             return -1;
         }
     }
-    return 0;
+    if (remote[0] == '\0')
+        return 0;
+    out->len = mark;
+    cm_buf_append(out, remote, strlen(remote));
+    return 1;
 }
 
 /* ---- CLUSTER subcommands ----------------------------------------------------------------- */
@@ -332,16 +366,90 @@ static void cluster_getmap(struct cmd_ctx *x, const struct clu_map *m)
     cm_buf_deinit(&b);
 }
 
+/* CLUSTER MIGRATESLOTS <target-id|host:port> <slot|lo-hi> [...] [RATE <MB/s>] */
+static void cluster_migrateslots(struct cmd_ctx *x, struct cluster *cl)
+{
+    struct clu_mig_req rq = {0};
+    struct cm_err err = {0};
+    char id[64];
+    if (x->argvlen[2] >= sizeof(rq.target)) {
+        reply_err(x, "ERR unknown target node");
+        return;
+    }
+    memcpy(rq.target, x->argv[2], x->argvlen[2]);
+    for (size_t i = 3; i < x->argc; i++) {
+        if (arg_is(x, i, "RATE") && i + 1 < x->argc) {
+            char num[32];
+            char *end;
+            size_t n = x->argvlen[i + 1] < sizeof(num) - 1 ? x->argvlen[i + 1] : sizeof(num) - 1;
+            memcpy(num, x->argv[i + 1], n);
+            num[n] = '\0';
+            rq.rate_mb = strtod(num, &end);
+            if (end == num || *end != '\0' || rq.rate_mb < 0) {
+                reply_err(x, "ERR RATE needs a number of MB/s (0 = unlimited)");
+                return;
+            }
+            i++;
+        } else if (clu_slots_parse(x->argv[i], x->argvlen[i], rq.slots) != 0) {
+            reply_errf(x, "ERR bad slot or range '%.32s'", x->argv[i]);
+            return;
+        }
+    }
+    if (clu_mig_start(cl, &rq, id, &err) != 0)
+        reply_err(x, err.msg);
+    else
+        resp_add_cstr(x->out, id);
+}
+
+void net_cluster_asking(struct cmd_ctx *x)
+{
+    if (x->srv->cluster == NULL) {
+        reply_err(x, "ERR This instance has cluster support disabled");
+        return;
+    }
+    if (x->c != NULL)
+        x->c->asking = true;
+    reply_ok(x);
+}
+
 /* CLUSTER FUNCTION <FUNCTION arguments>: the function change another node forwards;
  * applied here only, never forwarded again. */
 static void cluster_function(struct cmd_ctx *x)
 {
     struct cmd_ctx y = *x;
-    y.argv = x->argv + 1;
-    y.argvlen = x->argvlen + 1;
-    y.argc = x->argc - 1;
+    unsigned long long epoch = 0;
+    size_t skip = 1;
+    if (x->argc >= 5 && arg_is(x, 2, "EPOCH")) { /* CLUSTER FUNCTION EPOCH <e> <subcommand...> */
+        long long e;
+        if (cm_str_to_ll(x->argv[3], x->argvlen[3], &e) != 0 || e < 0) {
+            reply_err(x, "ERR bad function epoch");
+            return;
+        }
+        epoch = (unsigned long long)e;
+        skip = 3;
+        if (epoch <= net_cluster_fn_epoch()) {
+            reply_ok(x); /* applied already: this node caught up with a newer state */
+            return;
+        }
+    }
+    /* FUNCTION <subcommand...>: argv[skip] becomes "FUNCTION". */
+    y.argv = x->argv + skip;
+    y.argvlen = x->argvlen + skip;
+    y.argc = x->argc - skip;
+    const char *save = y.argv[0];
+    size_t save_len = y.argvlen[0];
+    if (skip > 1) {
+        x->argv[skip] = "FUNCTION";
+        x->argvlen[skip] = 8;
+    }
     cmd_function_local(&y);
+    if (skip > 1) {
+        x->argv[skip] = save;
+        x->argvlen[skip] = save_len;
+    }
     x->failed = y.failed;
+    if (!y.failed && epoch > 0)
+        net_cluster_fn_epoch_seen(x->srv, epoch);
 }
 
 void net_cluster_cmd(struct cmd_ctx *x)
@@ -386,6 +494,33 @@ void net_cluster_cmd(struct cmd_ctx *x)
         cluster_getmap(x, m);
     } else if (arg_is(x, 1, "FUNCTION") && x->argc >= 3) {
         cluster_function(x);
+    } else if (arg_is(x, 1, "MIGRATESLOTS") && x->argc >= 4) {
+        cluster_migrateslots(x, cl);
+    } else if (arg_is(x, 1, "MIGRATION") && x->argc == 3 && arg_is(x, 2, "STATUS")) {
+        struct cm_buf b;
+        cm_buf_init(&b);
+        if (clu_mig_status(cl, &b) != 0)
+            reply_err(x, "OOM out of memory");
+        else
+            resp_add_verbatim(x->out, "txt", b.p, b.len, x->resp);
+        cm_buf_deinit(&b);
+    } else if (arg_is(x, 1, "MIGRATION") && x->argc == 3 && arg_is(x, 2, "CANCEL")) {
+        struct cm_err err = {0};
+        if (clu_mig_cancel(cl, &err) != 0)
+            reply_err(x, err.msg);
+        else
+            reply_ok(x);
+    } else if (arg_is(x, 1, "IMPORT") && x->argc >= 4) {
+        size_t mark = x->out->len;
+        clu_mig_import_cmd(cl, (int)x->argc - 2, x->argv + 2, x->argvlen + 2, x->out);
+        if (x->out->len > mark && x->out->p[mark] == '-')
+            x->failed = true;
+    } else if (arg_is(x, 1, "FNEPOCH") && x->argc == 2) {
+        resp_add_int(x->out, (long long)net_cluster_fn_epoch());
+    } else if (arg_is(x, 1, "REMOTESTATS") &&
+               (x->argc == 2 || (x->argc == 3 && arg_is(x, 2, "RESET")))) {
+        if (udf_access_stats(x->srv->udf, x->out, x->argc == 3) != 0)
+            reply_err(x, "OOM out of memory");
     } else {
         reply_errf(x, "ERR unknown subcommand or wrong number of arguments for '%.*s'. Try "
                       "CLUSTER HELP.",
@@ -406,7 +541,7 @@ void net_cluster_fn_forward(struct cmd_ctx *x, size_t mark)
     struct cluster *cl = x->srv->cluster;
     const struct clu_map *m = clu_map_get(cl);
     int self = clu_map_self(cl, m), applied = 0, failed = 0;
-    size_t argc = x->argc + 1;
+    size_t argc = x->argc + 3;
     const char **argv = cm_malloc(argc * sizeof(*argv));
     size_t *argvlen = cm_malloc(argc * sizeof(*argvlen));
     char first[600] = "";
@@ -415,10 +550,19 @@ void net_cluster_fn_forward(struct cmd_ctx *x, size_t mark)
         failed = 1;
         goto out;
     }
+    /* CLUSTER FUNCTION EPOCH <e> <the FUNCTION command>: e orders the changes. */
+    char ebuf[24];
+    snprintf(ebuf, sizeof(ebuf), "%llu", net_cluster_fn_epoch_next(x->srv));
     argv[0] = "CLUSTER";
     argvlen[0] = 7;
-    memcpy(argv + 1, x->argv, x->argc * sizeof(*argv));
-    memcpy(argvlen + 1, x->argvlen, x->argc * sizeof(*argvlen));
+    argv[1] = "FUNCTION";
+    argvlen[1] = 8;
+    argv[2] = "EPOCH";
+    argvlen[2] = 5;
+    argv[3] = ebuf;
+    argvlen[3] = strlen(ebuf);
+    memcpy(argv + 4, x->argv + 1, (x->argc - 1) * sizeof(*argv));
+    memcpy(argvlen + 4, x->argvlen + 1, (x->argc - 1) * sizeof(*argvlen));
     for (int i = 0; i < m->nnodes; i++) {
         if (i == self)
             continue;
@@ -472,13 +616,19 @@ int net_cluster_open(struct server *s, struct cm_err *err)
     s->cluster = clu_new(&st, err);
     if (s->cluster == NULL)
         return err->code ? err->code : CM_ERR;
+    int rc = clu_mig_open(s->cluster, s->eng, s->cfg->requirepass, err);
+    if (rc != 0)
+        return rc;
     cm_log(CM_LOG_NOTICE, "Cluster mode: node id %s, map epoch %llu", clu_myid(s->cluster),
            clu_map_get(s->cluster)->epoch);
+    if (net_cluster_fn_start(s) != 0)
+        return cm_err_set(err, CM_ERR, "cannot start the function catch-up thread");
     return 0;
 }
 
 void net_cluster_close(struct server *s)
 {
+    net_cluster_fn_stop();
     clu_free(s->cluster);
     s->cluster = NULL;
 }

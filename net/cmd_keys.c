@@ -286,6 +286,16 @@ static int collect_fn(void *ud, const char *key, size_t klen, const struct eng_i
     return 0;
 }
 
+/* The literal head of a glob pattern (up to its first special character): only keys
+ * with it can match, so the scan seeks to it in each slot instead of walking. */
+static size_t glob_prefix(const char *pat, size_t plen)
+{
+    size_t n = 0;
+    while (n < plen && pat[n] != '*' && pat[n] != '?' && pat[n] != '[' && pat[n] != '\\')
+        n++;
+    return n;
+}
+
 static void emit_keys(struct cmd_ctx *x, struct collect *c)
 {
     resp_add_array(x->out, c->n);
@@ -343,8 +353,9 @@ static void scan_cmd(struct cmd_ctx *x)
     cursor_load(cur, &slot, &pos, &len);
     struct cm_err err = {0};
     cm_buf_init(&c.keys);
-    int rc = eng_scan(x->eng, x->txn, slot, CM_SLOTS - 1, pos, len, (size_t)count, x->now_ms, collect_fn,
-                      &c, &next, &nlen, &err);
+    size_t lit = c.pat != NULL ? glob_prefix(c.pat, c.plen) : 0;
+    int rc = eng_scan_prefix(x->eng, x->txn, slot, CM_SLOTS - 1, c.pat, lit, pos, len, (size_t)count,
+                             x->now_ms, collect_fn, &c, &next, &nlen, &err);
     cm_free(pos);
     if (rc < 0) {
         cm_free(next);
@@ -373,8 +384,8 @@ static void keys_cmd(struct cmd_ctx *x)
     char *next;
     size_t nlen;
     struct cm_err err = {0};
-    int rc = eng_scan(x->eng, x->txn, 0, CM_SLOTS - 1, NULL, 0, 0, x->now_ms, collect_fn, &c, &next,
-                      &nlen, &err);
+    int rc = eng_scan_prefix(x->eng, x->txn, 0, CM_SLOTS - 1, c.pat, glob_prefix(c.pat, c.plen), NULL,
+                             0, 0, x->now_ms, collect_fn, &c, &next, &nlen, &err);
     if (rc < 0) {
         cm_buf_deinit(&c.keys);
         if (rc == CM_ENOMEM)

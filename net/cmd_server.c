@@ -614,5 +614,6 @@ const struct cmd_def cmd_server_table[] = {
     {"time", time_cmd, 1, CMD_FAST, 0, 0, 0, "server"},
     {"shutdown", shutdown_cmd, -1, A | CMD_NOSCRIPT, 0, 0, 0, "server"},
     {"cluster", net_cluster_cmd, -2, 0, 0, 0, 0, "cluster"},
+    {"asking", net_cluster_asking, 1, CMD_FAST, 0, 0, 0, "cluster"},
     {NULL, NULL, 0, 0, 0, 0, 0, NULL},
 };

@@ -152,6 +152,10 @@ void conn_close(struct conn *c)
         if (c->wc.next)
             c->wc.next->prev = c->wc.prev;
     }
+    if (c->wc.bus != NULL) { /* it waited for another node: the reply goes nowhere */
+        bus_cancel(w, c->wc.bus);
+        c->wc.bus = NULL;
+    }
     if (c->wc.call != NULL) {
         /* The call is aborted: nothing it wrote is applied. */
         udf_call_free(c->wc.call);
@@ -411,14 +415,12 @@ void conn_run_call(struct conn *c, struct udf_call *call)
      * command; otherwise the connection waits and worker_resume_calls serves it. */
 }
 
-void worker_run_call(struct worker *w, struct wcall *wc)
+static bool start_remote(struct worker *w, struct wcall *wc);
+
+/* Links a preempted call: the worker serves others and resumes it on its next loop
+ * iterations. */
+static void link_call(struct worker *w, struct wcall *wc)
 {
-    if (udf_call_run(wc->call) == UDF_DONE) {
-        wc->done(w, wc);
-        return;
-    }
-    /* Preempted: the worker serves others and resumes the call on its next loop
-     * iterations. */
     wc->linked = true;
     wc->prev = NULL;
     wc->next = w->calls;
@@ -428,19 +430,71 @@ void worker_run_call(struct worker *w, struct wcall *wc)
     loop_async_send(w->resume);
 }
 
+static void unlink_call(struct worker *w, struct wcall *wc)
+{
+    wc->linked = false;
+    if (wc->prev)
+        wc->prev->next = wc->next;
+    else
+        w->calls = wc->next;
+    if (wc->next)
+        wc->next->prev = wc->prev;
+}
+
+void worker_run_call(struct worker *w, struct wcall *wc)
+{
+    int st = udf_call_run(wc->call);
+    if (st == UDF_DONE) {
+        wc->done(w, wc);
+        return;
+    }
+    if (st == UDF_REMOTE && start_remote(w, wc))
+        return; /* waits for another node; remote_done runs it again */
+    link_call(w, wc);
+}
+
+/* Runs a call again after its remote access; a connection then goes on. */
+static void remote_done(struct worker *w, void *ud, struct resp_value *reply, const char *error)
+{
+    struct wcall *wc = ud;
+    wc->bus = NULL;
+    udf_call_remote_done(wc->call, reply, error);
+    bool is_conn = wc->done == conn_call_done;
+    struct conn *c = is_conn ? (struct conn *)((char *)wc - offsetof(struct conn, wc)) : NULL;
+    worker_run_call(w, wc);
+    if (c != NULL && c->wc.call == NULL)
+        serve(c);
+}
+
+/* Sends the command a call waits for to the node that owns its keys. On failure the
+ * call gets the error as its reply and false is returned (run it again). */
+static bool start_remote(struct worker *w, struct wcall *wc)
+{
+    const char *addr, *cmd;
+    size_t len;
+    struct cm_err err = {0};
+    udf_call_remote(wc->call, &addr, &cmd, &len);
+    if (bus_call_raw(w, addr, BUS_LANE_KEYS, w->srv->cfg->requirepass, cmd, len, remote_done, wc,
+                     &wc->bus, &err) == 0)
+        return true;
+    udf_call_remote_done(wc->call, NULL, err.msg);
+    return false;
+}
+
 void worker_resume_calls(struct worker *w)
 {
     for (struct wcall *wc = w->calls, *next; wc != NULL; wc = next) {
         next = wc->next;
-        if (udf_call_run(wc->call) != UDF_DONE)
+        int st = udf_call_run(wc->call);
+        if (st == UDF_YIELD)
             continue;
-        wc->linked = false;
-        if (wc->prev)
-            wc->prev->next = wc->next;
-        else
-            w->calls = wc->next;
-        if (wc->next)
-            wc->next->prev = wc->prev;
+        if (st == UDF_REMOTE) {
+            unlink_call(w, wc);
+            if (!start_remote(w, wc))
+                link_call(w, wc); /* at the head: `next` stays valid */
+            continue;
+        }
+        unlink_call(w, wc);
         bool is_conn = wc->done == conn_call_done;
         wc->done(w, wc);
         /* A connection goes on with its pipeline; that may close it or start another

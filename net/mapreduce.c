@@ -4,12 +4,24 @@
  * ordinary call (sandboxed, budgeted, preemptible, over its own snapshot), then runs
  * the reduce function (or @sum / @list) on the partial results in the client's thread
  * and replies once. The job's bookkeeping lives on the client's thread ("home"):
- * partitions report back to it with server_post, so it needs no lock. The cluster
- * (a later module) adds other nodes' partitions the same way. */
+ * partitions report back to it with server_post, so it needs no lock.
+ * In cluster mode the home thread also sends MAPREDUCE map @partials [arg ...] to every
+ * other node of the slot map (bus.c, without blocking): each runs the map on its own
+ * partitions and replies with their serialized results, which join the local ones
+ * (local first, then by node in map order) before the one reduce. */
 #include "net_int.h"
+
+#include "../cluster/cluster.h"
 
 #include <stdio.h>
 #include <string.h>
+
+/* The partial results of one other node. */
+struct mr_remote {
+    int n;
+    char **partials;
+    size_t *lens;
+};
 
 struct mr_job {
     struct worker *home;
@@ -24,6 +36,15 @@ struct mr_job {
     size_t *partial_lens;
     struct cm_buf error;     /* the first failure, as an error reply */
     bool starting;           /* mapreduce_cmd is still running on the home thread */
+    bool partials_only;      /* reduce @partials: reply with the serialized results */
+    int nremote;             /* cluster: slots in remote (one per node of the map) */
+    struct mr_remote *remote;
+};
+
+/* The home thread's request to one other node. */
+struct mr_req {
+    struct mr_job *job;
+    int node;
 };
 
 struct mr_part {
@@ -38,6 +59,13 @@ static void job_free(struct mr_job *j)
 {
     for (int i = 0; i < j->nparts; i++)
         cm_free(j->partials[i]);
+    for (int i = 0; i < j->nremote; i++) {
+        for (int k = 0; k < j->remote[i].n; k++)
+            cm_free(j->remote[i].partials[k]);
+        cm_free(j->remote[i].partials);
+        cm_free(j->remote[i].lens);
+    }
+    cm_free(j->remote);
     cm_free(j->partials);
     cm_free(j->partial_lens);
     for (int i = 0; i < j->nargs; i++)
@@ -72,20 +100,53 @@ static void finish(struct mr_job *j)
             conn_serve(c);
         return;
     }
-    struct udf_call_req req = {
-        .kind = UDF_REDUCE,
-        .name = j->reduce,
-        .name_len = strlen(j->reduce),
-        .nargs = j->nargs,
-        .args = (const char **)j->args,
-        .arglens = j->arglens,
-        .resp = j->resp,
-        .owner = c,
-        .npartials = j->nparts,
-        .partials = (const char **)j->partials,
-        .partial_lens = j->partial_lens,
-    };
-    struct udf_call *call = udf_call_new(c->w->vm, &req, &c->out);
+    if (j->partials_only) {
+        resp_add_array(&c->out, (size_t)j->nparts);
+        for (int i = 0; i < j->nparts; i++)
+            resp_add_bulk(&c->out, j->partials[i], j->partial_lens[i]);
+        bool starting = j->starting;
+        job_free(j);
+        if (!starting)
+            conn_serve(c);
+        return;
+    }
+    /* Every partial result in order: this node's, then each other node's. */
+    int total = j->nparts;
+    for (int i = 0; i < j->nremote; i++)
+        total += j->remote[i].n;
+    const char **all = cm_malloc((size_t)total * sizeof(char *) + 1);
+    size_t *lens = cm_malloc((size_t)total * sizeof(size_t) + 1);
+    struct udf_call *call = NULL;
+    if (all != NULL && lens != NULL) {
+        int k = 0;
+        for (int i = 0; i < j->nparts; i++, k++) {
+            all[k] = j->partials[i];
+            lens[k] = j->partial_lens[i];
+        }
+        for (int i = 0; i < j->nremote; i++)
+            for (int p = 0; p < j->remote[i].n; p++, k++) {
+                all[k] = j->remote[i].partials[p];
+                lens[k] = j->remote[i].lens[p];
+            }
+        struct udf_call_req req = {
+            .kind = UDF_REDUCE,
+            .name = j->reduce,
+            .name_len = strlen(j->reduce),
+            .nargs = j->nargs,
+            .args = (const char **)j->args,
+            .arglens = j->arglens,
+            .resp = j->resp,
+            .owner = c,
+            .npartials = total,
+            .partials = all,
+            .partial_lens = lens,
+        };
+        call = udf_call_new(c->w->vm, &req, &c->out);
+    } else {
+        resp_add_error(&c->out, "OOM out of memory collecting partial results");
+    }
+    cm_free(all);
+    cm_free(lens);
     bool starting = j->starting;
     job_free(j);
     if (call != NULL)
@@ -118,6 +179,100 @@ static void part_arrived(struct worker *w, void *arg)
     cm_free(p);
     if (--j->pending == 0)
         finish(j);
+}
+
+/* On the home thread: another node's partial results (an array of strings) or why
+ * they are missing. */
+static void remote_done(struct worker *w, void *ud, struct resp_value *r, const char *error)
+{
+    struct mr_req *q = ud;
+    struct mr_job *j = q->job;
+    struct mr_remote *rm = &j->remote[q->node];
+    if (j->error.len == 0) {
+        if (error != NULL) {
+            resp_add_errorf(&j->error, "ERR map on node %s", error);
+        } else if (r->type == RESP_T_ERROR) {
+            resp_add_errorf(&j->error, "ERR map on another node failed: %s", r->str);
+        } else if (r->type != RESP_T_ARRAY) {
+            resp_add_errorf(&j->error, "ERR map on another node: unexpected %s reply",
+                            resp_type_name(r->type));
+        } else {
+            rm->partials = cm_calloc(r->elements + 1, sizeof(char *));
+            rm->lens = cm_calloc(r->elements + 1, sizeof(size_t));
+            bool ok = rm->partials != NULL && rm->lens != NULL;
+            for (size_t i = 0; ok && i < r->elements; i++) {
+                const struct resp_value *e = r->element[i];
+                ok = e->type == RESP_T_STRING;
+                if (ok) { /* take the string */
+                    rm->partials[i] = e->str;
+                    rm->lens[i] = e->len;
+                    r->element[i]->str = NULL;
+                    rm->n++;
+                }
+            }
+            if (!ok)
+                resp_add_error(&j->error, rm->partials == NULL || rm->lens == NULL
+                                              ? "OOM out of memory collecting partial results"
+                                              : "ERR map on another node: malformed reply");
+        }
+    }
+    resp_value_free(r);
+    cm_free(q);
+    if (--j->pending == 0)
+        finish(j);
+}
+
+/* On the home thread, cluster mode: asks every other node of the map for its
+ * partial results. Counts the requests sent in j->pending. */
+static void fan_out(struct server *s, struct worker *home, struct mr_job *j)
+{
+    const struct clu_map *m = clu_map_get(s->cluster);
+    int self = clu_map_self(s->cluster, m);
+    if (m->nnodes <= 1 || (j->remote = cm_calloc((size_t)m->nnodes, sizeof(*j->remote))) == NULL) {
+        if (m->nnodes > 1)
+            resp_add_error(&j->error, "OOM out of memory starting MAPREDUCE");
+        return;
+    }
+    j->nremote = m->nnodes;
+    int argc = j->nargs + 3;
+    const char **argv = cm_malloc((size_t)argc * sizeof(char *));
+    size_t *argvlen = cm_malloc((size_t)argc * sizeof(size_t));
+    if (argv == NULL || argvlen == NULL) {
+        resp_add_error(&j->error, "OOM out of memory starting MAPREDUCE");
+        goto out;
+    }
+    argv[0] = "MAPREDUCE";
+    argvlen[0] = 9;
+    argv[1] = j->map;
+    argvlen[1] = strlen(j->map);
+    argv[2] = "@partials";
+    argvlen[2] = 9;
+    for (int i = 0; i < j->nargs; i++) {
+        argv[3 + i] = j->args[i];
+        argvlen[3 + i] = j->arglens[i];
+    }
+    for (int i = 0; i < m->nnodes && j->error.len == 0; i++) {
+        if (i == self)
+            continue;
+        struct mr_req *q = cm_calloc(1, sizeof(*q));
+        struct cm_err err = {0};
+        if (q == NULL) {
+            resp_add_error(&j->error, "OOM out of memory starting MAPREDUCE");
+            break;
+        }
+        q->job = j;
+        q->node = i;
+        if (bus_call(home, m->nodes[i].host, m->nodes[i].port, BUS_LANE_BULK, s->cfg->requirepass,
+                     argc, argv, argvlen, remote_done, q, &err) != 0) {
+            cm_free(q);
+            resp_add_errorf(&j->error, "ERR map on node %s", err.msg);
+            break;
+        }
+        j->pending++;
+    }
+out:
+    cm_free(argv);
+    cm_free(argvlen);
 }
 
 /* On a partition's thread: its call finished. */
@@ -187,6 +342,7 @@ static void mapreduce_cmd(struct cmd_ctx *x)
         reply_errf(x, "ERR Function not found: %.*s", (int)x->argvlen[1], x->argv[1]);
         return;
     }
+    bool partials_only = cm_streq_ci(x->argv[2], x->argvlen[2], "@partials");
     if (x->argvlen[2] == 0 ||
         (x->argv[2][0] != '@' && udf_function_flags(home->vm, x->argv[2], x->argvlen[2]) < 0)) {
         reply_errf(x, "ERR Function not found: %.*s", (int)x->argvlen[2], x->argv[2]);
@@ -235,6 +391,9 @@ static void mapreduce_cmd(struct cmd_ctx *x)
     }
     x->c->job = j; /* the connection waits for the job */
     j->starting = true;
+    j->partials_only = partials_only;
+    if (s->cluster != NULL && !partials_only)
+        fan_out(s, home, j); /* before the local partitions, which may finish at once */
     for (int i = 0; i < n; i++) {
         struct worker *w = s->workers[(home->id + i) % s->nworkers];
         if (w == home)

@@ -92,6 +92,7 @@ struct wcall {
     void (*done)(struct worker *w, struct wcall *wc);
     struct wcall *next, *prev;
     bool linked;
+    struct bus_call *bus;    /* the call waits for a key of another node (bus.c) */
 };
 
 /* Work posted to a worker from another thread, run on the worker's thread. */
@@ -150,7 +151,32 @@ struct worker {
     struct loop_async *resume; /* run a slice of the preempted calls */
     struct wcall *calls;       /* preempted calls */
     struct task *tasks, **tasks_tail; /* posted work (inbox_lock) */
+    struct bus_link *bus;      /* connections to other nodes (bus.c) */
 };
+
+/* ---- Node-to-node calls (bus.c) --------------------------------------------------------------
+ * Asynchronous, on the calling worker's loop, pipelined on one connection per (peer,
+ * lane) that opens when needed (AUTH password first when not NULL or "") and again
+ * after it broke. fn(w, ud, reply, NULL) gets the reply (owned by fn; it may be an
+ * error reply), or fn(w, ud, NULL, "host:port: why") when the connection fails. Returns
+ * 0 (fn will be called exactly once, unless the call is cancelled or the worker shuts
+ * down first) or an error with err set (fn is not called). */
+enum { BUS_LANE_KEYS = 0, BUS_LANE_BULK = 1 }; /* short calls / MAPREDUCE's maps */
+struct bus_call;
+typedef void (*bus_reply_fn)(struct worker *w, void *ud, struct resp_value *reply,
+                             const char *error);
+int bus_call(struct worker *w, const char *host, int port, int lane, const char *password,
+             int argc, const char *const *argv, const size_t *argvlen, bus_reply_fn fn, void *ud,
+             struct cm_err *err);
+/* The same with the command already RESP-encoded (cmd, len) and the node as "host:port";
+ * *handle (if not NULL) names the call for bus_cancel until fn runs. */
+int bus_call_raw(struct worker *w, const char *addr, int lane, const char *password,
+                 const char *cmd, size_t len, bus_reply_fn fn, void *ud,
+                 struct bus_call **handle, struct cm_err *err);
+/* Drops a call's reply when it comes (its owner went away); fn will not run. */
+void bus_cancel(struct worker *w, struct bus_call *c);
+/* Closes every connection without calling back (worker teardown). */
+void bus_close_all(struct worker *w);
 
 /* Requests shutdown from any thread (SHUTDOWN, signals). */
 void server_shutdown(struct server *s, int exit_code);
@@ -184,6 +210,7 @@ struct conn {
     size_t opos;
     int resp;                  /* 2 or 3 */
     bool authed;
+    bool asking;               /* ASKING: the next command may use an importing slot */
     int flags;
     atomic_bool kill;
     bool paused;               /* reading paused: too much pending output */
@@ -243,7 +270,8 @@ enum {
     CMD_ADMIN = 8,
     CMD_FAST = 16,
     CMD_LOADING = 32,
-    CMD_NOSCRIPT = 64  /* not allowed from redis.call */
+    CMD_NOSCRIPT = 64, /* not allowed from redis.call */
+    CMD_ANYSLOT = 128  /* cluster: keys may be in any slots, routed by the first (calls) */
 };
 
 struct cmd_ctx;
@@ -315,14 +343,27 @@ void cmd_function_local(struct cmd_ctx *x);
  * Returns 0 or a negative code with err set. */
 int net_cluster_open(struct server *s, struct cm_err *err);
 void net_cluster_close(struct server *s);
-/* The CLUSTER command. */
+/* Catching up with the other nodes (cluster_sync.c): the highest function epoch this
+ * node applied, a new one for a change it propagates, one it applied from another node;
+ * net_cluster_fn_catchup installs a peer's newer slot map and copies the libraries of
+ * a node with a higher function epoch (FUNCTION DUMP there, RESTORE FLUSH here); done at
+ * start (net_cluster_fn_start, before clients) and then every 2 s by a thread. */
+unsigned long long net_cluster_fn_epoch(void);
+unsigned long long net_cluster_fn_epoch_next(struct server *s);
+void net_cluster_fn_epoch_seen(struct server *s, unsigned long long epoch);
+int net_cluster_fn_catchup(struct server *s);
+int net_cluster_fn_start(struct server *s);
+void net_cluster_fn_stop(void);
+/* The CLUSTER command, and ASKING. */
 void net_cluster_cmd(struct cmd_ctx *x);
+void net_cluster_asking(struct cmd_ctx *x);
 /* Routing of a client's command: true if it runs here; false after appending the
  * CROSSSLOT, MOVED or CLUSTERDOWN reply to c->out. Always true without cluster mode. */
 bool net_cluster_route(struct conn *c, const struct cmd_def *d, size_t argc, const char **argv,
                        const size_t *argvlen);
-/* For a command run by a function: 0 if all its keys are in slots of this node, else
- * -1 after appending the error reply to out. */
+/* For a command run by a function: 0 if all its keys are in slots of this node; 1 if
+ * they are all on one other node, then "<first key's slot> <host>:<port>" is appended
+ * to out (plain text); else -1 after appending the error reply to out. */
 int net_cluster_script_check(const struct cmd_def *d, size_t argc, const char **argv,
                              const size_t *argvlen, struct cm_buf *out);
 /* True for the FUNCTION subcommands that every node applies (LOAD DELETE FLUSH RESTORE)

@@ -214,6 +214,7 @@ static void worker_free(struct worker *w)
     conn_batch_end(w); /* writes and replies of the last iteration */
     while (w->conns != NULL)
         conn_close(w->conns);
+    bus_close_all(w);
     /* Calls still waiting here belong to MAPREDUCE partitions: abort them now, while
      * the engine is open (their transactions hold snapshots and iterators). */
     for (struct wcall *wc = w->calls, *next; wc != NULL; wc = next) {

@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <malloc.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static char **copy_strings(int n, const char **s, const size_t *lens, size_t **lens_out)
@@ -224,6 +225,7 @@ struct udf_call *udf_call_new(struct udf_vm *vm, const struct udf_call_req *req,
         goto oom;
     c->co_ref = c->iters_ref = LUA_NOREF;
     cm_buf_init(&c->reply);
+    cm_buf_init(&c->remote_cmd);
     c->start_us = cm_mono_us();
     c->deadline_us = c->start_us + u->limits.time_ms * 1000;
     udf__running_add(u, c);
@@ -262,6 +264,10 @@ static void end_attempt(struct udf_call *c)
     eng_txn_free(c->txn);
     c->txn = NULL;
     c->started = false;
+    c->commit_conflict = false;
+    c->remote = REMOTE_NONE;
+    resp_value_free(c->remote_reply);
+    c->remote_reply = NULL;
 }
 
 /* Begins an attempt; returns the number of arguments pushed on the coroutine, or -1
@@ -422,8 +428,16 @@ int udf_call_run(struct udf_call *c)
         int nres = 0;
         int st = lua_resume(c->co, L, nargs, &nres);
         vm->current = NULL;
+        if (st == LUA_YIELD && c->remote == REMOTE_WAIT && !c->killing &&
+            atomic_load(&c->kill) == 0)
+            return UDF_REMOTE;
         if (st == LUA_YIELD)
             return UDF_YIELD;
+        if (st != LUA_OK && c->commit_conflict && !c->killing && atomic_load(&c->kill) == 0 &&
+            c->attempts < vm->u->limits.max_retries) {
+            end_attempt(c); /* eddy.commit conflicted: run it again on a fresh snapshot, */
+            return UDF_YIELD; /* after the worker served its other clients (see below) */
+        }
         if (st != LUA_OK || c->killing || atomic_load(&c->kill) != 0) {
             /* Also a kill that the script swallowed (in a coroutine it created, say)
              * before it returned: the call still fails and applies nothing. */
@@ -466,6 +480,9 @@ int udf_call_run(struct udf_call *c)
             c->reply.len = 0;
             resp_add_errorf(&c->reply, "ERR %s conflicted with concurrent writes %d times; "
                                        "nothing was applied", c->label, c->attempts);
+        } else if (rc == CM_EAGAIN) {
+            c->reply.len = 0; /* a slot migration's fence: nothing applied, TRYAGAIN */
+            resp_add_error(&c->reply, err.msg);
         } else if (rc != 0) {
             c->reply.len = 0;
             resp_add_errorf(&c->reply, "ERR storage error: %s", err.msg);
@@ -484,6 +501,83 @@ int udf_call_run(struct udf_call *c)
     c->done = true;
     udf__running_remove(vm->u, c);
     return UDF_DONE;
+}
+
+void udf__access_count(struct udf_call *c, int remote_slot)
+{
+    struct udf *u = c->vm->u;
+    int local = c->nkeys > 0 ? (int)cm_key_slot(c->keys[0], c->keylens[0]) : -1;
+    pthread_mutex_lock(&u->lock);
+    for (size_t i = 0; i < u->naccess; i++) {
+        struct udf_access *a = &u->access[i];
+        if (a->local_slot == local && a->remote_slot == remote_slot && strcmp(a->label, c->label) == 0) {
+            a->count++;
+            pthread_mutex_unlock(&u->lock);
+            return;
+        }
+    }
+    if (u->naccess == u->access_cap && u->naccess < 100000) {
+        size_t cap = u->access_cap ? 2 * u->access_cap : 64;
+        struct udf_access *na = cm_realloc(u->access, cap * sizeof(*na));
+        if (na != NULL) {
+            u->access = na;
+            u->access_cap = cap;
+        }
+    }
+    if (u->naccess < u->access_cap) { /* else the row is not counted (out of memory) */
+        struct udf_access *a = &u->access[u->naccess];
+        if ((a->label = cm_memdup(c->label, strlen(c->label) + 1)) != NULL) {
+            a->local_slot = local;
+            a->remote_slot = remote_slot;
+            a->count = 1;
+            u->naccess++;
+        }
+    }
+    pthread_mutex_unlock(&u->lock);
+}
+
+static int by_count(const void *a, const void *b)
+{
+    unsigned long long x = ((const struct udf_access *)a)->count;
+    unsigned long long y = ((const struct udf_access *)b)->count;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+int udf_access_stats(struct udf *u, struct cm_buf *out, bool reset)
+{
+    pthread_mutex_lock(&u->lock);
+    qsort(u->access, u->naccess, sizeof(*u->access), by_count);
+    int rc = resp_add_array(out, u->naccess);
+    for (size_t i = 0; i < u->naccess && rc == 0; i++) {
+        const struct udf_access *a = &u->access[i];
+        rc |= resp_add_array(out, 4);
+        rc |= resp_add_bulk(out, a->label, strlen(a->label));
+        rc |= resp_add_int(out, a->local_slot);
+        rc |= resp_add_int(out, a->remote_slot);
+        rc |= resp_add_int(out, (long long)a->count);
+    }
+    if (reset) {
+        for (size_t i = 0; i < u->naccess; i++)
+            cm_free(u->access[i].label);
+        u->naccess = 0;
+    }
+    pthread_mutex_unlock(&u->lock);
+    return rc != 0 ? CM_ENOMEM : 0;
+}
+
+void udf_call_remote(const struct udf_call *c, const char **addr, const char **cmd, size_t *len)
+{
+    *addr = c->remote_addr;
+    *cmd = c->remote_cmd.p;
+    *len = c->remote_cmd.len;
+}
+
+void udf_call_remote_done(struct udf_call *c, struct resp_value *reply, const char *error)
+{
+    resp_value_free(c->remote_reply);
+    c->remote_reply = reply;
+    snprintf(c->remote_error, sizeof(c->remote_error), "%s", error != NULL ? error : "");
+    c->remote = REMOTE_READY;
 }
 
 const struct cm_buf *udf_call_reply(const struct udf_call *c)
@@ -510,6 +604,8 @@ void udf_call_free(struct udf_call *c)
         udf__running_remove(c->vm->u, c);
     }
     cm_buf_deinit(&c->reply);
+    cm_buf_deinit(&c->remote_cmd);
+    resp_value_free(c->remote_reply);
     free_strings(c->partials, c->partial_lens, c->npartials);
     free_strings(c->keys, c->keylens, c->nkeys);
     free_strings(c->args, c->arglens, c->nargs);

@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Deeper replies are refused: RESP readers (libeddy's among them) stop at 64 levels. */
@@ -304,7 +305,11 @@ void udf__push_resp(lua_State *L, const struct resp_value *v, int script_resp)
 
 /* Runs the command in the arguments; leaves the parsed reply in *out (owned). Raises
  * Lua errors for bad arguments. Returns false when the reply could not be parsed. */
-static int run_command(lua_State *L, struct resp_value **out)
+static int call_k(lua_State *L, int status, lua_KContext ctx);
+static int remote_yield(lua_State *L, struct udf_call *c, const char *addr, int argc,
+                        const char **argv, const size_t *lens, lua_KContext ctx, lua_KFunction k);
+
+static int run_command(lua_State *L, struct resp_value **out, bool protected_call)
 {
     struct udf_vm *vm = udf__vm_of(L);
     if (vm->loading)
@@ -345,6 +350,13 @@ static int run_command(lua_State *L, struct resp_value **out)
     cm_buf_init(&buf);
     int flags = c->readonly ? UDF_EXEC_READONLY : 0;
     int rc = vm->u->exec(c->owner, c->txn, c->script_resp, flags, argc, argv, lens, &buf);
+    if (rc == UDF_EXEC_REMOTE) {
+        char addr[300];
+        snprintf(addr, sizeof(addr), "%.*s", (int)buf.len, buf.p ? buf.p : "");
+        cm_buf_deinit(&buf);
+        *out = NULL;
+        return remote_yield(L, c, addr, argc, argv, lens, protected_call, call_k);
+    }
     struct resp_reader rd;
     resp_reader_init(&rd);
     *out = NULL;
@@ -357,30 +369,101 @@ static int run_command(lua_State *L, struct resp_value **out)
     return 0;
 }
 
-static int udflib_call(lua_State *L)
+/* ---- Keys of other nodes (cluster mode) ------------------------------------------------------
+ * A command (or eddy.get/set/del/exists) whose keys belong to another node suspends the
+ * call: its coroutine yields, net/ sends the command to the owner without blocking the
+ * thread (udf_call_run returns UDF_REMOTE), and the continuation k gets the reply. Such
+ * an access is not part of the call's transaction (docs/CLUSTER.md). */
+
+/* Suspends the call until the command (argc, argv) has run on addr; k continues. */
+static int remote_yield(lua_State *L, struct udf_call *c, const char *addr, int argc,
+                        const char **argv, const size_t *lens, lua_KContext ctx, lua_KFunction k)
 {
-    struct resp_value *v;
-    run_command(L, &v);
-    if (v->type == RESP_T_ERROR) {
+    if (L != c->co || !lua_isyieldable(L)) { /* raised as is, like a command's error */
+        lua_pushliteral(L, "ERR a key of another node cannot be accessed here (in a coroutine, "
+                           "a sort comparator or a gsub callback)");
+        return lua_error(L);
+    }
+    c->remote_cmd.len = 0;
+    if (resp_add_command(&c->remote_cmd, argc, argv, lens) != 0)
+        return luaL_error(L, "out of memory");
+    /* addr is "<slot> <host:port>" (udf_exec_fn). */
+    char *end;
+    long slot = strtol(addr, &end, 10);
+    snprintf(c->remote_addr, sizeof(c->remote_addr), "%s", *end == ' ' ? end + 1 : addr);
+    udf__access_count(c, (int)slot);
+    c->remote = REMOTE_WAIT;
+    return lua_yieldk(L, 0, ctx, k);
+}
+
+/* In a continuation: the owner's reply (taken), or raises why there is none. */
+static struct resp_value *remote_reply(lua_State *L, struct udf_call *c)
+{
+    struct resp_value *v = c->remote == REMOTE_READY ? c->remote_reply : NULL;
+    c->remote_reply = NULL;
+    int was = c->remote;
+    c->remote = REMOTE_NONE;
+    if (v == NULL) {
+        lua_pushfstring(L, "ERR remote access to %s failed: %s", c->remote_addr,
+                        was == REMOTE_READY ? c->remote_error : "interrupted");
+        lua_error(L);
+    }
+    return v;
+}
+
+/* Where a command's keys are: 0 here, 1 on another node (its address in addr). Raises
+ * the routing error (CLUSTERDOWN, keys on several nodes, ...). */
+static int route(lua_State *L, struct udf_call *c, int argc, const char **argv,
+                 const size_t *lens, char *addr, size_t cap)
+{
+    struct udf_vm *vm = c->vm;
+    struct cm_buf buf;
+    cm_buf_init(&buf);
+    int rc = vm->u->exec(c->owner, c->txn, c->script_resp, UDF_EXEC_ROUTE, argc, argv, lens, &buf);
+    if (rc == UDF_EXEC_REMOTE)
+        snprintf(addr, cap, "%.*s", (int)buf.len, buf.p ? buf.p : "");
+    else if (buf.len > 3) { /* an error reply: "-<text>\r\n" */
+        lua_pushlstring(L, buf.p + 1, buf.len - 3);
+        cm_buf_deinit(&buf);
+        return lua_error(L);
+    }
+    cm_buf_deinit(&buf);
+    return rc == UDF_EXEC_REMOTE;
+}
+
+static int call_reply(lua_State *L, struct resp_value *v, bool protected)
+{
+    struct udf_call *c = udf__current(L);
+    if (v->type == RESP_T_ERROR && !protected) {
         /* Raised as the reply's text, which keeps its error code. */
         lua_pushlstring(L, v->str, v->len);
         resp_value_free(v);
         return lua_error(L);
     }
-    struct udf_call *c = udf__current(L);
     udf__push_resp(L, v, c->script_resp);
     resp_value_free(v);
     return 1;
 }
 
+/* redis.call / redis.pcall after a remote command: ctx 1 = pcall. */
+static int call_k(lua_State *L, int status, lua_KContext ctx)
+{
+    struct udf_call *c = udf__current(L);
+    return call_reply(L, remote_reply(L, c), ctx != 0);
+}
+
+static int udflib_call(lua_State *L)
+{
+    struct resp_value *v;
+    run_command(L, &v, false); /* does not return when the command runs elsewhere */
+    return call_reply(L, v, false);
+}
+
 static int udflib_pcall(lua_State *L)
 {
     struct resp_value *v;
-    run_command(L, &v);
-    struct udf_call *c = udf__current(L);
-    udf__push_resp(L, v, c->script_resp);
-    resp_value_free(v);
-    return 1;
+    run_command(L, &v, true);
+    return call_reply(L, v, true);
 }
 
 static int udflib_error_reply(lua_State *L)
@@ -525,11 +608,49 @@ static struct udf_call *data_call(lua_State *L, bool write)
     return c;
 }
 
+/* eddy.get/set/del/exists of a key of another node run GET/SET/DEL/EXISTS there. */
+enum { RK_GET, RK_SET, RK_DEL, RK_EXISTS };
+static const char *const rk_names[] = {"eddy.get", "eddy.set", "eddy.del", "eddy.exists"};
+
+static int data_k(lua_State *L, int status, lua_KContext ctx)
+{
+    struct resp_value *v = remote_reply(L, udf__current(L));
+    if (v->type == RESP_T_ERROR) {
+        lua_pushfstring(L, "%s: %s", rk_names[ctx], v->str);
+        resp_value_free(v);
+        return lua_error(L);
+    }
+    if (ctx == RK_GET && v->type == RESP_T_STRING)
+        lua_pushlstring(L, v->str, v->len);
+    else if (ctx == RK_GET)
+        lua_pushnil(L);
+    else if (ctx == RK_SET)
+        lua_pushboolean(L, 1);
+    else
+        lua_pushboolean(L, v->type == RESP_T_INTEGER && v->integer > 0);
+    resp_value_free(v);
+    return 1;
+}
+
+/* In cluster mode, runs eddy.<kind>'s command on the key's owner if that is another
+ * node: the call yields and data_k returns the result (this does not return). Returns
+ * if the key is local. */
+static void data_remote(lua_State *L, struct udf_call *c, int kind, int argc, const char **argv,
+                        const size_t *lens)
+{
+    char addr[300];
+    if (route(L, c, argc, argv, lens, addr, sizeof(addr)))
+        remote_yield(L, c, addr, argc, argv, lens, kind, data_k);
+}
+
 static int udflib_get(lua_State *L)
 {
     size_t n;
     const char *k = luaL_checklstring(L, 1, &n);
     struct udf_call *c = data_call(L, false);
+    const char *argv[] = {"GET", k};
+    const size_t lens[] = {3, n};
+    data_remote(L, c, RK_GET, 2, argv, lens);
     struct eng_item it;
     struct cm_err err = {0};
     int rc = eng_txn_get(c->txn, k, n, cm_now_ms(), &it, &err);
@@ -554,6 +675,10 @@ static int udflib_set(lua_State *L)
     struct udf_call *c = data_call(L, true);
     if (ttl < 0)
         return luaL_error(L, "eddy.set: the TTL must be a positive number of milliseconds");
+    char ms[32];
+    const char *argv[] = {"SET", k, v, "PX", ms};
+    const size_t lens[] = {3, n, vn, 2, (size_t)snprintf(ms, sizeof(ms), "%lld", (long long)ttl)};
+    data_remote(L, c, RK_SET, ttl > 0 ? 5 : 3, argv, lens);
     int64_t expire = ttl > 0 ? cm_now_ms() + ttl : 0;
     if (eng_txn_put(c->txn, k, n, ENG_T_STRING, expire, v, vn) != 0)
         return luaL_error(L, "eddy.set: out of memory");
@@ -561,11 +686,9 @@ static int udflib_set(lua_State *L)
     return 1;
 }
 
-static int udflib_exists(lua_State *L)
+/* eddy.exists of a local key (eddy.del uses it too). */
+static int exists_here(lua_State *L, struct udf_call *c, const char *k, size_t n)
 {
-    size_t n;
-    const char *k = luaL_checklstring(L, 1, &n);
-    struct udf_call *c = data_call(L, false);
     struct eng_item it;
     struct cm_err err = {0};
     int rc = eng_txn_get(c->txn, k, n, cm_now_ms(), &it, &err);
@@ -577,12 +700,26 @@ static int udflib_exists(lua_State *L)
     return 1;
 }
 
+static int udflib_exists(lua_State *L)
+{
+    size_t n;
+    const char *k = luaL_checklstring(L, 1, &n);
+    struct udf_call *c = data_call(L, false);
+    const char *argv[] = {"EXISTS", k};
+    const size_t lens[] = {6, n};
+    data_remote(L, c, RK_EXISTS, 2, argv, lens);
+    return exists_here(L, c, k, n);
+}
+
 static int udflib_del(lua_State *L)
 {
     size_t n;
     const char *k = luaL_checklstring(L, 1, &n);
     struct udf_call *c = data_call(L, true);
-    udflib_exists(L);
+    const char *argv[] = {"DEL", k};
+    const size_t lens[] = {3, n};
+    data_remote(L, c, RK_DEL, 2, argv, lens);
+    exists_here(L, c, k, n);
     if (lua_toboolean(L, -1) && eng_txn_del(c->txn, k, n) != 0)
         return luaL_error(L, "eddy.del: out of memory");
     return 1;
@@ -597,8 +734,10 @@ static int udflib_commit(lua_State *L)
     struct cm_err err = {0};
     size_t writes = eng_txn_write_count(c->txn);
     int rc = eng_txn_checkpoint(c->txn, &err);
-    if (rc == CM_ECONFLICT)
+    if (rc == CM_ECONFLICT) {
+        c->commit_conflict = true; /* the call ends with this error: udf_call_run retries */
         return luaL_error(L, "eddy.commit: conflict with a concurrent write");
+    }
     if (rc != 0)
         return luaL_error(L, "eddy.commit: %s", err.msg);
     if (writes > 0)
@@ -618,9 +757,6 @@ static int udflib_slot(lua_State *L)
  * node in (slot, key) order, reading the call's snapshot. */
 struct scan_state {
     struct eng_iter *it;
-    unsigned slot, slot_hi;
-    size_t plen;
-    char prefix[];
 };
 
 static int udflib_scan_next(lua_State *L)
@@ -635,43 +771,12 @@ static int udflib_scan_next(lua_State *L)
     size_t klen;
     struct eng_item item;
     struct cm_err err = {0};
-    for (;;) {
-        int rc = eng_iter_next(s->it, cm_now_ms(), &key, &klen, &item, &err);
-        if (rc < 0)
-            return luaL_error(L, "eddy.scan: %s", err.msg);
-        if (rc == 0) {
-            lua_pushnil(L);
-            return 1;
-        }
-        if (s->plen == 0)
-            break;
-        /* Keys of a slot are sorted, and we seek to the prefix within each slot. */
-        size_t pl;
-        const char *pos = eng_iter_pos(s->it, &pl);
-        unsigned slot = (unsigned)((uint8_t)pos[0] << 8 | (uint8_t)pos[1]);
-        size_t cmp_n = klen < s->plen ? klen : s->plen;
-        int cmp = memcmp(key, s->prefix, cmp_n);
-        bool matches = klen >= s->plen && cmp == 0;
-        bool before = cmp < 0 || (cmp == 0 && klen < s->plen);
-        if (slot != s->slot) {
-            s->slot = slot; /* the iterator crossed into a later slot */
-            if (matches)
-                break;
-        } else if (matches) {
-            break;
-        } else if (!before) {
-            slot++; /* past the prefix in this slot: the next slot */
-        }
-        if (slot > s->slot_hi) {
-            lua_pushnil(L);
-            return 1;
-        }
-        s->slot = slot;
-        char seek[2 + 512];
-        seek[0] = (char)(slot >> 8);
-        seek[1] = (char)(slot & 0xff);
-        memcpy(seek + 2, s->prefix, s->plen);
-        eng_iter_seek(s->it, seek, s->plen + 2);
+    int rc = eng_iter_next(s->it, cm_now_ms(), &key, &klen, &item, &err);
+    if (rc < 0)
+        return luaL_error(L, "eddy.scan: %s", err.msg);
+    if (rc == 0) {
+        lua_pushnil(L);
+        return 1;
     }
     lua_pushlstring(L, key, klen);
     lua_pushlstring(L, item.data, item.len);
@@ -712,29 +817,20 @@ static int udflib_scan(lua_State *L)
         if (cl != NULL && cl > o + 1) /* a complete hash tag: one slot */
             lo = hi = cm_key_slot(prefix, plen);
     }
-    struct scan_state *s = lua_newuserdatauv(L, sizeof(*s) + plen, 0);
+    struct scan_state *s = lua_newuserdatauv(L, sizeof(*s), 0);
     s->it = NULL;
-    s->slot = (unsigned)lo;
-    s->slot_hi = (unsigned)hi;
-    s->plen = plen;
-    if (plen)
-        memcpy(s->prefix, prefix, plen);
     /* Owned by the call: closed when it ends, whatever the script does. */
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->iters_ref);
     lua_pushvalue(L, -2);
     lua_pushboolean(L, 1);
     lua_rawset(L, -3);
     lua_pop(L, 1);
-    s->it = eng_iter_new(c->vm->u->eng, c->txn, 0, (unsigned)lo, (unsigned)hi, NULL, 0);
-    if (s->it == NULL)
+    /* Function scans fill the block cache: a map runs again (every epoch of a training
+     * run), and its blocks should then be read without decompressing them again. */
+    s->it = eng_iter_new(c->vm->u->eng, c->txn, ENG_ITER_FILL_CACHE, (unsigned)lo, (unsigned)hi,
+                         NULL, 0);
+    if (s->it == NULL || eng_iter_set_prefix(s->it, prefix, plen) != 0)
         return luaL_error(L, "eddy.scan: out of memory");
-    if (plen > 0) {
-        char seek[2 + 512];
-        seek[0] = (char)(lo >> 8);
-        seek[1] = (char)(lo & 0xff);
-        memcpy(seek + 2, prefix, plen);
-        eng_iter_seek(s->it, seek, plen + 2);
-    }
     lua_pushcclosure(L, udflib_scan_next, 1);
     return 1;
 }

@@ -488,6 +488,9 @@ int udf_script_flush(struct udf *u, struct cm_err *err)
             cm_free(s->code);
             cm_free(s);
         }
+    for (size_t i = 0; i < u->naccess; i++)
+        cm_free(u->access[i].label);
+    cm_free(u->access);
     atomic_fetch_add(&u->generation, 1);
     pthread_mutex_unlock(&u->lock);
     return rc;

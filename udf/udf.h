@@ -22,6 +22,7 @@
 struct udf;
 struct udf_vm;
 struct udf_call;
+struct resp_value;
 
 /* Flags of a function (register_function's flags) or of a script (#!lua flags=). */
 enum {
@@ -32,12 +33,19 @@ enum {
     UDF_F_ALLOW_CROSS_SLOT = 16
 };
 
-/* Flags for udf_exec_fn. */
-enum { UDF_EXEC_READONLY = 1 };
+/* Flags for udf_exec_fn. UDF_EXEC_ROUTE only asks where the command's keys are:
+ * nothing runs. */
+enum { UDF_EXEC_READONLY = 1, UDF_EXEC_ROUTE = 2 };
+/* udf_exec_fn's result when the keys belong to another node (cluster mode): out holds
+ * "<slot> <host>:<port>" (plain text: the first key's slot and its owner), and nothing
+ * ran here. */
+#define UDF_EXEC_REMOTE 1
 
 /* Runs one command for redis.call/pcall inside the call's transaction and appends
  * its RESP reply (an error reply for a refused command) to out. owner is the
- * udf_call_req's owner. Returns 0, or CM_ENOMEM. Implemented by net/. */
+ * udf_call_req's owner. Returns 0, UDF_EXEC_REMOTE, or CM_ENOMEM. With
+ * UDF_EXEC_ROUTE: 0 if the keys are local (out unchanged), UDF_EXEC_REMOTE, or 0 with
+ * an error reply in out. Implemented by net/. */
 typedef int (*udf_exec_fn)(void *owner, struct eng_txn *txn, int resp, int flags, int argc,
                            const char **argv, const size_t *argvlen, struct cm_buf *out);
 
@@ -123,7 +131,7 @@ struct udf_call_req {
     const size_t *partial_lens;
 };
 
-enum { UDF_DONE = 0, UDF_YIELD = 1 };
+enum { UDF_DONE = 0, UDF_YIELD = 1, UDF_REMOTE = 2 };
 
 /* The flags of function name in vm (syncing it first), or -1 if there is none. */
 int udf_function_flags(struct udf_vm *vm, const char *name, size_t len);
@@ -132,10 +140,20 @@ int udf_function_flags(struct udf_vm *vm, const char *name, size_t len);
  * NOSCRIPT, writes from _ro, ...) returns NULL and appends the error reply to err_out. */
 struct udf_call *udf_call_new(struct udf_vm *vm, const struct udf_call_req *req,
                               struct cm_buf *err_out);
-/* Runs the call until it finishes (UDF_DONE: its reply is in udf_call_reply) or its
+/* Runs the call until it finishes (UDF_DONE: its reply is in udf_call_reply), its
  * time slice ends or its commit conflicted and it will be retried (UDF_YIELD: run it
- * again later, from the same thread). */
+ * again later, from the same thread) or it waits for a key of another node
+ * (UDF_REMOTE: send udf_call_remote's command to that node, give the reply to
+ * udf_call_remote_done, then run it again). */
 int udf_call_run(struct udf_call *c);
+/* The remote-access counters as a reply: an array of [function, local slot, remote
+ * slot, count] rows, most accessed first. reset clears them after. Returns 0 or
+ * CM_ENOMEM. */
+int udf_access_stats(struct udf *u, struct cm_buf *out, bool reset);
+/* After UDF_REMOTE: the node's address ("host:port") and the command (RESP bytes). */
+void udf_call_remote(const struct udf_call *c, const char **addr, const char **cmd, size_t *len);
+/* The node's reply (taken: freed by the call), or why there is none (reply NULL). */
+void udf_call_remote_done(struct udf_call *c, struct resp_value *reply, const char *error);
 /* The reply (RESP bytes) of a finished call; borrowed until udf_call_free. For a
  * successful UDF_MAP call, the serialized partial result instead. */
 const struct cm_buf *udf_call_reply(const struct udf_call *c);

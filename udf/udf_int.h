@@ -52,6 +52,16 @@ struct udf {
     atomic_ullong generation; /* bumped by every change of the libraries */
     struct udf_limits limits;
     struct udf_call *running; /* live calls of every VM, for KILL and STATS */
+    struct udf_access *access; /* remote accesses by (function, local slot, remote slot) */
+    size_t naccess, access_cap;
+};
+
+/* One row of the remote-access counters (cluster mode). */
+struct udf_access {
+    char *label;          /* "lib.fn" or a script's SHA-1 */
+    int local_slot;       /* the slot of the call's first key, -1 without keys */
+    int remote_slot;
+    unsigned long long count;
 };
 
 struct udf_vm {
@@ -68,6 +78,8 @@ struct udf_vm {
     int load_ref;                  /* registry: the library's name -> {fn, flags} */
     int64_t load_deadline_us;
 };
+
+enum { REMOTE_NONE, REMOTE_WAIT, REMOTE_READY };
 
 struct udf_call {
     struct udf_vm *vm;
@@ -94,6 +106,13 @@ struct udf_call {
     bool killing;         /* the hook raises on every instruction from now on */
     bool inner_preempt;   /* the hook yielded a coroutine the script created */
     bool done, wrote, ok;
+    bool commit_conflict; /* eddy.commit failed with a conflict in this attempt */
+    /* A key of another node (cluster mode): the call waits for its owner's reply. */
+    int remote;                     /* REMOTE_NONE, REMOTE_WAIT, REMOTE_READY */
+    char remote_addr[300];          /* "host:port" */
+    struct cm_buf remote_cmd;       /* the command, RESP-encoded */
+    struct resp_value *remote_reply;
+    char remote_error[320];         /* when there is no reply */
     struct cm_buf reply;
     struct udf_part part;       /* UDF_MAP */
     int npartials;              /* UDF_REDUCE */
@@ -148,5 +167,8 @@ void udf__close_iters(struct udf_call *c);
 /* Raises when the call was killed or ran out of time (called by the pattern
  * functions every few thousand steps and by the count hook). */
 void udf__tick(lua_State *L);
+
+/* Counts one access of call c to a key of remote_slot on another node (call.c). */
+void udf__access_count(struct udf_call *c, int remote_slot);
 
 #endif

@@ -8,6 +8,8 @@
  */
 #include "udf_lib.h"
 
+#include "../common/common.h"
+
 #include <lauxlib.h>
 #include <math.h>
 #include <stdbool.h>
@@ -174,6 +176,28 @@ static double get_f64(const unsigned char *p)
     return d;
 }
 
+/* n doubles from / to little-endian bytes: one copy on little-endian hosts (a dense
+ * model of 2^18 weights is decoded and encoded every training epoch). */
+static void get_f64s(double *d, const unsigned char *p, size_t n)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(d, p, 8 * n);
+#else
+    for (size_t k = 0; k < n; k++)
+        d[k] = get_f64(p + 8 * k);
+#endif
+}
+
+static void put_f64s(unsigned char *p, const double *d, size_t n)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(p, d, 8 * n);
+#else
+    for (size_t k = 0; k < n; k++)
+        put_f64(p + 8 * k, d[k]);
+#endif
+}
+
 /* Checks the header of an encoded string and returns its count. per is the size of one
  * element; fn names the function for errors. */
 static size_t check_header(lua_State *L, const char *fn, const unsigned char *s, size_t len,
@@ -225,8 +249,7 @@ static int udflib_vec_decode(lua_State *L)
     const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
     size_t n = check_header(L, "decode", s, len, MAGIC_DENSE, 8);
     struct udf_vec *v = udf__pushvec(L, n);
-    for (size_t k = 0; k < n; k++)
-        v->v[k] = get_f64(s + HEADER + 8 * k);
+    get_f64s(v->v, s + HEADER, n);
     return 1;
 }
 
@@ -387,6 +410,25 @@ static int udflib_vec_norm2(lua_State *L)
     return 1;
 }
 
+/* v:nonzeros() -> idx, vals: the elements that are not 0 (NaN included) as a sparse
+ * pair, so a vector that is mostly zeros travels and adds up in proportion to its
+ * non-zeros (a partition's gradient, say). */
+static int udflib_vec_nonzeros(lua_State *L)
+{
+    const struct udf_vec *v = udf__checkvec(L, 1);
+    size_t n = 0;
+    for (size_t k = 0; k < v->n; k++)
+        n += v->v[k] != 0;
+    struct udf_vec *idx = udf__pushvec(L, n);
+    struct udf_vec *vals = udf__pushvec(L, n);
+    for (size_t k = 0, j = 0; k < v->n; k++)
+        if (v->v[k] != 0) {
+            idx->v[j] = (double)(k + 1);
+            vals->v[j++] = v->v[k];
+        }
+    return 2;
+}
+
 /* v:fill(x) -> v */
 static int udflib_vec_fill(lua_State *L)
 {
@@ -418,8 +460,7 @@ static int udflib_vec_encode(lua_State *L)
     unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, size);
     memcpy(out, MAGIC_DENSE, 4);
     put_u32(out + 4, (uint32_t)v->n);
-    for (size_t k = 0; k < v->n; k++)
-        put_f64(out + HEADER + 8 * k, v->v[k]);
+    put_f64s(out + HEADER, v->v, v->n);
     luaL_pushresultsize(&b, size);
     return 1;
 }
@@ -456,6 +497,269 @@ static int udflib_vec_saxpy(lua_State *L)
     }
     lua_settop(L, 1);
     return 1;
+}
+
+/* ---- Sparse matrices (CSR) -----------------------------------------------------------------
+ * A matrix is a full userdata over an encoded string (common/csr.c), which it keeps
+ * alive as its user value: decoding validates and copies nothing. */
+
+#define MAT_META "eddy.csr"
+
+struct udf_mat {
+    struct cm_csr m;
+};
+
+static struct udf_mat *check_mat(lua_State *L, int arg)
+{
+    return luaL_checkudata(L, arg, MAT_META);
+}
+
+static void ensure_mat_meta(lua_State *L);
+
+/* vec.encode_csr(cols, rows [, vals]) -> string. rows[r] is the index list of row r,
+ * vals[r] its values (a vector or table each); without vals every value is 1. */
+static int udflib_vec_encode_csr(lua_State *L)
+{
+    lua_Integer cols = luaL_checkinteger(L, 1);
+    if (cols < 0 || (lua_Unsigned)cols > CM_CSR_MAX)
+        luaL_error(L, "eddy.vec.encode_csr: columns %I out of range 0..%I", cols,
+                   (lua_Integer)CM_CSR_MAX);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    bool has_vals = !lua_isnoneornil(L, 3);
+    if (has_vals)
+        luaL_checktype(L, 3, LUA_TTABLE);
+    size_t rows = lua_rawlen(L, 2), nnz = 0;
+    if (rows > CM_CSR_MAX)
+        luaL_error(L, "eddy.vec.encode_csr: %I rows exceed %I", (lua_Integer)rows,
+                   (lua_Integer)CM_CSR_MAX);
+    lua_settop(L, 3);
+    /* First pass: sizes (the lists stay reachable from the argument tables). */
+    for (size_t r = 0; r < rows; r++) {
+        struct list idx;
+        lua_rawgeti(L, 2, (lua_Integer)r + 1);
+        list_open(L, 4, &idx);
+        if (has_vals) {
+            struct list vals;
+            lua_rawgeti(L, 3, (lua_Integer)r + 1);
+            list_open(L, 5, &vals);
+            if (vals.n != idx.n)
+                luaL_error(L, "eddy.vec.encode_csr: row %I has %I indices and %I values",
+                           (lua_Integer)r + 1, (lua_Integer)idx.n, (lua_Integer)vals.n);
+        }
+        nnz += idx.n;
+        if (nnz > CM_CSR_MAX)
+            luaL_error(L, "eddy.vec.encode_csr: more than %I entries", (lua_Integer)CM_CSR_MAX);
+        lua_settop(L, 3);
+    }
+    size_t size = cm_csr_size(rows, nnz);
+    luaL_Buffer b;
+    unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, size);
+    cm_csr_put_header(out, rows, (size_t)cols, nnz);
+    unsigned char *ptr = out + CM_CSR_HEADER, *ip = ptr + 4 * (rows + 1), *vp = ip + 4 * nnz;
+    size_t at = 0;
+    put_u32(ptr, 0);
+    int top = lua_gettop(L); /* the buffer may sit on the stack */
+    for (size_t r = 0; r < rows; r++) {
+        struct list idx, vals = {0};
+        lua_rawgeti(L, 2, (lua_Integer)r + 1);
+        list_open(L, top + 1, &idx);
+        if (has_vals) {
+            lua_rawgeti(L, 3, (lua_Integer)r + 1);
+            list_open(L, top + 2, &vals);
+        }
+        if (at + idx.n > nnz || (has_vals && vals.n != idx.n))
+            luaL_error(L, "eddy.vec.encode_csr: a row changed while it was encoded");
+        for (size_t k = 0; k < idx.n; k++, at++) {
+            put_u32(ip + 4 * at, (uint32_t)(list_index(L, &idx, k, (size_t)cols) + 1));
+            put_f64(vp + 8 * at, has_vals ? list_get(L, &vals, k) : 1.0);
+        }
+        put_u32(ptr + 4 * (r + 1), (uint32_t)at);
+        lua_settop(L, top);
+    }
+    if (at != nnz)
+        luaL_error(L, "eddy.vec.encode_csr: a row changed while it was encoded");
+    luaL_pushresultsize(&b, size);
+    return 1;
+}
+
+/* vec.decode_csr(s [, init]) -> matrix over s from byte init (default 1) to its end. */
+static int udflib_vec_decode_csr(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    lua_Integer init = luaL_optinteger(L, 2, 1);
+    if (init < 1 || (lua_Unsigned)init > len + 1)
+        luaL_error(L, "eddy.vec.decode_csr: init %I out of range 1..%I", init,
+                   (lua_Integer)len + 1);
+    struct cm_csr m;
+    const char *why;
+    if (cm_csr_parse(s + init - 1, len - (size_t)(init - 1), &m, &why) != 0)
+        luaL_error(L, "eddy.vec.decode_csr: %s", why);
+    struct udf_mat *x = lua_newuserdatauv(L, sizeof(*x), 1);
+    x->m = m;
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);
+    ensure_mat_meta(L);
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
+/* vec.ismatrix(x) */
+static int udflib_vec_ismatrix(lua_State *L)
+{
+    lua_pushboolean(L, luaL_testudata(L, 1, MAT_META) != NULL);
+    return 1;
+}
+
+static int udflib_mat_rows(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)check_mat(L, 1)->m.rows);
+    return 1;
+}
+
+static int udflib_mat_cols(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)check_mat(L, 1)->m.cols);
+    return 1;
+}
+
+static int udflib_mat_nnz(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)check_mat(L, 1)->m.nnz);
+    return 1;
+}
+
+/* X:row(i) -> idx, vals (vectors) */
+static int udflib_mat_row(lua_State *L)
+{
+    const struct cm_csr *m = &check_mat(L, 1)->m;
+    lua_Integer i = luaL_checkinteger(L, 2);
+    if (i < 1 || (lua_Unsigned)i > m->rows)
+        luaL_error(L, "eddy.vec: row %I out of range 1..%I", i, (lua_Integer)m->rows);
+    size_t lo = get_u32(m->ptr + 4 * (size_t)(i - 1)), hi = get_u32(m->ptr + 4 * (size_t)i);
+    struct udf_vec *idx = udf__pushvec(L, hi - lo);
+    struct udf_vec *vals = udf__pushvec(L, hi - lo);
+    for (size_t k = lo; k < hi; k++) {
+        idx->v[k - lo] = get_u32(m->idx + 4 * k);
+        vals->v[k - lo] = get_f64(m->val + 8 * k);
+    }
+    return 2;
+}
+
+/* A vector argument of exactly n elements. */
+static struct udf_vec *check_len(lua_State *L, int arg, size_t n, const char *what)
+{
+    struct udf_vec *v = udf__checkvec(L, arg);
+    if (v->n != n)
+        luaL_error(L, "eddy.vec: %s has %I elements, the matrix needs %I", what,
+                   (lua_Integer)v->n, (lua_Integer)n);
+    return v;
+}
+
+/* X:mul(w) -> a new vector z of #rows elements, z[r] = row r . w */
+static int udflib_mat_mul(lua_State *L)
+{
+    const struct cm_csr *m = &check_mat(L, 1)->m;
+    const struct udf_vec *w = check_len(L, 2, m->cols, "w");
+    struct udf_vec *z = udf__pushvec(L, m->rows);
+    cm_csr_mul(m, w->v, z->v);
+    return 1;
+}
+
+/* X:tmul(r, g) -> g, with g = g + X^T r in place */
+static int udflib_mat_tmul(lua_State *L)
+{
+    const struct cm_csr *m = &check_mat(L, 1)->m;
+    const struct udf_vec *r = check_len(L, 2, m->rows, "r");
+    struct udf_vec *g = check_len(L, 3, m->cols, "g");
+    if (r == g) { /* r is read while g changes: use a copy */
+        struct udf_vec *c = udf__pushvec(L, r->n);
+        memcpy(c->v, r->v, r->n * sizeof(double));
+        r = c;
+    }
+    cm_csr_tmul(m, r->v, g->v);
+    lua_settop(L, 3);
+    return 1;
+}
+
+/* The weight vectors of glm_grad at arg: one vector (K = 1) or an array of K >= 2. */
+static int check_weights(lua_State *L, int arg, const struct cm_csr *m, double **out,
+                         const char *what)
+{
+    if (udf__testvec(L, arg) != NULL) {
+        out[0] = check_len(L, arg, m->cols, what)->v;
+        return 1;
+    }
+    if (lua_type(L, arg) != LUA_TTABLE)
+        luaL_typeerror(L, arg, "eddy.vec or table of eddy.vec");
+    size_t K = lua_rawlen(L, arg);
+    if (K < 2 || K > CM_GLM_KMAX)
+        luaL_error(L, "eddy.vec: %s must hold 2..%d vectors, got %I", what, CM_GLM_KMAX,
+                   (lua_Integer)K);
+    for (size_t k = 0; k < K; k++) {
+        lua_rawgeti(L, arg, (lua_Integer)k + 1);
+        out[k] = check_len(L, lua_gettop(L), m->cols, what)->v;
+        lua_pop(L, 1); /* still referenced by the table */
+    }
+    return (int)K;
+}
+
+/* X:glm_grad(W, G, y [, test]) -> ntrain, loss, correct, ntest, test loss, test correct
+ * (common/csr.c cm_glm_grad; docs/VEC.md). */
+static int udflib_mat_glm_grad(lua_State *L)
+{
+    const struct cm_csr *m = &check_mat(L, 1)->m;
+    double *W[CM_GLM_KMAX], *G[CM_GLM_KMAX];
+    int K = check_weights(L, 2, m, W, "W");
+    if (check_weights(L, 3, m, G, "G") != K)
+        luaL_error(L, "eddy.vec: W and G must hold the same number of vectors");
+    for (int k = 0; k < K; k++)
+        for (int j = 0; j < K; j++)
+            if (G[k] == W[j] || (j != k && G[k] == G[j]))
+                luaL_error(L, "eddy.vec: each G vector must be distinct from W and from the other G");
+    size_t yl, tl = 0;
+    const unsigned char *y = (const unsigned char *)luaL_checklstring(L, 4, &yl);
+    const unsigned char *test = (const unsigned char *)luaL_optlstring(L, 5, NULL, &tl);
+    if (yl != m->rows || (test != NULL && tl != m->rows))
+        luaL_error(L, "eddy.vec: labels and test flags need one byte per row (%I rows, got %I and %I)",
+                   (lua_Integer)m->rows, (lua_Integer)yl, (lua_Integer)tl);
+    struct cm_glm_stats st = {0};
+    if (cm_glm_grad(m, K, (const double *const *)W, G, y, test, &st) != 0)
+        luaL_error(L, "eddy.vec: a label is out of range 0..%d", K == 1 ? 1 : K - 1);
+    lua_pushinteger(L, st.ntr);
+    lua_pushnumber(L, st.loss);
+    lua_pushinteger(L, st.corr);
+    lua_pushinteger(L, st.nte);
+    lua_pushnumber(L, st.tloss);
+    lua_pushinteger(L, st.tcorr);
+    return 6;
+}
+
+static int udflib_mat_tostring(lua_State *L)
+{
+    const struct cm_csr *m = &check_mat(L, 1)->m;
+    lua_pushfstring(L, "csr(%I x %I, %I entries)", (lua_Integer)m->rows, (lua_Integer)m->cols,
+                    (lua_Integer)m->nnz);
+    return 1;
+}
+
+static void ensure_mat_meta(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        {"rows", udflib_mat_rows}, {"cols", udflib_mat_cols}, {"nnz", udflib_mat_nnz},
+        {"row", udflib_mat_row},   {"mul", udflib_mat_mul},   {"tmul", udflib_mat_tmul},
+        {"glm_grad", udflib_mat_glm_grad}, {NULL, NULL},
+    };
+    if (!luaL_newmetatable(L, MAT_META))
+        return;
+    lua_pushcfunction(L, udflib_mat_rows);
+    lua_setfield(L, -2, "__len");
+    lua_pushcfunction(L, udflib_mat_tostring);
+    lua_setfield(L, -2, "__tostring");
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushliteral(L, MAT_META);
+    lua_setfield(L, -2, "__metatable");
 }
 
 /* ---- Metamethods -------------------------------------------------------------------------- */
@@ -528,6 +832,7 @@ static void ensure_meta(lua_State *L)
         {"norm2", udflib_vec_norm2},     {"fill", udflib_vec_fill},
         {"totable", udflib_vec_totable}, {"encode", udflib_vec_encode},
         {"sdot", udflib_vec_sdot},       {"saxpy", udflib_vec_saxpy},
+        {"nonzeros", udflib_vec_nonzeros},
         {NULL, NULL},
     };
     static const luaL_Reg meta[] = {
@@ -559,6 +864,9 @@ int udf__open_vec(lua_State *L)
         {"encode_sparse", udflib_vec_encode_sparse},
         {"decode_sparse", udflib_vec_decode_sparse},
         {"isvec", udflib_vec_isvec},
+        {"encode_csr", udflib_vec_encode_csr},
+        {"decode_csr", udflib_vec_decode_csr},
+        {"ismatrix", udflib_vec_ismatrix},
         {NULL, NULL},
     };
     ensure_meta(L);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,26 +34,143 @@ const char *tr_bytes(unsigned long long n, char *buf, size_t cap)
     return buf;
 }
 
-int tr_conn_open(struct tr_conn *c, const struct tr_opts *o)
+static eddy_ctx *connect_node(const char *host, int port, const struct tr_opts *o)
 {
     char err[EDDY_ERRLEN];
-    memset(c, 0, sizeof(*c));
-    c->ctx = eddy_connect(o->host, o->port, 10000, o->password, err);
-    if (c->ctx == NULL) {
-        fprintf(stderr, "eddy-train: cannot connect to %s:%d: %s\n", o->host, o->port, err);
-        return -1;
+    eddy_ctx *ctx = eddy_connect(host, port, 10000, o->password, err);
+    if (ctx == NULL) {
+        fprintf(stderr, "eddy-train: cannot connect to %s:%d: %s\n", host, port, err);
+        return NULL;
     }
     /* A MAPREDUCE over a large data set is silent until it is done (featurizing 1 GB of
      * reviews takes more than 10 minutes on 2 cores): wait as long as the server works.
      * A server that dies closes the connection, which ends the wait. */
-    eddy_set_timeout(c->ctx, 0);
+    eddy_set_timeout(ctx, 0);
+    return ctx;
+}
+
+/* The node index of host:port, connecting to it if it is new; -1 on failure. */
+static int node_of(struct tr_conn *c, const struct tr_opts *o, const char *host, int port,
+                   char (*addrs)[300])
+{
+    char addr[300];
+    snprintf(addr, sizeof(addr), "%s:%d", host, port);
+    for (int i = 0; i < c->nnodes; i++)
+        if (strcmp(addrs[i], addr) == 0)
+            return i;
+    if (c->nnodes == TR_MAX_NODES) {
+        fprintf(stderr, "eddy-train: more than %d nodes\n", TR_MAX_NODES);
+        return -1;
+    }
+    if ((c->node[c->nnodes] = connect_node(host, port, o)) == NULL)
+        return -1;
+    snprintf(addrs[c->nnodes], 300, "%s", addr);
+    return c->nnodes++;
+}
+
+/* Reads the slot map if the server is a cluster node; 0 (also for a single server) or
+ * -1 after printing why. */
+static int open_cluster(struct tr_conn *c, const struct tr_opts *o)
+{
+    const char *argv[] = {"CLUSTER", "SLOTS"};
+    struct eddy_reply *r = eddy_command_argv(c->ctx, 2, argv, NULL);
+    if (r == NULL) {
+        fprintf(stderr, "eddy-train: %s\n", eddy_errstr(c->ctx));
+        return -1;
+    }
+    int rc = 0;
+    if (r->type == EDDY_REPLY_ARRAY) {
+        char(*addrs)[300] = calloc(TR_MAX_NODES, 300);
+        c->owner = malloc(CM_SLOTS * sizeof(short));
+        c->fcap = 1024;
+        c->fifo = malloc(c->fcap * sizeof(int));
+        if (addrs == NULL || c->owner == NULL || c->fifo == NULL) {
+            free(addrs);
+            eddy_reply_free(r);
+            return -1;
+        }
+        snprintf(addrs[0], 300, "%s:%d", o->host, o->port);
+        for (int s = 0; s < CM_SLOTS; s++)
+            c->owner[s] = -1;
+        for (size_t i = 0; i < r->elements && rc == 0; i++) {
+            const struct eddy_reply *e = r->element[i];
+            if (e->type != EDDY_REPLY_ARRAY || e->elements < 3 ||
+                e->element[2]->type != EDDY_REPLY_ARRAY || e->element[2]->elements < 2) {
+                fprintf(stderr, "eddy-train: CLUSTER SLOTS: unexpected reply\n");
+                rc = -1;
+                break;
+            }
+            const struct eddy_reply *n = e->element[2];
+            int idx = node_of(c, o, n->element[0]->str, (int)n->element[1]->integer, addrs);
+            if (idx < 0)
+                rc = -1;
+            for (long long s = e->element[0]->integer; rc == 0 && s <= e->element[1]->integer &&
+                                                       s < CM_SLOTS; s++)
+                c->owner[s] = (short)idx;
+        }
+        free(addrs);
+    }
+    eddy_reply_free(r);
+    return rc;
+}
+
+int tr_conn_open(struct tr_conn *c, const struct tr_opts *o)
+{
+    memset(c, 0, sizeof(*c));
+    if ((c->ctx = connect_node(o->host, o->port, o)) == NULL)
+        return -1;
+    c->node[0] = c->ctx;
+    c->nnodes = 1;
+    if (open_cluster(c, o) != 0) {
+        tr_conn_close(c);
+        return -1;
+    }
     return 0;
 }
 
 void tr_conn_close(struct tr_conn *c)
 {
-    eddy_free(c->ctx);
-    c->ctx = NULL;
+    for (int i = 0; i < c->nnodes; i++)
+        eddy_free(c->node[i]);
+    free(c->owner);
+    free(c->fifo);
+    memset(c, 0, sizeof(*c));
+}
+
+int tr_nodes(const struct tr_conn *c)
+{
+    return c->nnodes;
+}
+
+void tr_use_node(struct tr_conn *c, int i)
+{
+    c->cur = i;
+    c->ctx = c->node[i];
+}
+
+int tr_flush(struct tr_conn *c)
+{
+    for (int i = 0; i < c->nnodes; i++)
+        if (eddy_flush(c->node[i]) != EDDY_OK) {
+            fprintf(stderr, "eddy-train: %s\n", eddy_errstr(c->node[i]));
+            return -1;
+        }
+    return 0;
+}
+
+/* The node a command goes to: its key's owner for the keyed commands the example
+ * sends, else the current node. */
+static int route(const struct tr_conn *c, int argc, const char **argv, const size_t *lens)
+{
+    static const char *const keyed[] = {"GET", "SET", "DEL", "EXISTS", "MGET", NULL};
+    if (c->owner == NULL || argc < 2)
+        return c->cur;
+    for (int k = 0; keyed[k]; k++)
+        if (lens[0] == strlen(keyed[k]) && strncasecmp(argv[0], keyed[k], lens[0]) == 0) {
+            int o = c->owner[cm_key_slot(argv[1], lens[1])];
+            return o >= 0 ? o : c->cur;
+        }
+    return c->cur;
 }
 
 static size_t digits(unsigned long long v)
@@ -122,11 +240,27 @@ int tr_append(struct tr_conn *c, int argc, const char **argv, const size_t *lens
     const size_t *l = arg_lens(argc, argv, lens, tmp, 16);
     if (l == NULL)
         return -1;
-    int rc = eddy_append_argv(c->ctx, argc, argv, l);
+    int n = route(c, argc, argv, l);
+    if (c->fifo != NULL && c->ftail - c->fhead == c->fcap) {
+        /* Replies still to read: grow the ring (moving it to the front). */
+        int *f = malloc(2 * c->fcap * sizeof(int));
+        if (f == NULL)
+            return -1;
+        for (size_t i = c->fhead; i < c->ftail; i++)
+            f[i - c->fhead] = c->fifo[i % c->fcap];
+        free(c->fifo);
+        c->fifo = f;
+        c->ftail -= c->fhead;
+        c->fhead = 0;
+        c->fcap *= 2;
+    }
+    int rc = eddy_append_argv(c->node[n], argc, argv, l);
     if (rc != EDDY_OK) {
-        fprintf(stderr, "eddy-train: %s\n", eddy_errstr(c->ctx));
+        fprintf(stderr, "eddy-train: %s\n", eddy_errstr(c->node[n]));
         return -1;
     }
+    if (c->fifo != NULL)
+        c->fifo[c->ftail++ % c->fcap] = n;
     c->sent += tr_cmd_size(argc, l);
     return 0;
 }
@@ -134,10 +268,11 @@ int tr_append(struct tr_conn *c, int argc, const char **argv, const size_t *lens
 struct eddy_reply *tr_reply(struct tr_conn *c)
 {
     struct eddy_reply *r = NULL;
-    int rc = eddy_get_reply(c->ctx, &r);
+    int n = c->fifo != NULL && c->fhead < c->ftail ? c->fifo[c->fhead++ % c->fcap] : c->cur;
+    int rc = eddy_get_reply(c->node[n], &r);
     if (rc != EDDY_OK) {
         fprintf(stderr, "eddy-train: connection failed: %s (%s)\n", eddy_strerror(rc),
-                eddy_errstr(c->ctx));
+                eddy_errstr(c->node[n]));
         return NULL;
     }
     c->recv += tr_reply_size(r);

@@ -57,8 +57,7 @@ static int read_acks(struct tr_writer *w, int n)
 
 static int send_batch(struct tr_writer *w)
 {
-    if (eddy_flush(w->c->ctx) != EDDY_OK) {
-        fprintf(stderr, "eddy-train: %s\n", eddy_errstr(w->c->ctx));
+    if (tr_flush(w->c) != 0) {
         w->failed = true;
         return -1;
     }
@@ -222,47 +221,73 @@ int tr_load_uci(const struct tr_opts *o)
     return rc == 0 ? 0 : 1;
 }
 
-/* Deletes every key matching pattern with SCAN + DEL; returns the count or -1. */
+/* DEL of keys[0..n): one command against a single server; against a cluster one DEL
+ * per key (pipelined), since the keys lie in different slots. Returns the count or -1. */
+static long long del_keys(struct tr_conn *c, const struct eddy_reply *keys)
+{
+    size_t n = keys->elements;
+    bool one = tr_nodes(c) == 1;
+    const char **argv = malloc((n + 1) * sizeof(char *));
+    size_t *lens = malloc((n + 1) * sizeof(size_t));
+    long long deleted = 0;
+    int rc = argv != NULL && lens != NULL ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        argv[i + 1] = keys->element[i]->str;
+        lens[i + 1] = keys->element[i]->len;
+    }
+    if (rc == 0) {
+        argv[0] = "DEL";
+        lens[0] = 3;
+        if (one) {
+            rc = tr_append(c, (int)n + 1, argv, lens);
+        } else {
+            for (size_t i = 0; rc == 0 && i < n; i++) {
+                const char *a[] = {"DEL", argv[i + 1]};
+                const size_t l[] = {3, lens[i + 1]};
+                rc = tr_append(c, 2, a, l);
+            }
+        }
+    }
+    for (size_t i = 0; rc == 0 && i < (one ? 1 : n); i++) {
+        struct eddy_reply *d = tr_reply(c);
+        if (d == NULL || d->type != EDDY_REPLY_INTEGER) {
+            tr_report(c, "DEL", d);
+            rc = -1;
+        } else {
+            deleted += d->integer;
+        }
+        eddy_reply_free(d);
+    }
+    free(argv);
+    free(lens);
+    return rc == 0 ? deleted : -1;
+}
+
+/* Deletes every key matching pattern with SCAN + DEL on every node; returns the count
+ * or -1. */
 static long long clear_pattern(struct tr_conn *c, const char *pattern)
 {
-    char cursor[32] = "0";
     long long n = 0;
-    do {
-        const char *argv[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "10000"};
-        struct eddy_reply *r = tr_cmd(c, 6, argv, NULL);
-        if (r == NULL || r->type != EDDY_REPLY_ARRAY || r->elements != 2) {
-            tr_report(c, "SCAN", r);
-            eddy_reply_free(r);
-            return -1;
-        }
-        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
-        struct eddy_reply *keys = r->element[1];
-        if (keys->elements > 0) {
-            const char **argv2 = malloc((keys->elements + 1) * sizeof(char *));
-            size_t *lens = malloc((keys->elements + 1) * sizeof(size_t));
-            struct eddy_reply *d = NULL;
-            if (argv2 != NULL && lens != NULL) {
-                argv2[0] = "DEL";
-                lens[0] = 3;
-                for (size_t i = 0; i < keys->elements; i++) {
-                    argv2[i + 1] = keys->element[i]->str;
-                    lens[i + 1] = keys->element[i]->len;
-                }
-                d = tr_cmd(c, (int)keys->elements + 1, argv2, lens);
-            }
-            free(argv2);
-            free(lens);
-            if (d == NULL || d->type != EDDY_REPLY_INTEGER) {
-                tr_report(c, "DEL", d);
-                eddy_reply_free(d);
+    for (int node = 0; node < tr_nodes(c); node++) {
+        char cursor[32] = "0";
+        tr_use_node(c, node);
+        do {
+            const char *argv[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "10000"};
+            struct eddy_reply *r = tr_cmd(c, 6, argv, NULL);
+            if (r == NULL || r->type != EDDY_REPLY_ARRAY || r->elements != 2) {
+                tr_report(c, "SCAN", r);
                 eddy_reply_free(r);
                 return -1;
             }
-            n += d->integer;
-            eddy_reply_free(d);
-        }
-        eddy_reply_free(r);
-    } while (strcmp(cursor, "0") != 0);
+            snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+            long long d = r->element[1]->elements > 0 ? del_keys(c, r->element[1]) : 0;
+            eddy_reply_free(r);
+            if (d < 0)
+                return -1;
+            n += d;
+        } while (strcmp(cursor, "0") != 0);
+    }
+    tr_use_node(c, 0);
     return n;
 }
 
@@ -272,12 +297,12 @@ int tr_clear(const struct tr_opts *o)
     if (tr_conn_open(&c, o) != 0)
         return 1;
     long long r = clear_pattern(&c, "r:{*}");
-    long long f = r < 0 ? -1 : clear_pattern(&c, "f:{*}");
+    long long f = r < 0 ? -1 : clear_pattern(&c, "fb:*");
     long long t = f < 0 ? -1 : clear_pattern(&c, "train:*");
     long long u = t < 0 ? -1 : clear_pattern(&c, "_train:*");
     t = u < 0 ? -1 : t + u;
     if (t >= 0)
-        printf("cleared %lld reviews, %lld feature keys, %lld model keys\n", r, f, t);
+        printf("cleared %lld reviews, %lld feature blocks, %lld model keys\n", r, f, t);
     tr_conn_close(&c);
     return t < 0 ? 1 : 0;
 }

@@ -15,7 +15,7 @@ static void usage(FILE *f)
         "The model-training example of eddy (examples/train/README.md): reviews are stored in\n"
         "eddy, featurized next to the data, and a logistic (2 classes) or softmax (5 classes)\n"
         "regression is trained either in the store (MAPREDUCE: ship code to data) or in this\n"
-        "client (SCAN + MGET of every feature vector each epoch: ship data to code).\n"
+        "client (SCAN + MGET of every feature block each epoch: ship data to code).\n"
         "\n"
         "commands:\n"
         "  load-uci [--dir DIR] [--file NAME]...  the UCI review sentences (sentence TAB label;\n"
@@ -23,12 +23,14 @@ static void usage(FILE *f)
         "  load-synth [--bytes SIZE | --reviews N] [--seed S] [--classes 2|5] [--vocab V]\n"
         "        synthetic reviews from a known true model (default 20000 reviews, seed 1,\n"
         "        2 classes, 600 words); SIZE like 1G, 300M; prints the true model's accuracy\n"
-        "  featurize [--bits B]     hashing-trick features of every review (D = 2^B, default 18)\n"
+        "  featurize [--bits B] [--block R]  hashing-trick features of every review (D = 2^B;\n"
+        "        default: 16 per review, 2^12..2^18), in blocks of at most R reviews of one\n"
+        "        slot (default 1000)\n"
         "  train [--mode store|client|both] [--epochs N] [--lr X] [--momentum M] [--l2 L]\n"
         "        [--classes 2|5] [--batch K] [--plot DIR] [--csv FILE]\n"
-        "        defaults: both, 30 epochs, lr 1, momentum 0.9, l2 0, batch 2000 keys per\n"
-        "        SCAN; --plot writes DIR/time.svg and DIR/accuracy.svg\n"
-        "  clear                    delete every key of the example (r:{*} f:{*} train:* _train:*)\n"
+        "        defaults: both, 30 epochs, lr 1, momentum 0.9, l2 0, batch 16 blocks per\n"
+        "        SCAN + MGET; --plot writes DIR/time.svg and DIR/accuracy.svg\n"
+        "  clear                    delete every key of the example (r:{*} fb:* train:* _train:*)\n"
         "  (load-uci and load-synth take --clear to run clear first)\n"
         "\n"
         "global options: -h host (127.0.0.1), -p port (7711), -a password, --lib path of\n"
@@ -95,7 +97,7 @@ static int parse_opt(struct tr_opts *o, int argc, char **argv, int *i)
     static const char *const with_value[] = {
         "-h", "-p", "-a", "--lib", "--dir", "--file", "--bytes", "--reviews", "--seed",
         "--classes", "--vocab", "--bits", "--mode", "--epochs", "--lr", "--l2", "--momentum",
-        "--plot", "--csv", "--batch", NULL};
+        "--plot", "--csv", "--batch", "--block", NULL};
     const char *v = NULL;
     for (int k = 0; with_value[k]; k++)
         if (strcmp(a, with_value[k]) == 0) {
@@ -184,6 +186,10 @@ static int parse_opt(struct tr_opts *o, int argc, char **argv, int *i)
         if (parse_int(a, v, 1, 1000000, &n) != 0)
             return -1;
         o->batch = (int)n;
+    } else if (strcmp(a, "--block") == 0) {
+        if (parse_int(a, v, 1, 100000, &n) != 0)
+            return -1;
+        o->block = (int)n;
     }
     return 0;
 }
@@ -193,7 +199,7 @@ int main(int argc, char **argv)
     struct tr_opts o = {
         .host = "127.0.0.1", .port = 7711, .dir = "../shared/data/uci-sentiment", .seed = 1,
         .vocab = 600, .mode = TR_BOTH, .epochs = 30, .lr = 1, .momentum = 0.9,
-        .batch = 2000,
+        .batch = 16, .block = 1000,
     };
     const char *cmd = NULL;
     for (int i = 1; i < argc; i++) {

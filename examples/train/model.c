@@ -1,7 +1,8 @@
-/* model.c - the features' hashing and split rule, the feature record format and the
- * gradient of the client ("ship data to code") mode, with the arithmetic of train.lua
- * operation for operation (eddy.vec's sdot/saxpy/scale/axpy sum in index order with one
- * accumulator), so both modes compute the same numbers up to summation order. */
+/* model.c - the features' hashing and split rule, the feature block format and the
+ * gradient of the client ("ship data to code") mode. A block's gradient is computed by
+ * the same C kernel eddy.vec runs in the server (common/csr.c) and the step has the
+ * arithmetic of train.lua's train_step operation for operation, so both modes compute
+ * the same numbers up to the order in which blocks and partitions are added up. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,37 +23,19 @@ bool tr_is_test(const char *id, size_t n)
     return tr_fnv1a(id, n) % 100 < 20;
 }
 
-static uint32_t rd32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static double rdf64(const unsigned char *p)
-{
-    double d;
-    memcpy(&d, p, 8); /* little-endian hosts only, as eddy.vec's format */
-    return d;
-}
-
-int tr_record_parse(const char *v, size_t len, size_t dim, struct tr_record *r)
+int tr_block_parse(const char *v, size_t len, size_t dim, struct tr_block *b)
 {
     const unsigned char *p = (const unsigned char *)v;
-    if (len < 10 || p[0] < '0' || p[0] > '9' || (p[1] != '0' && p[1] != '1') ||
-        memcmp(p + 2, "EVs1", 4) != 0)
+    if (len < 8 || memcmp(p, "TRB1", 4) != 0)
         return -1;
-    uint32_t n = rd32(p + 6);
-    if ((len - 10) / 12 != n || (len - 10) % 12 != 0)
+    size_t rows = (size_t)p[4] | (size_t)p[5] << 8 | (size_t)p[6] << 16 | (size_t)p[7] << 24;
+    const char *why;
+    if (len - 8 < 2 * rows || cm_csr_parse(p + 8 + 2 * rows, len - 8 - 2 * rows, &b->X, &why) != 0 ||
+        b->X.rows != rows || b->X.cols != dim)
         return -1;
-    r->y = p[0] - '0';
-    r->test = p[1] == '1';
-    r->n = n;
-    r->idx = p + 10;
-    r->val = p + 10 + 4 * (size_t)n;
-    for (uint32_t k = 0; k < n; k++) {
-        uint32_t i = rd32(r->idx + 4 * k);
-        if (i < 1 || i > dim)
-            return -1;
-    }
+    b->rows = rows;
+    b->y = p + 8;
+    b->test = p + 8 + rows;
     return 0;
 }
 
@@ -87,77 +70,24 @@ void tr_model_begin(struct tr_model *m)
     m->loss = m->tloss = 0;
 }
 
-/* v:sdot(idx, vals) */
-static double sdot(const double *w, const struct tr_record *r)
+int tr_model_add(struct tr_model *m, const struct tr_block *b)
 {
-    double s = 0;
-    for (uint32_t k = 0; k < r->n; k++)
-        s += w[rd32(r->idx + 4 * k) - 1] * rdf64(r->val + 8 * k);
-    return s;
-}
-
-/* v:saxpy(a, idx, vals) */
-static void saxpy(double *g, double a, const struct tr_record *r)
-{
-    for (uint32_t k = 0; k < r->n; k++)
-        g[rd32(r->idx + 4 * k) - 1] += a * rdf64(r->val + 8 * k);
-}
-
-/* train.lua's logistic(z, y). */
-static double logistic(double z, int y, double *loss)
-{
-    double e, p;
-    if (z >= 0) {
-        e = exp(-z);
-        p = 1 / (1 + e);
-        *loss = y == 1 ? log(1 + e) : z + log(1 + e);
-    } else {
-        e = exp(z);
-        p = e / (1 + e);
-        *loss = y == 1 ? -z + log(1 + e) : log(1 + e);
+    double *W[CM_GLM_KMAX], *G[CM_GLM_KMAX];
+    for (int k = 0; k < m->K; k++) {
+        W[k] = m->w + (size_t)k * m->dim;
+        G[k] = m->g + (size_t)k * m->dim;
     }
-    return p;
-}
-
-void tr_model_add(struct tr_model *m, const struct tr_record *r)
-{
-    int pred;
-    double l;
-    if (m->K == 1) {
-        double z = sdot(m->w, r);
-        double p = logistic(z, r->y, &l);
-        pred = z > 0 ? 1 : 0;
-        if (!r->test)
-            saxpy(m->g, p - r->y, r);
-    } else {
-        double s[16] = {0}, e[16] = {0}, mx = -HUGE_VAL, Z = 0;
-        int K = m->K;
-        pred = 0;
-        for (int k = 0; k < K; k++) {
-            s[k] = sdot(m->w + (size_t)k * m->dim, r);
-            if (s[k] > mx) {
-                mx = s[k];
-                pred = k;
-            }
-        }
-        for (int k = 0; k < K; k++) {
-            e[k] = exp(s[k] - mx);
-            Z = Z + e[k];
-        }
-        l = log(Z) + mx - s[r->y];
-        if (!r->test)
-            for (int k = 0; k < K; k++)
-                saxpy(m->g + (size_t)k * m->dim, e[k] / Z - (k == r->y ? 1 : 0), r);
-    }
-    if (r->test) {
-        m->nte++;
-        m->tloss += l;
-        m->tcorr += pred == r->y;
-    } else {
-        m->ntr++;
-        m->loss += l;
-        m->corr += pred == r->y;
-    }
+    /* Per block, then added up: the order of train.lua's sums. */
+    struct cm_glm_stats st = {0};
+    if (cm_glm_grad(&b->X, m->K, (const double *const *)W, G, b->y, b->test, &st) != 0)
+        return -1;
+    m->ntr += st.ntr;
+    m->loss += st.loss;
+    m->corr += st.corr;
+    m->nte += st.nte;
+    m->tloss += st.tloss;
+    m->tcorr += st.tcorr;
+    return 0;
 }
 
 double tr_model_step(struct tr_model *m, double lr, double l2, double mu)

@@ -1,7 +1,7 @@
 /* run.c - featurization and training. Store mode ships code to data: each epoch is one
  * MAPREDUCE train_grad train_step (train.lua), so only the command and a few numbers
  * cross the link. Client mode ships data to code: each epoch pulls every feature
- * vector with SCAN + MGET (pipelined) and computes the same gradient here (model.c).
+ * block with SCAN + MGET (pipelined) and computes the same gradient here (model.c).
  * Both start from zero weights, see the same records and take the same steps; per
  * epoch they report time, the bytes the client sent and received (counted from the
  * RESP frames) and the server's INFO byte counters, loss and accuracy. */
@@ -132,7 +132,8 @@ static int config_set(struct tr_conn *c, const char *name, const char *value)
     return rc;
 }
 
-static int limits_raise(struct tr_conn *c, struct limits *l)
+/* Raises the limits of one node (the current one), remembering what to restore. */
+static int limits_raise_node(struct tr_conn *c, struct limits *l)
 {
     memset(l, 0, sizeof(*l));
     if (config_get(c, "udf-time-limit", l->time, sizeof(l->time)) != 0 ||
@@ -151,12 +152,28 @@ static int limits_raise(struct tr_conn *c, struct limits *l)
     return 0;
 }
 
+/* On every node (the maps of a cluster run on all of them); l holds TR_MAX_NODES. */
+static int limits_raise(struct tr_conn *c, struct limits *l)
+{
+    int rc = 0;
+    for (int i = 0; i < tr_nodes(c) && rc == 0; i++) {
+        tr_use_node(c, i);
+        rc = limits_raise_node(c, &l[i]);
+    }
+    tr_use_node(c, 0);
+    return rc;
+}
+
 static void limits_restore(struct tr_conn *c, const struct limits *l)
 {
-    if (l->raised_time)
-        config_set(c, "udf-time-limit", l->time);
-    if (l->raised_mem)
-        config_set(c, "udf-memory-limit", l->mem);
+    for (int i = 0; i < tr_nodes(c); i++) {
+        tr_use_node(c, i);
+        if (l[i].raised_time)
+            config_set(c, "udf-time-limit", l[i].time);
+        if (l[i].raised_mem)
+            config_set(c, "udf-memory-limit", l[i].mem);
+    }
+    tr_use_node(c, 0);
 }
 
 /* ---- Server counters --------------------------------------------------------------------- */
@@ -178,19 +195,27 @@ static unsigned long long info_field(const char *text, const char *field)
 static int netstat_get(struct tr_conn *c, struct netstat *ns, size_t *req, size_t *rep)
 {
     unsigned long long s = c->sent, rv = c->recv;
-    const char *argv[] = {"INFO", "stats"};
-    struct eddy_reply *r = tr_cmd(c, 2, argv, NULL);
-    int rc = -1;
-    if (r != NULL && r->str != NULL && r->type != EDDY_REPLY_ERROR) {
-        ns->in = info_field(r->str, "total_net_input_bytes:");
-        ns->out = info_field(r->str, "total_net_output_bytes:");
-        *req = (size_t)(c->sent - s);
-        *rep = (size_t)(c->recv - rv);
-        rc = 0;
-    } else {
-        tr_report(c, "INFO stats", r);
+    int rc = 0;
+    ns->in = ns->out = 0;
+    *req = *rep = 0;
+    for (int i = 0; i < tr_nodes(c) && rc == 0; i++) { /* a cluster: the sum of its nodes */
+        tr_use_node(c, i);
+        unsigned long long s1 = c->sent, r1 = c->recv;
+        const char *argv[] = {"INFO", "stats"};
+        struct eddy_reply *r = tr_cmd(c, 2, argv, NULL);
+        rc = -1;
+        if (r != NULL && r->str != NULL && r->type != EDDY_REPLY_ERROR) {
+            ns->in += info_field(r->str, "total_net_input_bytes:");
+            ns->out += info_field(r->str, "total_net_output_bytes:");
+            *req += (size_t)(c->sent - s1);
+            *rep += (size_t)(c->recv - r1);
+            rc = 0;
+        } else {
+            tr_report(c, "INFO stats", r);
+        }
+        eddy_reply_free(r);
     }
-    eddy_reply_free(r);
+    tr_use_node(c, 0);
     c->sent = s;
     c->recv = rv;
     return rc;
@@ -227,27 +252,35 @@ int tr_featurize(const struct tr_opts *o)
 {
     struct tr_conn c;
     struct tr_meta m;
-    struct limits lim = {0};
+    struct limits lim[TR_MAX_NODES] = {0};
     int rc = 1;
     if (tr_conn_open(&c, o) != 0)
         return 1;
-    if (need_meta(&c, &m) != 0 || load_lib(&c, o) != 0 || limits_raise(&c, &lim) != 0)
+    if (need_meta(&c, &m) != 0 || load_lib(&c, o) != 0 || limits_raise(&c, lim) != 0)
         goto out;
-    int bits = o->bits ? o->bits : 18;
-    char D[32], K[8];
+    /* Default D: 16 slots per review, a power of two in 2^12..2^18, so a small data set
+     * does not carry (and in store mode read, add up and write back every epoch) a
+     * model of 2^18 weights that its few thousand distinct features cannot use. */
+    int bits = o->bits;
+    if (bits == 0)
+        for (bits = 12; bits < 18 && (1LL << bits) < 16 * m.reviews; bits++)
+            ;
+    char D[32], K[8], B[16];
     snprintf(D, sizeof(D), "%lld", 1LL << bits);
     snprintf(K, sizeof(K), "%d", m.classes);
-    printf("featurize: MAPREDUCE train_featurize @sum %s %s (hashing trick, D = 2^%d, "
-           "unigrams + bigrams + bias; %s)\n", D, K, bits, m.source);
+    snprintf(B, sizeof(B), "%d", o->block);
+    printf("featurize: MAPREDUCE train_featurize @sum %s %s %s (hashing trick, D = 2^%d, "
+           "unigrams + bigrams + bias, blocks of <= %s reviews; %s)\n", D, K, B, bits, B,
+           m.source);
     struct netstat n0, n1;
     size_t req, rep;
     netstat_get(&c, &n0, &req, &rep);
     unsigned long long s0 = c.sent, r0 = c.recv;
     double t0 = tr_now();
-    const char *argv[] = {"MAPREDUCE", "train_featurize", "@sum", D, K};
-    struct eddy_reply *r = tr_cmd(&c, 5, argv, NULL);
+    const char *argv[] = {"MAPREDUCE", "train_featurize", "@sum", D, K, B};
+    struct eddy_reply *r = tr_cmd(&c, 6, argv, NULL);
     double el = tr_now() - t0;
-    if (r == NULL || r->type != EDDY_REPLY_ARRAY || r->elements != 4) {
+    if (r == NULL || r->type != EDDY_REPLY_ARRAY || r->elements != 5) {
         tr_report(&c, "MAPREDUCE train_featurize", r);
         eddy_reply_free(r);
         goto out;
@@ -255,18 +288,20 @@ int tr_featurize(const struct tr_opts *o)
     netstat_get(&c, &n1, &req, &rep);
     long long n = int_of(r->element[0]), w = int_of(r->element[1]);
     long long skip = int_of(r->element[2]), nnz = int_of(r->element[3]);
+    long long blocks = int_of(r->element[4]);
     eddy_reply_free(r);
     char a[32], b[32], x[32], y[32];
     printf("featurized %lld of %lld reviews (%lld skipped: bad label or key) in %.2f s, "
-           "%.1f features each;\nclient sent %s, received %s; server in %s, out %s\n",
-           w, n, skip, el, w ? (double)nnz / (double)w : 0, tr_bytes(c.sent - s0, a, 32),
+           "%.1f features each, %lld blocks;\nclient sent %s, received %s; server in %s, "
+           "out %s\n",
+           w, n, skip, el, w ? (double)nnz / (double)w : 0, blocks, tr_bytes(c.sent - s0, a, 32),
            tr_bytes(c.recv - r0, b, 32), tr_bytes(n1.in - n0.in - req, x, 32),
            tr_bytes(n1.out - n0.out - rep, y, 32));
     m.D = 1LL << bits;
     if (tr_meta_set(&c, &m) == 0)
         rc = 0;
 out:
-    limits_restore(&c, &lim);
+    limits_restore(&c, lim);
     tr_conn_close(&c);
     return rc;
 }
@@ -324,27 +359,34 @@ static int store_pass(struct run *R, const char *lr, struct pass_stats *p)
     return 0;
 }
 
-static int process_values(struct run *R, struct tr_model *m, const struct eddy_reply *vals)
+static int process_value(struct tr_model *m, const struct eddy_reply *v)
 {
-    for (size_t i = 0; i < vals->elements; i++) {
-        const struct eddy_reply *v = vals->element[i];
-        struct tr_record rec;
-        if (v->type == EDDY_REPLY_NIL)
-            continue; /* deleted between SCAN and MGET */
-        if (v->type != EDDY_REPLY_STRING || tr_record_parse(v->str, v->len, m->dim, &rec) != 0 ||
-            rec.y >= (m->K == 1 ? 2 : m->K)) {
-            fprintf(stderr, "eddy-train: a feature value is malformed (featurize again with "
-                            "the same D)\n");
-            return -1;
-        }
-        tr_model_add(m, &rec);
+    struct tr_block b;
+    if (v->type == EDDY_REPLY_NIL)
+        return 0; /* deleted between SCAN and MGET */
+    if (v->type != EDDY_REPLY_STRING || tr_block_parse(v->str, v->len, m->dim, &b) != 0 ||
+        tr_model_add(m, &b) != 0) {
+        fprintf(stderr, "eddy-train: a feature block is malformed (featurize again with "
+                        "the same D)\n");
+        return -1;
     }
     return 0;
 }
 
-static int append_mget(struct run *R, const struct eddy_reply *keys)
+/* Asks for the blocks of a SCAN reply: one MGET, or against a cluster (where one
+ * command's keys must share a slot) one GET per block, pipelined. */
+static int append_fetch(struct run *R, const struct eddy_reply *keys)
 {
     size_t n = keys->elements;
+    if (tr_nodes(R->c) > 1) {
+        int rc = 0;
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            const char *argv[] = {"GET", keys->element[i]->str};
+            const size_t lens[] = {3, keys->element[i]->len};
+            rc = tr_append(R->c, 2, argv, lens);
+        }
+        return rc;
+    }
     const char **argv = malloc((n + 1) * sizeof(char *));
     size_t *lens = malloc((n + 1) * sizeof(size_t));
     int rc = -1;
@@ -362,23 +404,43 @@ static int append_mget(struct run *R, const struct eddy_reply *keys)
     return rc;
 }
 
-/* One pass of the client mode over every feature key: SCAN for the next keys and MGET
- * of the previous ones travel in the same round trip. */
-static int client_pass(struct run *R, struct tr_model *m)
+/* Reads what append_fetch asked for (n blocks) into the model. */
+static int read_fetch(struct run *R, struct tr_model *m, size_t n)
+{
+    bool mget = tr_nodes(R->c) == 1;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < (mget ? 1 : n); i++) {
+        struct eddy_reply *r = tr_reply(R->c);
+        if (r == NULL || (mget && r->type != EDDY_REPLY_ARRAY) || r->type == EDDY_REPLY_ERROR) {
+            tr_report(R->c, mget ? "MGET" : "GET", r);
+            rc = -1;
+        } else if (mget) {
+            for (size_t k = 0; rc == 0 && k < r->elements; k++)
+                rc = process_value(m, r->element[k]);
+        } else {
+            rc = process_value(m, r);
+        }
+        eddy_reply_free(r);
+    }
+    return rc;
+}
+
+/* One pass of the client mode over every feature block of one node: SCAN for the next
+ * keys and the fetch of the previous ones travel in the same round trip. */
+static int client_pass_node(struct run *R, struct tr_model *m)
 {
     char cursor[32] = "0", count[16];
     snprintf(count, sizeof(count), "%d", R->o->batch);
     struct eddy_reply *pending = NULL; /* the SCAN reply whose keys are to be fetched */
     bool done = false;
     int rc = 0;
-    tr_model_begin(m);
     while (rc == 0 && (!done || pending != NULL)) {
         if (!done) {
-            const char *argv[] = {"SCAN", cursor, "MATCH", "f:{*}", "COUNT", count};
+            const char *argv[] = {"SCAN", cursor, "MATCH", "fb:*", "COUNT", count};
             rc = tr_append(R->c, 6, argv, NULL);
         }
         if (rc == 0 && pending != NULL)
-            rc = append_mget(R, pending->element[1]);
+            rc = append_fetch(R, pending->element[1]);
         struct eddy_reply *next = NULL;
         if (rc == 0 && !done) {
             next = tr_reply(R->c);
@@ -394,16 +456,8 @@ static int client_pass(struct run *R, struct tr_model *m)
                 }
             }
         }
-        if (rc == 0 && pending != NULL) {
-            struct eddy_reply *vals = tr_reply(R->c);
-            if (vals == NULL || vals->type != EDDY_REPLY_ARRAY) {
-                tr_report(R->c, "MGET", vals);
-                rc = -1;
-            } else {
-                rc = process_values(R, m, vals);
-            }
-            eddy_reply_free(vals);
-        }
+        if (rc == 0 && pending != NULL)
+            rc = read_fetch(R, m, pending->element[1]->elements);
         eddy_reply_free(pending);
         pending = next;
         if (rc != 0) {
@@ -411,6 +465,19 @@ static int client_pass(struct run *R, struct tr_model *m)
             pending = NULL;
         }
     }
+    return rc;
+}
+
+/* One pass of the client mode: every node's blocks (one node against a single server). */
+static int client_pass(struct run *R, struct tr_model *m)
+{
+    int rc = 0;
+    tr_model_begin(m);
+    for (int i = 0; rc == 0 && i < tr_nodes(R->c); i++) {
+        tr_use_node(R->c, i);
+        rc = client_pass_node(R, m);
+    }
+    tr_use_node(R->c, 0);
     return rc;
 }
 
@@ -511,7 +578,10 @@ static int run_mode(struct run *R, int mode)
         char *w = tr_model_encode(&m, &len);
         const char *argv[] = {"SET", "_train:{model}:client", w};
         size_t lens[] = {3, 21, len};
-        struct eddy_reply *r = w ? eddy_command_argv(c->ctx, 3, argv, lens) : NULL;
+        unsigned long long s0 = c->sent, r0 = c->recv; /* not part of the figures */
+        struct eddy_reply *r = w ? tr_cmd(c, 3, argv, lens) : NULL;
+        c->sent = s0;
+        c->recv = r0;
         if (r == NULL || r->type != EDDY_REPLY_STATUS) {
             tr_report(c, "SET _train:{model}:client", r);
             rc = -1;
@@ -564,6 +634,15 @@ static void print_summary(const struct run *R)
     double ss = mean_bytes(s, ns, false), sc = mean_bytes(c, nc, false);
     printf("\nper epoch (mean)          %14s %14s %14s\n", "store", "client", "client/store");
     printf("  time                    %12.3f s %12.3f s %13.1fx\n", ts, tc, ts > 0 ? tc / ts : 0);
+    if (ns > 1 && nc > 1) {
+        /* The first epoch of a mode also reads the data set into the caches (the
+         * store's block cache, the server's for the client's GETs): the others are the
+         * steady state. */
+        double ws = mean_of(s + 1, ns - 1, offsetof(struct epoch, time));
+        double wc = mean_of(c + 1, nc - 1, offsetof(struct epoch, time));
+        printf("  time, epochs 2..%-2d      %12.3f s %12.3f s %13.1fx\n", ns < nc ? ns : nc, ws, wc,
+               ws > 0 ? wc / ws : 0);
+    }
     printf("  client bytes (sent+recv)%14s %14s %13.0fx\n", tr_bytes((unsigned long long)bs, a, 32),
            tr_bytes((unsigned long long)bc, b, 32), bs > 0 ? bc / bs : 0);
     printf("  server bytes (in+out)   %14s %14s %13.0fx\n", tr_bytes((unsigned long long)ss, a, 32),
@@ -644,7 +723,7 @@ static int write_plots(const struct run *R, const char *dir)
 int tr_train(const struct tr_opts *o)
 {
     struct tr_conn c;
-    struct limits lim = {0};
+    struct limits lim[TR_MAX_NODES] = {0};
     struct run R = {.o = o, .c = &c};
     int rc = 1;
     if (o->epochs < 1 || o->epochs > MAX_EPOCHS) {
@@ -664,7 +743,7 @@ int tr_train(const struct tr_opts *o)
                 R.meta.classes, o->classes);
         goto out;
     }
-    if (load_lib(&c, o) != 0 || limits_raise(&c, &lim) != 0)
+    if (load_lib(&c, o) != 0 || limits_raise(&c, lim) != 0)
         goto out;
     snprintf(R.D, sizeof(R.D), "%lld", R.meta.D);
     snprintf(R.K, sizeof(R.K), "%d", R.meta.classes);
@@ -680,7 +759,7 @@ int tr_train(const struct tr_opts *o)
            "l2 %g, momentum %g\n",
            R.meta.classes == 2 ? "logistic" : "softmax", R.meta.classes, R.meta.D,
            R.meta.reviews, R.meta.source, o->epochs, o->lr, o->l2, o->momentum);
-    printf("store = MAPREDUCE next to the data; client = SCAN+MGET of every feature vector, "
+    printf("store = MAPREDUCE next to the data; client = SCAN+MGET of every feature block, "
            "gradient in the client\n");
     printf("loss and accuracies of each epoch are those of the weights it started with\n\n");
     print_header();
@@ -696,7 +775,7 @@ int tr_train(const struct tr_opts *o)
     if (rc == 0 && o->plot_dir && write_plots(&R, o->plot_dir) != 0)
         rc = 1;
 out:
-    limits_restore(&c, &lim);
+    limits_restore(&c, lim);
     tr_conn_close(&c);
     free(R.ep[0]);
     free(R.ep[1]);

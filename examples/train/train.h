@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "../../client/eddy.h"
+#include "../../common/common.h"
 
 /* ---- Options of every subcommand (main.c fills them) ------------------------------ */
 enum tr_mode { TR_STORE = 1, TR_CLIENT = 2, TR_BOTH = 3 };
@@ -37,22 +38,32 @@ struct tr_opts {
     bool clear;             /* delete earlier training keys before loading */
     /* featurize */
     int bits;               /* D = 2^bits; 0: from train:meta (featurize: 18) */
+    int block;              /* featurize: reviews per feature block at most */
     /* train */
     enum tr_mode mode;
     int epochs;
     double lr, l2, momentum;
     const char *plot_dir;   /* NULL: no charts */
     const char *csv;        /* NULL: no CSV */
-    int batch;              /* client mode: keys per SCAN/MGET round */
+    int batch;              /* client mode: blocks per SCAN/MGET round */
     bool quiet;             /* no progress bars */
 };
 
 /* ---- A counted connection (conn.c) --------------------------------------------------- */
 
-/* A libeddy handle that counts the RESP bytes it sends and receives. */
+/* A libeddy handle that counts the RESP bytes it sends and receives. Against a cluster
+ * (CLUSTER SLOTS answers) it holds a connection to every node: commands with a key
+ * (GET SET DEL EXISTS MGET: their first key) go to the key's owner, the others to the
+ * current node (tr_use_node), and replies are read back in the order of the commands. */
+#define TR_MAX_NODES 64
 struct tr_conn {
-    eddy_ctx *ctx;
+    eddy_ctx *ctx;          /* the current node */
     unsigned long long sent, recv;
+    int nnodes, cur;        /* 1 and 0 against a single server */
+    eddy_ctx *node[TR_MAX_NODES];
+    short *owner;           /* cluster: node index of each slot, -1 if none */
+    int *fifo;              /* cluster: the node of each reply still to read */
+    size_t fhead, ftail, fcap;
 };
 
 /* Connects (10 s timeout), then waits for replies without a timeout: a map over a
@@ -65,6 +76,12 @@ struct eddy_reply *tr_cmd(struct tr_conn *c, int argc, const char **argv, const 
 /* Pipelining: queue, then read replies in order (counted like tr_cmd). */
 int tr_append(struct tr_conn *c, int argc, const char **argv, const size_t *lens);
 struct eddy_reply *tr_reply(struct tr_conn *c);
+/* Flushes the queued commands of every node. Returns 0 or -1 after printing why. */
+int tr_flush(struct tr_conn *c);
+/* Cluster mode: the number of nodes (1 otherwise) and the node that commands without a
+ * key go to from now on (SCAN, INFO, CONFIG...). */
+int tr_nodes(const struct tr_conn *c);
+void tr_use_node(struct tr_conn *c, int i);
 /* Size of a command / of a reply in RESP2 bytes. */
 size_t tr_cmd_size(int argc, const size_t *lens);
 size_t tr_reply_size(const struct eddy_reply *r);
@@ -112,16 +129,15 @@ uint32_t tr_fnv1a(const void *p, size_t n);
 /* True if review id (the text between the braces) is in the held-out test split. */
 bool tr_is_test(const char *id, size_t n);
 
-/* One decoded feature record (f:{id}); idx are 0-based here. Borrowed from the value. */
-struct tr_record {
-    int y;                  /* class 0..K-1 */
-    bool test;
-    uint32_t n;
-    const unsigned char *idx; /* n little-endian uint32, 1-based */
-    const unsigned char *val; /* n little-endian float64 */
+/* A feature block fb:{id}:n (train.lua): "TRB1" | uint32 rows | rows bytes class |
+ * rows bytes split | eddy.vec CSR matrix. Borrowed from the value. */
+struct tr_block {
+    size_t rows;
+    const unsigned char *y, *test;
+    struct cm_csr X;
 };
-/* Parses a feature value; returns 0 or -1 if it is malformed or an index >= dim. */
-int tr_record_parse(const char *v, size_t len, size_t dim, struct tr_record *r);
+/* Parses a block value; returns 0, or -1 if it is malformed or not dim columns wide. */
+int tr_block_parse(const char *v, size_t len, size_t dim, struct tr_block *b);
 
 /* Gradient state of the client mode: K vectors of dim doubles. */
 struct tr_model {
@@ -136,8 +152,9 @@ int tr_model_init(struct tr_model *m, int classes, size_t dim);
 void tr_model_deinit(struct tr_model *m);
 /* Starts a pass: zero gradient and statistics. */
 void tr_model_begin(struct tr_model *m);
-/* Adds one record, with exactly train.lua's arithmetic. */
-void tr_model_add(struct tr_model *m, const struct tr_record *r);
+/* Adds one block with eddy.vec's kernel (cm_glm_grad), as train.lua does; returns 0,
+ * or -1 if a class is out of range. */
+int tr_model_add(struct tr_model *m, const struct tr_block *b);
 /* Applies one step (train.lua's train_step): returns the gradient norm. */
 double tr_model_step(struct tr_model *m, double lr, double l2, double mu);
 /* The weights in train:w's layout (K dense eddy.vec encodings); malloc'd, *len set. */

@@ -6,28 +6,34 @@ MAPREDUCE: featurization (hashing trick) and one gradient-descent epoch per call
 Keys (every key of a review carries its id as a {hash tag}, so a review and its
 features live in the same slot, the same partition and later the same node):
   r:{<id>}  the review: "<label>\t<text>"; label 0|1 (binary) or 1..5 (stars)
-  f:{<id>}  its features: 1 byte class ('0' + y, y in 0..K-1), 1 byte split ('1' test,
-            '0' train), then eddy.vec.encode_sparse(idx, vals) over dim = D + 1
+  fb:{<id>}:<n>  a feature block: the features of up to <block> reviews of one slot
+            (<id> is the first review's, so the block lives in their slot), as
+            "TRB1" | uint32 rows | rows bytes class (0..K-1) | rows bytes split (1 held
+            out, 0 train) | eddy.vec.encode_csr(D + 1, ...): row r = review r's features.
+            A review's row does not depend on which block holds it.
   _train:{model}:w  the weights: K dense encodings (eddy.vec encode) of dim doubles,
             one after the other; K = 1 for logistic regression (2 classes), K = classes
             for softmax. A missing key means all zeros.
   _train:{model}:v  the momentum (velocity) vectors, same layout; only when momentum > 0.
-  The model's keys share one slot, and sort before the f: and r: keys in it; the
-  scans seek past them (see scans below).
+  The model's keys share one slot and sort before the fb: and r: keys in it; the
+  prefix scans never step on them.
 
 Features of a review: its text lowercased, tokens = runs of letters, digits and "'".
 A token's hash h is 32-bit FNV-1a of its bytes; the bigram (a, b) hashes to
 (h(a) * 2654435761 XOR h(b)) mod 2^32. Each token and each bigram contributes the index
 hash % D + 1 with value 1.0, in text order (token, then the bigram it ends); an index
-that occurs again is listed again, which eddy.vec's sdot and saxpy add up, so it counts
-as the number of occurrences. The bias is last: index D + 1, value 1.
+that occurs again is listed again, which eddy.vec's products add up, so it counts as
+the number of occurrences. The bias is last: index D + 1, value 1.
 Test split: a review is held out when fnv1a(id) % 100 < 20 (id = the text between the
 braces), so the split is the same for every run, mode and node.
 
 Functions (all arguments are strings, as MAPREDUCE passes them):
-  MAPREDUCE train_featurize @sum <D> <classes>   -> {reviews, features written, skipped, nnz}
-  MAPREDUCE train_grad @sum <D> <classes>        -> {ntrain, loss, correct, ntest, test loss,
+  MAPREDUCE train_featurize @sum <D> <classes> [block]
+      -> {reviews, featurized, skipped, nnz, blocks}; replaces every block of the
+         partition's slots (block: rows per block at most, default 1000)
+  MAPREDUCE train_grad train_sum <D> <classes>   -> {ntrain, loss, correct, ntest, test loss,
                                                test correct, G_1, ..., G_K}
+      (a map's own result carries each G_k as its non-zeros: idx, vals vectors)
   MAPREDUCE train_grad train_step <D> <classes> <lr> <l2> <momentum>
       one epoch: train_step sums the partial gradients on the server, applies
         g = G/ntrain + l2 * w;  v = momentum * v + g;  w = w - lr * v
@@ -40,10 +46,9 @@ The loss and accuracies of an epoch are those of the weights the epoch started w
 local vec = eddy.vec
 local byte, sub, find, lower, gmatch, format = string.byte, string.sub, string.find,
     string.lower, string.gmatch, string.format
-local exp, log, tonumber, concat = math.exp, math.log, tonumber, table.concat
+local tonumber, concat = tonumber, table.concat
 
 local WKEY, VKEY = '_train:{model}:w', '_train:{model}:v'
-local MSLOT = eddy.slot(WKEY)
 local BASIS, PRIME, M32 = 2166136261, 16777619, 0xffffffff
 
 local function fnv1a(s)
@@ -67,24 +72,6 @@ local function token_hash(t)
         ncache = ncache + 1
     end
     return h
-end
-
--- The scans of this partition that visit its keys starting with prefix (two bytes,
--- such as 'f:'). They walk every key of the partition and test the first two bytes,
--- except in the slot of the model's keys, where they seek to the prefix: so they never
--- step onto the weights, whose old versions (megabytes rewritten every epoch) RocksDB
--- keeps until it compacts them. (A prefix scan of every slot seeks 8192 times per
--- partition; walking and testing two bytes measured cheaper here.)
-local function scans(part, prefix)
-    local lo, hi = part.slot_lo, part.slot_hi
-    if MSLOT < lo or MSLOT > hi then
-        return {{slot_lo = lo, slot_hi = hi}}
-    end
-    local r = {}
-    if lo < MSLOT then r[#r + 1] = {slot_lo = lo, slot_hi = MSLOT - 1} end
-    r[#r + 1] = {slot = MSLOT, prefix = prefix}
-    if MSLOT < hi then r[#r + 1] = {slot_lo = MSLOT + 1, slot_hi = hi} end
-    return r
 end
 
 local function is_test(id)
@@ -111,21 +98,9 @@ local function shape(args)
     return D, classes, classes == 2 and 1 or classes
 end
 
--- ones_of(n): a shared array of n 1.0s, the values of a feature list (read-only).
-local ones = {}
-local function ones_of(n)
-    local t = ones[n]
-    if t == nil then
-        t = {}
-        for k = 1, n do t[k] = 1.0 end
-        if n <= 4096 then ones[n] = t end
-    end
-    return t
-end
-
 -- The sparse features of one text: one index per token and per bigram, in text order
--- (a repeated index counts again: eddy.vec's sdot and saxpy add repeated entries up),
--- every value 1.0, then the bias.
+-- (a repeated index counts again: eddy.vec's products add repeated entries up), then
+-- the bias. Every value is 1.0 (encode_csr's default).
 local function features(text, D)
     local idx, n, prev = {}, 0, nil
     for t in gmatch(lower(text), "[%w']+") do
@@ -140,44 +115,71 @@ local function features(text, D)
     end
     n = n + 1
     idx[n] = D + 1
-    return idx, ones_of(n)
+    return idx
 end
 
--- Writes f:{id} for one review r:{id}; returns its number of features, or nil if the
--- key or the label is malformed.
+-- The class (0..K-1) and the features of review r:{id} with value v; nil if the key or
+-- the label is malformed.
 local function featurize_one(key, v, D, classes)
     local tab = find(v, '\t', 1, true)
     local label = tab and tonumber(sub(v, 1, tab - 1))
     local y = label and math.tointeger(classes == 2 and label or label - 1)
-    if y == nil or y < 0 or y >= classes or byte(key, 3) ~= 123 or byte(key, -1) ~= 125 then
+    if y == nil or y < 0 or y >= classes or #key < 5 or byte(key, 3) ~= 123 or
+       byte(key, -1) ~= 125 then
         return nil
     end
-    local idx, vals = features(sub(v, tab + 1), D)
-    local head = string.char(48 + y, is_test(sub(key, 4, -2)) and 49 or 48)
-    eddy.set('f:' .. sub(key, 3), head .. vec.encode_sparse(idx, vals))
-    return #idx
+    return y, features(sub(v, tab + 1), D)
 end
 
--- Featurize this partition: f:{id} for every r:{id}. Commits every 2000 writes so a
--- bulk featurization never piles up in one transaction.
+local BLOCK_MAGIC = 'TRB1'
+
+-- Featurize this partition: in every slot, the reviews r:{id} in key order become
+-- blocks fb:{<first id>}:<n> of at most `block` rows; the slot's old blocks go first.
+-- Commits after every block, so a bulk featurization never piles up in one transaction.
 local function featurize(keys, args, part)
     local D, classes = shape(args)
-    local n, written, skipped, nnz = 0, 0, 0, 0
-    for _, opts in ipairs(scans(part, 'r:')) do
-        for key, v in eddy.scan(opts) do
-            if byte(key, 1) == 114 and byte(key, 2) == 58 then -- "r:"
-                n = n + 1
-                local f = featurize_one(key, v, D, classes)
-                if f == nil then
-                    skipped = skipped + 1
-                else
-                    nnz, written = nnz + f, written + 1
-                    if written % 2000 == 0 then eddy.commit() end
-                end
-            end
+    local block = math.tointeger(num_arg(args, 3, 'block', 1000))
+    if block == nil or block < 1 or block > 100000 then
+        error('train: block must be an integer in 1..100000', 0)
+    end
+    local old = {}
+    for key in eddy.scan{prefix = 'fb:'} do old[#old + 1] = key end
+    for i = 1, #old do
+        eddy.del(old[i])
+        if i % 2000 == 0 then eddy.commit() end
+    end
+    local n, done, skipped, nnz, blocks = 0, 0, 0, 0, 0
+    local rows, ys, tests, first, nb, slot = {}, {}, {}, nil, 0, -1
+    local function flush()
+        if #rows == 0 then return end
+        local X = vec.encode_csr(D + 1, rows)
+        eddy.set(format('fb:{%s}:%d', first, nb),
+                 string.pack('<c4I4', BLOCK_MAGIC, #rows) .. concat(ys) .. concat(tests) .. X)
+        eddy.commit()
+        nb, blocks = nb + 1, blocks + 1
+        rows, ys, tests, first = {}, {}, {}, nil
+    end
+    for key, v in eddy.scan{prefix = 'r:'} do
+        local s = eddy.slot(key)
+        if s ~= slot then
+            flush()
+            slot, nb = s, 0
+        end
+        n = n + 1
+        local y, idx = featurize_one(key, v, D, classes)
+        if y == nil then
+            skipped = skipped + 1
+        else
+            local id = sub(key, 4, -2)
+            if first == nil then first = id end
+            local r = #rows + 1
+            rows[r], ys[r], tests[r] = idx, string.char(y), is_test(id) and '\1' or '\0'
+            nnz, done = nnz + #idx, done + 1
+            if r == block then flush() end
         end
     end
-    return {n, written, skipped, nnz}
+    flush()
+    return {n, done, skipped, nnz, blocks}
 end
 
 -- The K weight vectors stored under key (zeros when it is missing).
@@ -204,134 +206,56 @@ local function store_vecs(key, w)
     eddy.set(key, concat(parts))
 end
 
--- Cross-entropy of a logistic output for score z and label y, and p = sigmoid(z),
--- computed without overflow. The C driver (model.c) uses the same expressions.
-local function logistic(z, y)
-    local e, p, l
-    if z >= 0 then
-        e = exp(-z)
-        p = 1 / (1 + e)
-        l = y == 1 and log(1 + e) or z + log(1 + e)
-    else
-        e = exp(z)
-        p = e / (1 + e)
-        l = y == 1 and -z + log(1 + e) or log(1 + e)
-    end
-    return p, l
-end
-
--- Adds one feature record to the partition's state st: the gradient sums st.G[k] (of
--- training records only), the loss sums and the counts.
-local function grad_one(st, v)
-    local y = byte(v, 1) - 48
-    local test = byte(v, 2) == 49
-    local idx, vals = vec.decode_sparse(sub(v, 3))
-    local w, G, K = st.w, st.G, st.K
-    local pred, l
-    if K == 1 then
-        local z = w[1]:sdot(idx, vals)
-        local p
-        p, l = logistic(z, y)
-        pred = z > 0 and 1 or 0
-        if not test then G[1]:saxpy(p - y, idx, vals) end
-    else
-        local s, e = st.s, st.e
-        local m = -math.huge
-        pred = 1
-        for k = 1, K do
-            s[k] = w[k]:sdot(idx, vals)
-            if s[k] > m then m, pred = s[k], k end
-        end
-        local Z = 0.0
-        for k = 1, K do
-            e[k] = exp(s[k] - m)
-            Z = Z + e[k]
-        end
-        l = log(Z) + m - s[y + 1]
-        pred = pred - 1
-        if not test then
-            for k = 1, K do
-                G[k]:saxpy(e[k] / Z - (k == y + 1 and 1 or 0), idx, vals)
-            end
-        end
-    end
-    local hit = pred == y and 1 or 0
-    if test then
-        st.nte, st.tloss, st.tcorr = st.nte + 1, st.tloss + l, st.tcorr + hit
-    else
-        st.ntr, st.loss, st.corr = st.ntr + 1, st.loss + l, st.corr + hit
-    end
-end
-
--- grad_one for logistic regression over one scan, inlined with the state in locals
--- (the same arithmetic as grad_one and logistic).
-local function grad_logistic(st, opts)
-    local w, G = st.w[1], st.G[1]
-    local ntr, loss, corr, nte, tloss, tcorr = st.ntr, st.loss, st.corr, st.nte, st.tloss, st.tcorr
-    local decode = vec.decode_sparse
-    for key, v in eddy.scan(opts) do
-        if byte(key, 1) == 102 and byte(key, 2) == 58 then -- "f:"
-            local y = byte(v, 1) - 48
-            local idx, vals = decode(sub(v, 3))
-            local z = w:sdot(idx, vals)
-            local e, p, l
-            if z >= 0 then
-                e = exp(-z)
-                p = 1 / (1 + e)
-                l = y == 1 and log(1 + e) or z + log(1 + e)
-            else
-                e = exp(z)
-                p = e / (1 + e)
-                l = y == 1 and -z + log(1 + e) or log(1 + e)
-            end
-            local hit = ((z > 0 and 1 or 0) == y) and 1 or 0
-            if byte(v, 2) == 49 then -- held out
-                nte, tloss, tcorr = nte + 1, tloss + l, tcorr + hit
-            else
-                ntr, loss, corr = ntr + 1, loss + l, corr + hit
-                G:saxpy(p - y, idx, vals)
-            end
-        end
-    end
-    st.ntr, st.loss, st.corr, st.nte, st.tloss, st.tcorr = ntr, loss, corr, nte, tloss, tcorr
-end
-
 -- Gradient of this partition: the sum over its training reviews (not the mean), the
 -- loss sums and the counts; held-out reviews only count towards the test figures.
+-- Each block is one call of eddy.vec's regression kernel, in C.
 local function grad(keys, args, part)
     local D, classes, K = shape(args)
     local dim = D + 1
-    local st = {w = load_vecs(WKEY, dim, K), G = {}, K = K, s = {}, e = {},
-                ntr = 0, loss = 0.0, corr = 0, nte = 0, tloss = 0.0, tcorr = 0}
-    for k = 1, K do st.G[k] = vec.new(dim) end
-    for _, opts in ipairs(scans(part, 'f:')) do
-        if K == 1 then
-            grad_logistic(st, opts)
-        else
-            for key, v in eddy.scan(opts) do
-                if byte(key, 1) == 102 and byte(key, 2) == 58 then grad_one(st, v) end -- "f:"
-            end
+    local W, G = load_vecs(WKEY, dim, K), {}
+    for k = 1, K do G[k] = vec.new(dim) end
+    local Wa, Ga = W, G
+    if K == 1 then Wa, Ga = W[1], G[1] end
+    local ntr, loss, corr, nte, tloss, tcorr = 0, 0.0, 0, 0, 0.0, 0
+    for key, v in eddy.scan{prefix = 'fb:'} do
+        if sub(v, 1, 4) ~= BLOCK_MAGIC then
+            error('train: ' .. key .. ' is not a feature block (featurize again)', 0)
         end
+        local n = string.unpack('<I4', v, 5)
+        local X = vec.decode_csr(v, 9 + 2 * n)
+        if X:cols() ~= dim then
+            error(format('train: %s has %d columns, expected %d (featurize again with the same D)',
+                         key, X:cols(), dim), 0)
+        end
+        local a, b, c, d, e, f = X:glm_grad(Wa, Ga, sub(v, 9, 8 + n), sub(v, 9 + n, 8 + 2 * n))
+        ntr, loss, corr = ntr + a, loss + b, corr + c
+        nte, tloss, tcorr = nte + d, tloss + e, tcorr + f
     end
-    local r = {st.ntr, st.loss, st.corr, st.nte, st.tloss, st.tcorr}
-    for k = 1, K do r[6 + k] = st.G[k] end
+    -- The gradient travels as its non-zeros: a partition touches few of the D + 1
+    -- weights when it holds few reviews, and the reduce adds pairs, not dense vectors.
+    local r = {ntr, loss, corr, nte, tloss, tcorr}
+    for k = 1, K do r[5 + 2 * k], r[6 + 2 * k] = G[k]:nonzeros() end
     return r
 end
 
--- Sum of the partial results, element by element, in partition order.
-local function sum_partials(partials)
-    local acc = nil
+-- Sum of the partial results in partition order: the statistics, and the K gradients
+-- (dense vectors of dim elements) from the partitions' non-zeros.
+local function sum_partials(partials, dim, K)
+    local acc = {0, 0.0, 0, 0, 0.0, 0}
+    for k = 1, K do acc[6 + k] = vec.new(dim) end
     for i = 1, partials.n do
         local p = partials[i]
-        if acc == nil then
-            acc = p
-        else
-            for j = 1, #p do
-                if j <= 6 then acc[j] = acc[j] + p[j] else acc[j]:add(p[j]) end
-            end
-        end
+        for j = 1, 6 do acc[j] = acc[j] + p[j] end
+        for k = 1, K do acc[6 + k]:saxpy(1, p[5 + 2 * k], p[6 + 2 * k]) end
     end
     return acc
+end
+
+-- A reduce that only adds up: {ntrain, loss, correct, ntest, test loss, test correct,
+-- G_1, ..., G_K} with dense gradient sums (what the tests compare with their own).
+local function sum(keys, args, partials)
+    local D, classes, K = shape(args)
+    return sum_partials(partials, D + 1, K)
 end
 
 -- Reduce of an epoch: sum, then one gradient step on train:w; returns statistics only.
@@ -340,7 +264,7 @@ local function step(keys, args, partials)
     local lr = num_arg(args, 3, 'lr', 0)
     local l2 = num_arg(args, 4, 'l2', 0)
     local mu = num_arg(args, 5, 'momentum', 0)
-    local acc = sum_partials(partials)
+    local acc = sum_partials(partials, D + 1, K)
     local ntr = acc[1]
     local gnorm2 = 0.0
     if ntr > 0 and lr ~= 0 then
@@ -375,4 +299,5 @@ end
 redis.register_function('train_featurize', featurize)
 redis.register_function{function_name = 'train_grad', callback = grad, flags = {'no-writes'}}
 redis.register_function('train_step', step)
+redis.register_function('train_sum', sum)
 redis.register_function('train_reset', reset)

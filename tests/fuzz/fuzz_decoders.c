@@ -3,13 +3,16 @@
  *               1: eddy.vec.decode (dense vectors), then encode must give the input back;
  *               2: eddy.vec.decode_sparse, then encode_sparse must give the input back;
  *               3: udf__ser_decode (MAPREDUCE partial results), then encode and decode
- *                  again: same size, decodes again.
+ *                  again: same size, decodes again;
+ *               4: eddy.vec.decode_csr (sparse matrices, common/csr.c), then encode_csr of
+ *                  its rows must give the input back, and the products run.
  * The rest of the input is the bytes to decode. zstd: eddy has no zstd decoder of its
  * own (RocksDB compresses its blocks internally; no stream between nodes exists yet),
  * so there is nothing of eddy's to fuzz there.
  * The Lua state has a 256 MB cap so that a huge announced length is refused, not
  * allocated. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -126,6 +129,21 @@ static int ser_roundtrip(lua_State *S)
     return 0;
 }
 
+/* vec.decode_csr(s): rebuilt from its rows it is s again; mul and glm_grad run over it.
+ * Runs in lua_pcall. */
+static const char csr_check[] =
+    "local vec, s = ...\n"
+    "local X = vec.decode_csr(s)\n"
+    "local rows, vals = {}, {}\n"
+    "for r = 1, X:rows() do rows[r], vals[r] = X:row(r) end\n"
+    "if vec.encode_csr(X:cols(), rows, vals) ~= s then error('ROUNDTRIP') end\n"
+    "if X:cols() <= 4096 and X:rows() <= 4096 then\n"
+    "  local w = vec.new(X:cols()):fill(0.5)\n"
+    "  X:mul(w)\n"
+    "  X:tmul(vec.new(X:rows()):fill(1), vec.new(X:cols()))\n"
+    "  X:glm_grad(w, vec.new(X:cols()), string.rep('\\0', X:rows()))\n"
+    "end\n";
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
@@ -135,7 +153,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         udf__open_vec(L);
         lua_setglobal(L, "vec");
     }
-    int mode = data[0] % 4;
+    int mode = data[0] % 5;
     const uint8_t *p = data + 1;
     size_t n = size - 1;
     int top = lua_gettop(L);
@@ -159,6 +177,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             /* Only running out of the 256 MB cap may raise here. */
             if (m == NULL || strstr(m, "not enough memory") == NULL) {
                 fprintf(stderr, "ser decode raised: %s\n", m ? m : "?");
+                abort();
+            }
+        }
+        break;
+    case 4:
+        if (luaL_loadstring(L, csr_check) != LUA_OK)
+            abort();
+        lua_getglobal(L, "vec");
+        lua_pushlstring(L, (const char *)p, n);
+        if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+            const char *m = lua_tostring(L, -1);
+            /* Refusing bad input or the memory cap is fine; a round trip that differs
+             * is a bug. */
+            if (m != NULL && strstr(m, "ROUNDTRIP") != NULL) {
+                fprintf(stderr, "decode_csr round trip differs\n");
                 abort();
             }
         }

@@ -111,6 +111,19 @@ def sparse(pairs):
             b"".join(struct.pack("<d", v) for _, v in pairs))
 
 
+def csr(cols, rows):
+    ptr, idx, val = [0], [], []
+    for r in rows:
+        for i, v in r:
+            idx.append(i)
+            val.append(v)
+        ptr.append(len(idx))
+    return (b"EVm1" + struct.pack("<III", len(rows), cols, len(idx)) +
+            b"".join(struct.pack("<I", p) for p in ptr) +
+            b"".join(struct.pack("<I", i) for i in idx) +
+            b"".join(struct.pack("<d", v) for v in val))
+
+
 def ser_str(s):
     return b"s" + struct.pack("<I", len(s)) + s
 
@@ -144,6 +157,11 @@ dec = [
     b"\3" + ser_table([(b"d" + struct.pack("<d", float("nan")), b"t")]),
     b"\3" + b"T" * 70 + struct.pack("<I", 1),
     b"\3" + b"T" + struct.pack("<I", 0xffffffff),
+    b"\4" + csr(4, [[(1, 0.5), (3, 2.0)], [], [(2, 1.0), (2, -1.0), (4, 3.0)]]),
+    b"\4" + csr(0, []),
+    b"\4" + csr(3, [[(4, 1.0)]]),
+    b"\4" + b"EVm1" + struct.pack("<III", 1 << 27, 1, 0),
+    b"\4" + b"EVm1" + struct.pack("<III", 1, 1, 2) + struct.pack("<II", 0, 1),
 ]
 write("decoders", dec)
 

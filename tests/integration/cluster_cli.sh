@@ -2,7 +2,8 @@
 # cluster_cli.sh - a 3-node cluster made by the tools (docs/CLUSTER.md): three eddyd
 # --cluster-enabled yes on free ports with temporary directories, joined with
 # eddy-cli --cluster create, checked with --cluster check / info / add-node, and used
-# through redis-cli -c and eddy-cli -c. One "PASS name" or "FAIL name: why" per check.
+# through redis-cli -c and eddy-cli -c, then a slot moved online with eddy-cli --cluster
+# move while redis-cli -c writes. One "PASS name" or "FAIL name: why" per check.
 # Usage: EDDYD=bin/eddyd EDDY_CLI=bin/eddy-cli sh tests/integration/cluster_cli.sh
 # Without redis-cli its checks print nothing; a note goes to stderr.
 EDDYD=${EDDYD:-bin/eddyd}
@@ -139,3 +140,48 @@ fi
 check cluster_cli_add_node_moved "MOVED 12182 127.0.0.1:$port_3" "$("$EDDY_CLI" -p "$port_4" GET foo | head -n 1)"
 "$EDDY_CLI" --cluster check 127.0.0.1:$port_4 >/dev/null 2>&1
 check cluster_cli_check_after_add 0 $?
+
+# Online slot move (docs/CLUSTER.md, "Moving slots"): slot 12182 (foo) and the range
+# 12000-12100 from node 3 to the new node 4 with eddy-cli --cluster move, while
+# redis-cli -c writes to a key of that slot; afterwards redis-cli -c finds every key
+# on its new owner and the last acknowledged write is there.
+if command -v redis-cli >/dev/null 2>&1; then
+    for i in $(seq 1 300); do echo "SET {foo}.bulk$i value-$i"; done | redis-cli -c -p "$port_3" >/dev/null
+    ( i=0; last=0
+      while [ $i -lt 400 ] && [ ! -f "$tmp/stop" ]; do
+          i=$((i + 1))
+          r=$(redis-cli -c -p "$port_1" SET '{foo}.w' "$i" 2>&1)
+          [ "$r" = OK ] && last=$i
+      done
+      echo "$last" > "$tmp/last" ) &
+    writer=$!
+    sleep 0.3
+    out=$("$EDDY_CLI" --cluster move 127.0.0.1:$port_1 --slots 12182 --slots 12000-12100 \
+        --to 127.0.0.1:$port_4 2>&1)
+    rc=$?
+    sleep 0.3
+    touch "$tmp/stop"
+    wait $writer
+    if [ $rc -eq 0 ] && printf '%s' "$out" | grep -q '^\[OK\] Moved: .* keys/s'; then
+        pass cluster_cli_move
+    else
+        fail cluster_cli_move "$out"
+    fi
+    check cluster_cli_move_moved "MOVED 12182 127.0.0.1:$port_4" "$("$EDDY_CLI" -p "$port_3" GET foo | head -n 1)"
+    check cluster_cli_move_redis_cli_c "v-foo" "$(redis-cli -c -p "$port_2" GET foo)"
+    check cluster_cli_move_bulk "value-123" "$(redis-cli -c -p "$port_3" GET '{foo}.bulk123')"
+    check cluster_cli_move_last_write "$(cat "$tmp/last")" "$(redis-cli -c -p "$port_2" GET '{foo}.w')"
+    # Node 4 joined after the library was loaded: load it again for the whole cluster.
+    "$EDDY_CLI" -p "$port_1" FUNCTION LOAD REPLACE "#!lua name=cl
+redis.register_function('getit', function(keys) return redis.call('GET', keys[1]) end)" >/dev/null
+    check cluster_cli_move_fcall "v-foo" "$(redis-cli -c -p "$port_3" FCALL getit 1 foo)"
+    check cluster_cli_move_old_copy "0" "$("$EDDY_CLI" -p "$port_3" CLUSTER COUNTKEYSINSLOT 12182)"
+    "$EDDY_CLI" --cluster check 127.0.0.1:$port_2 >/dev/null 2>&1
+    check cluster_cli_check_after_move 0 $?
+    out=$("$EDDY_CLI" --cluster move 127.0.0.1:$port_1 --slots 12182 --slots 1 --to 127.0.0.1:$port_2 2>&1)
+    if [ $? -ne 0 ] && printf '%s' "$out" | grep -q 'move the slots of one node at a time'; then
+        pass cluster_cli_move_two_owners
+    else
+        fail cluster_cli_move_two_owners "$out"
+    fi
+fi

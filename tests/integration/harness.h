@@ -193,6 +193,7 @@ void suite_protocol(void);
 void suite_limits(void);
 void suite_udf(void);
 void suite_cluster(void);
+void suite_migrate(void);
 void suite_train(void);
 void suite_hardening(void);
 

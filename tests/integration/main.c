@@ -1,7 +1,7 @@
 /* main.c - entry point of the integration suite (bin/tests/integration): starts the
  * shared eddyd (or attaches to EDDY_TEST_PORT), runs every suite, then stops it.
  * Environment: EDDYD (default bin/eddyd), EDDY_TEST_PORT, EDDY_TEST_ONLY (run only
- * the suite of that name: conn strings keys server pipeline persist protocol limits). */
+ * the suite of that name: conn strings keys server pipeline persist protocol limits cluster migrate ...). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +15,7 @@ static const struct {
     {"conn", suite_conn},         {"strings", suite_strings}, {"keys", suite_keys},
     {"server", suite_server},     {"pipeline", suite_pipeline}, {"protocol", suite_protocol},
     {"limits", suite_limits},     {"persist", suite_persist},   {"udf", suite_udf},
-    {"cluster", suite_cluster},
+    {"cluster", suite_cluster},   {"migrate", suite_migrate},
     {"train", suite_train},
     {"hardening", suite_hardening},
 };

@@ -230,13 +230,8 @@ static void t_routing(void)
     EXPECT_BULK("followed", t.c[2], "FCALL", "rget", "1", key);
     EXPECT_BULK("followed", t.c[2], "FCALL", "aget", "0", key);
     EXPECT_INT(1, t.c[1], "EVAL", "return 1", "0");
-    /* A function on another node touching this key: refused, never a silent nil. */
-    r = CMD(t.c[1], "FCALL", "aget", "0", key);
-    CHECK(r->type == EDDY_REPLY_ERROR);
-    snprintf(want, sizeof(want), "ERR key '%s' belongs to slot %u on another node", key, slot);
-    if (strncmp(r->str, want, strlen(want)) != 0)
-        FAILF("got %s, expected %s...", r->str, want);
-    eddy_reply_free(r);
+    /* A function on another node reads this key from its owner (t_remote_keys). */
+    EXPECT_BULK("followed", t.c[1], "FCALL", "aget", "0", key);
     stop_nodes(&t);
 }
 
@@ -288,6 +283,251 @@ static void t_functions(void)
     stop_nodes(&t);
 }
 
+/* MAPREDUCE fans out: every node runs the map on its own keys, the node the client
+ * called reduces everything; a failing or missing node gives a clear error. */
+static void t_mapreduce(void)
+{
+    struct three t;
+    char key[64];
+    start_nodes(&t);
+    push_map(&t, "1", false);
+    const char *lib =
+        "#!lua name=mr\n"
+        "redis.register_function{function_name='mr_count', flags={'no-writes'}, callback="
+        "function(keys, args, part)\n"
+        "  local n, s = 0, 0\n"
+        "  for k, v in eddy.scan{prefix='mr:'} do\n"
+        "    if v == 'boom' then error('boom on ' .. k) end\n"
+        "    n, s = n + 1, s + tonumber(v)\n"
+        "  end\n"
+        "  return {n, s}\n"
+        "end}\n"
+        "redis.register_function('mr_total', function(keys, args, partials)\n"
+        "  local n, s = 0, 0\n"
+        "  for i = 1, partials.n do n, s = n + partials[i][1], s + partials[i][2] end\n"
+        "  return {n, s, partials.n}\n"
+        "end)\n";
+    EXPECT_BULK("mr", t.c[0], "FUNCTION", "LOAD", lib);
+    long long want = 0;
+    for (int i = 0; i < NNODES; i++)
+        for (int k = 0; k < 20; k++) {
+            char prefix[16];
+            snprintf(prefix, sizeof(prefix), "mr:%d:%d:", i, k);
+            key_on(t.c[i], i, prefix, key, sizeof(key));
+            char v[16];
+            snprintf(v, sizeof(v), "%d", 100 * i + k);
+            want += 100 * i + k;
+            EXPECT_OK(t.c[i], "SET", key, v);
+        }
+    /* @partials: only this node's partitions, serialized (what the others send). */
+    long long parts = 0;
+    for (int i = 0; i < NNODES; i++) {
+        struct eddy_reply *r = CMD(t.c[i], "MAPREDUCE", "mr_count", "@partials");
+        CHECK(r->type == EDDY_REPLY_ARRAY && r->elements >= 1);
+        parts += (long long)r->elements;
+        eddy_reply_free(r);
+    }
+    /* The same answer from every node: 60 keys, their sum, every node's partitions. */
+    for (int i = 0; i < NNODES; i++) {
+        struct eddy_reply *r = CMD(t.c[i], "MAPREDUCE", "mr_count", "mr_total");
+        CHECK(r->type == EDDY_REPLY_ARRAY && r->elements == 3);
+        CHECK_EQ_INT(r->element[0]->integer, 60);
+        CHECK_EQ_INT(r->element[1]->integer, want);
+        CHECK_EQ_INT(r->element[2]->integer, parts);
+        eddy_reply_free(r);
+        r = CMD(t.c[i], "MAPREDUCE", "mr_count", "@sum");
+        CHECK(r->type == EDDY_REPLY_ARRAY && r->elements == 2);
+        CHECK_EQ_INT(r->element[0]->integer, 60);
+        CHECK_EQ_INT(r->element[1]->integer, want);
+        eddy_reply_free(r);
+    }
+    /* A map failing on another node: the whole job fails and says where. */
+    key_on(t.c[2], 2, "mr:boom", key, sizeof(key));
+    EXPECT_OK(t.c[2], "SET", key, "boom");
+    EXPECT_ERR_PREFIX("ERR map on another node failed: ERR map partition", t.c[0], "MAPREDUCE",
+                      "mr_count", "mr_total");
+    EXPECT_INT(1, t.c[2], "DEL", key);
+    /* A node that is down. */
+    h_server_stop(t.s[2]);
+    EXPECT_ERR_PREFIX("ERR map on node 127.0.0.1:", t.c[0], "MAPREDUCE", "mr_count", "mr_total");
+    EXPECT_ALIVE(t.s[0]->port);
+    stop_nodes(&t);
+}
+
+/* Keys of any slot inside a function: the call fetches and writes them on their owner
+ * through the node bus, suspending itself while other clients are served. */
+static void t_remote_keys(void)
+{
+    struct three t;
+    char k0[64], k1[64], k2[64];
+    start_nodes(&t);
+    push_map(&t, "1", false);
+    const char *lib =
+        "#!lua name=rk\n"
+        "redis.register_function('rk_sum', function(keys)\n"
+        "  local s = 0\n"
+        "  for i = 1, #keys do s = s + tonumber(redis.call('GET', keys[i]) or '0') end\n"
+        "  return s\n"
+        "end)\n"
+        "redis.register_function('rk_copy', function(keys)\n"
+        "  local v = eddy.get(keys[2])\n"
+        "  eddy.set(keys[3], v .. '!')\n"
+        "  redis.call('SET', keys[1], 'copied')\n"
+        "  return {eddy.get(keys[3]), tostring(eddy.exists(keys[3])), redis.call('INCR', keys[2] .. '')}\n"
+        "end)\n"
+        "redis.register_function('rk_del', function(keys)\n"
+        "  return {tostring(eddy.del(keys[2])), tostring(eddy.del(keys[2])), tostring(eddy.exists(keys[2]))}\n"
+        "end)\n"
+        "redis.register_function('rk_err', function(keys)\n"
+        "  local r = redis.pcall('INCR', keys[2])\n"
+        "  if type(r) ~= 'table' or r.err == nil then return 'not caught' end\n"
+        "  return redis.call('INCR', keys[2])\n"
+        "end)\n"
+        "redis.register_function('rk_two', function(keys)\n"
+        "  return redis.call('MGET', keys[2], keys[3])\n"
+        "end)\n"
+        "redis.register_function('rk_co', function(keys)\n"
+        "  return coroutine.wrap(function() return redis.call('GET', keys[2]) end)()\n"
+        "end)\n"
+        "redis.register_function{function_name='rk_map', flags={'no-writes'}, callback=function(keys, args)\n"
+        "  return tonumber(eddy.get(args[1]) or '0')\n"
+        "end}\n";
+    EXPECT_BULK("rk", t.c[0], "FUNCTION", "LOAD", lib);
+    key_on(t.c[0], 0, "rk0:", k0, sizeof(k0));
+    key_on(t.c[1], 1, "rk1:", k1, sizeof(k1));
+    key_on(t.c[2], 2, "rk2:", k2, sizeof(k2));
+    EXPECT_OK(t.c[0], "SET", k0, "1");
+    EXPECT_OK(t.c[1], "SET", k1, "20");
+    EXPECT_OK(t.c[2], "SET", k2, "300");
+    /* FCALL routes by its first key (node 0) and reads the keys of nodes 1 and 2. */
+    EXPECT_INT(321, t.c[0], "FCALL", "rk_sum", "3", k0, k1, k2);
+    /* Reads and writes of remote keys through eddy.* and redis.call. */
+    struct eddy_reply *r = CMD(t.c[0], "FCALL", "rk_copy", "3", k0, k1, k2);
+    CHECK(r->type == EDDY_REPLY_ARRAY && r->elements == 3);
+    CHECK_STR(r->element[0]->str, "20!");
+    CHECK_STR(r->element[1]->str, "true");
+    CHECK_EQ_INT(r->element[2]->integer, 21);
+    eddy_reply_free(r);
+    EXPECT_BULK("copied", t.c[0], "GET", k0);
+    EXPECT_BULK("21", t.c[1], "GET", k1);
+    EXPECT_BULK("20!", t.c[2], "GET", k2);
+    r = CMD(t.c[0], "FCALL", "rk_del", "2", k0, k2);
+    CHECK(r->type == EDDY_REPLY_ARRAY && r->elements == 3);
+    CHECK_STR(r->element[0]->str, "true");
+    CHECK_STR(r->element[1]->str, "false");
+    CHECK_STR(r->element[2]->str, "false");
+    eddy_reply_free(r);
+    EXPECT_INT(0, t.c[2], "EXISTS", k2);
+    /* A remote error reply: pcall catches it, call raises it. */
+    EXPECT_OK(t.c[1], "SET", k1, "str");
+    EXPECT_ERR_PREFIX("ERR value is not an integer", t.c[0], "FCALL", "rk_err", "2", k0, k1);
+    /* One command's keys on two other nodes; a remote key inside a coroutine. */
+    EXPECT_ERR_PREFIX("ERR the keys of one command in a function must all be on one node",
+                      t.c[0], "FCALL", "rk_two", "3", k0, k1, k2);
+    EXPECT_ERR_PREFIX("ERR a key of another node cannot be accessed here", t.c[0], "FCALL",
+                      "rk_co", "2", k0, k1);
+    /* A map on every node reads one key of node 2 (each from its own node). */
+    EXPECT_OK(t.c[2], "SET", k2, "7");
+    r = CMD(t.c[1], "MAPREDUCE", "rk_map", "@sum", k2);
+    CHECK(r->type == EDDY_REPLY_INTEGER);
+    long long parts = 0;
+    for (int i = 0; i < NNODES; i++) {
+        struct eddy_reply *p = CMD(t.c[i], "MAPREDUCE", "rk_map", "@partials", k2);
+        parts += (long long)p->elements;
+        eddy_reply_free(p);
+    }
+    CHECK_EQ_INT(r->integer, 7 * parts);
+    eddy_reply_free(r);
+    /* Every remote access was counted by (function, local slot, remote slot). */
+    r = CMD(t.c[0], "CLUSTER", "REMOTESTATS");
+    CHECK(r->type == EDDY_REPLY_ARRAY && r->elements >= 4);
+    long long sum_k1 = 0, slot0 = CMD_INT(t.c[0], "CLUSTER", "KEYSLOT", k0);
+    long long slot1 = CMD_INT(t.c[0], "CLUSTER", "KEYSLOT", k1);
+    for (size_t i = 0; i < r->elements; i++) {
+        struct eddy_reply *row = r->element[i];
+        CHECK(row->type == EDDY_REPLY_ARRAY && row->elements == 4);
+        if (strcmp(row->element[0]->str, "rk.rk_sum") == 0 && row->element[1]->integer == slot0 &&
+            row->element[2]->integer == slot1)
+            sum_k1 += row->element[3]->integer;
+    }
+    CHECK_EQ_INT(sum_k1, 1); /* rk_sum read k1 once */
+    eddy_reply_free(r);
+    r = CMD(t.c[0], "CLUSTER", "REMOTESTATS", "RESET");
+    eddy_reply_free(r);
+    r = CMD(t.c[0], "CLUSTER", "REMOTESTATS");
+    CHECK(r->type == EDDY_REPLY_ARRAY && r->elements == 0);
+    eddy_reply_free(r);
+    /* The node of a key is down: a clear error, and the caller's node stays up. */
+    EXPECT_OK(t.c[0], "SET", k0, "1");
+    h_server_stop(t.s[2]);
+    EXPECT_ERR_PREFIX("ERR remote access to 127.0.0.1:", t.c[0], "FCALL", "rk_sum", "2", k0, k2);
+    EXPECT_INT(1, t.c[0], "FCALL", "rk_sum", "1", k0);
+    EXPECT_ALIVE(t.s[0]->port);
+    /* Back again: the node bus reconnects. Calls from many pipelined clients share it. */
+    h_server_restart(t.s[2]);
+    EXPECT_OK(t.c[1], "SET", k1, "20");
+    EXPECT_INT(28, t.c[0], "FCALL", "rk_sum", "3", k0, k1, k2);
+    enum { CLIENTS = 8, PER = 200 };
+    eddy_ctx *cs[CLIENTS];
+    const char *argv[] = {"FCALL", "rk_sum", "3", k0, k1, k2};
+    for (int i = 0; i < CLIENTS; i++) {
+        cs[i] = h_connect_port(t.s[0]->port);
+        for (int k = 0; k < PER; k++)
+            CHECK(eddy_append_argv(cs[i], 6, argv, NULL) == EDDY_OK);
+    }
+    for (int i = 0; i < CLIENTS; i++) {
+        for (int k = 0; k < PER; k++) {
+            struct eddy_reply *x = NULL;
+            CHECK(eddy_get_reply(cs[i], &x) == EDDY_OK);
+            if (x->type != EDDY_REPLY_INTEGER || x->integer != 28)
+                FAILF("client %d, call %d: %s", i, k, h_describe(x));
+            eddy_reply_free(x);
+        }
+        eddy_free(cs[i]);
+    }
+    stop_nodes(&t);
+}
+
+/* Function changes carry an epoch; a node that missed one (it was down) copies the
+ * libraries of a node with a higher epoch when it starts, before it serves a call. */
+static void t_function_catchup(void)
+{
+    struct three t;
+    start_nodes(&t);
+    push_map(&t, "1", false);
+    const char *v1 = "#!lua name=ver\nredis.register_function('ver', function() return 1 end)";
+    const char *v2 = "#!lua name=ver\nredis.register_function('ver', function() return 2 end)";
+    EXPECT_BULK("ver", t.c[0], "FUNCTION", "LOAD", v1);
+    for (int i = 0; i < NNODES; i++) {
+        EXPECT_INT(1, t.c[i], "FCALL", "ver", "0");
+        EXPECT_INT(1, t.c[i], "CLUSTER", "FNEPOCH");
+    }
+    /* Every node runs the new version once FUNCTION LOAD has replied. */
+    EXPECT_BULK("ver", t.c[1], "FUNCTION", "LOAD", "REPLACE", v2);
+    for (int i = 0; i < NNODES; i++) {
+        EXPECT_INT(2, t.c[i], "FCALL", "ver", "0");
+        EXPECT_INT(2, t.c[i], "CLUSTER", "FNEPOCH");
+    }
+    /* Node 2 is down during a change: it has the old version until it restarts, then
+     * the new one before it answers anything. */
+    eddy_free(t.c[2]);
+    h_server_stop(t.s[2]);
+    EXPECT_ERR_PREFIX("ERR FUNCTION LOAD was applied on this node and 1 other node(s) but "
+                      "failed on 1 node(s)", t.c[0], "FUNCTION", "LOAD", "REPLACE", v1);
+    EXPECT_INT(3, t.c[0], "CLUSTER", "FNEPOCH");
+    h_server_restart(t.s[2]);
+    t.c[2] = h_connect_port(t.s[2]->port);
+    EXPECT_INT(1, t.c[2], "FCALL", "ver", "0");
+    EXPECT_INT(3, t.c[2], "CLUSTER", "FNEPOCH");
+    /* A restart that missed nothing keeps its libraries and epoch. */
+    eddy_free(t.c[1]);
+    h_server_restart(t.s[1]);
+    t.c[1] = h_connect_port(t.s[1]->port);
+    EXPECT_INT(1, t.c[1], "FCALL", "ver", "0");
+    EXPECT_INT(3, t.c[1], "CLUSTER", "FNEPOCH");
+    stop_nodes(&t);
+}
+
 static void t_epochs_restart(void)
 {
     struct three t;
@@ -322,6 +562,19 @@ static void t_epochs_restart(void)
     snprintf(want, sizeof(want), "MOVED %lld 127.0.0.1:%d",
              CMD_INT(t.c[1], "CLUSTER", "KEYSLOT", key), t.s[0]->port);
     EXPECT_ERR(want, t.c[1], "GET", key);
+
+    /* A node down while a newer map was pushed gets it from a peer when it starts. */
+    eddy_free(t.c[2]);
+    h_server_stop(t.s[2]);
+    payload(&t, false, p, sizeof(p));
+    EXPECT_OK(t.c[0], "CLUSTER", "SETMAP", "6", p);
+    EXPECT_OK(t.c[1], "CLUSTER", "SETMAP", "6", p);
+    h_server_restart(t.s[2]);
+    t.c[2] = h_connect_port(t.s[2]->port);
+    info = CMD_TEXT(t.c[2], "CLUSTER", "INFO");
+    CHECK(strstr(info, "cluster_current_epoch:6\r\n") && strstr(info, "cluster_size:3\r\n"));
+    free(info);
+    EXPECT_OK(t.c[2], "SET", key, "mine again"); /* key's slot is node 2's in map 6 */
     stop_nodes(&t);
 }
 
@@ -410,6 +663,9 @@ void suite_cluster(void)
     h_run("cluster_formats", t_formats, H_OWN, 30);
     h_run("cluster_routing", t_routing, H_OWN, 30);
     h_run("cluster_functions", t_functions, H_OWN, 30);
+    h_run("cluster_mapreduce", t_mapreduce, H_OWN, 30);
+    h_run("cluster_remote_keys", t_remote_keys, H_OWN, 30);
+    h_run("cluster_function_catchup", t_function_catchup, H_OWN, 30);
     h_run("cluster_epochs_restart", t_epochs_restart, H_OWN, 30);
     h_run("cluster_keys_in_slot", t_keys_in_slot, H_OWN, 30);
     h_run("cluster_libeddy_routing", t_libeddy_cluster, H_OWN, 30);

@@ -1,6 +1,6 @@
 /* test_train.c - the model-training example (examples/train, issue 4) and MAPREDUCE
- * under stress: the loaders (key counts, idempotent reloads), featurization (values
- * decode, the same review gives the same features), the map/reduce gradient against an
+ * under stress: the loaders (key counts, idempotent reloads), featurization (blocks
+ * decode, block sizes, the same review gives the same features), the map/reduce gradient against an
  * independent computation here, store and client modes agreeing to 1e-9 after 3
  * epochs, accuracy on the real Amazon sentences (> 0.726, the word-list baseline) and
  * on synthetic data (within 0.02 of the true model), a map failing on one partition,
@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../../common/common.h"
 #include "harness.h"
 
 void suite_train(void);
@@ -245,99 +246,276 @@ static void t_loaders(void)
 
 /* ---- Featurization ------------------------------------------------------------------------ */
 
+/* A feature block (train.lua): "TRB1" | rows | rows classes | rows split flags | CSR
+ * "EVm1" rows cols nnz | rows+1 offsets | nnz indices | nnz values. Parsed here
+ * independently of the example's and the server's code. */
+struct blk {
+    uint32_t rows, cols, nnz;
+    const unsigned char *y, *test, *ptr, *idx, *val;
+};
+
+static void blk_parse(const char *key, const struct eddy_reply *v, struct blk *b)
+{
+    const unsigned char *p = (const unsigned char *)v->str;
+    if (v->type != EDDY_REPLY_STRING || v->len < 8 || memcmp(p, "TRB1", 4) != 0)
+        FAILF("%s is not a feature block: %s", key, h_describe(v));
+    b->rows = rd32(p + 4);
+    b->y = p + 8;
+    b->test = b->y + b->rows;
+    const unsigned char *m = b->test + b->rows;
+    CHECK(memcmp(m, "EVm1", 4) == 0 && rd32(m + 4) == b->rows);
+    b->cols = rd32(m + 8);
+    b->nnz = rd32(m + 12);
+    b->ptr = m + 16;
+    b->idx = b->ptr + 4 * ((size_t)b->rows + 1);
+    b->val = b->idx + 4 * (size_t)b->nnz;
+    CHECK_EQ_INT(v->len, 8 + 2 * (size_t)b->rows + 16 + 4 * ((size_t)b->rows + 1) + 12 * (size_t)b->nnz);
+    CHECK_EQ_INT(rd32(b->ptr), 0);
+    CHECK_EQ_INT(rd32(b->ptr + 4 * (size_t)b->rows), b->nnz);
+}
+
+static double blk_val(const struct blk *b, size_t k)
+{
+    double x;
+    memcpy(&x, b->val + 8 * k, 8);
+    return x;
+}
+
+/* Calls fn for every feature block (SCAN MATCH fb:* and GET). */
+static void each_block(eddy_ctx *c, void (*fn)(const struct blk *, void *), void *ud)
+{
+    char cursor[32] = "0";
+    do {
+        struct eddy_reply *r = CMD(c, "SCAN", cursor, "MATCH", "fb:*", "COUNT", "100");
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        for (size_t i = 0; i < r->element[1]->elements; i++) {
+            struct eddy_reply *v = CMD(c, "GET", r->element[1]->element[i]->str);
+            struct blk b;
+            blk_parse(r->element[1]->element[i]->str, v, &b);
+            fn(&b, ud);
+            eddy_reply_free(v);
+        }
+        eddy_reply_free(r);
+    } while (strcmp(cursor, "0") != 0);
+}
+
+struct shape {
+    long long rows, blocks, max_rows;
+};
+
+/* Every row: class 0/1, split 0/1, indices in 1..4097, values 1, the bias last. */
+static void check_shape(const struct blk *b, void *ud)
+{
+    struct shape *sh = ud;
+    CHECK_EQ_INT(b->cols, 4097);
+    for (uint32_t r = 0; r < b->rows; r++) {
+        CHECK(b->y[r] <= 1 && b->test[r] <= 1);
+        uint32_t lo = rd32(b->ptr + 4 * r), hi = rd32(b->ptr + 4 * (r + 1));
+        CHECK(hi >= lo + 2);
+        for (uint32_t k = lo; k < hi; k++) {
+            uint32_t i = rd32(b->idx + 4 * k);
+            CHECK(i >= 1 && i <= 4097 && blk_val(b, k) == 1.0);
+        }
+        CHECK_EQ_INT(rd32(b->idx + 4 * (hi - 1)), 4097);
+    }
+    sh->rows += b->rows;
+    sh->blocks++;
+    if (b->rows > sh->max_rows)
+        sh->max_rows = b->rows;
+}
+
+static struct shape shape_of(eddy_ctx *c)
+{
+    struct shape sh = {0};
+    each_block(c, check_shape, &sh);
+    return sh;
+}
+
+/* The block of one review alone in its slot: fb:{id}:0 with one row. */
+static struct eddy_reply *lone_block(eddy_ctx *c, const char *id)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "fb:{%s}:0", id);
+    struct eddy_reply *v = CMD(c, "GET", key);
+    struct blk b;
+    blk_parse(key, v, &b);
+    CHECK_EQ_INT(b.rows, 1);
+    return v;
+}
+
+/* An id formatted with one integer (a static buffer, valid until the next call). */
+static const char *fmt_id(const char *fmt, int n)
+{
+    static char buf[32];
+    snprintf(buf, sizeof(buf), fmt, n);
+    return buf;
+}
+
+/* True if no review s-0..s-299 other than s-<self> is in the slot of id. */
+static bool slot_free(const char *id, int self)
+{
+    unsigned sl = cm_key_slot(id, strlen(id));
+    for (int j = 0; j < 300; j++) {
+        const char *o = fmt_id("s-%d", j);
+        if (j != self && cm_key_slot(o, strlen(o)) == sl)
+            return false;
+    }
+    return true;
+}
+
 static void t_featurize(void)
 {
     struct h_server *s = h_server_start(NULL);
     eddy_ctx *c = h_connect_port(s->port);
     free(TRAIN(s->port, "load-synth", "--reviews", "300", "--seed", "2"));
-    /* A copy of a review under another id must get the same features. */
-    char *r0 = CMD_TEXT(c, "GET", "r:{s-0}");
-    EXPECT_OK(c, "SET", "r:{copy-of-0}", r0);
+    /* Ids whose slots hold no other review: s-<a> and a copy of it under another id. */
+    int a = 0;
+    while (!slot_free(fmt_id("s-%d", a), a))
+        a++;
+    CHECK(a < 300);
+    int cn = 0;
+    while (!slot_free(fmt_id("copy-%d", cn), -1))
+        cn++;
+    char copy[32];
+    snprintf(copy, sizeof(copy), "copy-%d", cn);
+    char rk[48], ck[48], ida[32];
+    snprintf(ida, sizeof(ida), "s-%d", a);
+    snprintf(rk, sizeof(rk), "r:{%s}", ida);
+    snprintf(ck, sizeof(ck), "r:{%s}", copy);
+    char *r0 = CMD_TEXT(c, "GET", rk);
+    EXPECT_OK(c, "SET", ck, r0);
     free(r0);
-    char *out = TRAIN(s->port, "featurize", "--bits", "12");
+    /* One review per block: 301 blocks. */
+    char *out = TRAIN(s->port, "featurize", "--bits", "12", "--block", "1");
+    CHECK(strstr(out, "featurized 301 of 301 reviews") != NULL && strstr(out, "301 blocks") != NULL);
+    free(out);
+    struct shape sh = shape_of(c);
+    CHECK_EQ_INT(sh.rows, 301);
+    CHECK_EQ_INT(sh.blocks, 301);
+    CHECK_EQ_INT(count_keys(c, "fb:*"), 301);
+    /* The same text gives the same row (class and features; the split depends on the id). */
+    struct eddy_reply *f0 = lone_block(c, ida), *f1 = lone_block(c, copy);
+    CHECK(f0->len == f1->len && f0->str[8] == f1->str[8] &&
+          memcmp(f0->str + 10, f1->str + 10, f0->len - 10) == 0);
+    eddy_reply_free(f1);
+    /* Blocks of up to 1000 reviews: one block per slot here; the old blocks are gone. */
+    out = TRAIN(s->port, "featurize", "--bits", "12");
     CHECK(strstr(out, "featurized 301 of 301 reviews") != NULL);
     free(out);
-    CHECK_EQ_INT(count_keys(c, "f:{*}"), 301);
-    struct eddy_reply *f0 = CMD(c, "GET", "f:{s-0}");
-    struct eddy_reply *f1 = CMD(c, "GET", "f:{copy-of-0}");
-    CHECK(f0->type == EDDY_REPLY_STRING && f1->type == EDDY_REPLY_STRING);
-    CHECK(f0->len == f1->len && memcmp(f0->str + 2, f1->str + 2, f0->len - 2) == 0);
-    /* Layout: class, split, then "EVs1" n, n indices in 1..D+1, n values; bias last. */
-    const unsigned char *p = (const unsigned char *)f0->str;
-    CHECK((p[0] == '0' || p[0] == '1') && (p[1] == '0' || p[1] == '1'));
-    CHECK(memcmp(p + 2, "EVs1", 4) == 0);
-    uint32_t n = rd32(p + 6);
-    CHECK(n >= 2 && f0->len == 10 + 12 * (size_t)n);
-    for (uint32_t k = 0; k < n; k++) {
-        uint32_t i = rd32(p + 10 + 4 * k);
-        double v;
-        memcpy(&v, p + 10 + 4 * (size_t)n + 8 * k, 8);
-        CHECK(i >= 1 && i <= 4097 && v == 1.0);
+    sh = shape_of(c);
+    CHECK_EQ_INT(sh.rows, 301);
+    static bool used[CM_SLOTS];
+    int slots = 0;
+    for (int i = 0; i <= 300; i++) {
+        char k[32];
+        if (i < 300)
+            snprintf(k, sizeof(k), "s-%d", i);
+        else
+            snprintf(k, sizeof(k), "%s", copy);
+        unsigned sl = cm_key_slot(k, strlen(k));
+        slots += !used[sl];
+        used[sl] = true;
     }
-    CHECK_EQ_INT(rd32(p + 10 + 4 * (n - 1)), 4097);
+    CHECK_EQ_INT(sh.blocks, slots); /* one block per slot with reviews */
+    CHECK_EQ_INT(count_keys(c, "fb:*"), sh.blocks);
+    /* A lone review's row is the same whichever block size made it. */
+    f1 = lone_block(c, ida);
+    CHECK(f0->len == f1->len && memcmp(f0->str, f1->str, f0->len) == 0);
     eddy_reply_free(f0);
     eddy_reply_free(f1);
+    /* Three reviews in one slot (and no other there) with blocks of 2 rows at most: in
+     * key order, fb:{<id 1>}:0 with reviews 1 and 2, fb:{<id 3>}:1 with review 3. */
+    static unsigned short seen[CM_SLOTS];
+    char ids[3][32];
+    int found = 0;
+    for (int n = 0; found < 3; n++) {
+        char k[32];
+        snprintf(k, sizeof(k), "t-%d", n);
+        unsigned sl = cm_key_slot(k, strlen(k));
+        if (!slot_free(k, -1) || ++seen[sl] < 3)
+            continue;
+        for (int m = 0; m <= n && found < 3; m++) { /* the three ids of this slot */
+            snprintf(k, sizeof(k), "t-%d", m);
+            if (cm_key_slot(k, strlen(k)) == sl)
+                snprintf(ids[found++], sizeof(ids[0]), "%s", k);
+        }
+    }
+    char keys[3][48];
+    for (int i = 0; i < 3; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "r:{%s}", ids[i]);
+        EXPECT_OK(c, "SET", keys[i], i == 1 ? "0\tbad" : "1\tgood good");
+    }
+    qsort(keys, 3, sizeof(keys[0]), (int (*)(const void *, const void *))strcmp);
+    out = TRAIN(s->port, "featurize", "--bits", "12", "--block", "2");
+    free(out);
+    sh = shape_of(c);
+    CHECK_EQ_INT(sh.rows, 304);
+    CHECK_EQ_INT(sh.max_rows, 2);
+    char bk[160];
+    struct blk b;
+    snprintf(bk, sizeof(bk), "fb:%s:0", keys[0] + 2); /* named after their first review */
+    struct eddy_reply *v = CMD(c, "GET", bk);
+    blk_parse(bk, v, &b);
+    CHECK_EQ_INT(b.rows, 2);
+    eddy_reply_free(v);
+    snprintf(bk, sizeof(bk), "fb:%s:1", keys[2] + 2);
+    v = CMD(c, "GET", bk);
+    blk_parse(bk, v, &b);
+    CHECK_EQ_INT(b.rows, 1);
+    eddy_reply_free(v);
     /* Featurizing again changes nothing. */
-    struct eddy_reply *before = CMD(c, "GET", "f:{s-7}");
-    free(TRAIN(s->port, "featurize", "--bits", "12"));
-    struct eddy_reply *after = CMD(c, "GET", "f:{s-7}");
+    struct eddy_reply *before = lone_block(c, copy);
+    free(TRAIN(s->port, "featurize", "--bits", "12", "--block", "2"));
+    struct eddy_reply *after = lone_block(c, copy);
     CHECK(before->len == after->len && memcmp(before->str, after->str, before->len) == 0);
     eddy_reply_free(before);
     eddy_reply_free(after);
-    CHECK_EQ_INT(count_keys(c, "f:{*}"), 301);
+    CHECK_EQ_INT(shape_of(c).rows, 304);
     eddy_free(c);
     h_server_free(s);
 }
 
 /* ---- The gradient against an independent computation --------------------------------------- */
 
-/* Logistic gradient sum, loss and counts over every feature record, computed here. */
+/* Logistic gradient sum, loss and counts over every feature row, computed here. */
 struct ref {
     double *g, loss, tloss;
+    const double *w;
     long long ntr, nte, corr, tcorr;
 };
+
+static void ref_block(const struct blk *b, void *ud)
+{
+    struct ref *R = ud;
+    for (uint32_t r = 0; r < b->rows; r++) {
+        uint32_t lo = rd32(b->ptr + 4 * r), hi = rd32(b->ptr + 4 * (r + 1));
+        int y = b->y[r];
+        double z = 0;
+        for (uint32_t k = lo; k < hi; k++)
+            z += R->w[rd32(b->idx + 4 * k) - 1] * blk_val(b, k);
+        double prob = 1 / (1 + exp(-z));
+        double loss = -(y ? log(prob) : log(1 - prob));
+        bool hit = (z > 0) == (y == 1);
+        if (b->test[r]) {
+            R->nte++;
+            R->tloss += loss;
+            R->tcorr += hit;
+        } else {
+            R->ntr++;
+            R->loss += loss;
+            R->corr += hit;
+            for (uint32_t k = lo; k < hi; k++)
+                R->g[rd32(b->idx + 4 * k) - 1] += (prob - y) * blk_val(b, k);
+        }
+    }
+}
 
 static void ref_compute(eddy_ctx *c, const double *w, size_t dim, struct ref *R)
 {
     memset(R, 0, sizeof(*R));
     R->g = calloc(dim, sizeof(double));
-    char cursor[32] = "0";
-    do {
-        struct eddy_reply *r = CMD(c, "SCAN", cursor, "MATCH", "f:{*}", "COUNT", "1000");
-        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
-        for (size_t i = 0; i < r->element[1]->elements; i++) {
-            struct eddy_reply *v = CMD(c, "GET", r->element[1]->element[i]->str);
-            const unsigned char *p = (const unsigned char *)v->str;
-            int y = p[0] - '0';
-            bool test = p[1] == '1';
-            uint32_t n = rd32(p + 6);
-            double z = 0;
-            for (uint32_t k = 0; k < n; k++) {
-                double x;
-                memcpy(&x, p + 10 + 4 * (size_t)n + 8 * k, 8);
-                z += w[rd32(p + 10 + 4 * k) - 1] * x;
-            }
-            double prob = 1 / (1 + exp(-z));
-            double loss = -(y ? log(prob) : log(1 - prob));
-            bool hit = (z > 0) == (y == 1);
-            if (test) {
-                R->nte++;
-                R->tloss += loss;
-                R->tcorr += hit;
-            } else {
-                R->ntr++;
-                R->loss += loss;
-                R->corr += hit;
-                for (uint32_t k = 0; k < n; k++) {
-                    double x;
-                    memcpy(&x, p + 10 + 4 * (size_t)n + 8 * k, 8);
-                    R->g[rd32(p + 10 + 4 * k) - 1] += (prob - y) * x;
-                }
-            }
-            eddy_reply_free(v);
-        }
-        eddy_reply_free(r);
-    } while (strcmp(cursor, "0") != 0);
+    R->w = w;
+    each_block(c, ref_block, R);
 }
 
 static bool close_to(double a, double b, double tol)
@@ -345,11 +523,11 @@ static bool close_to(double a, double b, double tol)
     return fabs(a - b) <= tol * fmax(1, fmax(fabs(a), fabs(b)));
 }
 
-/* Checks a MAPREDUCE train_grad @sum reply against the reference. */
+/* Checks a MAPREDUCE train_grad train_sum reply against the reference. */
 static void check_grad(const struct eddy_reply *r, const struct ref *R, size_t dim)
 {
     if (r->type != EDDY_REPLY_ARRAY || r->elements != 7)
-        FAILF("MAPREDUCE train_grad @sum: %s", h_describe(r));
+        FAILF("MAPREDUCE train_grad train_sum: %s", h_describe(r));
     CHECK_EQ_INT(num(r->element[0]), R->ntr);
     CHECK_EQ_INT(num(r->element[2]), R->corr);
     CHECK_EQ_INT(num(r->element[3]), R->nte);
@@ -379,7 +557,7 @@ static void t_grad_vs_client(void)
     eddy_ctx *c = h_connect_port(s->port);
     free(TRAIN(s->port, "load-synth", "--reviews", "600", "--seed", "3"));
     free(TRAIN(s->port, "featurize", "--bits", "10"));
-    /* Two store epochs give non-trivial weights; then one gradient with @sum. */
+    /* Two store epochs give non-trivial weights; then one gradient with train_sum. */
     free(TRAIN(s->port, "train", "--mode", "store", "--epochs", "2"));
     size_t dim;
     int k;
@@ -390,7 +568,7 @@ static void t_grad_vs_client(void)
     ref_compute(c, w, dim, &R);
     CHECK_EQ_INT(R.ntr + R.nte, 600);
     CHECK(R.nte > 60 && R.nte < 200);
-    struct eddy_reply *r = CMD(c, "MAPREDUCE", "train_grad", "@sum", "1024", "2");
+    struct eddy_reply *r = CMD(c, "MAPREDUCE", "train_grad", "train_sum", "1024", "2");
     check_grad(r, &R, dim);
     eddy_reply_free(r);
     r = CMD(c, "MAPREDUCE", "train_grad", "train_step", "1024", "2", "0", "0", "0");
@@ -418,6 +596,63 @@ static void t_grad_vs_client(void)
     free(R.g);
     eddy_free(c);
     h_server_free(s);
+}
+
+/* The example on a 3-node cluster: the reviews spread over the nodes, MAPREDUCE runs
+ * the maps of every node (each reads the weights from their owner), the client mode
+ * pulls every node's blocks, and both give the losses a single server gives. */
+static void t_cluster(void)
+{
+    enum { N = 3 };
+    struct h_server *s[N];
+    eddy_ctx *c[N];
+    char payload[1024];
+    size_t n = 0;
+    for (int i = 0; i < N; i++) {
+        s[i] = h_server_start("--cluster-enabled", "yes", NULL);
+        c[i] = h_connect_port(s[i]->port);
+        char *id = CMD_TEXT(c[i], "CLUSTER", "MYID");
+        n += (size_t)snprintf(payload + n, sizeof(payload) - n, "node %s 127.0.0.1 %d\n", id,
+                              s[i]->port);
+        free(id);
+    }
+    for (int i = 0; i < N; i++) {
+        char *id = CMD_TEXT(c[i], "CLUSTER", "MYID");
+        n += (size_t)snprintf(payload + n, sizeof(payload) - n, "slots %s %d-%d\n", id,
+                              i * CM_SLOTS / N, (i + 1) * CM_SLOTS / N - 1);
+        free(id);
+    }
+    for (int i = 0; i < N; i++)
+        EXPECT_OK(c[i], "CLUSTER", "SETMAP", "1", payload);
+    char csv[512];
+    csv_path_for(s[0], csv, sizeof(csv));
+    free(TRAIN(s[0]->port, "load-synth", "--reviews", "1500", "--seed", "11"));
+    for (int i = 0; i < N; i++) {
+        long long keys = CMD_INT(c[i], "DBSIZE");
+        CHECK(keys > 300 && keys < 800); /* about a third of the reviews each */
+    }
+    free(TRAIN(s[0]->port, "featurize", "--bits", "12"));
+    free(TRAIN(s[1]->port, "train", "--mode", "both", "--epochs", "3", "--lr", "1", "--csv", csv));
+    double ls[3], lc[3], l1[3];
+    CHECK_EQ_INT(csv_losses(csv, "store", ls, 3), 3);
+    CHECK_EQ_INT(csv_losses(csv, "client", lc, 3), 3);
+    for (int i = 0; i < N; i++) {
+        eddy_free(c[i]);
+        h_server_free(s[i]);
+    }
+    /* The same data and epochs on one server. */
+    struct h_server *one = h_server_start(NULL);
+    csv_path_for(one, csv, sizeof(csv));
+    free(TRAIN(one->port, "load-synth", "--reviews", "1500", "--seed", "11"));
+    free(TRAIN(one->port, "featurize", "--bits", "12"));
+    free(TRAIN(one->port, "train", "--mode", "store", "--epochs", "3", "--lr", "1", "--csv", csv));
+    CHECK_EQ_INT(csv_losses(csv, "store", l1, 3), 3);
+    h_server_free(one);
+    for (int i = 0; i < 3; i++)
+        if (!close_to(ls[i], lc[i], 1e-9) || !close_to(ls[i], l1[i], 1e-9))
+            FAILF("epoch %d: loss %.17g (cluster, store) %.17g (cluster, client) %.17g (one "
+                  "server)", i + 1, ls[i], lc[i], l1[i]);
+    CHECK(ls[2] < ls[0]);
 }
 
 static void t_store_vs_client(void)
@@ -631,7 +866,7 @@ static void t_concurrent_writes(void)
     free(TRAIN(s->port, "featurize", "--bits", "12"));
     free(TRAIN(s->port, "train", "--mode", "store", "--epochs", "1"));
     load_test_lib(c);
-    struct eddy_reply *ref = CMD(c, "MAPREDUCE", "train_grad", "@sum", "4096", "2");
+    struct eddy_reply *ref = CMD(c, "MAPREDUCE", "train_grad", "train_sum", "4096", "2");
     CHECK(ref->type == EDDY_REPLY_ARRAY && ref->elements == 7);
     struct eddy_reply *cref = CMD(c, "MAPREDUCE", "trtest_count", "@sum");
     CHECK(cref->type == EDDY_REPLY_ARRAY && num(cref->element[0]) == 4000);
@@ -643,7 +878,7 @@ static void t_concurrent_writes(void)
     }
     h_sleep_ms(200);
     for (int round = 0; round < 3; round++) {
-        struct eddy_reply *r = CMD(c, "MAPREDUCE", "train_grad", "@sum", "4096", "2");
+        struct eddy_reply *r = CMD(c, "MAPREDUCE", "train_grad", "train_sum", "4096", "2");
         CHECK(r->type == EDDY_REPLY_ARRAY && r->elements == 7);
         for (int j = 0; j < 6; j++)
             CHECK(num(r->element[j]) == num(ref->element[j]));
@@ -674,6 +909,7 @@ void suite_train(void)
 {
     h_run("train_loaders", t_loaders, H_OWN, 60);
     h_run("train_featurize", t_featurize, H_OWN, 60);
+    h_run("train_cluster", t_cluster, H_OWN, 90);
     h_run("train_grad_vs_client", t_grad_vs_client, H_OWN, 60);
     h_run("train_store_vs_client", t_store_vs_client, H_OWN, 120);
     h_run("train_real_accuracy", t_real_accuracy, H_OWN, 120);

@@ -1656,6 +1656,12 @@ static void t_kill_and_timeout(void)
     "  local x = 0 for i = 1, 300 do x = x + i end\n"                                          \
     "  redis.call('SET', keys[1], tostring(v + 1))\n"                                          \
     "  return v + 1 end)\n"                                                                    \
+    "redis.register_function('tx_commit', function(keys)\n"                                    \
+    "  local v = tonumber(eddy.get(keys[1]) or '0')\n"                                         \
+    "  local x = 0 for i = 1, 300 do x = x + i end\n"                                          \
+    "  eddy.set(keys[1], tostring(v + 1))\n"                                                   \
+    "  eddy.commit()\n"                                                                        \
+    "  return v + 1 end)\n"                                                                    \
     "redis.register_function('tx_transfer', function(keys, args)\n"                            \
     "  local amt = tonumber(args[1])\n"                                                        \
     "  local a = tonumber(redis.call('GET', keys[1]))\n"                                       \
@@ -1699,27 +1705,33 @@ static void t_txn_counters(void)
     eddy_ctx *c = h_connect();
     EXPECT_OK(c, "FUNCTION", "FLUSH");
     LOAD_LIB(c, "tx", LIB_TX);
-    EXPECT_INT(0, c, "DEL", "tx:incr", "tx:rmw");
-    h_raise_nofile(4 * CLIENTS + 64);
-    pid_t pids[2 * CLIENTS];
+    EXPECT_INT(0, c, "DEL", "tx:incr", "tx:rmw", "tx:commit");
+    h_raise_nofile(6 * CLIENTS + 64);
+    pid_t pids[3 * CLIENTS];
     int64_t t0 = h_now_ms();
-    for (int i = 0; i < 2 * CLIENTS; i++) {
+    for (int i = 0; i < 3 * CLIENTS; i++) {
         fflush(stdout);
         fflush(stderr);
         pids[i] = fork();
         CHECK(pids[i] >= 0);
         if (pids[i] == 0) {
-            if (i % 2 == 0)
+            /* tx_commit: a conflict at eddy.commit() retries the call, so every
+             * increment is applied exactly once and every reply is an integer. */
+            if (i % 3 == 0)
                 counter_client("tx_incr", "tx:incr", PER);
-            else
+            else if (i % 3 == 1)
                 counter_client("tx_rmw", "tx:rmw", PER);
+            else
+                counter_client("tx_commit", "tx:commit", PER / 2);
         }
     }
-    wait_helpers(pids, 2 * CLIENTS, "counter clients");
-    fprintf(stderr, "  txn: %d FCALLs in %lld ms\n", 2 * CLIENTS * PER, (long long)(h_now_ms() - t0));
+    wait_helpers(pids, 3 * CLIENTS, "counter clients");
+    fprintf(stderr, "  txn: %d FCALLs in %lld ms\n", 2 * CLIENTS * PER + CLIENTS * PER / 2,
+            (long long)(h_now_ms() - t0));
     EXPECT_BULK("50000", c, "GET", "tx:incr");
     EXPECT_BULK("50000", c, "GET", "tx:rmw");
-    EXPECT_INT(2, c, "DEL", "tx:incr", "tx:rmw");
+    EXPECT_BULK("25000", c, "GET", "tx:commit");
+    EXPECT_INT(3, c, "DEL", "tx:incr", "tx:rmw", "tx:commit");
     EXPECT_OK(c, "FUNCTION", "FLUSH");
     eddy_free(c);
 }

@@ -217,6 +217,66 @@ TEST(scan_in_slot_order_with_resume)
     close_eng(e);
 }
 
+/* A prefix scan returns exactly the keys with the prefix, in (slot, key) order, also
+ * when a slot holds keys before and after it, paged and resumed like eng_scan, and
+ * through a transaction's own writes. */
+TEST(scan_with_prefix)
+{
+    struct eng *e = open_eng();
+    char k[16];
+    /* "{t}" keys share one slot: "a", "fb:", "fc", "r:" sort around the prefix "fb:". */
+    const char *tagged[] = {"a{t}", "fb:{t}1", "fb:{t}2", "fb", "fc{t}", "r:{t}", "fb:{t}3"};
+    for (size_t i = 0; i < sizeof(tagged) / sizeof(*tagged); i++)
+        put(e, tagged[i], "v", 0);
+    for (int i = 0; i < 30; i++) {
+        snprintf(k, sizeof(k), i % 3 ? "r:%d" : "fb:%d", i);
+        put(e, k, "v", 0);
+    }
+    struct seen all = {0};
+    char *next = NULL;
+    size_t nl = 0;
+    CHECK_EQ_INT(eng_scan_prefix(e, NULL, 0, CM_SLOTS - 1, "fb:", 3, NULL, 0, 0, 0, seen_fn, &all,
+                                 &next, &nl, NULL), 0);
+    CHECK_EQ_INT(all.n, 13); /* 10 fb:<n> + 3 fb:{t} */
+    for (int i = 0; i < all.n; i++)
+        CHECK(strncmp(all.keys[i], "fb:", 3) == 0);
+    for (int i = 1; i < all.n; i++)
+        CHECK(cm_key_slot(all.keys[i - 1], strlen(all.keys[i - 1])) <=
+              cm_key_slot(all.keys[i], strlen(all.keys[i])));
+    struct seen paged = {0};
+    char *pos = NULL;
+    size_t pl = 0;
+    do {
+        CHECK_EQ_INT(eng_scan_prefix(e, NULL, 0, CM_SLOTS - 1, "fb:", 3, pos, pl, 4, 0, seen_fn,
+                                     &paged, &next, &nl, NULL), 0);
+        cm_free(pos);
+        pos = next;
+        pl = nl;
+    } while (pos != NULL);
+    CHECK_EQ_INT(paged.n, 13);
+    for (int i = 0; i < 13; i++)
+        CHECK_STR(paged.keys[i], all.keys[i]);
+    /* A transaction sees its own new key with the prefix, not the others. */
+    struct eng_txn *t = eng_txn_begin(e);
+    CHECK_EQ_INT(eng_txn_put(t, "fb:{t}0", 7, ENG_T_STRING, 0, "x", 1), 0);
+    CHECK_EQ_INT(eng_txn_put(t, "fa{t}", 5, ENG_T_STRING, 0, "x", 1), 0);
+    unsigned slot = cm_key_slot("{t}", 3);
+    struct eng_iter *i = eng_iter_new(e, t, ENG_ITER_OWN_WRITES, slot, slot, NULL, 0);
+    CHECK_EQ_INT(eng_iter_set_prefix(i, "fb:", 3), 0);
+    const char *key;
+    size_t klen;
+    struct eng_item item;
+    int n = 0;
+    while (eng_iter_next(i, 0, &key, &klen, &item, NULL) == 1) {
+        CHECK(klen >= 3 && memcmp(key, "fb:", 3) == 0);
+        n++;
+    }
+    CHECK_EQ_INT(n, 4);
+    eng_iter_free(i);
+    eng_txn_free(t);
+    close_eng(e);
+}
+
 TEST(transactions_snapshot_own_writes_conflicts)
 {
     struct eng *e = open_eng();
@@ -391,6 +451,95 @@ TEST(batch_touches_savepoint_clear)
     close_eng(e);
 }
 
+/* The slot watch of online migration: writes to watched slots are recorded (batches,
+ * transactions, rolled-back batch parts excluded), a fence refuses them with CM_EAGAIN
+ * and applies nothing, FLUSHALL makes the record lost, and a range drop empties the
+ * slot. */
+TEST(slot_watch_fence_and_drop)
+{
+    struct eng *e = open_eng();
+    uint8_t slots[CM_SLOTS / 8] = {0};
+    unsigned s = cm_key_slot("{w}", 3);
+    slots[s / 8] |= (uint8_t)(1u << (s % 8));
+    put(e, "{w}old", "1", 0);
+    CHECK_EQ_INT(eng_watch_start(e, slots), 0);
+    CHECK_EQ_INT(eng_watch_start(e, slots), CM_EINVAL);
+    put(e, "other", "x", 0); /* another slot: not recorded */
+    put(e, "{w}a", "2", 0);
+    struct eng_batch *b = eng_batch_new(e);
+    CHECK_EQ_INT(eng_batch_put(b, "{w}b", 4, ENG_T_STRING, 0, "3", 1), 0);
+    eng_batch_savepoint(b);
+    CHECK_EQ_INT(eng_batch_put(b, "{w}rolled", 9, ENG_T_STRING, 0, "4", 1), 0);
+    eng_batch_rollback(b);
+    eng_batch_del(b, "{w}old", 6);
+    CHECK_EQ_INT(eng_write(e, b, NULL), 0);
+    eng_batch_free(b);
+    struct eng_txn *t = eng_txn_begin(e);
+    CHECK_EQ_INT(eng_txn_put(t, "{w}c", 4, ENG_T_STRING, 0, "5", 1), 0);
+    CHECK_EQ_INT(eng_txn_commit(t, NULL), 0);
+    eng_txn_free(t);
+    struct cm_buf keys;
+    cm_buf_init(&keys);
+    size_t n = 0;
+    CHECK_EQ_INT(eng_watch_take(e, &keys, &n), 0);
+    CHECK_EQ_INT(n, 4);
+    const char *want[] = {"{w}a", "{w}b", "{w}old", "{w}c"};
+    size_t off = 0;
+    for (int i = 0; i < 4; i++) {
+        uint32_t l;
+        memcpy(&l, keys.p + off, 4);
+        CHECK_MEM(keys.p + off + 4, l, want[i], strlen(want[i]));
+        off += 4 + l;
+    }
+    CHECK_EQ_INT(eng_watch_take(e, &keys, &n), 0);
+    CHECK_EQ_INT(n, 0);
+    /* Fenced: refused, nothing applied; other slots still written. */
+    eng_watch_fence(e, true);
+    b = eng_batch_new(e);
+    CHECK_EQ_INT(eng_batch_put(b, "other2", 6, ENG_T_STRING, 0, "y", 1), 0);
+    CHECK_EQ_INT(eng_batch_put(b, "{w}d", 4, ENG_T_STRING, 0, "6", 1), 0);
+    struct cm_err err = {0};
+    CHECK_EQ_INT(eng_write(e, b, &err), CM_EAGAIN);
+    CHECK(strncmp(err.msg, "TRYAGAIN", 8) == 0);
+    eng_batch_free(b);
+    char v[16];
+    CHECK_EQ_INT(get(e, "other2", 0, v, sizeof(v)), CM_ENOTFOUND);
+    t = eng_txn_begin(e);
+    CHECK_EQ_INT(eng_txn_put(t, "{w}e", 4, ENG_T_STRING, 0, "7", 1), 0);
+    CHECK_EQ_INT(eng_txn_commit(t, NULL), CM_EAGAIN);
+    eng_txn_free(t);
+    CHECK_EQ_INT(get(e, "{w}e", 0, v, sizeof(v)), CM_ENOTFOUND);
+    put(e, "other3", "z", 0);
+    eng_watch_fence(e, false);
+    put(e, "{w}f", "8", 0);
+    CHECK_EQ_INT(eng_watch_take(e, &keys, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    /* FLUSHALL while watching: the record is lost. */
+    CHECK_EQ_INT(eng_flush_all(e, NULL), 0);
+    CHECK_EQ_INT(eng_watch_take(e, &keys, &n), CM_ELIMIT);
+    eng_watch_stop(e);
+    CHECK_EQ_INT(eng_watch_start(e, slots), 0);
+    eng_watch_stop(e);
+    /* Dropping the slot deletes its keys only. */
+    put(e, "{w}g", "9", 0);
+    put(e, "keep", "k", 0);
+    CHECK_EQ_INT(eng_drop_slots(e, s, s, NULL), 0);
+    CHECK_EQ_INT(eng_count_keys(e, NULL, s, s, 0), 0);
+    CHECK_EQ_INT(get(e, "keep", 0, v, sizeof(v)), 0);
+    /* Slots given away refuse writes until they are accepted again. */
+    eng_slots_refuse(e, slots, true);
+    b = eng_batch_new(e);
+    CHECK_EQ_INT(eng_batch_put(b, "{w}late", 7, ENG_T_STRING, 0, "x", 1), 0);
+    CHECK_EQ_INT(eng_write(e, b, &err), CM_EAGAIN);
+    eng_batch_free(b);
+    put(e, "keep2", "k", 0);
+    eng_slots_refuse(e, slots, false);
+    put(e, "{w}late", "y", 0);
+    CHECK_EQ_INT(get(e, "{w}late", 0, v, sizeof(v)), 0);
+    cm_buf_deinit(&keys);
+    close_eng(e);
+}
+
 int main(void)
 {
     RUN(key_encoding);
@@ -398,11 +547,13 @@ int main(void)
     RUN(get_put_delete_persist);
     RUN(expiry_lazy_and_active);
     RUN(scan_in_slot_order_with_resume);
+    RUN(scan_with_prefix);
     RUN(transactions_snapshot_own_writes_conflicts);
     RUN(iterator_over_snapshot_and_own_writes);
     RUN(metadata_and_flush);
     RUN(group_commit_sync);
     RUN(lockset_dedup_and_order);
     RUN(batch_touches_savepoint_clear);
+    RUN(slot_watch_fence_and_drop);
     return unit_done();
 }

@@ -556,6 +556,123 @@ static void *capped_alloc(void *ud, void *p, size_t osize, size_t nsize)
     return q;
 }
 
+/* CSR matrices: encoding, products and the regression kernel against plain Lua
+ * arithmetic on the same rows (the same operations in the same order: equal bits). */
+TEST(vec_csr)
+{
+    lua_State *L = new_state(NULL);
+    run(L, "rows = {{1, 3}, {}, {2, 2, 4}}; vals = {{0.5, 2}, {}, {1, -1, 3}}\n"
+           "s = vec.encode_csr(4, rows, vals); X = vec.decode_csr(s)");
+    CHECK_LUA_STR(L, "#s", "92"); /* 16 + 4 * 4 + 12 * 5 */
+    CHECK_LUA_STR(L, "tostring(X)", "csr(3 x 4, 5 entries)");
+    CHECK_LUA_STR(L, "#X .. ' ' .. X:rows() .. ' ' .. X:cols() .. ' ' .. X:nnz()", "3 3 4 5");
+    CHECK_LUA_STR(L, "getmetatable(X)", "eddy.csr");
+    CHECK_LUA_STR(L, "tostring(vec.ismatrix(X)) .. tostring(vec.ismatrix(s))", "truefalse");
+    CHECK_LUA_STR(L, "(function() local i, v = X:row(3); return tostring(i) .. tostring(v) end)()",
+                  "vec(3)[2, 2, 4]vec(3)[1, -1, 3]");
+    CHECK_LUA_STR(L, "(function() local i, v = X:row(2); return #i .. #v end)()", "00");
+    CHECK_LUA_STR(L, "tostring(X:mul(vec.from{1, 10, 100, 1000}))", "vec(3)[200.5, 0, 3000]");
+    CHECK_LUA_STR(L, "tostring(X:tmul(vec.from{1, 5, 2}, vec.from{1, 1, 1, 1}))",
+                  "vec(4)[1.5, 1, 3, 7]");
+    /* No values: every value is 1; decoding from an offset inside a string. */
+    CHECK_LUA_STR(L, "tostring(vec.decode_csr('head' .. vec.encode_csr(3, {{1}, {3, 3}}), 5)"
+                     ":mul(vec.from{2, 0, 5}))",
+                  "vec(2)[2, 10]");
+    /* Logistic regression: the kernel against the same arithmetic in Lua. */
+    run(L, "function ref(X, W, y, test)\n"
+           "  local K = #W; local G = {}; for k = 1, K do G[k] = vec.new(X:cols()) end\n"
+           "  local st = {0, 0.0, 0, 0, 0.0, 0}\n"
+           "  for r = 1, X:rows() do\n"
+           "    local idx, val = X:row(r); local yr = y:byte(r); local held = test and test:byte(r) ~= 0\n"
+           "    local l, pred\n"
+           "    if K == 1 then\n"
+           "      local z = W[1]:sdot(idx, val); local e, p\n"
+           "      if z >= 0 then e = math.exp(-z); p = 1 / (1 + e); l = yr == 1 and math.log(1 + e) or z + math.log(1 + e)\n"
+           "      else e = math.exp(z); p = e / (1 + e); l = yr == 1 and -z + math.log(1 + e) or math.log(1 + e) end\n"
+           "      pred = z > 0 and 1 or 0\n"
+           "      if not held then G[1]:saxpy(p - yr, idx, val) end\n"
+           "    else\n"
+           "      local s, e, m, Z = {}, {}, -math.huge, 0.0; pred = 0\n"
+           "      for k = 1, K do s[k] = W[k]:sdot(idx, val); if s[k] > m then m, pred = s[k], k - 1 end end\n"
+           "      for k = 1, K do e[k] = math.exp(s[k] - m); Z = Z + e[k] end\n"
+           "      l = math.log(Z) + m - s[yr + 1]\n"
+           "      if not held then for k = 1, K do G[k]:saxpy(e[k] / Z - (k == yr + 1 and 1 or 0), idx, val) end end\n"
+           "    end\n"
+           "    local hit = pred == yr and 1 or 0\n"
+           "    if held then st[4], st[5], st[6] = st[4] + 1, st[5] + l, st[6] + hit\n"
+           "    else st[1], st[2], st[3] = st[1] + 1, st[2] + l, st[3] + hit end\n"
+           "  end\n"
+           "  return st, G\n"
+           "end\n"
+           "math.randomseed(7)\n"
+           "rows, vals = {}, {}\n"
+           "for r = 1, 200 do rows[r], vals[r] = {}, {}\n"
+           "  for k = 1, math.random(0, 12) do rows[r][k] = math.random(1, 50); vals[r][k] = math.random() * 4 - 2 end end\n"
+           "X = vec.decode_csr(vec.encode_csr(50, rows, vals))\n"
+           "function rnd(n) local v = vec.new(n); for i = 1, n do v[i] = math.random() - 0.5 end; return v end\n"
+           "function labels(K) local t = {}; for r = 1, 200 do t[r] = string.char(math.random(0, K - 1)) end; return table.concat(t) end\n"
+           "test = {}; for r = 1, 200 do test[r] = string.char(math.random() < 0.2 and 1 or 0) end; test = table.concat(test)\n"
+           "function same(K)\n"
+           "  local W = {}; for k = 1, K do W[k] = rnd(50) end\n"
+           "  local y = labels(K == 1 and 2 or K)\n"
+           "  local st, Gr = ref(X, W, y, test)\n"
+           "  local G = {}; for k = 1, K do G[k] = vec.new(50) end\n"
+           "  local got = {X:glm_grad(K == 1 and W[1] or W, K == 1 and G[1] or G, y, test)}\n"
+           "  for i = 1, 6 do if got[i] ~= st[i] then return 'stat ' .. i .. ': ' .. tostring(got[i]) .. ' vs ' .. tostring(st[i]) end end\n"
+           "  for k = 1, K do if not (G[k] == Gr[k]) then return 'gradient ' .. k end end\n"
+           "  return 'same ' .. got[1] .. ' ' .. got[4]\n"
+           "end");
+    CHECK_LUA_STR(L, "same(1)", "same 167 33");
+    CHECK_LUA_STR(L, "same(5)", "same 167 33");
+    /* Without test flags every row is a training row. */
+    CHECK_LUA_STR(L, "select(1, X:glm_grad(vec.new(50), vec.new(50), labels(2)))", "200");
+    lua_close(L);
+}
+
+TEST(vec_nonzeros)
+{
+    lua_State *L = new_state(NULL);
+    CHECK_LUA_STR(L, "(function() local i, v = vec.from{0, 2.5, 0, -1, 0/0, 0}:nonzeros()\n"
+                     "return tostring(i) .. v[1] .. ' ' .. v[2] .. ' ' .. tostring(v[3] ~= v[3]) end)()",
+                  "vec(3)[2, 4, 5]2.5 -1.0 true"); /* NaN counts as non-zero */
+    CHECK_LUA_STR(L, "(function() local i, v = vec.new(4):nonzeros() return #i .. #v end)()", "00");
+    /* Added back with saxpy, the non-zeros rebuild the vector. */
+    CHECK_LUA_STR(L, "(function() local w = vec.from{0, 3, 0, 0, 7}\n"
+                     "local i, v = w:nonzeros() return tostring(vec.new(5):saxpy(1, i, v) == w) end)()",
+                  "true");
+    lua_close(L);
+}
+
+TEST(vec_csr_errors)
+{
+    lua_State *L = new_state(NULL);
+    run(L, "s = vec.encode_csr(4, {{1, 3}, {2}}); X = vec.decode_csr(s)");
+    CHECK_LUA_ERR(L, "vec.encode_csr(4, {{5}})", "index 5 out of range 1..4");
+    CHECK_LUA_ERR(L, "vec.encode_csr(4, {{1, 2}}, {{1}})", "row 1 has 2 indices and 1 values");
+    CHECK_LUA_ERR(L, "vec.encode_csr(-1, {})", "columns -1 out of range");
+    CHECK_LUA_ERR(L, "vec.decode_csr('EVm1')", "bad magic or too short");
+    CHECK_LUA_ERR(L, "vec.decode_csr(s:sub(1, -2))", "size mismatch");
+    CHECK_LUA_ERR(L, "vec.decode_csr(s .. 'x')", "size mismatch");
+    CHECK_LUA_ERR(L, "vec.decode_csr(s, 0)", "init 0 out of range");
+    CHECK_LUA_ERR(L, "vec.decode_csr(s, #s + 2)", "out of range");
+    /* An index beyond the columns, offsets that decrease or do not end at nnz. */
+    CHECK_LUA_ERR(L, "vec.decode_csr(s:sub(1, 28) .. string.pack('<I4', 9) .. s:sub(33))",
+                  "column index out of range");
+    CHECK_LUA_ERR(L, "vec.decode_csr(s:sub(1, 20) .. string.pack('<I4', 4) .. s:sub(25))",
+                  "row offsets must not decrease");
+    CHECK_LUA_ERR(L, "vec.decode_csr(s:sub(1, 24) .. string.pack('<I4', 2) .. s:sub(29))",
+                  "row offsets must end at the number of entries");
+    CHECK_LUA_ERR(L, "X:mul(vec.new(3))", "w has 3 elements, the matrix needs 4");
+    CHECK_LUA_ERR(L, "X:tmul(vec.new(2), vec.new(5))", "g has 5 elements");
+    CHECK_LUA_ERR(L, "X:row(3)", "row 3 out of range 1..2");
+    CHECK_LUA_ERR(L, "X:glm_grad(vec.new(4), vec.new(4), 'a')", "one byte per row");
+    CHECK_LUA_ERR(L, "X:glm_grad(vec.new(4), vec.new(4), '\\0\\2')", "label is out of range 0..1");
+    CHECK_LUA_ERR(L, "X:glm_grad({vec.new(4), vec.new(4)}, {vec.new(4)}, '\\0\\1')", "2..64 vectors");
+    CHECK_LUA_ERR(L, "local w = vec.new(4); X:glm_grad(w, w, '\\0\\1')", "distinct");
+    CHECK_LUA_ERR(L, "X.nosuch()", "attempt to call");
+    lua_close(L);
+}
+
 TEST(vec_and_patterns_under_memory_cap)
 {
     struct capped c = {0, 8 << 20};
@@ -972,6 +1089,9 @@ int main(void)
     RUN(vec_encode_decode_round_trip);
     RUN(vec_decode_rejects_corrupt_input);
     RUN(vec_sparse);
+    RUN(vec_csr);
+    RUN(vec_csr_errors);
+    RUN(vec_nonzeros);
     RUN(vec_and_patterns_under_memory_cap);
     RUN(patterns_cross_product);
     RUN(patterns_edge_cases);
