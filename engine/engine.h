@@ -115,7 +115,9 @@ int eng_write(struct eng *e, struct eng_batch *b, struct cm_err *err);
 
 /* ---- Key locks ---------------------------------------------------------------------------
  * Striped mutexes by key hash. Take them around read-modify-write sequences. A lock
- * set takes several stripes in a global order (no deadlock). */
+ * set takes several stripes in a global order (no deadlock). Stripes are numbered
+ * 0 .. ENG_STRIPES-1. */
+#define ENG_STRIPES 4096
 void eng_lock_key(struct eng *e, const char *key, size_t klen);
 void eng_unlock_key(struct eng *e, const char *key, size_t klen);
 

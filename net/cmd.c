@@ -196,52 +196,65 @@ static void unknown_command(struct conn *c, size_t argc, const char **argv, size
 }
 
 /* ---- Pipelined write batching ---------------------------------------------------------
- * The writes of the consecutive commands of one connection's read batch go into the
- * worker's batch and reach RocksDB in one write when the batch ends (or earlier),
- * instead of one write per command. Each writing command first takes the lock
- * stripes of its keys and keeps them until that write, so its read-modify-write stays
- * atomic. Deadlock-free: while the worker holds stripes it only try-locks; if a
+ * The writes of the commands a worker executes in one loop iteration (the read
+ * batches of all the connections it serves in that iteration) go into the worker's
+ * batch and reach RocksDB in one write at the batch end (conn_batch_end), or
+ * earlier, instead of one write per command. Each writing command first takes the
+ * lock stripes of its keys and keeps them until that write, so its read-modify-write
+ * stays atomic. Deadlock-free: while the worker holds stripes it only try-locks; if a
  * stripe is taken, it applies its pending writes, releases everything, and then
  * blocks for the stripes in ascending order like everyone else. A command that reads
  * a key whose stripe has a pending write, or any command without key positions
  * (SCAN, FCALL, FLUSHALL, ...), first applies the pending writes, so every command
- * sees the effects of the commands before it. Replies still leave only after the
- * write and the WAL flush (process_input). */
+ * sees the effects of the commands before it; every loop callback other than a
+ * connection's I/O ends the batch first (loop_set_batch_end). Replies leave only
+ * after the write and the WAL flush (conn_batch_end). */
 
 void cmd_flush_writes(struct worker *w)
 {
     struct server *s = w->srv;
-    struct conn *c = w->pending_conn;
     if (eng_batch_count(w->batch) > 0) {
         struct cm_err err = {0};
-        if (eng_write(s->eng, w->batch, &err) != 0) {
+        int rc = eng_write(s->eng, w->batch, &err);
+        if (rc != 0)
             cm_log(CM_LOG_WARNING, "Write failed: %s", err.msg);
-            if (c != NULL) { /* the replies must not claim what did not happen */
-                c->out.len = w->pending_mark > c->opos ? w->pending_mark : c->opos;
-                for (unsigned i = 0; i < w->pending_cmds; i++)
+        for (struct conn *c = w->ready; c != NULL; c = c->rnext) {
+            if (!c->wpend)
+                continue;
+            if (rc == 0) {
+                c->dirty = true;
+            } else { /* the replies must not claim what did not happen */
+                c->out.len = c->wmark > c->opos ? c->wmark : c->opos;
+                for (unsigned i = 0; i < c->wcmds; i++)
                     if (err.code == CM_EAGAIN) /* a migration's fence: err.msg is TRYAGAIN */
                         resp_add_error(&c->out, err.msg);
                     else
                         resp_add_errorf(&c->out, "ERR storage error: %s", err.msg);
             }
-        } else if (c != NULL) {
-            c->dirty = true;
         }
         eng_batch_clear(w->batch);
     }
-    for (unsigned i = 0; i < w->held.n; i++)
+    for (struct conn *c = w->ready; c != NULL; c = c->rnext)
+        c->wpend = false;
+    for (unsigned i = 0; i < w->held.n; i++) {
         eng_stripe_unlock(s->eng, w->held.stripes[i]);
+        w->held_bits[w->held.stripes[i] / 64] = 0;
+    }
     w->held.n = 0;
-    w->pending_conn = NULL;
-    w->pending_cmds = 0;
 }
 
 static bool holds(const struct worker *w, unsigned stripe)
 {
-    for (unsigned i = 0; i < w->held.n; i++)
-        if (w->held.stripes[i] == stripe)
-            return true;
-    return false;
+    return (w->held_bits[stripe / 64] >> (stripe % 64)) & 1;
+}
+
+/* Records that w holds stripe st (locked by the caller). */
+static int hold(struct worker *w, unsigned st)
+{
+    if (eng_lockset_add_stripe(&w->held, st) != 0)
+        return CM_ENOMEM;
+    w->held_bits[st / 64] |= (uint64_t)1 << (st % 64);
+    return 0;
 }
 
 /* The stripes of the command's keys, sorted and unique. */
@@ -266,7 +279,7 @@ static int acquire(struct worker *w, struct eng_lockset *ls)
         if (holds(w, st))
             continue;
         if (eng_stripe_trylock(e, st)) {
-            if (eng_lockset_add_stripe(&w->held, st) != 0) {
+            if (hold(w, st) != 0) {
                 eng_stripe_unlock(e, st);
                 return CM_ENOMEM;
             }
@@ -276,7 +289,7 @@ static int acquire(struct worker *w, struct eng_lockset *ls)
         cmd_flush_writes(w);
         for (unsigned j = 0; j < ls->n; j++) {
             eng_stripe_lock(e, ls->stripes[j]);
-            if (eng_lockset_add_stripe(&w->held, ls->stripes[j]) != 0) {
+            if (hold(w, ls->stripes[j]) != 0) {
                 eng_stripe_unlock(e, ls->stripes[j]);
                 return CM_ENOMEM;
             }
@@ -326,6 +339,8 @@ void cmd_execute(struct conn *c, size_t argc, const char **argv, size_t *argvlen
     eng_lockset_init(&ls);
     if (d->first_key <= 0) {
         cmd_flush_writes(w); /* it may read anything, or run code that does */
+    } else if (!(d->flags & CMD_WRITE) && eng_batch_count(w->batch) == 0) {
+        ; /* a read, and nothing pending to read: no stripes needed */
     } else if (key_stripes(&x, &ls) != 0) {
         resp_add_error(&c->out, "OOM out of memory locking keys");
         goto out;
@@ -344,10 +359,10 @@ void cmd_execute(struct conn *c, size_t argc, const char **argv, size_t *argvlen
         resp_add_error(&c->out, "OOM out of memory locking keys");
         goto out;
     }
-    if (w->pending_conn == NULL) {
-        w->pending_conn = c;
-        w->pending_mark = c->out.len;
-        w->pending_cmds = 0;
+    if (!c->wpend) {
+        c->wpend = true;
+        c->wmark = c->out.len;
+        c->wcmds = 0;
     }
     eng_batch_savepoint(w->batch);
     d->fn(&x);
@@ -356,8 +371,8 @@ void cmd_execute(struct conn *c, size_t argc, const char **argv, size_t *argvlen
 out:
     eng_lockset_deinit(&ls);
 replied:
-    if (w->pending_conn == c)
-        w->pending_cmds++;
+    if (c->wpend)
+        c->wcmds++;
 }
 
 int cmd_exec_from_script(void *owner, struct eng_txn *txn, int resp, int flags, int argc,

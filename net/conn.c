@@ -103,6 +103,7 @@ void conn_accept(struct worker *w, int fd)
         close(fd);
         return;
     }
+    loop_io_batched(c->io);
     loop_io_set(c->io, LOOP_READ);
     c->next = w->conns;
     if (w->conns)
@@ -137,6 +138,12 @@ void conn_close(struct conn *c)
         c->gnext->gprev = c->gprev;
     pthread_mutex_unlock(&s->clients_lock);
     atomic_fetch_sub(&s->nclients, 1);
+    if (c->in_ready) { /* its pending writes still apply at the batch end */
+        struct conn **pp = &w->ready;
+        while (*pp != c)
+            pp = &(*pp)->rnext;
+        *pp = c->rnext;
+    }
     if (c->wc.linked) {
         if (c->wc.prev)
             c->wc.prev->next = c->wc.next;
@@ -198,36 +205,56 @@ static int flush_out(struct conn *c)
     return 0;
 }
 
-/* Durability before acknowledgement: the WAL is flushed once for all the commands of
- * this batch (and fsynced under appendfsync always), sharing the flush with other
- * threads (group commit), before any reply leaves. */
-static void persist_batch(struct conn *c, size_t mark, unsigned ncmds)
+/* Puts c on its worker's ready list: its replies from now on leave at the batch end. */
+static void join_batch(struct conn *c)
 {
-    if (!c->dirty)
+    if (c->in_ready)
         return;
-    c->dirty = false;
-    struct eng *e = c->w->srv->eng;
+    c->in_ready = true;
+    c->rnext = c->w->ready;
+    c->w->ready = c;
+    c->rmark = c->out.len;
+    c->rcmds = 0;
+}
+
+/* Durability before acknowledgement: the WAL is flushed once for all the commands of
+ * the batch (and fsynced under appendfsync always), sharing the flush with other
+ * threads (group commit), before any reply leaves. */
+static void persist_batch(struct worker *w)
+{
+    bool dirty = false;
+    for (struct conn *c = w->ready; c != NULL; c = c->rnext)
+        dirty |= c->dirty;
+    if (!dirty)
+        return;
+    struct eng *e = w->srv->eng;
     struct cm_err err = {0};
-    if (eng_persist(e, &err) == 0)
-        return;
-    /* The batch's replies must not claim success: replace them with errors. (Redis exits
-     * when an fsync fails under appendfsync always; eddy refuses the writes instead and
-     * keeps serving: a full disk is the common cause, and the engine flushes nothing
-     * more until RocksDB has recovered, so no later write is acknowledged on top of
-     * the failed one. docs/STORAGE.md) */
-    cm_log(CM_LOG_WARNING, "Can't write the WAL (%s): failing %u commands", err.msg, ncmds);
-    c->out.len = mark > c->opos ? mark : c->opos;
-    for (unsigned i = 0; i < ncmds; i++)
-        resp_add_errorf(&c->out, "ERR write-ahead log write failed: %s", err.msg);
-    c->flags |= CONN_CLOSE_AFTER_REPLY;
+    int rc = eng_persist(e, &err);
+    for (struct conn *c = w->ready; c != NULL; c = c->rnext) {
+        if (!c->dirty)
+            continue;
+        c->dirty = false;
+        if (rc == 0)
+            continue;
+        /* The batch's replies must not claim success: replace them with errors. (Redis
+         * exits when an fsync fails under appendfsync always; eddy refuses the writes
+         * instead and keeps serving: a full disk is the common cause, and the engine
+         * flushes nothing more until RocksDB has recovered, so no later write is
+         * acknowledged on top of the failed one. docs/STORAGE.md) */
+        cm_log(CM_LOG_WARNING, "Can't write the WAL (%s): failing %u commands", err.msg,
+               c->rcmds);
+        c->out.len = c->rmark > c->opos ? c->rmark : c->opos;
+        for (unsigned i = 0; i < c->rcmds; i++)
+            resp_add_errorf(&c->out, "ERR write-ahead log write failed: %s", err.msg);
+        c->flags |= CONN_CLOSE_AFTER_REPLY;
+    }
 }
 
 /* Parses and executes every whole command in the query buffer. */
 static void process_input(struct conn *c)
 {
     struct server *s = c->w->srv;
-    size_t mark = c->out.len;
-    unsigned ncmds = 0;
+    join_batch(c);
     while (!c->paused && c->wc.call == NULL && c->job == NULL &&
            !(c->flags & CONN_CLOSE_AFTER_REPLY) &&
            c->qpos < c->in.len) {
@@ -242,7 +269,7 @@ static void process_input(struct conn *c)
         }
         if (c->req.argc > 0) {
             cmd_execute(c, c->req.argc, c->req.argv, c->req.argvlen);
-            ncmds++;
+            c->rcmds++;
         }
         c->qpos += c->req.frame_len;
         resp_req_next(&c->req);
@@ -259,8 +286,6 @@ static void process_input(struct conn *c)
         cm_buf_consume(&c->in, c->qpos);
         c->qpos = 0;
     }
-    cmd_flush_writes(c->w);
-    persist_batch(c, mark, ncmds);
 }
 
 /* Reads what the socket has. Returns -1 if c was closed. */
@@ -313,22 +338,11 @@ static int check_output_limit(struct conn *c)
     return 0;
 }
 
-/* Executes buffered commands and writes replies until the client has to read or
- * send more, or a preempted call blocks it. */
+/* Executes buffered commands; the replies leave at the batch end. */
 static void serve(struct conn *c)
 {
-    for (;;) {
-        process_input(c);
-        if (check_output_limit(c) < 0 || flush_out(c) < 0)
-            return;
-        if (c->paused && c->out.len - c->opos <= OUT_PAUSE_BYTES) {
-            c->paused = false;
-            loop_io_set(c->io, LOOP_READ | (c->opos < c->out.len ? LOOP_WRITE : 0));
-            if (c->qpos < c->in.len)
-                continue;
-        }
-        return;
-    }
+    process_input(c);
+    check_output_limit(c);
 }
 
 static void conn_io(void *ud, int events)
@@ -346,6 +360,34 @@ static void conn_io(void *ud, int events)
 void conn_serve(struct conn *c)
 {
     serve(c);
+}
+
+/* Like Redis's beforeSleep: one RocksDB write for the writes of every connection
+ * served since the last batch end, one WAL flush (group commit), then each
+ * connection's replies in one write(2). A connection paused for its output goes on
+ * with its pipeline once that output has left. */
+void conn_batch_end(void *ud)
+{
+    struct worker *w = ud;
+    while (w->ready != NULL) {
+        cmd_flush_writes(w);
+        persist_batch(w);
+        struct conn *list = w->ready, *next;
+        w->ready = NULL;
+        for (struct conn *c = list; c != NULL; c = next) {
+            next = c->rnext;
+            c->in_ready = false;
+            c->rnext = NULL;
+            if (flush_out(c) < 0)
+                continue;
+            if (c->paused && c->out.len - c->opos <= OUT_PAUSE_BYTES) {
+                c->paused = false;
+                loop_io_set(c->io, LOOP_READ | (c->opos < c->out.len ? LOOP_WRITE : 0));
+                if (c->qpos < c->in.len)
+                    serve(c); /* back on the ready list: the next round sends it */
+            }
+        }
+    }
 }
 
 /* A connection's call finished: append its reply and let the connection go on. */

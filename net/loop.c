@@ -3,9 +3,13 @@
 #include "net_int.h"
 
 #include <ev.h>
+#include <stddef.h>
 
 struct loop {
     struct ev_loop *ev;
+    ev_prepare prep;           /* runs batch_end before the loop blocks */
+    loop_timer_fn batch_end;   /* NULL: no batch hook */
+    void *batch_ud;
 };
 
 struct loop_io {
@@ -14,7 +18,16 @@ struct loop_io {
     loop_io_fn fn;
     void *ud;
     int events;
+    bool batched;              /* may leave work for batch_end (loop_io_batched) */
 };
+
+/* Every callback but a batched fd watcher's first ends the batch, so it never sees
+ * half-done work (held key stripes, unapplied writes, unsent replies). */
+static void end_batch(struct loop *l)
+{
+    if (l->batch_end != NULL)
+        l->batch_end(l->batch_ud);
+}
 
 struct loop_timer {
     ev_timer w;
@@ -47,6 +60,10 @@ void loop_free(struct loop *l)
 {
     if (l == NULL)
         return;
+    if (l->batch_end != NULL) {
+        ev_ref(l->ev);
+        ev_prepare_stop(l->ev, &l->prep);
+    }
     if (!ev_is_default_loop(l->ev))
         ev_loop_destroy(l->ev);
     cm_free(l);
@@ -62,9 +79,25 @@ void loop_stop(struct loop *l)
     ev_break(l->ev, EVBREAK_ALL);
 }
 
+static void prepare_cb(struct ev_loop *ev, ev_prepare *w, int revents)
+{
+    end_batch((struct loop *)((char *)w - offsetof(struct loop, prep)));
+}
+
+void loop_set_batch_end(struct loop *l, loop_timer_fn fn, void *ud)
+{
+    l->batch_end = fn;
+    l->batch_ud = ud;
+    ev_prepare_init(&l->prep, prepare_cb);
+    ev_prepare_start(l->ev, &l->prep);
+    ev_unref(l->ev); /* the hook alone does not keep the loop alive */
+}
+
 static void io_cb(struct ev_loop *ev, ev_io *w, int revents)
 {
     struct loop_io *io = (struct loop_io *)w;
+    if (!io->batched)
+        end_batch(io->l);
     int ev_mask = (revents & EV_READ ? LOOP_READ : 0) | (revents & EV_WRITE ? LOOP_WRITE : 0);
     io->fn(io->ud, ev_mask);
 }
@@ -94,6 +127,11 @@ void loop_io_set(struct loop_io *io, int events)
     ev_io_start(io->l->ev, &io->w);
 }
 
+void loop_io_batched(struct loop_io *io)
+{
+    io->batched = true;
+}
+
 int loop_io_events(const struct loop_io *io)
 {
     return io->events;
@@ -110,6 +148,7 @@ void loop_io_free(struct loop_io *io)
 static void timer_cb(struct ev_loop *ev, ev_timer *w, int revents)
 {
     struct loop_timer *t = (struct loop_timer *)w;
+    end_batch(t->l);
     t->fn(t->ud);
 }
 
@@ -138,6 +177,7 @@ void loop_timer_free(struct loop_timer *t)
 static void async_cb(struct ev_loop *ev, ev_async *w, int revents)
 {
     struct loop_async *a = (struct loop_async *)w;
+    end_batch(a->l);
     a->fn(a->ud);
 }
 
@@ -170,6 +210,7 @@ void loop_async_free(struct loop_async *a)
 static void sig_cb(struct ev_loop *ev, ev_signal *w, int revents)
 {
     struct loop_async *a = w->data;
+    end_batch(a->l);
     a->fn(a->ud);
 }
 
@@ -182,6 +223,7 @@ int loop_on_signal(struct loop *l, int signum, loop_timer_fn fn, void *ud)
         cm_free(holder);
         return CM_ENOMEM;
     }
+    holder->l = l;
     holder->fn = fn;
     holder->ud = ud;
     ev_signal_init(s, sig_cb, signum);

@@ -28,6 +28,12 @@ void loop_stop(struct loop *l);
 double loop_now(struct loop *l);
 struct loop_io *loop_io_new(struct loop *l, int fd, loop_io_fn fn, void *ud);
 void loop_io_set(struct loop_io *io, int events); /* LOOP_READ|LOOP_WRITE, 0 = off */
+/* Batching: fn(ud) runs before the loop blocks for events, and before every callback
+ * except those of fd watchers marked with loop_io_batched, so work those leave
+ * pending (a worker's unapplied writes and unsent replies) is finished once per loop
+ * iteration and never seen by timers, wake-ups or other watchers. */
+void loop_set_batch_end(struct loop *l, loop_timer_fn fn, void *ud);
+void loop_io_batched(struct loop_io *io);
 int loop_io_events(const struct loop_io *io);
 void loop_io_free(struct loop_io *io);
 struct loop_timer *loop_timer_new(struct loop *l, double after, double repeat, loop_timer_fn fn,
@@ -135,11 +141,10 @@ struct worker {
     int inbox_len, inbox_cap;
     struct conn *conns;        /* this worker's connections */
     struct loop_timer *cron;
-    struct eng_batch *batch;   /* pending writes of the connection being served */
+    struct eng_batch *batch;   /* pending writes of this loop iteration's commands */
     struct eng_lockset held;   /* key stripes held for them (see cmd.c) */
-    struct conn *pending_conn; /* whose commands wrote to batch */
-    size_t pending_mark;       /* its out.len before the first pending command */
-    unsigned pending_cmds;     /* commands replied since then */
+    uint64_t held_bits[ENG_STRIPES / 64]; /* the same stripes as a bit set */
+    struct conn *ready;        /* served this iteration: replies wait for the batch end */
     /* Statistics written by this thread only, summed by INFO. */
     atomic_ullong st_commands, st_hits, st_misses;
     struct udf_vm *vm;         /* this thread's Lua state */
@@ -210,6 +215,16 @@ struct conn {
     atomic_bool kill;
     bool paused;               /* reading paused: too much pending output */
     bool dirty;                /* wrote since the last WAL sync check */
+    /* Batching (conn.c, cmd.c): a connection served in this loop iteration is on
+     * its worker's ready list; its replies leave at the batch end, after its writes
+     * were applied and the WAL flushed. */
+    bool in_ready;
+    struct conn *rnext;
+    size_t rmark;              /* out.len when it joined the list */
+    unsigned rcmds;            /* commands replied since */
+    bool wpend;                /* has writes in the worker's batch */
+    size_t wmark;              /* out.len before its first pending write command */
+    unsigned wcmds;            /* commands replied since */
     char *name;
     char addr[64], laddr[64];
     bool loopback;             /* the peer is on the loopback interface */
@@ -232,8 +247,13 @@ void conn_worker_cron(struct worker *w);
 /* Runs a new call for c (from FCALL/EVAL): its reply is appended now if it finishes
  * within its first slice, else when a later slice finishes it. Takes ownership. */
 void conn_run_call(struct conn *c, struct udf_call *call);
-/* Executes c's buffered commands and writes replies (after a call or job ended). */
+/* Executes c's buffered commands (after a call or job ended); the replies leave at
+ * the batch end. */
 void conn_serve(struct conn *c);
+/* The batch end of worker w (loop_set_batch_end): applies the pending writes in one
+ * RocksDB write, flushes the WAL once (fsync under appendfsync always), then writes
+ * the replies of every connection served since the last batch end. */
+void conn_batch_end(void *w);
 
 /* ---- MAPREDUCE (mapreduce.c) ----------------------------------------------------------- */
 /* Forgets the connection of a job whose client went away (the job finishes alone). */
@@ -286,11 +306,12 @@ struct cmd_ctx {
 };
 
 const struct cmd_def *cmd_lookup(const char *name, size_t len);
-/* Runs argv on connection c, appending the reply to c->out. */
+/* Runs argv on connection c, appending the reply to c->out; c is on its worker's
+ * ready list (conn.c process_input). */
 void cmd_execute(struct conn *c, size_t argc, const char **argv, size_t *argvlen);
 /* Applies the pending writes of w's batch in one RocksDB write and releases their
- * key stripes (end of a connection's read batch, or before a command that must see
- * them). On a storage error the pending commands' replies become error replies. */
+ * key stripes (batch end, or before a command that must see them). On a storage
+ * error the pending commands' replies become error replies. */
 void cmd_flush_writes(struct worker *w);
 int cmd_count(void);
 const struct cmd_def *cmd_at(int i);

@@ -99,6 +99,18 @@ static long find_crlf(const char *buf, size_t len, size_t from)
 static int read_count(struct resp_req *r, const char *buf, size_t len, size_t pos, long long *v,
                       size_t *next)
 {
+    /* Fast path for nearly every line: 1 to 9 digits, no leading zero, CR LF. */
+    size_t i = pos + 1, end = pos + 10 < len ? pos + 10 : len;
+    if (i < end && buf[i] >= '1' && buf[i] <= '9') {
+        long long n = 0;
+        for (; i < end && buf[i] >= '0' && buf[i] <= '9'; i++)
+            n = n * 10 + (buf[i] - '0');
+        if (i + 1 < len && buf[i] == '\r' && buf[i + 1] == '\n' && i - pos <= r->max_inline) {
+            *v = n;
+            *next = i + 2;
+            return 1;
+        }
+    }
     long cr = find_crlf(buf, len, pos + 1);
     if (cr < 0) /* a final '\r' may still turn out to end the line */
         return len - pos - (buf[len - 1] == '\r') > r->max_inline ? -1 : 0;

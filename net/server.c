@@ -189,6 +189,7 @@ static struct worker *worker_new(struct server *s, int id)
     w->cron = loop_timer_new(w->loop, 1.0, 1.0, worker_cron, w);
     w->batch = eng_batch_new(s->eng);
     w->resume = loop_async_new(w->loop, worker_resume, w);
+    loop_set_batch_end(w->loop, conn_batch_end, w);
     struct cm_err err = {0};
     w->vm = udf_vm_new(s->udf, &err);
     if (w->wake == NULL || w->cron == NULL || w->batch == NULL || w->resume == NULL ||
@@ -210,6 +211,7 @@ static void worker_free(struct worker *w)
 {
     if (w == NULL)
         return;
+    conn_batch_end(w); /* writes and replies of the last iteration */
     while (w->conns != NULL)
         conn_close(w->conns);
     bus_close_all(w);
@@ -276,10 +278,11 @@ static void accept_cb(void *ud, int events)
         atomic_fetch_add(&s->conns_received, 1);
         if (atomic_load(&s->nclients) >= s->cfg->maxclients) {
             static const char msg[] = "-ERR max number of clients reached\r\n";
+            /* Counted before the client can see the refusal, so INFO after it does. */
+            atomic_fetch_add(&s->conns_rejected, 1);
             ssize_t w = write(fd, msg, sizeof(msg) - 1);
             (void)w;
             close(fd);
-            atomic_fetch_add(&s->conns_rejected, 1);
             continue;
         }
         int one = 1;

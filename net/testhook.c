@@ -161,6 +161,7 @@ static struct worker *worker_make(struct server *s)
     w->resume = loop_async_new(w->loop, hook_resume, w);
     w->cron = loop_timer_new(w->loop, 1.0, 1.0, hook_cron, w);
     w->batch = eng_batch_new(s->eng);
+    loop_set_batch_end(w->loop, conn_batch_end, w);
     struct cm_err err = {0};
     w->vm = udf_vm_new(s->udf, &err);
     return w;
@@ -170,6 +171,7 @@ static void worker_drop(struct worker *w)
 {
     if (w == NULL)
         return;
+    conn_batch_end(w);
     while (w->conns != NULL)
         conn_close(w->conns);
     for (struct wcall *wc = w->calls, *next; wc != NULL; wc = next) {

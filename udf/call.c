@@ -151,9 +151,14 @@ struct udf_call *udf_call_new(struct udf_vm *vm, const struct udf_call_req *req,
         lua_getfield(L, -1, "flags");
         flags = (int)lua_tointeger(L, -1);
         lua_getfield(L, -2, "lib");
-        struct cm_buf b;
+        size_t liblen;
+        const char *lib = lua_tolstring(L, -1, &liblen);
+        struct cm_buf b; /* "lib.name", without printf: this runs for every call */
         cm_buf_init(&b);
-        cm_buf_appendf(&b, "%s.%.*s", lua_tostring(L, -1), (int)req->name_len, req->name);
+        if (lib != NULL)
+            cm_buf_append(&b, lib, liblen);
+        cm_buf_appendc(&b, '.');
+        cm_buf_append(&b, req->name, req->name_len);
         cm_buf_appendc(&b, '\0');
         label = b.p;
         lua_settop(L, top);
@@ -430,8 +435,8 @@ int udf_call_run(struct udf_call *c)
             return UDF_YIELD;
         if (st != LUA_OK && c->commit_conflict && !c->killing && atomic_load(&c->kill) == 0 &&
             c->attempts < vm->u->limits.max_retries) {
-            end_attempt(c); /* eddy.commit conflicted: run it again on a fresh snapshot */
-            continue;
+            end_attempt(c); /* eddy.commit conflicted: run it again on a fresh snapshot, */
+            return UDF_YIELD; /* after the worker served its other clients (see below) */
         }
         if (st != LUA_OK || c->killing || atomic_load(&c->kill) != 0) {
             /* Also a kill that the script swallowed (in a coroutine it created, say)
@@ -463,8 +468,13 @@ int udf_call_run(struct udf_call *c)
         size_t writes = eng_txn_write_count(c->txn);
         int rc = eng_txn_commit(c->txn, &err);
         if (rc == CM_ECONFLICT && c->attempts < vm->u->limits.max_retries) {
-            end_attempt(c); /* nothing was applied: run it again on a fresh snapshot */
-            continue;
+            /* Nothing was applied: run it again on a fresh snapshot, but after the
+             * worker has served its other clients. Retried at once, a call can keep
+             * losing to another thread's run of commits to the same key (the
+             * conflicting calls of a busy thread follow each other with no gap);
+             * spread over loop iterations, its attempts meet the gaps. */
+            end_attempt(c);
+            return UDF_YIELD;
         }
         if (rc == CM_ECONFLICT) {
             c->reply.len = 0;

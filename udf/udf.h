@@ -141,9 +141,10 @@ int udf_function_flags(struct udf_vm *vm, const char *name, size_t len);
 struct udf_call *udf_call_new(struct udf_vm *vm, const struct udf_call_req *req,
                               struct cm_buf *err_out);
 /* Runs the call until it finishes (UDF_DONE: its reply is in udf_call_reply), its
- * time slice ends (UDF_YIELD: run it again later, from the same thread) or it waits
- * for a key of another node (UDF_REMOTE: send udf_call_remote's command to that node,
- * give the reply to udf_call_remote_done, then run it again). */
+ * time slice ends or its commit conflicted and it will be retried (UDF_YIELD: run it
+ * again later, from the same thread) or it waits for a key of another node
+ * (UDF_REMOTE: send udf_call_remote's command to that node, give the reply to
+ * udf_call_remote_done, then run it again). */
 int udf_call_run(struct udf_call *c);
 /* The remote-access counters as a reply: an array of [function, local slot, remote
  * slot, count] rows, most accessed first. reset clears them after. Returns 0 or

@@ -1,6 +1,7 @@
 /* test_pipeline.c - pipelining (10,000 commands in one go, replies in order), large
- * values (1 MB and 100 MB round trips), big pipelined replies, and concurrency
- * (8 client processes incrementing one counter on a server with 2 I/O threads). */
+ * values (1 MB and 100 MB round trips), big pipelined replies, concurrency (8 client
+ * processes incrementing one counter on a server with 2 I/O threads), and the writes
+ * of many connections batched in one loop iteration. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -292,6 +293,66 @@ static void t_setnx_race(void)
     eddy_free(c);
 }
 
+/* Writes of many connections batched together in one loop iteration of a worker
+ * (net/conn.c conn_batch_end): every connection sends its pipeline before any reply
+ * is read, so a worker serves many of them per iteration. Each reply must be its own
+ * command's, each INCR must see every earlier one of its connection and of the
+ * others, and once a SET's reply arrived every connection must read its value. */
+static void t_batched_connections(void)
+{
+    enum { CONNS = 40, ROUNDS = 20, DEPTH = 8 };
+    eddy_ctx *cs[CONNS];
+    for (int i = 0; i < CONNS; i++)
+        cs[i] = h_connect();
+    EXPECT_INT(0, cs[0], "DEL", "bc:ctr");
+    for (int r = 0; r < ROUNDS; r++) {
+        for (int i = 0; i < CONNS; i++) {
+            char key[32], val[32];
+            snprintf(key, sizeof(key), "bc:%d", i);
+            snprintf(val, sizeof(val), "%d.%d", r, i);
+            const char *set[] = {"SET", key, val};
+            const char *incr[] = {"INCR", "bc:ctr"};
+            CHECK(eddy_append_argv(cs[i], 3, set, NULL) == EDDY_OK);
+            for (int d = 0; d < DEPTH; d++)
+                CHECK(eddy_append_argv(cs[i], 2, incr, NULL) == EDDY_OK);
+            CHECK_EQ_INT(eddy_flush(cs[i]), EDDY_OK);
+        }
+        long long top = 0;
+        for (int i = 0; i < CONNS; i++) {
+            struct eddy_reply *rep;
+            CHECK(eddy_get_reply(cs[i], &rep) == EDDY_OK);
+            h_expect_status(H_AT, rep, "OK");
+            long long last = (long long)r * CONNS * DEPTH;
+            for (int d = 0; d < DEPTH; d++) {
+                CHECK(eddy_get_reply(cs[i], &rep) == EDDY_OK);
+                CHECK(rep->type == EDDY_REPLY_INTEGER);
+                CHECK(rep->integer > last); /* after the earlier rounds and its own */
+                last = rep->integer;
+                eddy_reply_free(rep);
+            }
+            top = last > top ? last : top;
+        }
+        CHECK_EQ_INT(top, (long long)(r + 1) * CONNS * DEPTH);
+        for (int i = 0; i < CONNS; i++) { /* acknowledged: visible to everyone */
+            char key[32], val[32];
+            snprintf(key, sizeof(key), "bc:%d", (i + 1) % CONNS);
+            snprintf(val, sizeof(val), "%d.%d", r, (i + 1) % CONNS);
+            EXPECT_BULK(val, cs[i], "GET", key);
+        }
+    }
+    char total[32];
+    snprintf(total, sizeof(total), "%d", CONNS * ROUNDS * DEPTH);
+    EXPECT_BULK(total, cs[0], "GET", "bc:ctr");
+    EXPECT_INT(1, cs[0], "DEL", "bc:ctr");
+    for (int i = 0; i < CONNS; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "bc:%d", i);
+        EXPECT_INT(1, cs[0], "DEL", key);
+    }
+    for (int i = 0; i < CONNS; i++)
+        eddy_free(cs[i]);
+}
+
 void suite_pipeline(void)
 {
     h_run("pipeline_10000_commands", t_pipeline_10000, 0, 30);
@@ -302,4 +363,5 @@ void suite_pipeline(void)
     h_run("concurrent_incr_8x1000", t_concurrent_incr, 0, 60);
     h_run("concurrent_mset_mget_atomic", t_concurrent_mset_mget, 0, 60);
     h_run("concurrent_setnx_race", t_setnx_race, 0, 60);
+    h_run("batched_connections_order_and_visibility", t_batched_connections, 0, 60);
 }

@@ -424,6 +424,33 @@ TEST(lockset_dedup_and_order)
     close_eng(e);
 }
 
+/* eng_batch_touches: the stripes of the keys written, also after a rollback to the
+ * savepoint (a stripe written before it stays touched) and after a clear. */
+TEST(batch_touches_savepoint_clear)
+{
+    struct eng *e = open_eng();
+    struct eng_batch *b = eng_batch_new(e);
+    CHECK(b != NULL);
+    unsigned sa = eng_key_stripe("a", 1), sb = eng_key_stripe("b", 1);
+    CHECK(sa != sb);
+    CHECK(!eng_batch_touches(b, sa));
+    CHECK_EQ_INT(eng_batch_put(b, "a", 1, ENG_T_STRING, 0, "1", 1), 0);
+    eng_batch_savepoint(b);
+    CHECK_EQ_INT(eng_batch_put(b, "a", 1, ENG_T_STRING, 0, "2", 1), 0);
+    CHECK_EQ_INT(eng_batch_put(b, "b", 1, ENG_T_STRING, 0, "2", 1), 0);
+    CHECK(eng_batch_touches(b, sa) && eng_batch_touches(b, sb));
+    eng_batch_rollback(b);
+    CHECK(eng_batch_touches(b, sa));
+    CHECK(!eng_batch_touches(b, sb));
+    CHECK_EQ_INT((int)eng_batch_count(b), 1);
+    eng_batch_clear(b);
+    CHECK(!eng_batch_touches(b, sa));
+    eng_batch_del(b, "b", 1);
+    CHECK(eng_batch_touches(b, sb));
+    eng_batch_free(b);
+    close_eng(e);
+}
+
 /* The slot watch of online migration: writes to watched slots are recorded (batches,
  * transactions, rolled-back batch parts excluded), a fence refuses them with CM_EAGAIN
  * and applies nothing, FLUSHALL makes the record lost, and a range drop empties the
@@ -526,6 +553,7 @@ int main(void)
     RUN(metadata_and_flush);
     RUN(group_commit_sync);
     RUN(lockset_dedup_and_order);
+    RUN(batch_touches_savepoint_clear);
     RUN(slot_watch_fence_and_drop);
     return unit_done();
 }
