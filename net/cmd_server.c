@@ -93,10 +93,9 @@ static int set_name(struct cmd_ctx *x, const char *p, size_t n)
         memcpy(name, p, n);
         name[n] = '\0';
     }
-    pthread_mutex_lock(&x->srv->clients_lock);
+    /* Only this connection's thread reads its name (conn_describe): no lock. */
     cm_free(x->c->name);
     x->c->name = name;
-    pthread_mutex_unlock(&x->srv->clients_lock);
     return 0;
 }
 
@@ -473,25 +472,12 @@ static void client_cmd(struct cmd_ctx *x)
             reply_syntax(x);
             return;
         }
-        struct cm_buf b;
-        cm_buf_init(&b);
-        pthread_mutex_lock(&x->srv->clients_lock);
-        for (struct conn *o = x->srv->clients; o != NULL; o = o->gnext) {
-            bool match = nids == 0;
-            for (size_t i = 0; i < nids && !match; i++)
-                match = o->id == want_ids[i];
-            if (match)
-                conn_describe(o, &b);
-        }
-        pthread_mutex_unlock(&x->srv->clients_lock);
-        resp_add_verbatim(x->out, "txt", b.p ? b.p : "", b.len, x->resp);
-        cm_buf_deinit(&b);
+        /* Each I/O thread describes its own connections (clients.c). */
+        client_list_start(x, want_ids, nids);
     } else if (arg_is(x, 1, "INFO") && x->argc == 2) {
         struct cm_buf b;
         cm_buf_init(&b);
-        pthread_mutex_lock(&x->srv->clients_lock);
         conn_describe(c, &b);
-        pthread_mutex_unlock(&x->srv->clients_lock);
         resp_add_verbatim(x->out, "txt", b.p ? b.p : "", b.len, x->resp);
         cm_buf_deinit(&b);
     } else if (arg_is(x, 1, "KILL") && x->argc >= 3) {

@@ -162,7 +162,7 @@ void conn_close(struct conn *c)
         c->wc.call = NULL;
     }
     if (c->job != NULL)
-        mr_job_detach(c->job);
+        c->job->detach(c->job);
     loop_io_free(c->io);
     close(c->fd);
     cm_buf_deinit(&c->in);

@@ -24,6 +24,7 @@ struct mr_remote {
 };
 
 struct mr_job {
+    struct conn_job base;    /* first: the connection's c->job */
     struct worker *home;
     struct conn *c;          /* NULL once the client went away */
     char *map, *reduce;
@@ -78,9 +79,10 @@ static void job_free(struct mr_job *j)
     cm_free(j);
 }
 
-void mr_job_detach(struct mr_job *job)
+/* The client went away: the job finishes alone. */
+static void job_detach(struct conn_job *job)
 {
-    job->c = NULL;
+    ((struct mr_job *)job)->c = NULL;
 }
 
 /* On the home thread: every partition has answered. */
@@ -389,7 +391,8 @@ static void mapreduce_cmd(struct cmd_ctx *x)
         parts[i]->index = i;
         cm_buf_init(&parts[i]->result);
     }
-    x->c->job = j; /* the connection waits for the job */
+    j->base.detach = job_detach;
+    x->c->job = &j->base; /* the connection waits for the job */
     j->starting = true;
     j->partials_only = partials_only;
     if (s->cluster != NULL && !partials_only)
@@ -400,7 +403,7 @@ static void mapreduce_cmd(struct cmd_ctx *x)
             part_start(w, parts[i]);
         else if (server_post(w, part_start, parts[i]) != 0)
             part_start(home, parts[i]); /* cannot post: run it here */
-        if (x->c->job != j)
+        if (x->c->job != &j->base)
             return; /* every partition ran here and the job is over (j is freed) */
     }
     j->starting = false;

@@ -81,7 +81,7 @@ int net_parse_memory(const char *s, long long *out);
 /* ---- Server and workers (server.c) ------------------------------------------------------ */
 struct conn;
 struct worker;
-struct mr_job;
+struct conn_job;
 struct cluster;
 
 /* A call waiting on a worker between slices: a connection's FCALL/EVAL, or one
@@ -114,7 +114,9 @@ struct server {
     atomic_bool shutting_down;
     int exit_code;
 
-    /* All clients, for CLIENT LIST/KILL and maxclients; guarded by clients_lock. */
+    /* All clients, for CLIENT KILL; guarded by clients_lock. Other threads read only
+     * what is fixed before a connection joins the list (id, addr, laddr, w) and its
+     * atomic kill flag; CLIENT LIST asks each worker instead (clients.c). */
     pthread_mutex_t clients_lock;
     struct conn *clients;
     atomic_long nclients;
@@ -233,14 +235,25 @@ struct conn {
     unsigned long long ncmds;
     char last_cmd[32];
     struct wcall wc;                   /* wc.call: a running call blocks the connection */
-    struct mr_job *job;                /* a running MAPREDUCE blocks it too */
+    struct conn_job *job;              /* a running MAPREDUCE or CLIENT LIST blocks it too */
     struct conn *next, *prev;          /* worker list */
     struct conn *gnext, *gprev;        /* server list (clients_lock) */
 };
 
+/* Something a connection waits for that other threads work on (a MAPREDUCE job, a
+ * CLIENT LIST gathering every thread's connections). While c->job is set the
+ * connection executes no further command; the job's owner clears it, appends the reply
+ * and calls conn_serve. If the connection closes first, conn_close calls detach (on
+ * the connection's thread) and the job finishes without it. */
+struct conn_job {
+    void (*detach)(struct conn_job *job);
+};
+
 void conn_accept(struct worker *w, int fd);
 void conn_close(struct conn *c);
-/* Appends the CLIENT LIST line of c to out. Caller holds clients_lock. */
+/* Appends the CLIENT LIST line of c to out. Only c's own thread may call it: the
+ * fields it reads are written by that thread without a lock (clients.c gathers the
+ * lines of other threads' connections through server_post). */
 void conn_describe(struct conn *c, struct cm_buf *out);
 /* Closes idle clients and finished kills on this worker; called by its cron. */
 void conn_worker_cron(struct worker *w);
@@ -255,9 +268,14 @@ void conn_serve(struct conn *c);
  * the replies of every connection served since the last batch end. */
 void conn_batch_end(void *w);
 
+/* ---- CLIENT LIST (clients.c) ------------------------------------------------------------ */
+struct cmd_ctx;
+/* Lists the clients in ids (nids 0: all; at most 64 ids) for x's connection, which
+ * waits (c->job) while each worker describes its own connections; the reply is
+ * appended when all have answered, now or later. */
+void client_list_start(struct cmd_ctx *x, const unsigned long long *ids, size_t nids);
+
 /* ---- MAPREDUCE (mapreduce.c) ----------------------------------------------------------- */
-/* Forgets the connection of a job whose client went away (the job finishes alone). */
-void mr_job_detach(struct mr_job *job);
 /* The udf_exec_fn for redis.call (cmd.c). */
 int cmd_exec_from_script(void *owner, struct eng_txn *txn, int resp, int flags, int argc,
                          const char **argv, const size_t *argvlen, struct cm_buf *out);
