@@ -40,7 +40,8 @@ struct cm_err {
 };
 
 /* Sets code and a printf-style message in err, if err is not NULL. Returns code so
- * that `return cm_err_set(err, CM_EIO, "...")` reads naturally. */
+ * that `return cm_err_set(err, CM_EIO, "...")` reads naturally. An argument may be
+ * err->msg itself, to wrap the message already there. */
 int cm_err_set(struct cm_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -32,11 +32,14 @@ const char *cm_strerror(int code)
 int cm_err_set(struct cm_err *err, int code, const char *fmt, ...)
 {
     if (err != NULL) {
+        /* Formatted aside first: an argument may be err->msg itself ("wrap: %s"). */
+        char msg[sizeof(err->msg)];
         va_list ap;
         va_start(ap, fmt);
-        err->code = code;
-        vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
+        err->code = code;
+        memcpy(err->msg, msg, sizeof(msg));
     }
     return code;
 }

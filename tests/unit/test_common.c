@@ -507,6 +507,11 @@ TEST(misc_strings)
     longmsg[sizeof(longmsg) - 1] = '\0';
     cm_err_set(&e, CM_ERR, "%s", longmsg);
     CHECK_EQ_INT(strlen(e.msg), sizeof(e.msg) - 1);
+    /* Wrapping the message already in err (FUNCTION LOAD on a failing disk said
+     * "ERR storage error: ERR storage error: ed: ..."). */
+    cm_err_set(&e, CM_EIO, "metadata write failed: %s", "IO error");
+    cm_err_set(&e, CM_EIO, "ERR storage error: %s", e.msg);
+    CHECK_STR(e.msg, "ERR storage error: metadata write failed: IO error");
     CHECK_EQ_INT(cm_log_level_parse("WARNING"), CM_LOG_WARNING);
     CHECK_EQ_INT(cm_log_level_parse("debug"), CM_LOG_DEBUG);
     CHECK_EQ_INT(cm_log_level_parse("loud"), -1);
