@@ -66,6 +66,8 @@ struct eng {
     pthread_mutex_t spare_lock;
     struct eng_txn *spares[TXN_SPARES];
     int nspares;
+    atomic_long faults[ENG_FAULT_KINDS]; /* injected failures to come (eng_fault_set) */
+    atomic_ullong n_faults;
 };
 
 struct eng_txn {
@@ -216,6 +218,44 @@ static int rocks_err(struct cm_err *err, char *rerr, const char *what)
     cm_err_set(err, CM_EIO, "%s: %s", what, rerr ? rerr : "unknown RocksDB error");
     rocksdb_free(rerr);
     return CM_EIO;
+}
+
+/* ---- Fault injection ------------------------------------------------------------------ */
+
+void eng_fault_set(struct eng *e, enum eng_fault kind, long n)
+{
+    atomic_store(&e->faults[kind], n < 0 ? -1 : n);
+}
+
+long eng_fault_pending(struct eng *e, enum eng_fault kind)
+{
+    return atomic_load(&e->faults[kind]);
+}
+
+unsigned long long eng_fault_count(struct eng *e)
+{
+    return atomic_load(&e->n_faults);
+}
+
+/* True when an injected fault takes this operation: *rerr is then set as RocksDB
+ * sets an error (malloc'd, freed by rocks_err). */
+static bool fault_hit(struct eng *e, enum eng_fault kind, char **rerr)
+{
+    long n = atomic_load_explicit(&e->faults[kind], memory_order_relaxed);
+    if (n == 0)
+        return false;
+    char *msg = strdup("IO error: injected fault");
+    if (msg == NULL)
+        return false; /* out of memory: the operation runs */
+    while (n != 0) {
+        if (n < 0 || atomic_compare_exchange_weak(&e->faults[kind], &n, n - 1)) {
+            atomic_fetch_add_explicit(&e->n_faults, 1, memory_order_relaxed);
+            *rerr = msg;
+            return true;
+        }
+    }
+    free(msg);
+    return false;
 }
 
 /* ---- Open and close -------------------------------------------------------------------- */
@@ -374,7 +414,8 @@ void eng_close(struct eng *e)
  * and its recovery starts a new WAL file). */
 static void db_write(struct eng *e, rocksdb_writebatch_t *wb, char **rerr)
 {
-    rocksdb_write(e->db, e->wopts, wb, rerr);
+    if (!fault_hit(e, ENG_FAULT_WRITE, rerr)) /* an injected one counts as a failure too */
+        rocksdb_write(e->db, e->wopts, wb, rerr);
     atomic_store(&e->wal_failed, *rerr != NULL);
 }
 
@@ -397,7 +438,7 @@ static int persist_upto(struct eng *e, unsigned long long seq, bool sync, struct
         if (atomic_load(&e->wal_failed))
             rc = cm_err_set(err, CM_EIO, "%s: the write-ahead log failed earlier (no write has "
                                          "succeeded since)", sync ? "WAL sync failed" : "WAL write failed");
-        else
+        else if (!fault_hit(e, ENG_FAULT_SYNC, &rerr))
             rocksdb_flush_wal(e->db, sync, &rerr);
         if (rc != 0) {
             /* nothing to add */
@@ -498,8 +539,11 @@ int eng_get_at(struct eng *e, const struct eng_snap *snap, const char *key, size
     memset(it, 0, sizeof(*it));
     if (pkey_make(&k, key, klen) != 0)
         return cm_err_set(err, CM_ENOMEM, "out of memory");
-    rocksdb_pinnableslice_t *ps = rocksdb_get_pinned_cf(e->db, snap ? snap->ro : e->ropts,
-                                                        e->cf[CF_DATA], k.p, k.n, &rerr);
+    rocksdb_pinnableslice_t *ps =
+        fault_hit(e, ENG_FAULT_READ, &rerr)
+            ? NULL
+            : rocksdb_get_pinned_cf(e->db, snap ? snap->ro : e->ropts, e->cf[CF_DATA], k.p, k.n,
+                                    &rerr);
     pkey_free(&k);
     if (rerr != NULL)
         return rocks_err(err, rerr, "read failed");
@@ -1051,9 +1095,11 @@ int eng_txn_get(struct eng_txn *t, const char *key, size_t klen, int64_t now_ms,
         return cm_err_set(err, CM_ENOMEM, "out of memory");
     char *rerr = NULL;
     size_t n;
-    char *v = rocksdb_writebatch_wi_get_from_batch_and_db_cf(t->wb, t->e->db, t->ro,
-                                                             t->e->cf[CF_DATA], t->key.p,
-                                                             t->key.len, &n, &rerr);
+    char *v = fault_hit(t->e, ENG_FAULT_READ, &rerr)
+                  ? NULL
+                  : rocksdb_writebatch_wi_get_from_batch_and_db_cf(t->wb, t->e->db, t->ro,
+                                                                   t->e->cf[CF_DATA], t->key.p,
+                                                                   t->key.len, &n, &rerr);
     if (rerr != NULL)
         return rocks_err(err, rerr, "read failed");
     if (v == NULL)
@@ -1138,7 +1184,8 @@ int eng_txn_commit(struct eng_txn *t, struct cm_err *err)
         rc = w;
         goto out;
     }
-    rocksdb_write_writebatch_wi(e->db, e->wopts, t->wb, &rerr);
+    if (!fault_hit(e, ENG_FAULT_WRITE, &rerr))
+        rocksdb_write_writebatch_wi(e->db, e->wopts, t->wb, &rerr);
     atomic_store(&e->wal_failed, rerr != NULL); /* as db_write */
     if (rerr == NULL && w > 0)
         watch_record(e, &t->ukeys);
@@ -1564,7 +1611,9 @@ int eng_meta_get(struct eng *e, const char *key, size_t klen, struct cm_buf *out
     char *rerr = NULL;
     size_t vl;
     out->len = 0;
-    char *v = rocksdb_get_cf(e->db, e->ropts, e->cf[CF_META], key, klen, &vl, &rerr);
+    char *v = fault_hit(e, ENG_FAULT_READ, &rerr)
+                  ? NULL
+                  : rocksdb_get_cf(e->db, e->ropts, e->cf[CF_META], key, klen, &vl, &rerr);
     if (rerr != NULL)
         return rocks_err(err, rerr, "metadata read failed");
     if (v == NULL)
@@ -1578,7 +1627,8 @@ int eng_meta_put(struct eng *e, const char *key, size_t klen, const void *val, s
                  struct cm_err *err)
 {
     char *rerr = NULL;
-    rocksdb_put_cf(e->db, e->wopts, e->cf[CF_META], key, klen, val, vlen, &rerr);
+    if (!fault_hit(e, ENG_FAULT_WRITE, &rerr))
+        rocksdb_put_cf(e->db, e->wopts, e->cf[CF_META], key, klen, val, vlen, &rerr);
     if (rerr != NULL)
         return rocks_err(err, rerr, "metadata write failed");
     tls_last_seq = atomic_fetch_add(&e->written_seq, 1) + 1;
@@ -1588,7 +1638,8 @@ int eng_meta_put(struct eng *e, const char *key, size_t klen, const void *val, s
 int eng_meta_del(struct eng *e, const char *key, size_t klen, struct cm_err *err)
 {
     char *rerr = NULL;
-    rocksdb_delete_cf(e->db, e->wopts, e->cf[CF_META], key, klen, &rerr);
+    if (!fault_hit(e, ENG_FAULT_WRITE, &rerr))
+        rocksdb_delete_cf(e->db, e->wopts, e->cf[CF_META], key, klen, &rerr);
     if (rerr != NULL)
         return rocks_err(err, rerr, "metadata delete failed");
     tls_last_seq = atomic_fetch_add(&e->written_seq, 1) + 1;

@@ -282,6 +282,27 @@ typedef int (*eng_meta_fn)(void *ud, const char *key, size_t klen, const char *v
 int eng_meta_scan(struct eng *e, const char *prefix, size_t plen, eng_meta_fn fn, void *ud,
                   struct cm_err *err);
 
+/* ---- Fault injection (tests; the DEBUG FAULT command) -----------------------------------
+ * Makes the next n operations of one kind fail as if RocksDB had returned an IOError
+ * status ("IO error: injected fault"). The fault is injected before the RocksDB call,
+ * so nothing of a failed write is applied; RocksDB itself stays healthy, so the next
+ * operation after the fault clears works (a real I/O error may leave RocksDB
+ * read-only until restart: tests/integration/hardening_diskfull.sh covers that).
+ *   ENG_FAULT_WRITE: eng_write, transaction commits, eng_flush_all, eng_drop_slots,
+ *                    the expire cycle, metadata writes;
+ *   ENG_FAULT_SYNC:  WAL flushes and fsyncs (eng_persist, eng_sync*, eng_flush_all_wal);
+ *   ENG_FAULT_READ:  point reads (eng_get*, eng_txn_get, eng_meta_get).
+ * The engine treats an injected failure as a real one (after a failed write or WAL
+ * flush, no flush until a write succeeds again).
+ * n > 0: the next n fail; n < 0: every one until cleared; 0 clears. Off unless set;
+ * the check costs one relaxed atomic load. Thread-safe. */
+enum eng_fault { ENG_FAULT_WRITE, ENG_FAULT_SYNC, ENG_FAULT_READ, ENG_FAULT_KINDS };
+void eng_fault_set(struct eng *e, enum eng_fault kind, long n);
+/* Failures still to inject (-1: until cleared). */
+long eng_fault_pending(struct eng *e, enum eng_fault kind);
+/* Operations failed by injection since open, all kinds. */
+unsigned long long eng_fault_count(struct eng *e);
+
 /* ---- Statistics ---------------------------------------------------------------------------------- */
 struct eng_stats {
     unsigned long long estimated_keys;

@@ -9,7 +9,7 @@
 
 static const struct cmd_def *const tables[] = {cmd_string_table, cmd_keys_table,
                                                cmd_server_table, cmd_udf_table,
-                                               cmd_mapreduce_table};
+                                               cmd_mapreduce_table, cmd_debug_table};
 
 #define HASH_SIZE 512
 static const struct cmd_def *hash_tab[HASH_SIZE];

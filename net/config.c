@@ -10,7 +10,10 @@
 #include <strings.h>
 #include <unistd.h>
 
-enum opt_type { OPT_INT, OPT_MEM, OPT_STR, OPT_FSYNC, OPT_LOGLEVEL, OPT_YESNO_FIXED, OPT_BOOL };
+enum opt_type {
+    OPT_INT, OPT_MEM, OPT_STR, OPT_FSYNC, OPT_LOGLEVEL, OPT_YESNO_FIXED, OPT_BOOL,
+    OPT_YESNOLOCAL /* no = 0, yes = 1, local = 2 */
+};
 
 struct opt {
     const char *name;
@@ -62,6 +65,9 @@ static const struct opt opts[] = {
      "memory of each thread's Lua state (default 64mb)", NULL},
     {"cluster-enabled", OPT_BOOL, F(cluster_enabled), false, 0, 0,
      "yes: cluster mode, slot map and MOVED routing (docs/CLUSTER.md; default no)", NULL},
+    {"enable-debug-command", OPT_YESNOLOCAL, F(enable_debug), false, 0, 0,
+     "no | yes | local: allow DEBUG (fault injection for tests; local: from loopback "
+     "clients only; default no)", NULL},
     /* Answered for compatibility with tools that ask (redis-benchmark asks for these). */
     {"save", OPT_YESNO_FIXED, 0, 0, false, 0, 0, NULL, ""},
     {"appendonly", OPT_YESNO_FIXED, 0, 0, false, 0, 0, NULL, "yes"},
@@ -192,6 +198,18 @@ static int set_opt(struct net_config *c, const struct opt *o, const char *val, c
             return CM_EINVAL;
         }
         return 0;
+    case OPT_YESNOLOCAL:
+        if (strcasecmp(val, "no") == 0)
+            *(int *)field = 0;
+        else if (strcasecmp(val, "yes") == 0)
+            *(int *)field = 1;
+        else if (strcasecmp(val, "local") == 0)
+            *(int *)field = 2;
+        else {
+            snprintf(msg, cap, "argument(s) must be one of the following: no, yes, local");
+            return CM_EINVAL;
+        }
+        return 0;
     case OPT_YESNO_FIXED:
         if (strcasecmp(val, o->fixed) != 0) {
             snprintf(msg, cap, "eddy only supports '%s' for this option", o->fixed);
@@ -229,6 +247,9 @@ static void format_opt(const struct net_config *c, const struct opt *o, char *bu
         break;
     case OPT_BOOL:
         snprintf(buf, cap, "%s", *(const int *)field ? "yes" : "no");
+        break;
+    case OPT_YESNOLOCAL:
+        snprintf(buf, cap, "%s", (const char *[]){"no", "yes", "local"}[*(const int *)field % 3]);
         break;
     }
 }

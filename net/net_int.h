@@ -67,6 +67,7 @@ struct net_config {
     int protected_mode;        /* refuse non-loopback clients when no password is set */
     char config_file[1024];
     int cluster_enabled;       /* --cluster-enabled yes: slot map, routing (cmd_cluster.c) */
+    int enable_debug;          /* DEBUG command: 0 no, 1 yes, 2 local (loopback clients) */
 };
 
 /* CONFIG GET: appends the matching name/value pairs as a map. */
@@ -399,5 +400,6 @@ extern const struct cmd_def cmd_keys_table[];
 extern const struct cmd_def cmd_server_table[];
 extern const struct cmd_def cmd_udf_table[];
 extern const struct cmd_def cmd_mapreduce_table[];
+extern const struct cmd_def cmd_debug_table[];
 
 #endif

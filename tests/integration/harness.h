@@ -196,5 +196,6 @@ void suite_cluster(void);
 void suite_migrate(void);
 void suite_train(void);
 void suite_hardening(void);
+void suite_faults(void);
 
 #endif

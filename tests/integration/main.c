@@ -18,6 +18,7 @@ static const struct {
     {"cluster", suite_cluster},   {"migrate", suite_migrate},
     {"train", suite_train},
     {"hardening", suite_hardening},
+    {"faults", suite_faults},
 };
 
 int main(void)

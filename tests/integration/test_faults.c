@@ -1,0 +1,286 @@
+/* test_faults.c - injected storage errors (DEBUG FAULT, eddyd --enable-debug-command
+ * yes; engine.h eng_fault_set), driven through the protocol, SQLite style: each
+ * failing operation must give its client a clear error reply and apply nothing, every
+ * reply must tell the truth (OK: the key is there; error: it is not), reads and PING go
+ * on while writes fail, writes work again once the fault clears, and after a kill -9
+ * and restart every acknowledged write is there. Under appendfsync always a failed
+ * WAL sync stops the server (as Redis does) instead of acknowledging. Real disk-full
+ * errors are in hardening_diskfull.sh. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "harness.h"
+
+void suite_faults(void);
+
+#define WRITE_ERR "ERR storage error: write failed: IO error: injected fault"
+#define READ_ERR "ERR storage error: read failed: IO error: injected fault"
+
+static const char lib_src[] = "#!lua name=faultlib\n"
+                              "redis.register_function('put', function(keys, args)\n"
+                              "  redis.call('SET', keys[1], args[1])\n"
+                              "  return redis.call('INCR', keys[2])\n"
+                              "end)\n";
+
+/* SET key v:key; returns true if acknowledged. */
+static bool set_acked(eddy_ctx *c, const char *key)
+{
+    char val[96];
+    snprintf(val, sizeof(val), "v:%s", key);
+    struct eddy_reply *r = CMD(c, "SET", key, val);
+    bool ok = r->type == EDDY_REPLY_STATUS && strcmp(r->str, "OK") == 0;
+    if (!ok && r->type != EDDY_REPLY_ERROR)
+        FAILF("SET %s replied %s", key, h_describe(r));
+    eddy_reply_free(r);
+    return ok;
+}
+
+static void expect_value(eddy_ctx *c, const char *key)
+{
+    char val[96];
+    snprintf(val, sizeof(val), "v:%s", key);
+    h_expect_bulk(H_AT, CMD(c, "GET", key), val, strlen(val));
+}
+
+/* Writes ack:0..n-1, all of which must be acknowledged. */
+static void write_acked(eddy_ctx *c, int from, int n)
+{
+    for (int i = from; i < from + n; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "ack:%d", i);
+        if (!set_acked(c, key))
+            FAILF("SET %s refused without an injected fault", key);
+    }
+}
+
+static void check_acked(eddy_ctx *c, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "ack:%d", i);
+        expect_value(c, key);
+    }
+}
+
+/* Injected write errors: each command fails cleanly and applies nothing. */
+static void write_faults(eddy_ctx *c)
+{
+    EXPECT_OK(c, "SET", "cnt", "10");
+    EXPECT_OK(c, "DEBUG", "FAULT", "write", "3");
+    EXPECT_ERR(WRITE_ERR, c, "SET", "f:1", "x");
+    EXPECT_ERR(WRITE_ERR, c, "INCR", "cnt");
+    EXPECT_ERR(WRITE_ERR, c, "MSET", "f:2", "a", "f:3", "b");
+    /* The three faults are used up: writes work again. */
+    EXPECT_INT(11, c, "INCR", "cnt");
+    EXPECT_NIL(c, "GET", "f:1");
+    EXPECT_INT(0, c, "EXISTS", "f:2", "f:3");
+    EXPECT_BULK("11", c, "GET", "cnt");
+}
+
+/* A pipeline during a fault: whatever the server groups into one RocksDB write, every
+ * OK means the key is there and every error that it is not. */
+static void pipeline_truthful(eddy_ctx *c)
+{
+    EXPECT_OK(c, "DEBUG", "FAULT", "write", "2");
+    char keys[40][32];
+    for (int i = 0; i < 40; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "pipe:%d", i);
+        const char *set[] = {"SET", keys[i], "p"};
+        CHECK(eddy_append_argv(c, 3, set, NULL) == EDDY_OK);
+    }
+    bool acked[40];
+    int nerr = 0;
+    for (int i = 0; i < 40; i++) {
+        struct eddy_reply *r;
+        CHECK(eddy_get_reply(c, &r) == EDDY_OK);
+        acked[i] = r->type == EDDY_REPLY_STATUS;
+        if (!acked[i]) {
+            if (r->type != EDDY_REPLY_ERROR || strcmp(r->str, WRITE_ERR) != 0)
+                FAILF("pipelined SET %d replied %s", i, h_describe(r));
+            nerr++;
+        }
+        eddy_reply_free(r);
+    }
+    CHECK(nerr >= 1);
+    for (int i = 0; i < 40; i++) {
+        if (acked[i])
+            EXPECT_BULK("p", c, "GET", keys[i]);
+        else
+            EXPECT_NIL(c, "GET", keys[i]);
+    }
+    EXPECT_OK(c, "DEBUG", "FAULT", "write", "0");
+}
+
+/* A function call's commit fails whole. */
+static void call_faults(eddy_ctx *c)
+{
+    struct eddy_reply *r = CMD(c, "FUNCTION", "LOAD", "REPLACE", lib_src);
+    CHECK(r->type == EDDY_REPLY_STRING && strcmp(r->str, "faultlib") == 0);
+    eddy_reply_free(r);
+    EXPECT_OK(c, "DEBUG", "FAULT", "write", "1");
+    r = CMD(c, "FCALL", "put", "2", "fc:key", "fc:cnt", "x");
+    if (r->type != EDDY_REPLY_ERROR || strstr(r->str, "IO error: injected fault") == NULL)
+        FAILF("FCALL during a write fault replied %s", h_describe(r));
+    eddy_reply_free(r);
+    EXPECT_NIL(c, "GET", "fc:key");
+    EXPECT_NIL(c, "GET", "fc:cnt");
+    EXPECT_INT(1, c, "FCALL", "put", "2", "fc:key", "fc:cnt", "x");
+    EXPECT_BULK("x", c, "GET", "fc:key");
+}
+
+/* Every write fails until cleared; reads, PING, INFO go on. */
+static void writes_down_reads_up(eddy_ctx *c, int nacked)
+{
+    EXPECT_OK(c, "DEBUG", "FAULT", "write", "-1");
+    for (int i = 0; i < 5; i++)
+        EXPECT_ERR(WRITE_ERR, c, "SET", "down:k", "v");
+    EXPECT_ERR(WRITE_ERR, c, "DEL", "ack:0");
+    struct eddy_reply *r = CMD(c, "FUNCTION", "LOAD", "REPLACE", lib_src);
+    if (r->type != EDDY_REPLY_ERROR ||
+        strcmp(r->str, "ERR storage error: metadata write failed: IO error: injected fault") != 0)
+        FAILF("FUNCTION LOAD during a write fault replied %s", h_describe(r));
+    eddy_reply_free(r);
+    check_acked(c, nacked);
+    EXPECT_STATUS("PONG", c, "PING");
+    CHECK(h_info_field(c, "server", "uptime_in_seconds") >= 0);
+    EXPECT_OK(c, "DEBUG", "FAULT", "write", "0");
+    EXPECT_OK(c, "SET", "down:k", "v");
+    EXPECT_INT(1, c, "DEL", "down:k");
+}
+
+/* Injected read errors: the read fails with a clear error, the next one works; a write
+ * command whose read fails changes nothing. */
+static void read_faults(eddy_ctx *c)
+{
+    EXPECT_OK(c, "DEBUG", "FAULT", "read", "2");
+    EXPECT_ERR(READ_ERR, c, "GET", "ack:1");
+    EXPECT_ERR(READ_ERR, c, "INCR", "cnt");
+    expect_value(c, "ack:1");
+    EXPECT_BULK("11", c, "GET", "cnt");
+}
+
+/* WAL flush errors under everysec: the batch's replies become errors and the client is
+ * closed (the write may or may not survive: it was not acknowledged). */
+static void sync_faults(struct h_server *s, eddy_ctx *c)
+{
+    EXPECT_OK(c, "DEBUG", "FAULT", "sync", "-1");
+    struct eddy_reply *r = CMD(c, "SET", "sync:1", "x");
+    if (r->type != EDDY_REPLY_ERROR ||
+        strncmp(r->str, "ERR write-ahead log write failed: ", 34) != 0 ||
+        strstr(r->str, "IO error: injected fault") == NULL)
+        FAILF("SET during a WAL fault replied %s", h_describe(r));
+    eddy_reply_free(r);
+    r = eddy_command(c, "PING", (char *)NULL);
+    if (r != NULL)
+        FAILF("the connection stays open after a failed WAL write: PING replied %s",
+              h_describe(r));
+    eddy_ctx *c2 = h_connect_port(s->port);
+    expect_value(c2, "ack:2");
+    EXPECT_OK(c2, "DEBUG", "FAULT", "sync", "0");
+    EXPECT_OK(c2, "SET", "sync:2", "y");
+    eddy_free(c2);
+}
+
+static void t_faults_everysec(void)
+{
+    struct h_server *s = h_server_start("--enable-debug-command", "yes", NULL);
+    eddy_ctx *c = h_connect_port(s->port);
+    write_acked(c, 0, 300);
+    write_faults(c);
+    pipeline_truthful(c);
+    call_faults(c);
+    writes_down_reads_up(c, 300);
+    read_faults(c);
+    write_acked(c, 300, 100);
+    sync_faults(s, c);
+    eddy_free(c);
+    /* Nothing acknowledged is lost; nothing refused by a write fault appears. */
+    h_server_kill9(s);
+    h_server_restart(s);
+    c = h_connect_port(s->port);
+    check_acked(c, 400);
+    EXPECT_BULK("11", c, "GET", "cnt");
+    EXPECT_BULK("y", c, "GET", "sync:2");
+    EXPECT_INT(0, c, "EXISTS", "f:1", "f:2", "f:3", "down:k");
+    EXPECT_BULK("x", c, "GET", "fc:key");
+    EXPECT_BULK("1", c, "GET", "fc:cnt");
+    eddy_free(c);
+    h_server_free(s);
+}
+
+/* appendfsync always: a failed WAL fsync must not be acknowledged; the server exits
+ * (status 1, as Redis with appendfsync always) and comes back with everything it
+ * acknowledged. One I/O thread, so the cron (same thread) cannot take the fault. */
+static void t_faults_always_sync_exits(void)
+{
+    struct h_server *s = h_server_start("--enable-debug-command", "yes", "--appendfsync",
+                                        "always", "--threads", "1", NULL);
+    eddy_ctx *c = h_connect_port(s->port);
+    write_acked(c, 0, 200);
+    EXPECT_OK(c, "DEBUG", "FAULT", "sync", "1");
+    const char *set[] = {"SET", "lost:1", "x"};
+    struct eddy_reply *r = eddy_command_argv(c, 3, set, NULL);
+    if (r != NULL)
+        FAILF("SET after a failed fsync under appendfsync always replied %s", h_describe(r));
+    eddy_free(c);
+    int st = 0;
+    if (!h_server_wait_exit(s, 10000, &st))
+        FAILF("eddyd still runs after a failed fsync under appendfsync always");
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    h_server_restart(s);
+    c = h_connect_port(s->port);
+    check_acked(c, 200);
+    EXPECT_OK(c, "SET", "after", "1");
+    eddy_free(c);
+    h_server_free(s);
+}
+
+/* Off by default, like Redis's enable-debug-command; immutable at run time. */
+static void t_debug_command_off_by_default(void)
+{
+    eddy_ctx *c = h_connect();
+    EXPECT_ERR("ERR DEBUG command not allowed. If the enable-debug-command option is set to "
+               "\"local\", you can run it from a local connection, otherwise you need to set "
+               "this option in the configuration file, and then restart the server.",
+               c, "DEBUG", "FAULT", "write", "1");
+    EXPECT_ERR("ERR CONFIG SET failed (possibly related to argument 'enable-debug-command') - "
+               "can't set immutable config",
+               c, "CONFIG", "SET", "enable-debug-command", "yes");
+    EXPECT_OK(c, "SET", "dbg:k", "v");
+    EXPECT_INT(1, c, "DEL", "dbg:k");
+    eddy_free(c);
+}
+
+static void t_debug_fault_syntax(void)
+{
+    struct h_server *s = h_server_start("--enable-debug-command", "local", NULL);
+    eddy_ctx *c = h_connect_port(s->port);
+    EXPECT_ERR("ERR unknown fault kind 'disk' (write, sync, read or all)", c, "DEBUG", "FAULT",
+               "disk", "1");
+    EXPECT_ERR("ERR value is not an integer or out of range", c, "DEBUG", "FAULT", "write", "x");
+    EXPECT_ERR("ERR count must be -1 (until cleared), 0 (clear) or positive", c, "DEBUG",
+               "FAULT", "write", "-2");
+    EXPECT_ERR("ERR syntax error", c, "DEBUG", "FAULT", "write");
+    EXPECT_ERR("ERR unknown subcommand 'nosuch'. Try DEBUG HELP.", c, "DEBUG", "nosuch");
+    EXPECT_OK(c, "DEBUG", "FAULT", "all", "2");
+    struct eddy_reply *r = CMD(c, "DEBUG", "FAULT");
+    CHECK(r->type == EDDY_REPLY_ARRAY && r->elements == 8);
+    CHECK(r->element[1]->integer == 2 && r->element[3]->integer == 2 &&
+          r->element[5]->integer == 2 && r->element[7]->integer == 0);
+    eddy_reply_free(r);
+    EXPECT_OK(c, "DEBUG", "FAULT", "all", "0");
+    EXPECT_OK(c, "SET", "k", "v");
+    eddy_free(c);
+    h_server_free(s);
+}
+
+void suite_faults(void)
+{
+    h_run("faults_debug_command_off_by_default", t_debug_command_off_by_default, 0, 10);
+    h_run("faults_debug_fault_syntax", t_debug_fault_syntax, H_OWN, 30);
+    h_run("faults_injected_storage_errors_everysec", t_faults_everysec, H_OWN, 120);
+    h_run("faults_always_failed_fsync_exits_nothing_lost", t_faults_always_sync_exits, H_OWN,
+          60);
+}
