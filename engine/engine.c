@@ -1668,6 +1668,24 @@ int eng_meta_scan(struct eng *e, const char *prefix, size_t plen, eng_meta_fn fn
     return rc;
 }
 
+int eng_compact(struct eng *e, struct cm_err *err)
+{
+    char *rerr = NULL;
+    rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+    rocksdb_flushoptions_set_wait(fo, 1);
+    for (int i = 0; i < NCF && rerr == NULL; i++)
+        rocksdb_flush_cf(e->db, fo, e->cf[i], &rerr);
+    rocksdb_flushoptions_destroy(fo);
+    if (rerr != NULL)
+        return rocks_err(err, rerr, "memtable flush failed");
+    rocksdb_compactoptions_t *co = rocksdb_compactoptions_create();
+    rocksdb_compactoptions_set_bottommost_level_compaction(co, 2 /* kForce */);
+    for (int i = 0; i < NCF; i++)
+        rocksdb_compact_range_cf_opt(e->db, e->cf[i], co, NULL, 0, NULL, 0);
+    rocksdb_compactoptions_destroy(co);
+    return 0;
+}
+
 /* ---- Statistics ------------------------------------------------------------------------------------------ */
 
 static unsigned long long prop(struct eng *e, const char *name)

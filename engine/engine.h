@@ -282,6 +282,11 @@ typedef int (*eng_meta_fn)(void *ud, const char *key, size_t klen, const char *v
 int eng_meta_scan(struct eng *e, const char *prefix, size_t plen, eng_meta_fn fn, void *ud,
                   struct cm_err *err);
 
+/* Flushes the memtables and compacts every column family into the last level, where
+ * blocks are zstd-compressed (tests, maintenance). Blocks the caller until done.
+ * Returns 0 or CM_EIO. */
+int eng_compact(struct eng *e, struct cm_err *err);
+
 /* ---- Fault injection (tests; the DEBUG FAULT command) -----------------------------------
  * Makes the next n operations of one kind fail as if RocksDB had returned an IOError
  * status ("IO error: injected fault"). The fault is injected before the RocksDB call,

@@ -540,6 +540,257 @@ TEST(slot_watch_fence_and_drop)
     close_eng(e);
 }
 
+/* ---- Injected faults and corrupt zstd blocks ---------------------------------------- */
+
+TEST(injected_faults)
+{
+    struct eng *e = open_eng();
+    struct cm_err err = {0};
+    char v[64];
+    put(e, "a", "1", 0);
+    eng_fault_set(e, ENG_FAULT_WRITE, 1);
+    CHECK_EQ_INT(eng_fault_pending(e, ENG_FAULT_WRITE), 1);
+    struct eng_batch *b = eng_batch_new(e);
+    CHECK_EQ_INT(eng_batch_put(b, "a", 1, ENG_T_STRING, 0, "2", 1), 0);
+    CHECK_EQ_INT(eng_write(e, b, &err), CM_EIO);
+    CHECK_STR(err.msg, "write failed: IO error: injected fault");
+    CHECK_EQ_INT(get(e, "a", 0, v, sizeof(v)), 0);
+    CHECK_STR(v, "1"); /* nothing applied */
+    CHECK_EQ_INT(eng_write(e, b, &err), 0); /* used up */
+    CHECK_EQ_INT(get(e, "a", 0, v, sizeof(v)), 0);
+    CHECK_STR(v, "2");
+    eng_batch_free(b);
+    eng_fault_set(e, ENG_FAULT_READ, -1);
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ_INT(get(e, "a", 0, v, sizeof(v)), CM_EIO);
+    struct cm_buf m;
+    cm_buf_init(&m);
+    CHECK_EQ_INT(eng_meta_get(e, "x", 1, &m, &err), CM_EIO);
+    eng_fault_set(e, ENG_FAULT_READ, 0);
+    CHECK_EQ_INT(get(e, "a", 0, v, sizeof(v)), 0);
+    eng_fault_set(e, ENG_FAULT_SYNC, 1);
+    put(e, "b", "1", 0);
+    CHECK_EQ_INT(eng_persist(e, &err), CM_EIO);
+    CHECK(strstr(err.msg, "injected fault") != NULL);
+    CHECK(eng_unflushed(e));
+    /* After a failed flush, none until a write succeeds again. */
+    CHECK_EQ_INT(eng_persist(e, &err), CM_EIO);
+    CHECK(strstr(err.msg, "failed earlier") != NULL);
+    put(e, "b2", "1", 0);
+    CHECK_EQ_INT(eng_persist(e, &err), 0);
+    CHECK(!eng_unflushed(e));
+    eng_fault_set(e, ENG_FAULT_WRITE, -1);
+    CHECK_EQ_INT(eng_meta_put(e, "k", 1, "v", 1, &err), CM_EIO);
+    CHECK_EQ_INT(eng_flush_all(e, &err), CM_EIO);
+    struct eng_txn *t = eng_txn_begin(e);
+    CHECK_EQ_INT(eng_txn_put(t, "c", 1, ENG_T_STRING, 0, "1", 1), 0);
+    CHECK_EQ_INT(eng_txn_commit(t, &err), CM_EIO);
+    eng_txn_free(t);
+    eng_fault_set(e, ENG_FAULT_WRITE, 0);
+    CHECK_EQ_INT(get(e, "c", 0, v, sizeof(v)), CM_ENOTFOUND);
+    CHECK_EQ_INT(get(e, "b", 0, v, sizeof(v)), 0);
+    CHECK_EQ_INT(eng_fault_count(e), 9);
+    cm_buf_deinit(&m);
+    close_eng(e);
+}
+
+#define ZKEYS 4000
+
+static const unsigned char zstd_magic[4] = {0x28, 0xb5, 0x2f, 0xfd};
+
+/* Writes ZKEYS compressible 1 kB values and compacts them into the last level, whose
+ * blocks are zstd frames. */
+static void fill_and_compact(struct eng *e)
+{
+    char key[32], val[1024];
+    for (int i = 0; i < ZKEYS; i++) {
+        snprintf(key, sizeof(key), "z:%d", i);
+        for (size_t j = 0; j < sizeof(val) - 1; j++)
+            val[j] = (char)('a' + (i + j / 64) % 26);
+        val[sizeof(val) - 1] = '\0';
+        put(e, key, val, 0);
+    }
+    struct cm_err err = {0};
+    CHECK_EQ_INT(eng_compact(e, &err), 0);
+}
+
+/* Applies fn to every .sst file of the store; returns how many zstd frames they hold. */
+static int each_sst(void (*fn)(const char *path, unsigned char *p, size_t n, int *frames))
+{
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "ls %s/*.sst", dir);
+    FILE *ls = popen(cmd, "r");
+    CHECK(ls != NULL);
+    char path[512];
+    int frames = 0;
+    while (fgets(path, sizeof(path), ls) != NULL) {
+        path[strcspn(path, "\n")] = '\0';
+        FILE *f = fopen(path, "rb");
+        CHECK(f != NULL);
+        fseek(f, 0, SEEK_END);
+        size_t n = (size_t)ftell(f);
+        fseek(f, 0, SEEK_SET);
+        unsigned char *p = malloc(n);
+        CHECK(p != NULL && fread(p, 1, n, f) == n);
+        fclose(f);
+        fn(path, p, n, &frames);
+        free(p);
+    }
+    pclose(ls);
+    return frames;
+}
+
+static void write_file(const char *path, const unsigned char *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL && fwrite(p, 1, n, f) == n);
+    fclose(f);
+}
+
+/* Flips 16 bytes inside zstd frame number corrupt_at (counted over all files, after
+ * its header), or inside every frame when corrupt_at is -1. */
+static int corrupt_at;
+
+static void corrupt_frames(const char *path, unsigned char *p, size_t n, int *frames)
+{
+    for (size_t i = 0; i + 40 < n; i++)
+        if (memcmp(p + i, zstd_magic, 4) == 0) {
+            if (corrupt_at < 0 || *frames == corrupt_at)
+                for (size_t j = 12; j < 28; j++)
+                    p[i + j] ^= 0x5a;
+            (*frames)++;
+            i += 28;
+        }
+    write_file(path, p, n);
+}
+
+static void count_frames(const char *path, unsigned char *p, size_t n, int *frames)
+{
+    for (size_t i = 0; i + 4 < n; i++)
+        if (memcmp(p + i, zstd_magic, 4) == 0)
+            (*frames)++;
+}
+
+static void truncate_half(const char *path, unsigned char *p, size_t n, int *frames)
+{
+    write_file(path, p, n / 2);
+    (*frames)++;
+}
+
+static int count_key(void *ud, const char *key, size_t klen, const struct eng_item *it)
+{
+    (*(long *)ud)++;
+    return 0;
+}
+
+/* Reads every key back: each read is the right value or CM_EIO with a message; never a
+ * wrong value, never a crash. Returns how many failed. */
+static int read_back(struct eng *e)
+{
+    int failed = 0;
+    char key[32];
+    for (int i = 0; i < ZKEYS; i++) {
+        snprintf(key, sizeof(key), "z:%d", i);
+        struct eng_item it;
+        struct cm_err err = {0};
+        int rc = eng_get(e, key, strlen(key), 0, &it, &err);
+        if (rc == CM_EIO) {
+            CHECK(err.msg[0] != '\0');
+            failed++;
+            continue;
+        }
+        if (rc != 0)
+            UNIT_FAIL("%s: %s", key, rc == CM_ENOTFOUND ? "missing, no error" : err.msg);
+        CHECK_EQ_INT(it.len, 1023);
+        for (size_t j = 0; j < it.len; j++)
+            if (it.data[j] != (char)('a' + (i + j / 64) % 26))
+                UNIT_FAIL("%s: a corrupt block read back as a wrong value", key);
+        eng_item_release(&it);
+    }
+    return failed;
+}
+
+static struct eng *reopen(struct cm_err *err)
+{
+    struct eng_options o;
+    eng_options_init(&o);
+    o.dir = dir;
+    o.block_cache_bytes = 8 << 20;
+    o.memtable_bytes = 8 << 20;
+    return eng_open(&o, err);
+}
+
+/* eddy has no zstd decoder of its own: zstd frames are RocksDB's compressed blocks.
+ * Corrupt ones must be refused cleanly: reads of the damaged blocks fail with CM_EIO
+ * ("Corruption: block checksum mismatch"), every other read is right, the engine
+ * stays up and still writes. */
+TEST(zstd_blocks_corrupt_rejected)
+{
+    struct eng *e = open_eng();
+    fill_and_compact(e);
+    eng_close(e);
+    int frames = each_sst(count_frames);
+    CHECK(frames > 10); /* the bottom level is zstd-compressed */
+    corrupt_at = frames / 3; /* one data block */
+    CHECK_EQ_INT(each_sst(corrupt_frames), frames);
+    struct cm_err err = {0};
+    e = reopen(&err);
+    if (e == NULL)
+        UNIT_FAIL("eng_open after corrupting a data block: %s", err.msg);
+    int failed = read_back(e);
+    CHECK(failed > 0 && failed < ZKEYS / 10);
+    /* A scan over the damaged blocks stops with CM_EIO. */
+    char *next = NULL;
+    size_t nl;
+    long seen = 0;
+    CHECK_EQ_INT(eng_scan(e, NULL, 0, CM_SLOTS - 1, NULL, 0, 0, 0, count_key, &seen, &next, &nl,
+                          &err),
+                 CM_EIO);
+    CHECK(seen < ZKEYS);
+    cm_free(next);
+    put(e, "after", "1", 0);
+    char v[8];
+    CHECK_EQ_INT(get(e, "after", 0, v, sizeof(v)), 0);
+    printf("  %d of %d reads refused after corrupting zstd frame %d of %d: %s\n", failed, ZKEYS,
+           corrupt_at, frames, err.msg);
+    eng_close(e);
+    /* Every frame corrupt: every read fails cleanly. */
+    corrupt_at = -1;
+    CHECK_EQ_INT(each_sst(corrupt_frames), frames);
+    e = reopen(&err);
+    if (e != NULL) {
+        CHECK_EQ_INT(read_back(e), ZKEYS);
+        eng_close(e);
+    }
+    e = NULL;
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+}
+
+/* A truncated table file: the store refuses to open with a message, or the reads that
+ * need the lost part fail with CM_EIO. */
+TEST(zstd_sst_truncated_rejected)
+{
+    struct eng *e = open_eng();
+    fill_and_compact(e);
+    eng_close(e);
+    CHECK(each_sst(truncate_half) > 0);
+    struct cm_err err = {0};
+    e = reopen(&err);
+    if (e == NULL) {
+        CHECK(err.msg[0] != '\0');
+        printf("  open refused: %s\n", err.msg);
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+        CHECK(system(cmd) == 0);
+        return;
+    }
+    int failed = read_back(e);
+    CHECK(failed > 0);
+    close_eng(e);
+}
+
 int main(void)
 {
     RUN(key_encoding);
@@ -555,5 +806,8 @@ int main(void)
     RUN(lockset_dedup_and_order);
     RUN(batch_touches_savepoint_clear);
     RUN(slot_watch_fence_and_drop);
+    RUN(injected_faults);
+    RUN(zstd_blocks_corrupt_rejected);
+    RUN(zstd_sst_truncated_rejected);
     return unit_done();
 }
