@@ -20,6 +20,8 @@
 #define VAL_F_EXPIRE 0x01
 #define TXN_SPARES 16              /* freed transactions kept for reuse */
 #define TXN_SPARE_MAX_BYTES 65536  /* ... if their write batch stayed this small */
+/* A batch whose buffer grew past this is replaced when cleared. */
+#define BATCH_KEEP_BYTES (4u << 20)
 
 struct eng {
     rocksdb_t *db;
@@ -104,7 +106,7 @@ struct eng_iter {
 struct eng_batch {
     struct eng *e;
     rocksdb_writebatch_t *wb;
-    struct cm_buf key, val;
+    struct cm_buf key;
     struct eng_lockset stripes; /* of the keys written, marked by eng_write; no repeats */
     unsigned saved_stripes;     /* stripes.n at the savepoint */
     struct cm_buf ukeys;        /* the user keys written (4-byte length + key) */
@@ -148,17 +150,23 @@ int eng_encode_key(struct cm_buf *out, const char *key, size_t klen)
     return 0;
 }
 
+/* The header of a stored value (type, flags, optional expiry) into h[10]; returns its
+ * length. */
+static size_t encode_header(char *h, enum eng_type type, int64_t expire_ms)
+{
+    h[0] = (char)type;
+    h[1] = expire_ms > 0 ? VAL_F_EXPIRE : 0;
+    if (expire_ms <= 0)
+        return 2;
+    put_be64(h + 2, (uint64_t)expire_ms);
+    return 10;
+}
+
 int eng_encode_value(struct cm_buf *out, enum eng_type type, int64_t expire_ms, const void *val,
                      size_t vlen)
 {
     char h[10];
-    size_t hn = 2;
-    h[0] = (char)type;
-    h[1] = expire_ms > 0 ? VAL_F_EXPIRE : 0;
-    if (expire_ms > 0) {
-        put_be64(h + 2, (uint64_t)expire_ms);
-        hn = 10;
-    }
+    size_t hn = encode_header(h, type, expire_ms);
     out->len = 0;
     if (cm_buf_reserve(out, hn + vlen) != 0)
         return CM_ENOMEM;
@@ -750,7 +758,6 @@ struct eng_batch *eng_batch_new(struct eng *e)
     b->e = e;
     b->wb = rocksdb_writebatch_create();
     cm_buf_init(&b->key);
-    cm_buf_init(&b->val);
     cm_buf_init(&b->ukeys);
     eng_lockset_init(&b->stripes);
     return b;
@@ -762,7 +769,6 @@ void eng_batch_free(struct eng_batch *b)
         return;
     rocksdb_writebatch_destroy(b->wb);
     cm_buf_deinit(&b->key);
-    cm_buf_deinit(&b->val);
     cm_buf_deinit(&b->ukeys);
     eng_lockset_deinit(&b->stripes);
     cm_free(b);
@@ -782,12 +788,21 @@ static int batch_touch(struct eng_batch *b, unsigned st)
 
 void eng_batch_clear(struct eng_batch *b)
 {
+    size_t size;
+    rocksdb_writebatch_data(b->wb, &size);
+    if (size > BATCH_KEEP_BYTES) {
+        /* Clearing keeps the capacity: a worker that once wrote 512 MB would hold it. */
+        rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+        if (wb != NULL) {
+            rocksdb_writebatch_destroy(b->wb);
+            b->wb = wb;
+        }
+    }
     rocksdb_writebatch_clear(b->wb);
     for (unsigned i = 0; i < b->stripes.n; i++)
         b->touched[b->stripes.stripes[i] / 64] = 0;
     b->stripes.n = 0;
     b->ukeys.len = 0;
-    cm_buf_shrink(&b->val, 1 << 20);
     cm_buf_shrink(&b->ukeys, 1 << 20);
 }
 
@@ -825,19 +840,25 @@ int eng_batch_put(struct eng_batch *b, const char *key, size_t klen, enum eng_ty
                   int64_t expire_ms, const void *val, size_t vlen)
 {
     if (eng_encode_key(&b->key, key, klen) != 0 ||
-        eng_encode_value(&b->val, type, expire_ms, val, vlen) != 0 ||
         batch_touch(b, stripe_of(key, klen)) != 0 ||
         note_key(&b->ukeys, key, klen) != 0)
         return CM_ENOMEM;
-    rocksdb_writebatch_put_cf(b->wb, b->e->cf[CF_DATA], b->key.p, b->key.len, b->val.p, b->val.len);
     if (expire_ms > 0) {
-        /* Index entry: expiry (8 bytes BE) + physical key, value empty. */
+        /* Index entry: expiry (8 bytes BE) + physical key, value empty. It goes first:
+         * RocksDB's batch is a string that doubles when appended to past its size, so
+         * a small entry after a 512 MB value would cost another 512 MB. */
         char h[8];
         put_be64(h, (uint64_t)expire_ms);
         const char *parts[2] = {h, b->key.p};
         size_t lens[2] = {8, b->key.len};
         rocksdb_writebatch_putv_cf(b->wb, b->e->cf[CF_EXPIRE], 2, parts, lens, 0, NULL, NULL);
     }
+    /* The value goes to the batch with its header as two pieces, without a copy of
+     * its own here (one copy less of a 512 MB value). */
+    char h[10];
+    const char *kp = b->key.p, *vp[2] = {h, val};
+    size_t vl[2] = {encode_header(h, type, expire_ms), vlen};
+    rocksdb_writebatch_putv_cf(b->wb, b->e->cf[CF_DATA], 1, &kp, &b->key.len, 2, vp, vl);
     return 0;
 }
 
