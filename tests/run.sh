@@ -2,8 +2,10 @@
 # run.sh - runs eddy's test programs and counts their "PASS name" / "FAIL name" lines.
 # Usage: BIN=bin sh tests/run.sh [unit test binaries...]
 # Runs each given unit test binary, then the integration suite ($BIN/tests/integration),
-# then tests/integration/*.sh. EDDY_SLOW=1 adds the slow suites. Ends with one line
-# "N passed, N failed" and exits non-zero if anything failed.
+# then tests/integration/*.sh. EDDY_SLOW=1 adds the slow suites. With
+# SANITIZER_LOG_DIR set (make tsan, make test-all), every sanitizer report file found
+# there at the end counts as one failure. Ends with one line "N passed, N failed" and
+# exits non-zero if anything failed.
 BIN=${BIN:-bin}
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
@@ -21,6 +23,16 @@ for s in tests/integration/*.sh; do
     echo "== $s"
     EDDYD="$BIN/eddyd" EDDY_CLI="$BIN/eddy-cli" sh "$s" 2>&1 | tee -a "$log" | grep -v '^PASS ' || true
 done
+# Sanitizer builds write their reports to files (log_path=$SANITIZER_LOG_DIR/...) from
+# every process, eddyd children included: each report file is one failure.
+if [ -n "$SANITIZER_LOG_DIR" ] && [ -d "$SANITIZER_LOG_DIR" ]; then
+    for f in "$SANITIZER_LOG_DIR"/*; do
+        [ -s "$f" ] || continue
+        what=$(grep -m1 -E 'WARNING: ThreadSanitizer|ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error' "$f" | sed 's/^==[0-9]*==//')
+        frame=$(grep -m1 -E '^ *#[0-9]+ .* (net|engine|udf|common|cluster|client|tests|bench)/' "$f" | sed 's/^ *//')
+        echo "FAIL sanitizer_report $f: ${what:-report} at ${frame:-?}" | tee -a "$log"
+    done
+fi
 passed=$(grep -c '^PASS ' "$log")
 failed=$(grep -c '^FAIL ' "$log")
 grep '^FAIL ' "$log" | sed 's/^/  /'

@@ -45,6 +45,16 @@ int64_t h_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int h_scaled(int t)
+{
+    static int scale;
+    if (scale == 0) {
+        const char *e = getenv("EDDY_TIMEOUT_SCALE");
+        scale = e != NULL && atoi(e) > 1 ? atoi(e) : 1;
+    }
+    return t > INT32_MAX / scale ? INT32_MAX : t * scale;
+}
+
 void h_sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -241,7 +251,7 @@ static bool start_server(struct h_server *s, bool pick_port)
         if (pick_port)
             s->port = free_port();
         s->pid = spawn(s);
-        if (s->pid > 0 && wait_ready(s, 10000))
+        if (s->pid > 0 && wait_ready(s, h_scaled(10000)))
             return true;
         if (s->pid > 0) {
             kill(s->pid, SIGKILL);
@@ -285,7 +295,7 @@ struct h_server *h_server_start(const char *arg, ...)
 
 bool h_server_wait_exit(struct h_server *s, int timeout_ms, int *status)
 {
-    int64_t end = h_now_ms() + timeout_ms;
+    int64_t end = h_now_ms() + h_scaled(timeout_ms);
     for (;;) {
         int st;
         if (s->pid <= 0)
@@ -432,7 +442,7 @@ void h_run(const char *name, void (*fn)(void), int flags, int timeout_s)
         setpgid(0, 0);
         cur_name = name;
         nowned = 0;
-        alarm((unsigned)timeout_s);
+        alarm((unsigned)h_scaled(timeout_s));
         fn();
         kill_owned();
         _exit(0);
@@ -450,7 +460,7 @@ void h_run(const char *name, void (*fn)(void), int flags, int timeout_s)
     } else {
         nfailed++;
         if (WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM)
-            printf("FAIL %s: timed out after %d s\n", name, timeout_s);
+            printf("FAIL %s: timed out after %d s\n", name, h_scaled(timeout_s));
         else if (WIFSIGNALED(st))
             printf("FAIL %s: killed by signal %d\n", name, WTERMSIG(st));
         else if (ok)
@@ -698,7 +708,7 @@ void h_flushall(eddy_ctx *c)
 eddy_ctx *h_connect_port(int port)
 {
     char err[EDDY_ERRLEN];
-    eddy_ctx *c = eddy_connect("127.0.0.1", port, 10000, NULL, err);
+    eddy_ctx *c = eddy_connect("127.0.0.1", port, h_scaled(10000), NULL, err);
     if (c == NULL)
         FAILF("cannot connect to 127.0.0.1:%d: %s", port, err);
     return c;
@@ -750,7 +760,7 @@ size_t h_raw_recv(int fd, char *buf, size_t n, int timeout_ms, bool *closed)
     *closed = false;
     while (got < n) {
         struct pollfd pfd = {fd, POLLIN, 0};
-        int rc = poll(&pfd, 1, timeout_ms);
+        int rc = poll(&pfd, 1, h_scaled(timeout_ms));
         if (rc < 0 && errno == EINTR)
             continue;
         if (rc <= 0)
@@ -774,7 +784,7 @@ bool h_raw_wait_close(int fd, char *buf, size_t cap, size_t *got, int timeout_ms
     *got = 0;
     for (;;) {
         struct pollfd pfd = {fd, POLLIN, 0};
-        int rc = poll(&pfd, 1, timeout_ms);
+        int rc = poll(&pfd, 1, h_scaled(timeout_ms));
         if (rc < 0 && errno == EINTR)
             continue;
         if (rc <= 0)

@@ -178,6 +178,10 @@ void h_expect_alive(const char *file, int line, int port);
 /* ---- Utilities ----------------------------------------------------------------------------- */
 
 void h_sleep_ms(int ms);
+/* t times EDDY_TIMEOUT_SCALE (default 1; make tsan sets it): the harness scales every
+ * timeout it is given (h_run, connections, h_raw_*, h_server_wait_exit) with it, for
+ * sanitizer builds that run several times slower. */
+int h_scaled(int t);
 int64_t h_now_ms(void);
 /* Raises RLIMIT_NOFILE to at least n (up to the hard limit); returns the new limit. */
 long h_raise_nofile(long n);
