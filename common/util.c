@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,17 +103,18 @@ int64_t cm_mono_us(void)
 }
 
 /* ---- Logging ------------------------------------------------------------------- */
-static int log_level = CM_LOG_NOTICE;
-static int log_fd = 2;
+/* CONFIG SET loglevel changes the level while other threads log: atomics. */
+static atomic_int log_level = CM_LOG_NOTICE;
+static atomic_int log_fd = 2;
 
 void cm_log_set_level(int level)
 {
-    log_level = level;
+    atomic_store_explicit(&log_level, level, memory_order_relaxed);
 }
 
 void cm_log_set_file(int fd)
 {
-    log_fd = fd;
+    atomic_store_explicit(&log_fd, fd, memory_order_relaxed);
 }
 
 int cm_log_level_parse(const char *name)
@@ -126,7 +128,7 @@ int cm_log_level_parse(const char *name)
 
 void cm_log(int level, const char *fmt, ...)
 {
-    if (level < log_level)
+    if (level < atomic_load_explicit(&log_level, memory_order_relaxed))
         return;
     char line[1024];
     struct timespec ts;
@@ -147,7 +149,7 @@ void cm_log(int level, const char *fmt, ...)
     if (n > (int)sizeof(line) - 2)
         n = (int)sizeof(line) - 2;
     line[n++] = '\n';
-    ssize_t w = write(log_fd, line, (size_t)n);
+    ssize_t w = write(atomic_load_explicit(&log_fd, memory_order_relaxed), line, (size_t)n);
     (void)w;
 }
 

@@ -40,7 +40,8 @@ static void echo_cmd(struct cmd_ctx *x)
 /* Constant-time comparison of a password attempt with requirepass. */
 static bool password_ok(struct cmd_ctx *x, const char *p, size_t n)
 {
-    const char *want = x->srv->cfg->requirepass;
+    char want[sizeof(x->srv->cfg->requirepass)];
+    net_config_password(x->srv->cfg, want, sizeof(want));
     size_t wn = strlen(want);
     unsigned char diff = (unsigned char)(n != wn);
     for (size_t i = 0; i < n; i++)
@@ -51,7 +52,7 @@ static bool password_ok(struct cmd_ctx *x, const char *p, size_t n)
 /* Checks AUTH [user] pass at argv[i..]; replies on failure. */
 static bool check_auth(struct cmd_ctx *x, size_t user, size_t pass)
 {
-    if (x->srv->cfg->requirepass[0] == '\0') {
+    if (!net_config_has_password(x->srv->cfg)) {
         reply_err(x, "ERR AUTH <password> called without any password configured for the "
                      "default user. Are you sure your configuration is correct?");
         return false;
@@ -242,11 +243,11 @@ static void info_cmd(struct cmd_ctx *x)
                        "sanitizer:%s\r\n\r\n",
                        REDIS_COMPAT_VERSION, EDDY_VERSION,
                        s->cluster != NULL ? "cluster" : "standalone", (int)getpid(), s->cfg->port,
-                       (long long)up, (long long)up / 86400, s->cfg->hz, s->nworkers,
+                       (long long)up, (long long)up / 86400, NET_CFG(s->cfg, hz), s->nworkers,
                        s->cfg->config_file, SANITIZER);
     if (want(x, "clients", true))
         cm_buf_appendf(&b, "# Clients\r\nconnected_clients:%ld\r\nmaxclients:%lld\r\n\r\n",
-                       atomic_load(&s->nclients), s->cfg->maxclients);
+                       atomic_load(&s->nclients), NET_CFG(s->cfg, maxclients));
     struct eng_stats st;
     eng_get_stats(s->eng, &st);
     if (want(x, "memory", true)) {
@@ -330,8 +331,8 @@ static void config_cmd(struct cmd_ctx *x)
                 return;
             }
         }
-        eng_set_fsync(x->eng, (enum eng_fsync)cfg->appendfsync);
-        cm_log_set_level(cfg->loglevel);
+        eng_set_fsync(x->eng, (enum eng_fsync)NET_CFG(cfg, appendfsync));
+        cm_log_set_level(NET_CFG(cfg, loglevel));
         server_apply_udf_limits(x->srv);
         reply_ok(x);
     } else if (arg_is(x, 1, "RESETSTAT") && x->argc == 2) {

@@ -339,7 +339,7 @@ static void append_cmd(struct cmd_ctx *x)
     if (rc != 0 && rc != CM_ENOTFOUND)
         return;
     size_t oldlen = rc == 0 ? it.len : 0;
-    if ((long long)(oldlen + x->argvlen[2]) > x->srv->cfg->max_bulk) {
+    if ((long long)(oldlen + x->argvlen[2]) > NET_CFG(x->srv->cfg, max_bulk)) {
         if (rc == 0)
             eng_item_release(&it);
         reply_err(x, "ERR string exceeds maximum allowed size (proto-max-bulk-len)");
@@ -421,7 +421,7 @@ static void setrange_cmd(struct cmd_ctx *x)
         return;
     }
     size_t vlen = x->argvlen[3];
-    if (off + (long long)vlen > x->srv->cfg->max_bulk) {
+    if (off + (long long)vlen > NET_CFG(x->srv->cfg, max_bulk)) {
         reply_err(x, "ERR string exceeds maximum allowed size (proto-max-bulk-len)");
         return;
     }

@@ -134,6 +134,26 @@ int net_parse_memory(const char *s, long long *out)
     return 0;
 }
 
+/* CONFIG SET runs on any I/O thread while the others read the settings: numbers are
+ * stored and loaded atomically (NET_CFG in net_int.h), strings (requirepass) change
+ * under str_lock. */
+static pthread_mutex_t str_lock = PTHREAD_MUTEX_INITIALIZER;
+
+bool net_config_has_password(struct net_config *cfg)
+{
+    pthread_mutex_lock(&str_lock);
+    bool set = cfg->requirepass[0] != '\0';
+    pthread_mutex_unlock(&str_lock);
+    return set;
+}
+
+void net_config_password(struct net_config *cfg, char *buf, size_t cap)
+{
+    pthread_mutex_lock(&str_lock);
+    snprintf(buf, cap, "%s", cfg->requirepass);
+    pthread_mutex_unlock(&str_lock);
+}
+
 /* Sets one option from text. Returns 0 or CM_EINVAL with msg. */
 static int set_opt(struct net_config *c, const struct opt *o, const char *val, char *msg,
                    size_t cap)
@@ -148,31 +168,33 @@ static int set_opt(struct net_config *c, const struct opt *o, const char *val, c
             return CM_EINVAL;
         }
         if (o->size == sizeof(int))
-            *(int *)field = (int)v;
+            __atomic_store_n((int *)field, (int)v, __ATOMIC_RELAXED);
         else
-            *(long long *)field = v;
+            __atomic_store_n((long long *)field, v, __ATOMIC_RELAXED);
         return 0;
     case OPT_MEM:
         if (net_parse_memory(val, &v) != 0 || (v != 0 && v < o->min)) {
             snprintf(msg, cap, "argument must be a memory value");
             return CM_EINVAL;
         }
-        *(long long *)field = v;
+        __atomic_store_n((long long *)field, v, __ATOMIC_RELAXED);
         return 0;
     case OPT_STR:
         if (strlen(val) >= o->size) {
             snprintf(msg, cap, "value is too long");
             return CM_EINVAL;
         }
+        pthread_mutex_lock(&str_lock);
         strcpy(field, val);
+        pthread_mutex_unlock(&str_lock);
         return 0;
     case OPT_FSYNC:
         if (strcasecmp(val, "always") == 0)
-            *(int *)field = ENG_FSYNC_ALWAYS;
+            __atomic_store_n((int *)field, ENG_FSYNC_ALWAYS, __ATOMIC_RELAXED);
         else if (strcasecmp(val, "everysec") == 0)
-            *(int *)field = ENG_FSYNC_EVERYSEC;
+            __atomic_store_n((int *)field, ENG_FSYNC_EVERYSEC, __ATOMIC_RELAXED);
         else if (strcasecmp(val, "no") == 0)
-            *(int *)field = ENG_FSYNC_NO;
+            __atomic_store_n((int *)field, ENG_FSYNC_NO, __ATOMIC_RELAXED);
         else {
             snprintf(msg, cap, "argument(s) must be one of the following: always, everysec, no");
             return CM_EINVAL;
@@ -185,14 +207,14 @@ static int set_opt(struct net_config *c, const struct opt *o, const char *val, c
                      "argument(s) must be one of the following: debug, verbose, notice, warning");
             return CM_EINVAL;
         }
-        *(int *)field = l;
+        __atomic_store_n((int *)field, l, __ATOMIC_RELAXED);
         return 0;
     }
     case OPT_BOOL:
         if (strcasecmp(val, "yes") == 0)
-            *(int *)field = 1;
+            __atomic_store_n((int *)field, 1, __ATOMIC_RELAXED);
         else if (strcasecmp(val, "no") == 0)
-            *(int *)field = 0;
+            __atomic_store_n((int *)field, 0, __ATOMIC_RELAXED);
         else {
             snprintf(msg, cap, "argument must be 'yes' or 'no'");
             return CM_EINVAL;
@@ -200,11 +222,11 @@ static int set_opt(struct net_config *c, const struct opt *o, const char *val, c
         return 0;
     case OPT_YESNOLOCAL:
         if (strcasecmp(val, "no") == 0)
-            *(int *)field = 0;
+            __atomic_store_n((int *)field, 0, __ATOMIC_RELAXED);
         else if (strcasecmp(val, "yes") == 0)
-            *(int *)field = 1;
+            __atomic_store_n((int *)field, 1, __ATOMIC_RELAXED);
         else if (strcasecmp(val, "local") == 0)
-            *(int *)field = 2;
+            __atomic_store_n((int *)field, 2, __ATOMIC_RELAXED);
         else {
             snprintf(msg, cap, "argument(s) must be one of the following: no, yes, local");
             return CM_EINVAL;
@@ -228,28 +250,30 @@ static void format_opt(const struct net_config *c, const struct opt *o, char *bu
     switch (o->type) {
     case OPT_INT:
         snprintf(buf, cap, "%lld",
-                 o->size == sizeof(int) ? (long long)*(const int *)field : *(const long long *)field);
+                 o->size == sizeof(int) ? (long long)__atomic_load_n((const int *)field, __ATOMIC_RELAXED) : __atomic_load_n((const long long *)field, __ATOMIC_RELAXED));
         break;
     case OPT_MEM:
-        snprintf(buf, cap, "%lld", *(const long long *)field);
+        snprintf(buf, cap, "%lld", __atomic_load_n((const long long *)field, __ATOMIC_RELAXED));
         break;
     case OPT_STR:
+        pthread_mutex_lock(&str_lock);
         snprintf(buf, cap, "%s", field);
+        pthread_mutex_unlock(&str_lock);
         break;
     case OPT_FSYNC:
-        snprintf(buf, cap, "%s", fsync_names[*(const int *)field]);
+        snprintf(buf, cap, "%s", fsync_names[__atomic_load_n((const int *)field, __ATOMIC_RELAXED)]);
         break;
     case OPT_LOGLEVEL:
-        snprintf(buf, cap, "%s", levels[*(const int *)field & 3]);
+        snprintf(buf, cap, "%s", levels[__atomic_load_n((const int *)field, __ATOMIC_RELAXED) & 3]);
         break;
     case OPT_YESNO_FIXED:
         snprintf(buf, cap, "%s", o->fixed);
         break;
     case OPT_BOOL:
-        snprintf(buf, cap, "%s", *(const int *)field ? "yes" : "no");
+        snprintf(buf, cap, "%s", __atomic_load_n((const int *)field, __ATOMIC_RELAXED) ? "yes" : "no");
         break;
     case OPT_YESNOLOCAL:
-        snprintf(buf, cap, "%s", (const char *[]){"no", "yes", "local"}[*(const int *)field % 3]);
+        snprintf(buf, cap, "%s", (const char *[]){"no", "yes", "local"}[__atomic_load_n((const int *)field, __ATOMIC_RELAXED) % 3]);
         break;
     }
 }

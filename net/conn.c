@@ -72,12 +72,13 @@ void conn_accept(struct worker *w, int fd)
     c->w = w;
     c->id = atomic_fetch_add(&s->next_client_id, 1);
     c->resp = 2;
-    c->authed = s->cfg->requirepass[0] == '\0';
+    bool nopass = !net_config_has_password(s->cfg);
+    c->authed = nopass;
     c->ctime_ms = c->last_ms = cm_now_ms();
     cm_buf_init(&c->in);
     cm_buf_init(&c->out);
     resp_req_init(&c->req);
-    c->req.max_bulk = s->cfg->max_bulk;
+    c->req.max_bulk = NET_CFG(s->cfg, max_bulk);
     struct sockaddr_storage sa;
     socklen_t sl = sizeof(sa);
     if (getpeername(fd, (struct sockaddr *)&sa, &sl) == 0) {
@@ -87,7 +88,7 @@ void conn_accept(struct worker *w, int fd)
     sl = sizeof(sa);
     if (getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
         format_addr(&sa, c->laddr, sizeof(c->laddr));
-    if (!c->loopback && s->cfg->protected_mode && s->cfg->requirepass[0] == '\0') {
+    if (!c->loopback && NET_CFG(s->cfg, protected_mode) && nopass) {
         ssize_t n = write(fd, denied_msg, sizeof(denied_msg) - 1);
         (void)n;
         cm_log(CM_LOG_WARNING, "Refused client %s: protected mode (no requirepass)", c->addr);
@@ -316,7 +317,7 @@ static int read_in(struct conn *c)
     if (fresh)
         c->frame_ms = c->last_ms;
     atomic_fetch_add_explicit(&s->net_in, (unsigned long long)n, memory_order_relaxed);
-    if ((long long)(c->in.len - c->qpos) > s->cfg->query_limit) {
+    if ((long long)(c->in.len - c->qpos) > NET_CFG(s->cfg, query_limit)) {
         cm_log(CM_LOG_WARNING, "Closing client %s that reached max query buffer length (%zu bytes)",
                c->addr, c->in.len - c->qpos);
         conn_close(c);
@@ -327,7 +328,7 @@ static int read_in(struct conn *c)
 
 static int check_output_limit(struct conn *c)
 {
-    long long limit = c->w->srv->cfg->output_limit;
+    long long limit = NET_CFG(c->w->srv->cfg, output_limit);
     if (limit > 0 && (long long)(c->out.len - c->opos) > limit) {
         cm_log(CM_LOG_WARNING,
                "Client id=%llu addr=%s closed for overcoming of output buffer limits.", c->id,
@@ -505,7 +506,7 @@ void worker_resume_calls(struct worker *w)
 
 void conn_worker_cron(struct worker *w)
 {
-    long long timeout = w->srv->cfg->timeout;
+    long long timeout = NET_CFG(w->srv->cfg, timeout);
     int64_t now = cm_now_ms();
     for (struct conn *c = w->conns, *next; c != NULL; c = next) {
         next = c->next;

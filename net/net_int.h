@@ -70,6 +70,14 @@ struct net_config {
     int enable_debug;          /* DEBUG command: 0 no, 1 yes, 2 local (loopback clients) */
 };
 
+/* A number of cfg that CONFIG SET may change on another thread: read it with this
+ * (a relaxed atomic load; config.c stores atomically). */
+#define NET_CFG(cfg, field) __atomic_load_n(&(cfg)->field, __ATOMIC_RELAXED)
+/* requirepass, read under the lock CONFIG SET writes it with: whether one is set, and a
+ * copy into buf. */
+bool net_config_has_password(struct net_config *cfg);
+void net_config_password(struct net_config *cfg, char *buf, size_t cap);
+
 /* CONFIG GET: appends the matching name/value pairs as a map. */
 int net_config_get(struct net_config *cfg, const char *pattern, size_t plen, struct cm_buf *out,
                    int proto);

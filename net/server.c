@@ -114,8 +114,8 @@ void server_apply_udf_limits(struct server *s)
 {
     struct udf_limits l;
     udf_get_limits(s->udf, &l);
-    l.time_ms = s->cfg->udf_time_limit;
-    l.memory = (size_t)s->cfg->udf_memory_limit;
+    l.time_ms = NET_CFG(s->cfg, udf_time_limit);
+    l.memory = (size_t)NET_CFG(s->cfg, udf_memory_limit);
     udf_set_limits(s->udf, &l);
 }
 
@@ -276,7 +276,7 @@ static void accept_cb(void *ud, int events)
             return;
         }
         atomic_fetch_add(&s->conns_received, 1);
-        if (atomic_load(&s->nclients) >= s->cfg->maxclients) {
+        if (atomic_load(&s->nclients) >= NET_CFG(s->cfg, maxclients)) {
             static const char msg[] = "-ERR max number of clients reached\r\n";
             /* Counted before the client can see the refusal, so INFO after it does. */
             atomic_fetch_add(&s->conns_rejected, 1);

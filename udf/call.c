@@ -498,8 +498,8 @@ int udf_call_run(struct udf_call *c)
         lua_gc(L, LUA_GCCOLLECT, 0);
         malloc_trim(0);
     }
+    udf__running_remove(vm->u, c); /* first: udf_kill reads started, not done */
     c->done = true;
-    udf__running_remove(vm->u, c);
     return UDF_DONE;
 }
 

@@ -374,7 +374,7 @@ int udf_kill(struct udf *u, bool scripts)
     int n = 0;
     pthread_mutex_lock(&u->lock);
     for (struct udf_call *c = u->running; c != NULL; c = c->rnext)
-        if ((c->kind == UDF_EVAL || c->kind == UDF_EVALSHA) == scripts && c->started && !c->done) {
+        if ((c->kind == UDF_EVAL || c->kind == UDF_EVALSHA) == scripts && c->started) {
             atomic_store(&c->kill, KILL_USER);
             n++;
         }

@@ -98,7 +98,10 @@ struct udf_call {
     lua_State *co;        /* the call's coroutine, anchored by co_ref */
     int co_ref;
     int iters_ref;        /* registry table of open eddy.scan iterators */
-    bool started;
+    /* Read by FUNCTION KILL / SCRIPT KILL on other threads (udf_kill, under the
+     * registry lock), written here without it: atomic. A call leaves the running list
+     * before done is set, so udf_kill never needs done. */
+    atomic_bool started;
     struct eng_txn *txn;
     int attempts;
     int64_t start_us, deadline_us, slice_start_us;

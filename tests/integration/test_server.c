@@ -317,6 +317,58 @@ static void t_sigterm(void)
     h_server_free(s);
 }
 
+/* CONFIG SET on one I/O thread while the others read the same settings: the limits
+ * on every read and reply, the idle timeout in every worker's cron, requirepass on
+ * every accept and AUTH. Each AUTH sees one whole password or none, never a mix; the
+ * server stays up. (Under `make tsan` this is the test that exposes unsynchronised
+ * configuration reads.) */
+static void t_config_set_while_serving(void)
+{
+    struct h_server *s = h_server_start("--threads", "3", NULL);
+    eddy_ctx *admin = h_connect_port(s->port);
+    pid_t pid = fork();
+    if (pid == 0) {
+        h_helper();
+        for (int i = 0; i < 300; i++) {
+            eddy_ctx *c = eddy_connect("127.0.0.1", s->port, h_scaled(10000), NULL, NULL);
+            if (c == NULL)
+                _exit(1);
+            struct eddy_reply *r = eddy_command(c, "AUTH", "aaaaaaaaaaaaaaaa", (char *)NULL);
+            if (r == NULL || r->type != EDDY_REPLY_STATUS) {
+                /* Wrong password, or none set: the other password is never half-seen. */
+                if (r == NULL || r->type != EDDY_REPLY_ERROR ||
+                    (strncmp(r->str, "WRONGPASS", 9) != 0 &&
+                     strncmp(r->str, "ERR AUTH <password> called without", 34) != 0))
+                    _exit(2);
+            }
+            eddy_reply_free(r);
+            r = eddy_command(c, "SET", "cfg:k", "v", (char *)NULL);
+            if (r == NULL)
+                _exit(3);
+            eddy_reply_free(r);
+            eddy_free(c);
+        }
+        _exit(0);
+    }
+    static const char *const pw[] = {"aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", ""};
+    for (int i = 0; i < 600; i++) {
+        char n[16];
+        snprintf(n, sizeof(n), "%d", 1000 + i);
+        EXPECT_OK(admin, "CONFIG", "SET", "requirepass", pw[i % 3]);
+        EXPECT_OK(admin, "CONFIG", "SET", "timeout", i % 2 ? "0" : n, "client-query-buffer-limit",
+                  i % 2 ? "1gb" : "512mb", "client-output-buffer-limit", i % 2 ? "1gb" : "0",
+                  "maxclients", n, "proto-max-bulk-len", i % 2 ? "512mb" : "256mb");
+    }
+    int st = 0;
+    CHECK(waitpid(pid, &st, 0) == pid);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        FAILF("the client of the other threads failed (status %d)", WEXITSTATUS(st));
+    EXPECT_OK(admin, "CONFIG", "SET", "requirepass", "");
+    EXPECT_ALIVE(s->port);
+    eddy_free(admin);
+    h_server_free(s);
+}
+
 void suite_server(void)
 {
     h_run("info_sections", t_info_sections, 0, 10);
@@ -327,4 +379,5 @@ void suite_server(void)
     h_run("cluster_keyslot", t_cluster_keyslot, 0, 10);
     h_run("shutdown_nosave", t_shutdown, H_OWN, 40);
     h_run("sigterm_clean_exit", t_sigterm, H_OWN, 30);
+    h_run("config_set_while_serving", t_config_set_while_serving, H_OWN, 60);
 }
