@@ -14,7 +14,7 @@
  *     framing of function replies).
  * Slow variants (the 20-kill loops, minutes of load, the soak test) run only with
  * EDDY_SLOW=1. Disk full and protected mode over a network namespace are in
- * tests/integration/hardening_*.sh. */
+ * tests/integration/hardening_*.sh; injected storage errors in test_faults.c. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
