@@ -344,13 +344,17 @@ static void reset_peak(pid_t pid)
  * 256 MB argument: peak +1026 MB, kept +514 (the memtable); APPEND peak +1280, kept
  * +512. Before the fix the engine copied each value once more into its own batch
  * buffer and RocksDB's batch kept its capacity: SETRANGE peak +1538 MB, kept +1538.
- * Sanitizer builds keep freed memory and shadow it: figures only. */
+ * Not run under sanitizers. */
 static void t_big_string_memory(void)
 {
+    const char *e = getenv("EDDYD");
+    if (e != NULL && strstr(e, "san/") != NULL) {
+        /* Shadow memory for GBs of copies, and TSan's interceptors crashed on them. */
+        fprintf(stderr, "  setrange_append_512mb_memory_bounded: not run under a sanitizer\n");
+        return;
+    }
     struct h_server *s = h_server_start("--memtable-size", "2gb", NULL);
     eddy_ctx *c = h_connect_port(s->port);
-    const char *e = getenv("EDDYD");
-    bool sanitized = e != NULL && strstr(e, "san/") != NULL;
     long base = status_mb(s->pid, "VmRSS:");
     reset_peak(s->pid);
     EXPECT_INT(536870912, c, "SETRANGE", "big", "536870911", "x");
@@ -377,14 +381,10 @@ static void t_big_string_memory(void)
             "  SETRANGE to 512 MB: RSS peak +%ld MB, kept +%ld MB; APPEND 256 MB to 256 MB: "
             "peak +%ld MB, kept +%ld MB\n",
             peak, kept, peak2, kept2);
-    if (!sanitized) {
-        if (peak > 1300 || kept > 800)
-            FAILF("SETRANGE to 512 MB: RSS peak +%ld MB (bound 1300), kept +%ld MB (800)", peak,
-                  kept);
-        if (peak2 > 1700 || kept2 > 600)
-            FAILF("APPEND to 512 MB: RSS peak +%ld MB (bound 1700), kept +%ld MB (600)", peak2,
-                  kept2);
-    }
+    if (peak > 1300 || kept > 800)
+        FAILF("SETRANGE to 512 MB: RSS peak +%ld MB (bound 1300), kept +%ld MB (800)", peak, kept);
+    if (peak2 > 1700 || kept2 > 600)
+        FAILF("APPEND to 512 MB: RSS peak +%ld MB (bound 1700), kept +%ld MB (600)", peak2, kept2);
     eddy_free(c);
     h_server_free(s);
 }

@@ -1425,7 +1425,10 @@ static void t_nested_coroutines(void)
 
 static void t_memory_bombs(void)
 {
-    struct h_server *s = h_server_start("--threads", "1", NULL);
+    /* The bombs must hit the memory cap before the time limit, also in slow builds. */
+    char limit[24];
+    snprintf(limit, sizeof(limit), "%d", h_scaled(5000));
+    struct h_server *s = h_server_start("--threads", "1", "--udf-time-limit", limit, NULL);
     eddy_ctx *a = h_connect_port(s->port), *b = h_connect_port(s->port);
     /* Set before the first call, so the thread's state starts with it. */
     EXPECT_OK(a, "CONFIG", "SET", "udf-memory-limit", "16mb");
