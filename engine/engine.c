@@ -1650,6 +1650,7 @@ int eng_meta_put(struct eng *e, const char *key, size_t klen, const void *val, s
     char *rerr = NULL;
     if (!fault_hit(e, ENG_FAULT_WRITE, &rerr))
         rocksdb_put_cf(e->db, e->wopts, e->cf[CF_META], key, klen, val, vlen, &rerr);
+    atomic_store(&e->wal_failed, rerr != NULL); /* as db_write */
     if (rerr != NULL)
         return rocks_err(err, rerr, "metadata write failed");
     tls_last_seq = atomic_fetch_add(&e->written_seq, 1) + 1;
@@ -1661,6 +1662,7 @@ int eng_meta_del(struct eng *e, const char *key, size_t klen, struct cm_err *err
     char *rerr = NULL;
     if (!fault_hit(e, ENG_FAULT_WRITE, &rerr))
         rocksdb_delete_cf(e->db, e->wopts, e->cf[CF_META], key, klen, &rerr);
+    atomic_store(&e->wal_failed, rerr != NULL); /* as db_write */
     if (rerr != NULL)
         return rocks_err(err, rerr, "metadata delete failed");
     tls_last_seq = atomic_fetch_add(&e->written_seq, 1) + 1;
