@@ -71,7 +71,9 @@ static struct resp_value *ask(struct server *s, const struct clu_node *nd, int a
         lens[i] = strlen(argv[i]);
     struct resp_value *r = NULL;
     struct cm_err err = {0};
-    if (clu_link_call(nd->host, nd->port, s->cfg->requirepass, PEER_TIMEOUT_MS, argc, argv, lens,
+    char pass[sizeof(s->cfg->requirepass)];
+    net_config_password(s->cfg, pass, sizeof(pass));
+    if (clu_link_call(nd->host, nd->port, pass, PEER_TIMEOUT_MS, argc, argv, lens,
                       &r, &err) != 0)
         return NULL;
     if (r->type == RESP_T_ERROR) {

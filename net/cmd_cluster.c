@@ -563,13 +563,15 @@ void net_cluster_fn_forward(struct cmd_ctx *x, size_t mark)
     argvlen[3] = strlen(ebuf);
     memcpy(argv + 4, x->argv + 1, (x->argc - 1) * sizeof(*argv));
     memcpy(argvlen + 4, x->argvlen + 1, (x->argc - 1) * sizeof(*argvlen));
+    char pass[sizeof(x->srv->cfg->requirepass)];
+    net_config_password(x->srv->cfg, pass, sizeof(pass));
     for (int i = 0; i < m->nnodes; i++) {
         if (i == self)
             continue;
         const struct clu_node *nd = &m->nodes[i];
         struct resp_value *r = NULL;
         struct cm_err err = {0};
-        if (clu_link_call(nd->host, nd->port, x->srv->cfg->requirepass, FORWARD_TIMEOUT_MS,
+        if (clu_link_call(nd->host, nd->port, pass, FORWARD_TIMEOUT_MS,
                           (int)argc, argv, argvlen, &r, &err) != 0) {
             if (failed++ == 0)
                 snprintf(first, sizeof(first), "%s", err.msg);

@@ -472,7 +472,9 @@ static bool start_remote(struct worker *w, struct wcall *wc)
     size_t len;
     struct cm_err err = {0};
     udf_call_remote(wc->call, &addr, &cmd, &len);
-    if (bus_call_raw(w, addr, BUS_LANE_KEYS, w->srv->cfg->requirepass, cmd, len, remote_done, wc,
+    char pass[sizeof(w->srv->cfg->requirepass)];
+    net_config_password(w->srv->cfg, pass, sizeof(pass));
+    if (bus_call_raw(w, addr, BUS_LANE_KEYS, pass, cmd, len, remote_done, wc,
                      &wc->bus, &err) == 0)
         return true;
     udf_call_remote_done(wc->call, NULL, err.msg);

@@ -253,6 +253,8 @@ static void fan_out(struct server *s, struct worker *home, struct mr_job *j)
         argv[3 + i] = j->args[i];
         argvlen[3 + i] = j->arglens[i];
     }
+    char pass[sizeof(s->cfg->requirepass)];
+    net_config_password(s->cfg, pass, sizeof(pass));
     for (int i = 0; i < m->nnodes && j->error.len == 0; i++) {
         if (i == self)
             continue;
@@ -264,7 +266,7 @@ static void fan_out(struct server *s, struct worker *home, struct mr_job *j)
         }
         q->job = j;
         q->node = i;
-        if (bus_call(home, m->nodes[i].host, m->nodes[i].port, BUS_LANE_BULK, s->cfg->requirepass,
+        if (bus_call(home, m->nodes[i].host, m->nodes[i].port, BUS_LANE_BULK, pass,
                      argc, argv, argvlen, remote_done, q, &err) != 0) {
             cm_free(q);
             resp_add_errorf(&j->error, "ERR map on node %s", err.msg);
