@@ -1078,8 +1078,57 @@ static void t_kill_target_committed(void)
     kill_mid_move(1, true);
 }
 
+/* The target's zstd decoder (CLUSTER IMPORT LOAD): a frame cut at any length, a flipped
+ * byte (payload or checksum), a wrong announced size and an oversized one are refused
+ * with a clear error, and the node stays up. The frame is `printf hello | zstd -c`. */
+static void t_import_corrupt_batches(void)
+{
+    static const unsigned char frame[] = {0x28, 0xb5, 0x2f, 0xfd, 0x04, 0x58, 0x29, 0x00, 0x00,
+                                          0x68, 0x65, 0x6c, 0x6c, 0x6f, 0xa3, 0x6d, 0x9f, 0x88};
+    struct h_server *s = h_server_start("--cluster-enabled", "yes", NULL);
+    eddy_ctx *c = h_connect_port(s->port);
+    unsigned char buf[sizeof(frame)];
+    const char *argv[] = {"CLUSTER", "IMPORT", "LOAD", "imp-1", "5", (const char *)buf};
+    size_t lens[] = {7, 6, 4, 5, 1, sizeof(frame)};
+    /* The whole frame decodes; nothing is imported here, so it is refused after. */
+    memcpy(buf, frame, sizeof(frame));
+    struct eddy_reply *r = h_cmdv(H_AT, c, 6, argv, lens);
+    CHECK(r->type == EDDY_REPLY_ERROR && strstr(r->str, "no such import") != NULL);
+    eddy_reply_free(r);
+    for (size_t cut = 0; cut < sizeof(frame); cut++) {
+        lens[5] = cut;
+        r = h_cmdv(H_AT, c, 6, argv, lens);
+        if (r->type != EDDY_REPLY_ERROR || strcmp(r->str, "ERR corrupt batch (zstd)") != 0)
+            FAILF("frame cut at %zu: %s", cut, h_describe(r));
+        eddy_reply_free(r);
+    }
+    lens[5] = sizeof(frame);
+    for (size_t i = 9; i < sizeof(frame); i++) { /* the payload and the checksum */
+        memcpy(buf, frame, sizeof(frame));
+        buf[i] ^= 0x01;
+        r = h_cmdv(H_AT, c, 6, argv, lens);
+        if (r->type != EDDY_REPLY_ERROR || strcmp(r->str, "ERR corrupt batch (zstd)") != 0)
+            FAILF("byte %zu flipped: %s", i, h_describe(r));
+        eddy_reply_free(r);
+    }
+    memcpy(buf, frame, sizeof(frame));
+    argv[4] = "6"; /* the announced size is not the frame's */
+    r = h_cmdv(H_AT, c, 6, argv, lens);
+    CHECK(r->type == EDDY_REPLY_ERROR && strcmp(r->str, "ERR corrupt batch (zstd)") == 0);
+    eddy_reply_free(r);
+    argv[4] = "99999999999"; /* above the 64 MB a batch may have */
+    lens[4] = strlen(argv[4]);
+    r = h_cmdv(H_AT, c, 6, argv, lens);
+    CHECK(r->type == EDDY_REPLY_ERROR && strncmp(r->str, "ERR usage", 9) == 0);
+    eddy_reply_free(r);
+    EXPECT_ALIVE(s->port);
+    eddy_free(c);
+    h_server_free(s);
+}
+
 void suite_migrate(void)
 {
+    h_run("migrate_import_corrupt_batches", t_import_corrupt_batches, H_OWN, 30);
     h_run("migrate_move_data", t_move_data, H_OWN, 120);
     h_run("migrate_ask_asking", t_ask, H_OWN, 60);
     h_run("migrate_cancel", t_cancel, H_OWN, 90);
