@@ -123,7 +123,7 @@ static void map_catchup(struct server *s)
     resp_value_free(best);
 }
 
-int net_cluster_fn_catchup(struct server *s)
+int net_cluster_catchup(struct server *s)
 {
     if (s->cluster == NULL)
         return 0;
@@ -183,14 +183,14 @@ static void *catchup_main(void *arg)
         if (stopping)
             break;
         pthread_mutex_unlock(&stop_lock);
-        net_cluster_fn_catchup(s);
+        net_cluster_catchup(s);
         pthread_mutex_lock(&stop_lock);
     }
     pthread_mutex_unlock(&stop_lock);
     return NULL;
 }
 
-int net_cluster_fn_start(struct server *s)
+int net_cluster_sync_start(struct server *s)
 {
     struct cm_buf b;
     cm_buf_init(&b);
@@ -200,7 +200,7 @@ int net_cluster_fn_start(struct server *s)
         atomic_store(&fn_epoch, strtoull(buf, NULL, 10));
     }
     cm_buf_deinit(&b);
-    net_cluster_fn_catchup(s); /* before clients can call a function */
+    net_cluster_catchup(s); /* before clients can call a function */
     stopping = false;
     if (pthread_create(&thread, NULL, catchup_main, s) != 0)
         return CM_ERR;
@@ -208,7 +208,7 @@ int net_cluster_fn_start(struct server *s)
     return 0;
 }
 
-void net_cluster_fn_stop(void)
+void net_cluster_sync_stop(void)
 {
     if (!running)
         return;

@@ -623,14 +623,14 @@ int net_cluster_open(struct server *s, struct cm_err *err)
         return rc;
     cm_log(CM_LOG_NOTICE, "Cluster mode: node id %s, map epoch %llu", clu_myid(s->cluster),
            clu_map_get(s->cluster)->epoch);
-    if (net_cluster_fn_start(s) != 0)
+    if (net_cluster_sync_start(s) != 0)
         return cm_err_set(err, CM_ERR, "cannot start the function catch-up thread");
     return 0;
 }
 
 void net_cluster_close(struct server *s)
 {
-    net_cluster_fn_stop();
+    net_cluster_sync_stop();
     clu_free(s->cluster);
     s->cluster = NULL;
 }

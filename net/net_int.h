@@ -372,15 +372,15 @@ int net_cluster_open(struct server *s, struct cm_err *err);
 void net_cluster_close(struct server *s);
 /* Catching up with the other nodes (cluster_sync.c): the highest function epoch this
  * node applied, a new one for a change it propagates, one it applied from another node;
- * net_cluster_fn_catchup installs a peer's newer slot map and copies the libraries of
+ * net_cluster_catchup installs a peer's newer slot map and copies the libraries of
  * a node with a higher function epoch (FUNCTION DUMP there, RESTORE FLUSH here); done at
- * start (net_cluster_fn_start, before clients) and then every 2 s by a thread. */
+ * start (net_cluster_sync_start, before clients) and then every 2 s by a thread. */
 unsigned long long net_cluster_fn_epoch(void);
 unsigned long long net_cluster_fn_epoch_next(struct server *s);
 void net_cluster_fn_epoch_seen(struct server *s, unsigned long long epoch);
-int net_cluster_fn_catchup(struct server *s);
-int net_cluster_fn_start(struct server *s);
-void net_cluster_fn_stop(void);
+int net_cluster_catchup(struct server *s);
+int net_cluster_sync_start(struct server *s);
+void net_cluster_sync_stop(void);
 /* The CLUSTER command, and ASKING. */
 void net_cluster_cmd(struct cmd_ctx *x);
 void net_cluster_asking(struct cmd_ctx *x);
