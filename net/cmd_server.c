@@ -313,10 +313,15 @@ static void config_cmd(struct cmd_ctx *x)
             struct cm_buf one;
             cm_buf_init(&one);
             net_config_get(cfg, x->argv[i], x->argvlen[i], &one, 3);
-            size_t n = (size_t)strtoul(one.p + 1, NULL, 10);
-            char *body = strstr(one.p, "\r\n") + 2;
-            pairs += n;
-            cm_buf_append(&tmp, body, one.len - (size_t)(body - one.p));
+            /* one is "%<n>\r\n<pairs>" and not NUL-terminated. */
+            const char *nl = one.len > 1 ? memchr(one.p, '\r', one.len) : NULL;
+            long long n;
+            if (nl != NULL && one.len - (size_t)(nl - one.p) >= 2 &&
+                cm_str_to_ll(one.p + 1, (size_t)(nl - one.p) - 1, &n) == 0 && n >= 0) {
+                const char *body = nl + 2;
+                pairs += (size_t)n;
+                cm_buf_append(&tmp, body, one.len - (size_t)(body - one.p));
+            }
             cm_buf_deinit(&one);
         }
         resp_add_map(x->out, pairs, x->resp);

@@ -1025,6 +1025,38 @@ static void t_bug_worker_wake_null_inbox(void)
     h_server_free(s);
 }
 
+/* Found by fuzz_commands: CONFIG GET with several patterns merged the per-pattern
+ * replies with strtoul/strstr on a buffer that is not NUL-terminated, reading past it
+ * (SEGV under ASan when the buffer ended at its allocation). Patterns that match
+ * nothing, one that matches, and many in a row give the right merged map. */
+static void t_bug_config_get_patterns_unterminated(void)
+{
+    struct h_server *s = h_server_start(NULL);
+    eddy_ctx *c = h_connect_port(s->port);
+    struct eddy_reply *r = CMD(c, "CONFIG", "GET", "no-such-a", "maxclients", "no-such-b");
+    CHECK(r->type == EDDY_REPLY_ARRAY && r->elements == 2);
+    CHECK_STR(r->element[0]->str, "maxclients");
+    eddy_reply_free(r);
+    const char *av[66] = {"CONFIG", "GET"};
+    size_t al[66] = {6, 3};
+    char names[64][16];
+    for (int i = 0; i < 64; i++) {
+        snprintf(names[i], sizeof(names[i]), "nope%d", i);
+        av[2 + i] = names[i];
+        al[2 + i] = strlen(names[i]);
+    }
+    av[65] = "port";
+    al[65] = 4;
+    r = eddy_command_argv(c, 66, av, al);
+    CHECK(r != NULL && r->type == EDDY_REPLY_ARRAY && r->elements == 2);
+    CHECK_STR(r->element[0]->str, "port");
+    eddy_reply_free(r);
+    EXPECT_ALIVE(s->port);
+    eddy_free(c);
+    h_server_stop(s);
+    h_server_free(s);
+}
+
 /* ---- Soak ------------------------------------------------------------------------------------ */
 
 /* A soak client: FCALL hincr on counters and transfer between accounts, reconnecting
@@ -1180,6 +1212,8 @@ void suite_hardening(void)
     h_run("bug_function_reply_framing", t_bug_function_reply_framing, H_OWN, 30);
     h_run("bug_function_reply_deeper_than_client_reader",
           t_bug_function_reply_deeper_than_client_reader, H_OWN, 30);
+    h_run("bug_config_get_patterns_unterminated", t_bug_config_get_patterns_unterminated, H_OWN,
+          30);
     if (!slow())
         return;
     h_run("hardening_slow_kill9_always_20_rounds", t_kill9_always_20, H_OWN, 600);
