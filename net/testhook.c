@@ -282,6 +282,11 @@ void th_close(struct th *h)
     cm_free(h);
 }
 
+int th_compact(struct th *h, struct cm_err *err)
+{
+    return eng_compact(h->srv.eng, err);
+}
+
 void th_reset_config(struct th *h)
 {
     *h->srv.cfg = h->saved;

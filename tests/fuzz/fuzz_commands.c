@@ -9,7 +9,9 @@
  * come within 30 s; afterwards the server must still answer PING. Before each input
  * the keyspace is flushed and the configuration restored; the functions are reset
  * after inputs that touched them, and a fixed library (lib "fz") is loaded so that
- * FCALL has something to call. */
+ * FCALL has something to call; functions get 20 ms. Leaks are checked every
+ * FZ_LEAK_EVERY inputs, not after each, and the engine is compacted every
+ * FZ_COMPACT_EVERY (fz_upkeep, fuzz_util.h). */
 #include <ctype.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -19,10 +21,12 @@
 #include "fuzz_util.h"
 #include "testhook.h"
 
+int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct th *hook;
 static bool funcs_dirty = true;
+static unsigned long runs;
 
 static const char base_lib[] =
     "#!lua name=fz\n"
@@ -76,7 +80,7 @@ static void cmd(const char *a, const char *b, const char *c, const char *d)
 static void setup(void)
 {
     fz_quiet();
-    const char *args[] = {"--udf-time-limit", "100", "--udf-memory-limit", "16mb",
+    const char *args[] = {"--udf-time-limit", "20", "--udf-memory-limit", "16mb",
                           "--loglevel",       "warning", "--appendfsync", "no",
                           "--memtable-size", "8mb", "--block-cache-size", "8mb",
                           "--proto-max-bulk-len", "1mb", NULL};
@@ -124,12 +128,19 @@ static bool is_word(const char *p, size_t n, const char *w)
     return cm_streq_ci(p, n, w);
 }
 
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    fz_no_input_leak_check(argc, argv);
+    return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (hook == NULL)
         setup();
     if (size > 64 * 1024)
         return 0;
+    fz_upkeep(hook, &runs);
     th_reset_config(hook);
     cmd("FLUSHALL", NULL, NULL, NULL);
     if (funcs_dirty) {

@@ -13,8 +13,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sanitizer/lsan_interface.h>
+
 #include "../../common/common.h"
 #include "../../net/resp.h"
+#include "testhook.h"
 
 /* EDDY_FUZZ_IGNORE_KNOWN=1 lets a run go past the bugs already reported (see
  * tests/fuzz/README.md): invalid-RESP findings of those kinds are not fatal and
@@ -77,6 +80,67 @@ static inline void fz_quiet(void)
     int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
     if (fd >= 0)
         cm_log_set_file(fd);
+}
+
+/* Leak checks for the targets that hold an in-process server (fuzz_commands, fuzz_lua).
+ * libFuzzer checks for leaks after every input that allocated more than it freed: with
+ * a server (RocksDB's memtable and caches, Lua states) that is nearly every input, and
+ * each check runs the input a second time and scans the whole heap, 3/4 of the time
+ * of fuzz_commands. So these targets turn that check off (fz_no_input_leak_check, from
+ * LLVMFuzzerInitialize, unless -detect_leaks= is given) and call fz_leak_check every
+ * FZ_LEAK_EVERY inputs: a leak is still found, among the inputs since the last check,
+ * and at exit. */
+#define FZ_LEAK_EVERY 1000
+
+static inline void fz_no_input_leak_check(int *argc, char ***argv)
+{
+    static char *args[256];
+    static char flag[] = "-detect_leaks=0";
+    if (*argc < 1 || *argc > 254)
+        return;
+    for (int i = 1; i < *argc; i++)
+        if (strncmp((*argv)[i], "-detect_leaks=", 14) == 0)
+            return;
+    /* After the program name: flags come before the corpus directories. */
+    args[0] = (*argv)[0];
+    args[1] = flag;
+    for (int i = 1; i < *argc; i++)
+        args[i + 1] = (*argv)[i];
+    args[*argc + 1] = NULL;
+    *argc += 1;
+    *argv = args;
+}
+
+/* Aborts with LSan's report when memory leaked since the last check. */
+static inline void fz_leak_check(void)
+{
+    if (__lsan_do_recoverable_leak_check() != 0) {
+        fprintf(stderr,
+                "memory leaked in the last %d inputs (this one included): rerun them "
+                "with -detect_leaks=1 to find which\n",
+                FZ_LEAK_EVERY);
+        abort();
+    }
+}
+
+/* Every this many inputs the targets that hold a server compact its engine: each
+ * FLUSHALL (and FUNCTION FLUSH) leaves deletions in the memtable, and every read and
+ * each of a scan's 16384 slot seeks had to step over all of them, so the rate fell as a
+ * run went on. */
+#define FZ_COMPACT_EVERY 256
+
+/* What those targets do before each input: count it, check for leaks and compact on
+ * schedule. Aborts when either fails. */
+static inline void fz_upkeep(struct th *h, unsigned long *runs)
+{
+    ++*runs;
+    if (*runs % FZ_LEAK_EVERY == 0)
+        fz_leak_check();
+    struct cm_err err = {0};
+    if (*runs % FZ_COMPACT_EVERY == 0 && th_compact(h, &err) != 0) {
+        fprintf(stderr, "compaction failed: %s\n", err.msg);
+        abort();
+    }
 }
 
 /* FNV-1a over bytes, chained. */
