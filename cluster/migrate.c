@@ -1160,6 +1160,57 @@ static void imp_begin(struct clu_mig *g, int argc, const char *const *argv, cons
     resp_add_simple(out, "OK");
 }
 
+int clu__mig_next(const char *p, size_t n, size_t *off, struct clu_mig_entry *e, struct cm_err *err)
+{
+    size_t o = *off;
+    if (o >= n)
+        return 0;
+    if (n - o < 5)
+        return cm_err_set(err, CM_EPROTO, "truncated entry");
+    memset(e, 0, sizeof(*e));
+    e->op = p[o];
+    uint32_t kl = get_u32(p + o + 1);
+    o += 5;
+    if (kl > n - o)
+        return cm_err_set(err, CM_EPROTO, "truncated key");
+    e->key = p + o;
+    e->klen = kl;
+    o += kl;
+    if (e->op == 'P' && n - o >= 13) {
+        e->type = (uint8_t)p[o];
+        e->expire_ms = (int64_t)get_u64(p + o + 1);
+        uint32_t vl = get_u32(p + o + 9);
+        o += 13;
+        if (vl > n - o || e->type != ENG_T_STRING)
+            return cm_err_set(err, CM_EPROTO, "bad value");
+        e->val = p + o;
+        e->vlen = vl;
+        o += vl;
+    } else if (e->op != 'D') {
+        return cm_err_set(err, CM_EPROTO, "bad entry");
+    }
+    *off = o;
+    return 1;
+}
+
+int clu__mig_unzip(const char *z, size_t zn, long long rawlen, char **raw)
+{
+    *raw = NULL;
+    if (rawlen < 0 || rawlen > (long long)MAX_RAW)
+        return CM_EINVAL;
+    char *p = cm_malloc((size_t)rawlen + 1);
+    if (p == NULL)
+        return CM_ENOMEM;
+    size_t got = ZSTD_decompress(p, (size_t)rawlen, z, zn);
+    if (ZSTD_isError(got) || got != (size_t)rawlen) {
+        cm_free(p);
+        return CM_EPROTO;
+    }
+    p[rawlen] = '\0';
+    *raw = p;
+    return 0;
+}
+
 /* Applies one decompressed batch. Caller holds mu. Returns the entries applied or a
  * negative code with err set. */
 static long long apply_batch(struct clu_mig *g, const char *p, size_t n, struct cm_err *err)
@@ -1168,41 +1219,16 @@ static long long apply_batch(struct clu_mig *g, const char *p, size_t n, struct 
     long long count = 0;
     int rc = b == NULL ? cm_err_set(err, CM_ENOMEM, "out of memory") : 0;
     size_t off = 0;
-    while (rc == 0 && off < n) {
-        if (n - off < 5) {
-            rc = cm_err_set(err, CM_EPROTO, "truncated entry");
-            break;
-        }
-        char op = p[off];
-        uint32_t kl = get_u32(p + off + 1);
-        off += 5;
-        if (kl > n - off) {
-            rc = cm_err_set(err, CM_EPROTO, "truncated key");
-            break;
-        }
-        const char *k = p + off;
-        off += kl;
-        if (!has(g->in_slots, cm_key_slot(k, kl))) {
+    struct clu_mig_entry e;
+    while (rc == 0 && (rc = clu__mig_next(p, n, &off, &e, err)) == 1) {
+        rc = 0;
+        if (!has(g->in_slots, cm_key_slot(e.key, e.klen)))
             rc = cm_err_set(err, CM_EPROTO, "a key of a slot that is not imported");
-            break;
-        }
-        if (op == 'D') {
-            eng_batch_del(b, k, kl);
-        } else if (op == 'P' && n - off >= 13) {
-            int type = (uint8_t)p[off];
-            int64_t exp = (int64_t)get_u64(p + off + 1);
-            uint32_t vl = get_u32(p + off + 9);
-            off += 13;
-            if (vl > n - off || type != ENG_T_STRING) {
-                rc = cm_err_set(err, CM_EPROTO, "bad value");
-                break;
-            }
-            if (eng_batch_put(b, k, kl, (enum eng_type)type, exp, p + off, vl) != 0)
-                rc = cm_err_set(err, CM_ENOMEM, "out of memory");
-            off += vl;
-        } else {
-            rc = cm_err_set(err, CM_EPROTO, "bad entry");
-        }
+        else if (e.op == 'D')
+            eng_batch_del(b, e.key, e.klen);
+        else if (eng_batch_put(b, e.key, e.klen, (enum eng_type)e.type, e.expire_ms, e.val,
+                               e.vlen) != 0)
+            rc = cm_err_set(err, CM_ENOMEM, "out of memory");
         count++;
     }
     if (rc == 0)
@@ -1215,20 +1241,15 @@ static void imp_load(struct clu_mig *g, int argc, const char *const *argv, const
                      struct cm_buf *out)
 {
     long long rawlen;
-    if (argc != 4 || cm_str_to_ll(argv[2], al[2], &rawlen) != 0 || rawlen < 0 ||
-        rawlen > (long long)MAX_RAW) {
-        resp_add_error(out, "ERR usage: CLUSTER IMPORT LOAD <id> <raw-length> <zstd-batch>");
-        return;
-    }
-    char *raw = cm_malloc((size_t)rawlen + 1);
-    if (raw == NULL) {
-        resp_add_error(out, "OOM out of memory");
-        return;
-    }
-    size_t got = ZSTD_decompress(raw, (size_t)rawlen, argv[3], al[3]);
-    if (ZSTD_isError(got) || got != (size_t)rawlen) {
-        cm_free(raw);
-        resp_add_error(out, "ERR corrupt batch (zstd)");
+    char *raw = NULL;
+    int rc = argc != 4 || cm_str_to_ll(argv[2], al[2], &rawlen) != 0
+                 ? CM_EINVAL
+                 : clu__mig_unzip(argv[3], al[3], rawlen, &raw);
+    if (rc != 0) {
+        resp_add_error(out, rc == CM_EINVAL
+                                ? "ERR usage: CLUSTER IMPORT LOAD <id> <raw-length> <zstd-batch>"
+                            : rc == CM_ENOMEM ? "OOM out of memory"
+                                              : "ERR corrupt batch (zstd)");
         return;
     }
     pthread_mutex_lock(&g->mu);
@@ -1239,7 +1260,7 @@ static void imp_load(struct clu_mig *g, int argc, const char *const *argv, const
         return;
     }
     struct cm_err err = {0};
-    long long n = apply_batch(g, raw, got, &err);
+    long long n = apply_batch(g, raw, (size_t)rawlen, &err);
     if (n >= 0) {
         g->in_keys += n;
         g->in_batches++;

@@ -6,9 +6,8 @@
  *                  again: same size, decodes again;
  *               4: eddy.vec.decode_csr (sparse matrices, common/csr.c), then encode_csr of
  *                  its rows must give the input back, and the products run.
- * The rest of the input is the bytes to decode. zstd: eddy has no zstd decoder of its
- * own (RocksDB compresses its blocks internally; no stream between nodes exists yet),
- * so there is nothing of eddy's to fuzz there.
+ * The rest of the input is the bytes to decode. zstd: RocksDB compresses its blocks
+ * internally; eddy's own zstd stream, slot migration's batches, has fuzz_migrate.c.
  * The Lua state has a 256 MB cap so that a huge announced length is refused, not
  * allocated. */
 #include <stdint.h>

@@ -8,6 +8,7 @@ top of tests/fuzz/fuzz_<name>.c.
 import hashlib
 import os
 import struct
+import subprocess
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
 
@@ -273,4 +274,39 @@ lua = [
     "redis.register_function('sleep', function() local t = os.clock() while os.clock() - t < 10 do end end)",
 ]
 write("lua", lua)
+
+# ---- migrate: [mode byte] + raw batch, or [odd mode][raw length u24] + zstd frame ----------
+def mput(key, val, expire=0, typ=1):
+    return (b"P" + struct.pack("<I", len(key)) + key + bytes([typ]) + struct.pack("<q", expire) +
+            struct.pack("<I", len(val)) + val)
+
+
+def mdel(key):
+    return b"D" + struct.pack("<I", len(key)) + key
+
+
+def zstd(raw):
+    return subprocess.run(["zstd", "-q", "-c", "-1"], input=raw, stdout=subprocess.PIPE,
+                          check=True).stdout
+
+
+batches = [
+    mput(b"k1", b"v1") + mdel(b"k2") + mput(b"{t}a", b"x" * 100, 1700000000000),
+    mput(b"", b""),
+    mdel(b"gone"),
+    mput(b"neg", b"v", -1),
+    mput(b"k", b"v")[:-1],                     # value cut short
+    mput(b"k", b"v", typ=2),                   # not a string
+    b"X" + struct.pack("<I", 1) + b"k",        # unknown entry kind
+    b"P" + struct.pack("<I", 0xffffffff),      # key longer than the batch
+    b"D\0\0",                                  # cut header
+    mput(b"k", b"") + b"P" + struct.pack("<I", 1) + b"k" + b"\1",  # 'P' without its 13 bytes
+]
+mig = [b"\0" + b for b in batches]
+for b in batches[:4]:
+    z = zstd(b)
+    mig.append(b"\1" + struct.pack("<I", len(b))[:3] + z)
+    mig.append(b"\1" + struct.pack("<I", len(b) + 1)[:3] + z)   # announced one byte long
+    mig.append(b"\1" + struct.pack("<I", len(b))[:3] + z[:-1])  # frame cut
+write("migrate", mig)
 print("seeds written under", ROOT)
