@@ -222,7 +222,8 @@ struct eddy_reply *eddy_cluster_command_argv(eddy_cluster *cl, int argc, const c
     bool asking = false;
     int tries = 0;
     struct eddy_reply *r = NULL;
-    for (int hop = 0; hop <= MAX_HOPS; hop++) {
+    int hop;
+    for (hop = 0; hop <= MAX_HOPS; hop++) {
         eddy_ctx *c = node_ctx(cl, target);
         if (c == NULL)
             break;
@@ -259,6 +260,8 @@ struct eddy_reply *eddy_cluster_command_argv(eddy_cluster *cl, int argc, const c
         r = NULL;
         target = next;
     }
+    if (r == NULL && hop > MAX_HOPS)
+        cl_note(cl, "Too many cluster redirections (more than %d)", MAX_HOPS);
     if (lens != argvlen && lens != lens_small)
         cm_free(lens);
     return r;
