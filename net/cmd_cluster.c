@@ -271,6 +271,14 @@ static void cluster_info(struct cmd_ctx *x, struct cluster *cl, const struct clu
                    "total_cluster_links_buffer_limit_exceeded:0\r\n",
                    assigned == CM_SLOTS ? "ok" : "fail", assigned, assigned,
                    m->nnodes + (clu_map_self(cl, m) < 0 ? 1 : 0), size, m->epoch, m->epoch);
+    /* eddy's own: the map's coordinator and this node's proposals (docs/CLUSTER.md). */
+    struct clu_coord_stats cs;
+    clu_coord_stats(cl, &cs);
+    int c = clu_map_coordinator(m);
+    cm_buf_appendf(&b,
+                   "cluster_coordinator:%s\r\ncluster_map_proposals_accepted:%llu\r\n"
+                   "cluster_map_proposals_refused:%llu\r\ncluster_map_coordinator_fallbacks:%llu\r\n",
+                   c >= 0 ? m->nodes[c].id : "", cs.accepted, cs.refused, cs.fallbacks);
     resp_add_verbatim(x->out, "txt", b.p, b.len, x->resp);
     cm_buf_deinit(&b);
 }
@@ -347,6 +355,35 @@ static void cluster_setmap(struct cmd_ctx *x, struct cluster *cl)
     }
     if (clu_map_parse(x->argv[3], x->argvlen[3], (unsigned long long)epoch, &m, &err) != 0 ||
         clu_map_install(cl, m, &err) != 0)
+        reply_err(x, err.msg);
+    else
+        reply_ok(x);
+}
+
+/* CLUSTER PROPOSEMAP <epoch> <payload> [<first-node-id>]: a map change for the
+ * coordinator (cluster.h). Blocks this thread while it pushes the map to the nodes. */
+static void cluster_proposemap(struct cmd_ctx *x, struct cluster *cl)
+{
+    long long epoch;
+    struct cm_err err = {0};
+    struct clu_map *m;
+    char first[CLU_ID_LEN + 1];
+    if (cm_str_to_ll(x->argv[2], x->argvlen[2], &epoch) != 0 || epoch <= 0) {
+        reply_err(x, "ERR Invalid epoch: a positive integer is expected");
+        return;
+    }
+    if (x->argc == 5) {
+        if (!clu_id_valid(x->argv[4], x->argvlen[4])) {
+            reply_err(x, "ERR Invalid node id");
+            return;
+        }
+        memcpy(first, x->argv[4], CLU_ID_LEN);
+        first[CLU_ID_LEN] = '\0';
+    }
+    char pass[sizeof(x->srv->cfg->requirepass)];
+    net_config_password(x->srv->cfg, pass, sizeof(pass));
+    if (clu_map_parse(x->argv[3], x->argvlen[3], (unsigned long long)epoch, &m, &err) != 0 ||
+        clu_map_accept(cl, m, x->argc == 5 ? first : NULL, pass, &err) != 0)
         reply_err(x, err.msg);
     else
         reply_ok(x);
@@ -490,6 +527,8 @@ void net_cluster_cmd(struct cmd_ctx *x)
         cluster_getkeysinslot(x);
     } else if (arg_is(x, 1, "SETMAP") && x->argc == 4) {
         cluster_setmap(x, cl);
+    } else if (arg_is(x, 1, "PROPOSEMAP") && (x->argc == 4 || x->argc == 5)) {
+        cluster_proposemap(x, cl);
     } else if (arg_is(x, 1, "GETMAP") && x->argc == 2) {
         cluster_getmap(x, m);
     } else if (arg_is(x, 1, "FUNCTION") && x->argc >= 3) {

@@ -285,6 +285,14 @@ struct cmd_ctx;
 void client_list_start(struct cmd_ctx *x, const unsigned long long *ids, size_t nids);
 
 /* ---- MAPREDUCE (mapreduce.c) ----------------------------------------------------------- */
+/* A partial result as it crosses the node bus (the reply to MAPREDUCE map @zpartials):
+ * "Z" + a zstd frame (with its content size and checksum) when that is smaller, else
+ * "R" + the raw bytes. mr_pack appends it to out as a RESP bulk string (0 or CM_ENOMEM).
+ * mr_unpack decodes p[0..n) into out (appended): 0, or CM_EPROTO for a bad tag, a
+ * corrupt frame, or content larger than max bytes (err says which), or CM_ENOMEM. */
+enum { MR_PACK_MIN = 512 }; /* smaller partials are sent raw */
+int mr_pack(struct cm_buf *out, const char *p, size_t n);
+int mr_unpack(const char *p, size_t n, size_t max, struct cm_buf *out, struct cm_err *err);
 /* The udf_exec_fn for redis.call (cmd.c). */
 int cmd_exec_from_script(void *owner, struct eng_txn *txn, int resp, int flags, int argc,
                          const char **argv, const size_t *argvlen, struct cm_buf *out);

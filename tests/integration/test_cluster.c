@@ -341,6 +341,42 @@ static void t_mapreduce(void)
         CHECK_EQ_INT(r->element[1]->integer, want);
         eddy_reply_free(r);
     }
+    /* Partials cross the bus packed (@zpartials): small ones raw ("R"), large ones as
+     * zstd frames ("Z"), and the reduce sees the same bytes. */
+    const char *zlib =
+        "#!lua name=mrz\n"
+        "redis.register_function{function_name='mr_big', flags={'no-writes'}, callback="
+        "function(keys, args, part)\n"
+        "  return {part.index, string.rep('abc', 20000) .. part.index}\n"
+        "end}\n"
+        "redis.register_function('mr_big_check', function(keys, args, partials)\n"
+        "  local ok, bytes = 0, 0\n"
+        "  for i = 1, partials.n do\n"
+        "    local p = partials[i]\n"
+        "    if p[2] == string.rep('abc', 20000) .. p[1] then ok = ok + 1 end\n"
+        "    bytes = bytes + #p[2]\n"
+        "  end\n"
+        "  return {ok, partials.n, bytes}\n"
+        "end)\n";
+    EXPECT_BULK("mrz", t.c[0], "FUNCTION", "LOAD", zlib);
+    struct eddy_reply *z = CMD(t.c[1], "MAPREDUCE", "mr_big", "@zpartials");
+    CHECK(z->type == EDDY_REPLY_ARRAY && z->elements >= 1);
+    for (size_t i = 0; i < z->elements; i++)
+        CHECK(z->element[i]->str[0] == 'Z' && z->element[i]->len < 60000 / 10);
+    eddy_reply_free(z);
+    z = CMD(t.c[1], "MAPREDUCE", "mr_count", "@zpartials");
+    CHECK(z->type == EDDY_REPLY_ARRAY && z->elements >= 1);
+    for (size_t i = 0; i < z->elements; i++)
+        CHECK(z->element[i]->str[0] == 'R');
+    eddy_reply_free(z);
+    for (int i = 0; i < NNODES; i++) {
+        struct eddy_reply *r = CMD(t.c[i], "MAPREDUCE", "mr_big", "mr_big_check");
+        CHECK(r->type == EDDY_REPLY_ARRAY && r->elements == 3);
+        CHECK_EQ_INT(r->element[1]->integer, parts);
+        CHECK_EQ_INT(r->element[0]->integer, parts);
+        CHECK(r->element[2]->integer > parts * 60000);
+        eddy_reply_free(r);
+    }
     /* A map failing on another node: the whole job fails and says where. */
     key_on(t.c[2], 2, "mr:boom", key, sizeof(key));
     EXPECT_OK(t.c[2], "SET", key, "boom");
