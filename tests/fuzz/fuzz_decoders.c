@@ -1,13 +1,17 @@
 /* fuzz_decoders.c - libFuzzer target for every decoder of stored or streamed bytes:
- *   byte 0 % 4 == 0: eng_decode_value (a stored value: type, flags, expiry, payload);
+ *   byte 0 % 6 == 0: eng_decode_value (a stored value: type, flags, expiry, payload);
  *               1: eddy.vec.decode (dense vectors), then encode must give the input back;
  *               2: eddy.vec.decode_sparse, then encode_sparse must give the input back;
  *               3: udf__ser_decode (MAPREDUCE partial results), then encode and decode
  *                  again: same size, decodes again;
  *               4: eddy.vec.decode_csr (sparse matrices, common/csr.c), then encode_csr of
- *                  its rows must give the input back, and the products run.
+ *                  its rows must give the input back, and the products run;
+ *               5: mr_unpack (a MAPREDUCE partial as it crosses the node bus: 'R' + raw
+ *                  or 'Z' + zstd frame, at most 1 MB), then mr_pack of what came out
+ *                  must unpack to the same bytes.
  * The rest of the input is the bytes to decode. zstd: RocksDB compresses its blocks
- * internally; eddy's own zstd stream, slot migration's batches, has fuzz_migrate.c.
+ * internally; eddy's own zstd streams are mode 5 here and slot migration's batches
+ * (fuzz_migrate.c).
  * The Lua state has a 256 MB cap so that a huge announced length is refused, not
  * allocated. */
 #include <stdint.h>
@@ -19,6 +23,7 @@
 #include <lua.h>
 
 #include "../../engine/engine.h"
+#include "../../net/net_int.h"
 #include "../../udf/udf_int.h"
 #include "fuzz_util.h"
 
@@ -46,6 +51,40 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 }
 
 static lua_State *L;
+
+/* Mode 5: unpack a bus partial; what came out must survive mr_pack and mr_unpack. */
+static void check_partial(const uint8_t *p, size_t n)
+{
+    enum { MAX = 1 << 20 };
+    struct cm_buf out, packed, again;
+    cm_buf_init(&out);
+    cm_buf_init(&packed);
+    cm_buf_init(&again);
+    struct cm_err err = {0};
+    int rc = mr_unpack((const char *)p, n, MAX, &out, &err);
+    if (rc != 0 && (rc != CM_EPROTO || err.msg[0] == '\0'))
+        abort();
+    if (rc == 0 && (out.len > MAX || (p[0] == 'R' && out.len != n - 1) ||
+                    (p[0] == 'R' && n > 1 && memcmp(out.p, p + 1, n - 1) != 0)))
+        abort();
+    if (rc == 0) {
+        /* mr_pack writes one RESP bulk string: $<len> CR LF <payload> CR LF. */
+        if (mr_pack(&packed, out.p, out.len) != 0 || packed.len < 4 || packed.p[0] != '$')
+            abort();
+        char *body = memchr(packed.p, '\n', packed.len);
+        if (body == NULL)
+            abort();
+        body++;
+        size_t bl = (size_t)(packed.p + packed.len - body) - 2;
+        if ((size_t)strtoull(packed.p + 1, NULL, 10) != bl ||
+            mr_unpack(body, bl, MAX, &again, &err) != 0 || again.len != out.len ||
+            (out.len > 0 && memcmp(again.p, out.p, out.len) != 0))
+            abort();
+    }
+    cm_buf_deinit(&out);
+    cm_buf_deinit(&packed);
+    cm_buf_deinit(&again);
+}
 
 static void check_value(const uint8_t *p, size_t n)
 {
@@ -152,7 +191,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         udf__open_vec(L);
         lua_setglobal(L, "vec");
     }
-    int mode = data[0] % 5;
+    int mode = data[0] % 6;
     const uint8_t *p = data + 1;
     size_t n = size - 1;
     int top = lua_gettop(L);
@@ -194,6 +233,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
             }
         }
+        break;
+    case 5:
+        check_partial(p, n);
         break;
     }
     lua_settop(L, top);

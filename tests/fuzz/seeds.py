@@ -164,6 +164,23 @@ dec = [
     b"\4" + b"EVm1" + struct.pack("<III", 1 << 27, 1, 0),
     b"\4" + b"EVm1" + struct.pack("<III", 1, 1, 2) + struct.pack("<II", 0, 1),
 ]
+
+
+def zstd_sized(raw):
+    """A frame with its content size and checksum, as mr_pack writes."""
+    return subprocess.run(["zstd", "-q", "-c", "-1", "--stream-size=%d" % len(raw)], input=raw,
+                          stdout=subprocess.PIPE, check=True).stdout
+
+
+partial = ser_table([(ser_str(b"k%d" % i), b"i" + struct.pack("<q", i)) for i in range(100)])
+dec += [
+    b"\5R" + partial[:40],
+    b"\5R",
+    b"\5Z" + zstd_sized(partial),
+    b"\5Z" + zstd_sized(partial)[:-3],
+    b"\5Z" + zstd_sized(b"x" * 2000000),      # content larger than the 1 MB cap
+    b"\5Q" + partial[:10],
+]
 write("decoders", dec)
 
 # ---- commands: lines of space-separated arguments ------------------------------------------
