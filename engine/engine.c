@@ -316,7 +316,7 @@ static rocksdb_options_t *data_cf_options(struct eng *e, size_t memtable)
 }
 
 /* The data column family: keys begin with their 2-byte slot, which is the prefix
- * of a hash memtable with one small skiplist per slot, so inserts and lookups
+ * of a hash memtable with one small sorted list per slot, so inserts and lookups
  * compare a handful of keys instead of climbing one big skiplist (the key
  * comparisons of that skiplist were half of the server's instructions under
  * redis-benchmark). Iterators therefore stay within one slot and move from slot to
@@ -324,11 +324,14 @@ static rocksdb_options_t *data_cf_options(struct eng *e, size_t memtable)
  * slots are hashed into 4 buckets per slot: with one per slot, a third of the
  * buckets stayed empty and the others held the keys of 1.6 slots on average; at 4,
  * 1.1, which made SET and GET about 7% cheaper (bench/RESULTS.md) for 512 KB of
- * bucket array per memtable. */
+ * bucket array per memtable. Each bucket is a linked list that RocksDB turns into a
+ * skiplist past 256 entries (the hash link-list rep): the hash skiplist rep's insert
+ * searched its skiplist twice in Debian's build (an assertion that the key is new),
+ * about 600 instructions more per write. */
 static void slot_prefix_options(rocksdb_options_t *o)
 {
     rocksdb_options_set_prefix_extractor(o, rocksdb_slicetransform_create_fixed_prefix(2));
-    rocksdb_options_set_hash_skip_list_rep(o, 4 * CM_SLOTS, 4, 4);
+    rocksdb_options_set_hash_link_list_rep(o, 4 * CM_SLOTS);
     rocksdb_options_set_allow_concurrent_memtable_write(o, 0);
 }
 
