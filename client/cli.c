@@ -565,7 +565,7 @@ static void usage(int status)
             "  --no-raw           Force formatted output even when STDOUT is not a tty.\n"
             "  --cluster <command> [args...]\n"
             "                     Cluster manager commands (docs/CLUSTER.md):\n"
-            "                       create host:port [host:port ...]\n"
+            "                       create host:port [host:port ...]  (the first coordinates the map)\n"
             "                       add-node new_host:new_port existing_host:existing_port\n"
             "                       info host:port\n"
             "                       check host:port\n"
@@ -824,6 +824,23 @@ static int payload_nodes(const char *payload, struct cnode *nodes, int max)
     return n;
 }
 
+/* The index in nodes of the payload's coordinator (its "coordinator" line, else the
+ * first node). */
+static int payload_coordinator(const char *payload, const struct cnode *nodes, int n)
+{
+    const char *p = payload;
+    while (p != NULL && *p != '\0') {
+        char id[64];
+        if (strncmp(p, "coordinator ", 12) == 0 && sscanf(p + 12, "%63s", id) == 1)
+            for (int k = 0; k < n; k++)
+                if (strcmp(nodes[k].id, id) == 0)
+                    return k;
+        if ((p = strchr(p, '\n')) != NULL)
+            p++;
+    }
+    return 0;
+}
+
 /* Sends CLUSTER SETMAP epoch payload to host:port. Returns 0 or -1 (printed). */
 static int push_map(const char *host, int port, long long epoch, const char *payload,
                     const struct config *cfg)
@@ -889,6 +906,8 @@ static int cluster_create(int argc, char **argv, const struct config *cfg)
         sb_str(&payload, n->host);
         sb_printf(&payload, " %d\n", n->port);
     }
+    /* The first node holds the map from now on: later changes are proposed to it. */
+    sb_printf(&payload, "coordinator %s\n", nodes[0].id);
     printf(">>> Performing hash slots allocation on %d nodes...\n", argc);
     /* Contiguous ranges as redis-cli makes them: node i gets [round(i*S/n), round((i+1)*S/n)-1]. */
     for (int i = 0; i < argc; i++) {
@@ -903,6 +922,7 @@ static int cluster_create(int argc, char **argv, const struct config *cfg)
         if (push_map(nodes[i].host, nodes[i].port, 1, payload.p, cfg) != 0)
             goto out;
     printf("[OK] All %d slots covered.\n", CLUSTER_SLOTS);
+    printf(">>> Node %s:%d coordinates the slot map\n", nodes[0].host, nodes[0].port);
     rc = 0;
 out:
     free(payload.p);
@@ -964,10 +984,21 @@ static int cluster_add_node(int argc, char **argv, const struct config *cfg)
     snprintf(nodes[n].id, sizeof(nodes[n].id), "%s", id);
     snprintf(nodes[n].host, sizeof(nodes[n].host), "%s", host);
     nodes[n].port = port;
-    printf(">>> Sending the slot map (epoch %lld) to every node\n", epoch + 1);
-    rc = 0;
-    for (int i = 0; i <= n && rc == 0; i++)
-        rc = push_map(nodes[i].host, nodes[i].port, epoch + 1, p.p, cfg) != 0;
+    /* The coordinator checks the epoch, keeps the map and pushes it to every node,
+     * the new one included. */
+    int k = payload_coordinator(payload, nodes, n);
+    char ep[24];
+    snprintf(ep, sizeof(ep), "%lld", epoch + 1);
+    snprintf(where, sizeof(where), "%s:%d", nodes[k].host, nodes[k].port);
+    printf(">>> Proposing the slot map of epoch %lld to the coordinator %s\n", epoch + 1, where);
+    rc = 1;
+    if ((c = node_connect(nodes[k].host, nodes[k].port, cfg)) != NULL) {
+        const char *pv[] = {"CLUSTER", "PROPOSEMAP", ep, p.p};
+        struct eddy_reply *r = node_call(c, where, 4, pv, NULL);
+        rc = r == NULL;
+        eddy_reply_free(r);
+        eddy_free(c);
+    }
     free(p.p);
     if (rc == 0) {
         snprintf(where, sizeof(where), "%s", argv[0]);
@@ -1037,6 +1068,9 @@ static int cluster_check(const char *addr, const struct config *cfg)
     if (n < 0)
         goto out;
     printf(">>> Performing Cluster Check (using node %s, map epoch %lld)\n", addr, epoch);
+    int k = payload_coordinator(payload, nodes, n);
+    if (n > 0)
+        printf("Coordinator: %s %s:%d\n", nodes[k].id, nodes[k].host, nodes[k].port);
     for (int i = 0; i < n; i++) {
         printf("M: %s %s:%d\n   slots: %d slots master\n", nodes[i].id, nodes[i].host,
                nodes[i].port, nodes[i].slots);

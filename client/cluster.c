@@ -1,7 +1,8 @@
 /* cluster.c - libeddy's cluster mode: routes each command to the node that owns its
  * key's slot, using a slot map read with CLUSTER SLOTS; follows MOVED (refreshing the
- * map) and ASK (ASKING, then the command, once) like Redis Cluster clients. Built on
- * the public API of eddy.c only. */
+ * map) and ASK (ASKING, then the command, once) like Redis Cluster clients, and
+ * retries TRYAGAIN (a slot move's write fence, which lasts milliseconds) after a
+ * growing pause. Built on the public API of eddy.c only. */
 #include "eddy.h"
 
 #include "../common/common.h"
@@ -10,9 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define MAX_NODES 64
 #define MAX_HOPS 5
+/* TRYAGAIN: retried after 2, 4, 8 ... 256 ms, then capped: about 1.5 s in all, longer
+ * than any write fence of a slot move (docs/CLUSTER.md). */
+#define MAX_TRYAGAIN 12
 
 struct node {
     char host[256];
@@ -215,8 +220,10 @@ struct eddy_reply *eddy_cluster_command_argv(eddy_cluster *cl, int argc, const c
     int slot = command_slot(argc, argv, lens);
     int target = slot >= 0 && cl->owner[slot] >= 0 ? cl->owner[slot] : 0;
     bool asking = false;
+    int tries = 0;
     struct eddy_reply *r = NULL;
-    for (int hop = 0; hop <= MAX_HOPS; hop++) {
+    int hop;
+    for (hop = 0; hop <= MAX_HOPS; hop++) {
         eddy_ctx *c = node_ctx(cl, target);
         if (c == NULL)
             break;
@@ -232,6 +239,16 @@ struct eddy_reply *eddy_cluster_command_argv(eddy_cluster *cl, int argc, const c
         }
         if (r->type != EDDY_REPLY_ERROR)
             break;
+        if (strncmp(r->str, "TRYAGAIN", 8) == 0 && tries < MAX_TRYAGAIN) {
+            long ms = 2L << (tries < 7 ? tries : 7);
+            struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+            tries++;
+            hop--; /* the same node again: not a hop */
+            eddy_reply_free(r);
+            r = NULL;
+            continue;
+        }
         int rslot, next = redirect_target(cl, r, &asking, &rslot);
         if (next < 0)
             break; /* an ordinary error reply */
@@ -243,6 +260,8 @@ struct eddy_reply *eddy_cluster_command_argv(eddy_cluster *cl, int argc, const c
         r = NULL;
         target = next;
     }
+    if (r == NULL && hop > MAX_HOPS)
+        cl_note(cl, "Too many cluster redirections (more than %d)", MAX_HOPS);
     if (lens != argvlen && lens != lens_small)
         cm_free(lens);
     return r;

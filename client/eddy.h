@@ -200,7 +200,9 @@ struct eddy_reply *eddy_mapreduce(eddy_ctx *ctx, const char *map, const char *re
  * (FCALL/EVAL: the key after numkeys; PING, INFO, SCAN, FUNCTION, MAPREDUCE and other
  * keyless commands go to the first node), from a slot map read with CLUSTER SLOTS. It
  * follows "-MOVED slot host:port" (updating the map, up to 5 hops) and "-ASK" (ASKING,
- * then the command) like Redis Cluster clients. Connections to nodes open on first use
+ * then the command) like Redis Cluster clients, and sends a command answered
+ * "-TRYAGAIN" (a slot move's write fence) again after 2, 4, 8 ... ms, up to 12 times
+ * (about 1.5 s), before returning that reply. Connections to nodes open on first use
  * and are replaced when they break. Not thread-safe: one handle per thread. */
 typedef struct eddy_cluster eddy_cluster;
 

@@ -1,9 +1,10 @@
 /* cluster.h - eddy's cluster: node identity, the slot map and its store, routing
  * decisions, and a small blocking node-to-node client.
  *
- * First milestone (docs/CLUSTER.md): membership is static; the slot map (an epoch,
- * the nodes, the owner of each of the 16384 slots) is computed by a tool (eddy-cli
- * --cluster create/add-node) and pushed to every node with CLUSTER SETMAP. A node
+ * docs/CLUSTER.md: membership is static; the slot map (an epoch, the nodes, the
+ * coordinator, the owner of each of the 16384 slots) is created by a tool (eddy-cli
+ * --cluster create) and pushed to every node with CLUSTER SETMAP; later changes are
+ * proposals to the coordinator node, which orders them and pushes each map. A node
  * installs a pushed map only if its epoch is newer than the one it has, and keeps it
  * through a store interface (struct clu_store); the only store now is the engine's
  * metadata column family, a consensus service can replace it later. Depends on
@@ -24,6 +25,8 @@
  * stored form after an "<epoch>\n" line): text lines separated by "\n", empty lines
  * ignored, in this order:
  *     node <id> <host> <port>              one per node (at most CLU_MAX_NODES)
+ *     coordinator <id>                     the node that holds the map (optional,
+ *                                           after the node lines; default: the first)
  *     slots <id> <range> [<range> ...]      slots owned by that node (at most 62
  *                                           ranges a line; repeat the line for more)
  * where a range is "lo-hi" or a single slot "n" (0 <= lo <= hi <= 16383). A slot may
@@ -41,6 +44,7 @@ struct clu_map {
     int nnodes;
     struct clu_node *nodes;    /* owned */
     int16_t owner[CM_SLOTS];   /* index in nodes, -1 = unassigned */
+    int coord;                 /* index of the coordinator; -1: not named (the first) */
 };
 
 /* A new empty map (epoch 0, no nodes, every slot unassigned), or NULL (no memory).
@@ -62,6 +66,9 @@ int clu_map_add_node(struct clu_map *m, const char *id, const char *host, int po
 int clu_map_assigned(const struct clu_map *m);
 /* True if both maps have the same nodes (in order) and owners; epochs are ignored. */
 bool clu_map_same(const struct clu_map *a, const struct clu_map *b);
+/* Index of m's coordinator: the node named by its "coordinator" line, else the first
+ * node; -1 for a map without nodes. */
+int clu_map_coordinator(const struct clu_map *m);
 /* True if id is 40 hex digits. */
 bool clu_id_valid(const char *id, size_t n);
 
@@ -106,6 +113,38 @@ int clu_map_self(const struct cluster *cl, const struct clu_map *m);
  * (an older or conflicting epoch; err->msg is the reply text), or CM_EIO. Serialized
  * by an internal lock, so concurrent pushes cannot install an older map last. */
 int clu_map_install(struct cluster *cl, struct clu_map *m, struct cm_err *err);
+
+/* ---- The coordinator (cluster.c) ----------------------------------------------------------
+ * Every change of the map after its creation is a proposal to the coordinator named
+ * by the installed map (CLUSTER PROPOSEMAP): it accepts a map of exactly its epoch + 1
+ * (or the map it has, again: a retried proposal), saves and installs it, and pushes
+ * it (CLUSTER SETMAP) to the node `first` (may be NULL), then to every other node of
+ * the new map; a refused proposal gets the coordinator's reason. */
+
+/* Proposes m (owned, freed in every case): on this node if it is the coordinator,
+ * else with CLUSTER PROPOSEMAP on the coordinator; then installs it here if the
+ * coordinator's push has not done so. When the coordinator cannot be reached, this
+ * node installs and pushes m itself (logged; the coordinator catches up from its
+ * peers when it returns). password: requirepass of the nodes ("" or NULL: none).
+ * Blocks for the node-to-node calls. Returns 0, CM_EINVAL (refused: err->msg is the
+ * reason as an error reply text), CM_EIO or CM_ENOMEM. */
+int clu_map_propose(struct cluster *cl, struct clu_map *m, const char *first,
+                    const char *password, struct cm_err *err);
+/* CLUSTER PROPOSEMAP on this node: like clu_map_propose when this node is the
+ * coordinator of its installed map; refused with "ERR not the coordinator ..." (naming
+ * it) otherwise. */
+int clu_map_accept(struct cluster *cl, struct clu_map *m, const char *first,
+                   const char *password, struct cm_err *err);
+/* Pushes m to the node `first` (if not NULL and not this node), then to every other
+ * node of m but this one. Failures are logged. */
+void clu_map_push_all(struct cluster *cl, const struct clu_map *m, const char *first,
+                      const char *password);
+/* Counters of this node as coordinator: proposals accepted and refused; and of this
+ * node as proposer: proposals it applied itself because the coordinator was away. */
+struct clu_coord_stats {
+    unsigned long long accepted, refused, fallbacks;
+};
+void clu_coord_stats(const struct cluster *cl, struct clu_coord_stats *out);
 
 /* Routing of a command whose keys all hash to slot. Returns CLU_LOCAL, or CLU_MOVED /
  * CLU_DOWN with msg set to the error reply ("MOVED 3999 127.0.0.1:7712",

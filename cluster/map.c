@@ -13,6 +13,7 @@ struct clu_map *clu_map_new(void)
         return NULL;
     for (int i = 0; i < CM_SLOTS; i++)
         m->owner[i] = -1;
+    m->coord = -1;
     return m;
 }
 
@@ -59,6 +60,13 @@ int clu_map_add_node(struct clu_map *m, const char *id, const char *host, int po
     return m->nnodes++;
 }
 
+int clu_map_coordinator(const struct clu_map *m)
+{
+    if (m->coord >= 0 && m->coord < m->nnodes)
+        return m->coord;
+    return m->nnodes > 0 ? 0 : -1;
+}
+
 int clu_map_assigned(const struct clu_map *m)
 {
     int n = 0;
@@ -69,7 +77,8 @@ int clu_map_assigned(const struct clu_map *m)
 
 bool clu_map_same(const struct clu_map *a, const struct clu_map *b)
 {
-    if (a->nnodes != b->nnodes || memcmp(a->owner, b->owner, sizeof(a->owner)) != 0)
+    if (a->nnodes != b->nnodes || memcmp(a->owner, b->owner, sizeof(a->owner)) != 0 ||
+        clu_map_coordinator(a) != clu_map_coordinator(b))
         return false;
     for (int i = 0; i < a->nnodes; i++)
         if (strcmp(a->nodes[i].id, b->nodes[i].id) != 0 ||
@@ -87,6 +96,8 @@ int clu_map_format(const struct clu_map *m, struct cm_buf *out)
     for (int i = 0; i < m->nnodes && rc == 0; i++)
         rc = cm_buf_appendf(out, "node %s %s %d\n", m->nodes[i].id, m->nodes[i].host,
                             m->nodes[i].port);
+    if (rc == 0 && m->coord >= 0 && m->coord < m->nnodes)
+        rc = cm_buf_appendf(out, "coordinator %s\n", m->nodes[m->coord].id);
     /* A node's ranges go on "slots" lines of at most RANGES_PER_LINE ranges each. */
     for (int i = 0; i < m->nnodes && rc == 0; i++) {
         int on_line = 0;
@@ -191,7 +202,16 @@ static int parse_line(struct clu_map *m, char *line, int lineno, struct cm_err *
                 return CM_EINVAL;
         return 0;
     }
-    return cm_err_set(err, CM_EINVAL, "ERR map line %d: expected 'node' or 'slots'", lineno);
+    if (strcmp(w[0], "coordinator") == 0 && n == 2) {
+        int idx = clu_map_find(m, w[1]);
+        if (idx < 0 || m->coord >= 0)
+            return cm_err_set(err, CM_EINVAL, "ERR map line %d: unknown or second coordinator '%.64s'",
+                              lineno, w[1]);
+        m->coord = idx;
+        return 0;
+    }
+    return cm_err_set(err, CM_EINVAL, "ERR map line %d: expected 'node', 'coordinator' or 'slots'",
+                      lineno);
 }
 
 int clu_map_parse(const char *p, size_t n, unsigned long long epoch, struct clu_map **out,

@@ -28,7 +28,6 @@
  * the two processes share the cores. Raise it where they do not. */
 #define LOAD_WINDOW 1
 #define LINK_TIMEOUT_MS 10000
-#define PUSH_TIMEOUT_MS 5000
 #define CATCHUP_SMALL 200 /* a delta this small is sent under the fence */
 #define CATCHUP_MAX_ROUNDS 30
 #define MAX_RAW (64u << 20)   /* largest decompressed batch a target accepts */
@@ -272,58 +271,23 @@ static int next_map(struct clu_mig *g, unsigned long long base, const uint8_t *s
     return 0;
 }
 
-/* Sends CLUSTER SETMAP with m to node i of m. 0 or -1 (logged). */
-static int push_one(struct clu_mig *g, const struct clu_map *m, int i, const char *payload,
-                    size_t plen)
-{
-    char epoch[32];
-    snprintf(epoch, sizeof(epoch), "%llu", m->epoch);
-    const char *av[] = {"CLUSTER", "SETMAP", epoch, payload};
-    const size_t al[] = {7, 6, strlen(epoch), plen};
-    struct resp_value *r = NULL;
-    struct cm_err err = {0};
-    int rc = 0;
-    if (clu_link_call(m->nodes[i].host, m->nodes[i].port, g->password, PUSH_TIMEOUT_MS, 4, av, al,
-                      &r, &err) != 0 ||
-        r->type == RESP_T_ERROR) {
-        cm_log(CM_LOG_WARNING, "Map of epoch %llu not pushed to %s:%d: %s", m->epoch,
-               m->nodes[i].host, m->nodes[i].port, r != NULL ? r->str : err.msg);
-        rc = -1;
-    }
-    resp_value_free(r);
-    return rc;
-}
-
-/* Installs the map of epoch base + 1 giving slots to `to` (if this node is still at
- * epoch base): the new owner gets it first, so that this node never sends clients to
- * a node that would send them back; then this node, then every other node. When this
- * node is past epoch base, its installed map is pushed again (pushes are idempotent). */
+/* Proposes the map of epoch base + 1 giving slots to `to` (if this node is still at
+ * epoch base) to the coordinator, which pushes it to the new owner first, so that no
+ * node sends clients to a node that would send them back, then to every other node.
+ * When this node is past epoch base, its installed map is pushed again (pushes are
+ * idempotent). */
 static void switch_map(struct clu_mig *g, unsigned long long base, const uint8_t *slots,
                        const char *to)
 {
     struct clu_map *m = NULL;
     struct cm_err err = {0};
-    struct cm_buf b;
-    cm_buf_init(&b);
     int rc = next_map(g, base, slots, to, &m, &err);
-    bool self_is_to = strcmp(to, clu_myid(g->cl)) == 0;
-    int done = -1; /* the node already served */
-    if (rc == 0 && !self_is_to && clu_map_format(m, &b) == 0) {
-        done = clu_map_find(m, to);
-        push_one(g, m, done, b.p ? b.p : "", b.len);
-    }
-    if (rc == 0 && (rc = clu_map_install(g->cl, m, &err)) != 0)
+    if (rc == 0 && (rc = clu_map_propose(g->cl, m, to, g->password, &err)) != 0)
         cm_log(CM_LOG_WARNING, "Map of epoch %llu not installed: %s", base + 1, err.msg);
-    else if (rc != 0 && rc != CM_ENOTFOUND)
+    else if (rc == CM_ENOTFOUND)
+        clu_map_push_all(g->cl, clu_map_get(g->cl), to, g->password);
+    else if (rc != 0)
         cm_log(CM_LOG_WARNING, "Map of epoch %llu not made: %s", base + 1, err.msg);
-    const struct clu_map *cur = clu_map_get(g->cl);
-    b.len = 0;
-    if (clu_map_format(cur, &b) == 0)
-        for (int i = 0; i < cur->nnodes; i++)
-            if (strcmp(cur->nodes[i].id, clu_myid(g->cl)) != 0 &&
-                !(done >= 0 && cur->epoch == base + 1 && strcmp(cur->nodes[i].id, to) == 0))
-                push_one(g, cur, i, b.p ? b.p : "", b.len);
-    cm_buf_deinit(&b);
 }
 
 /* True if every slot of b is owned by node id in the installed map. */

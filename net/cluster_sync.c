@@ -62,6 +62,16 @@ void net_cluster_fn_epoch_seen(struct server *s, unsigned long long e)
     pthread_mutex_unlock(&fn_lock);
 }
 
+void net_cluster_fn_epoch_applied(struct server *s, unsigned long long e)
+{
+    pthread_mutex_lock(&fn_lock);
+    if (e == atomic_load(&fn_epoch) + 1) {
+        atomic_store(&fn_epoch, e);
+        persist(s, e);
+    }
+    pthread_mutex_unlock(&fn_lock);
+}
+
 /* One command to a peer; its reply (owned) or NULL. */
 static struct resp_value *ask(struct server *s, const struct clu_node *nd, int argc,
                               const char **argv)

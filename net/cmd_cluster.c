@@ -1,9 +1,9 @@
 /* cmd_cluster.c - eddy's cluster mode on the command side: the CLUSTER command
  * (KEYSLOT always; MYID SLOTS SHARDS NODES INFO COUNTKEYSINSLOT GETKEYSINSLOT and the
- * internal SETMAP GETMAP FUNCTION with --cluster-enabled yes), the routing of keyed
- * commands (CROSSSLOT, MOVED, CLUSTERDOWN), the slot check of commands run by
- * functions, and the propagation of FUNCTION LOAD/DELETE/FLUSH/RESTORE to every
- * node. The map and the node-to-node client are in cluster/ (cluster.h). */
+ * internal SETMAP PROPOSEMAP GETMAP FUNCTION with --cluster-enabled yes), the routing
+ * of keyed commands (CROSSSLOT, MOVED, CLUSTERDOWN), the slot check of commands run by
+ * functions, and FUNCTION LOAD/DELETE/FLUSH/RESTORE on every node, in the order the
+ * coordinator gives them. The map and the node-to-node client are in cluster/ (cluster.h). */
 #include "net_int.h"
 
 #include "../cluster/cluster.h"
@@ -12,8 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Milliseconds a node waits for another when propagating a function change. */
-#define FORWARD_TIMEOUT_MS 5000
 /* Milliseconds a command on a fenced slot waits for the end of the fence. */
 #define FENCE_WAIT_MS 3000
 
@@ -271,6 +269,14 @@ static void cluster_info(struct cmd_ctx *x, struct cluster *cl, const struct clu
                    "total_cluster_links_buffer_limit_exceeded:0\r\n",
                    assigned == CM_SLOTS ? "ok" : "fail", assigned, assigned,
                    m->nnodes + (clu_map_self(cl, m) < 0 ? 1 : 0), size, m->epoch, m->epoch);
+    /* eddy's own: the map's coordinator and this node's proposals (docs/CLUSTER.md). */
+    struct clu_coord_stats cs;
+    clu_coord_stats(cl, &cs);
+    int c = clu_map_coordinator(m);
+    cm_buf_appendf(&b,
+                   "cluster_coordinator:%s\r\ncluster_map_proposals_accepted:%llu\r\n"
+                   "cluster_map_proposals_refused:%llu\r\ncluster_map_coordinator_fallbacks:%llu\r\n",
+                   c >= 0 ? m->nodes[c].id : "", cs.accepted, cs.refused, cs.fallbacks);
     resp_add_verbatim(x->out, "txt", b.p, b.len, x->resp);
     cm_buf_deinit(&b);
 }
@@ -352,6 +358,35 @@ static void cluster_setmap(struct cmd_ctx *x, struct cluster *cl)
         reply_ok(x);
 }
 
+/* CLUSTER PROPOSEMAP <epoch> <payload> [<first-node-id>]: a map change for the
+ * coordinator (cluster.h). Blocks this thread while it pushes the map to the nodes. */
+static void cluster_proposemap(struct cmd_ctx *x, struct cluster *cl)
+{
+    long long epoch;
+    struct cm_err err = {0};
+    struct clu_map *m;
+    char first[CLU_ID_LEN + 1];
+    if (cm_str_to_ll(x->argv[2], x->argvlen[2], &epoch) != 0 || epoch <= 0) {
+        reply_err(x, "ERR Invalid epoch: a positive integer is expected");
+        return;
+    }
+    if (x->argc == 5) {
+        if (!clu_id_valid(x->argv[4], x->argvlen[4])) {
+            reply_err(x, "ERR Invalid node id");
+            return;
+        }
+        memcpy(first, x->argv[4], CLU_ID_LEN);
+        first[CLU_ID_LEN] = '\0';
+    }
+    char pass[sizeof(x->srv->cfg->requirepass)];
+    net_config_password(x->srv->cfg, pass, sizeof(pass));
+    if (clu_map_parse(x->argv[3], x->argvlen[3], (unsigned long long)epoch, &m, &err) != 0 ||
+        clu_map_accept(cl, m, x->argc == 5 ? first : NULL, pass, &err) != 0)
+        reply_err(x, err.msg);
+    else
+        reply_ok(x);
+}
+
 static void cluster_getmap(struct cmd_ctx *x, const struct clu_map *m)
 {
     struct cm_buf b;
@@ -412,46 +447,6 @@ void net_cluster_asking(struct cmd_ctx *x)
     reply_ok(x);
 }
 
-/* CLUSTER FUNCTION <FUNCTION arguments>: the function change another node forwards;
- * applied here only, never forwarded again. */
-static void cluster_function(struct cmd_ctx *x)
-{
-    struct cmd_ctx y = *x;
-    unsigned long long epoch = 0;
-    size_t skip = 1;
-    if (x->argc >= 5 && arg_is(x, 2, "EPOCH")) { /* CLUSTER FUNCTION EPOCH <e> <subcommand...> */
-        long long e;
-        if (cm_str_to_ll(x->argv[3], x->argvlen[3], &e) != 0 || e < 0) {
-            reply_err(x, "ERR bad function epoch");
-            return;
-        }
-        epoch = (unsigned long long)e;
-        skip = 3;
-        if (epoch <= net_cluster_fn_epoch()) {
-            reply_ok(x); /* applied already: this node caught up with a newer state */
-            return;
-        }
-    }
-    /* FUNCTION <subcommand...>: argv[skip] becomes "FUNCTION". */
-    y.argv = x->argv + skip;
-    y.argvlen = x->argvlen + skip;
-    y.argc = x->argc - skip;
-    const char *save = y.argv[0];
-    size_t save_len = y.argvlen[0];
-    if (skip > 1) {
-        x->argv[skip] = "FUNCTION";
-        x->argvlen[skip] = 8;
-    }
-    cmd_function_local(&y);
-    if (skip > 1) {
-        x->argv[skip] = save;
-        x->argvlen[skip] = save_len;
-    }
-    x->failed = y.failed;
-    if (!y.failed && epoch > 0)
-        net_cluster_fn_epoch_seen(x->srv, epoch);
-}
-
 void net_cluster_cmd(struct cmd_ctx *x)
 {
     struct cluster *cl = x->srv->cluster;
@@ -490,10 +485,12 @@ void net_cluster_cmd(struct cmd_ctx *x)
         cluster_getkeysinslot(x);
     } else if (arg_is(x, 1, "SETMAP") && x->argc == 4) {
         cluster_setmap(x, cl);
+    } else if (arg_is(x, 1, "PROPOSEMAP") && (x->argc == 4 || x->argc == 5)) {
+        cluster_proposemap(x, cl);
     } else if (arg_is(x, 1, "GETMAP") && x->argc == 2) {
         cluster_getmap(x, m);
     } else if (arg_is(x, 1, "FUNCTION") && x->argc >= 3) {
-        cluster_function(x);
+        net_cluster_function(x);
     } else if (arg_is(x, 1, "MIGRATESLOTS") && x->argc >= 4) {
         cluster_migrateslots(x, cl);
     } else if (arg_is(x, 1, "MIGRATION") && x->argc == 3 && arg_is(x, 2, "STATUS")) {
@@ -534,67 +531,6 @@ bool net_cluster_fn_propagates(struct cmd_ctx *x)
 {
     return x->srv->cluster != NULL && (arg_is(x, 1, "LOAD") || arg_is(x, 1, "DELETE") ||
                                        arg_is(x, 1, "FLUSH") || arg_is(x, 1, "RESTORE"));
-}
-
-void net_cluster_fn_forward(struct cmd_ctx *x, size_t mark)
-{
-    struct cluster *cl = x->srv->cluster;
-    const struct clu_map *m = clu_map_get(cl);
-    int self = clu_map_self(cl, m), applied = 0, failed = 0;
-    size_t argc = x->argc + 3;
-    const char **argv = cm_malloc(argc * sizeof(*argv));
-    size_t *argvlen = cm_malloc(argc * sizeof(*argvlen));
-    char first[600] = "";
-    if (argv == NULL || argvlen == NULL) {
-        snprintf(first, sizeof(first), "out of memory");
-        failed = 1;
-        goto out;
-    }
-    /* CLUSTER FUNCTION EPOCH <e> <the FUNCTION command>: e orders the changes. */
-    char ebuf[24];
-    snprintf(ebuf, sizeof(ebuf), "%llu", net_cluster_fn_epoch_next(x->srv));
-    argv[0] = "CLUSTER";
-    argvlen[0] = 7;
-    argv[1] = "FUNCTION";
-    argvlen[1] = 8;
-    argv[2] = "EPOCH";
-    argvlen[2] = 5;
-    argv[3] = ebuf;
-    argvlen[3] = strlen(ebuf);
-    memcpy(argv + 4, x->argv + 1, (x->argc - 1) * sizeof(*argv));
-    memcpy(argvlen + 4, x->argvlen + 1, (x->argc - 1) * sizeof(*argvlen));
-    char pass[sizeof(x->srv->cfg->requirepass)];
-    net_config_password(x->srv->cfg, pass, sizeof(pass));
-    for (int i = 0; i < m->nnodes; i++) {
-        if (i == self)
-            continue;
-        const struct clu_node *nd = &m->nodes[i];
-        struct resp_value *r = NULL;
-        struct cm_err err = {0};
-        if (clu_link_call(nd->host, nd->port, pass, FORWARD_TIMEOUT_MS,
-                          (int)argc, argv, argvlen, &r, &err) != 0) {
-            if (failed++ == 0)
-                snprintf(first, sizeof(first), "%s", err.msg);
-        } else if (r->type == RESP_T_ERROR) {
-            if (failed++ == 0)
-                snprintf(first, sizeof(first), "%s:%d: %s", nd->host, nd->port, r->str);
-        } else {
-            applied++;
-        }
-        resp_value_free(r);
-    }
-out:
-    cm_free(argv);
-    cm_free(argvlen);
-    if (failed == 0)
-        return;
-    cm_log(CM_LOG_WARNING, "FUNCTION %.*s applied here and on %d other nodes, failed on %d: %s",
-           (int)(x->argvlen[1] > 16 ? 16 : x->argvlen[1]), x->argv[1], applied, failed, first);
-    x->out->len = mark;
-    reply_errf(x,
-               "ERR FUNCTION %.*s was applied on this node and %d other node(s) but failed on %d "
-               "node(s); first failure: %s",
-               (int)(x->argvlen[1] > 16 ? 16 : x->argvlen[1]), x->argv[1], applied, failed, first);
 }
 
 void net_cluster_fn_list(struct cmd_ctx *x, const char *pat, size_t plen, bool withcode)

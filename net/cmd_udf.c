@@ -99,14 +99,14 @@ void cmd_function_local(struct cmd_ctx *x)
     }
 }
 
-/* In cluster mode, LOAD DELETE FLUSH and RESTORE apply here, then on every other node
- * before the reply (docs/CLUSTER.md). */
+/* In cluster mode, LOAD DELETE FLUSH and RESTORE apply on every node before the reply,
+ * in the order the coordinator gives them (docs/CLUSTER.md). */
 static void function_cmd(struct cmd_ctx *x)
 {
-    size_t mark = x->out->len;
-    cmd_function_local(x);
-    if (!x->failed && net_cluster_fn_propagates(x))
-        net_cluster_fn_forward(x, mark);
+    if (net_cluster_fn_propagates(x))
+        net_cluster_fn_change(x);
+    else
+        cmd_function_local(x);
 }
 
 /* FCALL name numkeys key... arg..., and the EVAL family with the same layout. */

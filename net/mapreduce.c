@@ -7,14 +7,16 @@
  * partitions report back to it with server_post, so it needs no lock.
  * In cluster mode the home thread also sends MAPREDUCE map @partials [arg ...] to every
  * other node of the slot map (bus.c, without blocking): each runs the map on its own
- * partitions and replies with their serialized results, which join the local ones
- * (local first, then by node in map order) before the one reduce. */
+ * partitions and replies with their serialized results (@zpartials: each compressed
+ * with zstd when that makes it smaller, mr_pack), which join the local ones (local
+ * first, then by node in map order) before the one reduce. */
 #include "net_int.h"
 
 #include "../cluster/cluster.h"
 
 #include <stdio.h>
 #include <string.h>
+#include <zstd.h>
 
 /* The partial results of one other node. */
 struct mr_remote {
@@ -38,6 +40,7 @@ struct mr_job {
     struct cm_buf error;     /* the first failure, as an error reply */
     bool starting;           /* mapreduce_cmd is still running on the home thread */
     bool partials_only;      /* reduce @partials: reply with the serialized results */
+    bool packed;             /* @zpartials: the same, each packed with mr_pack */
     int nremote;             /* cluster: slots in remote (one per node of the map) */
     struct mr_remote *remote;
 };
@@ -55,6 +58,57 @@ struct mr_part {
     bool ok;
     struct cm_buf result;
 };
+
+int mr_pack(struct cm_buf *out, const char *p, size_t n)
+{
+    if (n >= MR_PACK_MIN) {
+        size_t bound = ZSTD_compressBound(n);
+        char *z = cm_malloc(bound + 1);
+        if (z == NULL)
+            return CM_ENOMEM;
+        z[0] = 'Z';
+        /* Level 1, with the frame's content checksum: a damaged frame is refused. */
+        ZSTD_CCtx *cc = ZSTD_createCCtx();
+        size_t zn = cc == NULL ? (size_t)-1 : 0;
+        if (cc != NULL && !ZSTD_isError(ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, 1)) &&
+            !ZSTD_isError(ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1)))
+            zn = ZSTD_compress2(cc, z + 1, bound, p, n);
+        ZSTD_freeCCtx(cc);
+        int rc = 1;
+        if (!ZSTD_isError(zn) && zn < n)
+            rc = resp_add_bulk(out, z, zn + 1);
+        cm_free(z);
+        if (rc <= 0)
+            return rc;
+    }
+    if (cm_buf_appendf(out, "$%zu\r\nR", n + 1) != 0 || cm_buf_append(out, p, n) != 0 ||
+        cm_buf_append(out, "\r\n", 2) != 0)
+        return CM_ENOMEM;
+    return 0;
+}
+
+int mr_unpack(const char *p, size_t n, size_t max, struct cm_buf *out, struct cm_err *err)
+{
+    if (n >= 1 && p[0] == 'R') {
+        if (n - 1 > max)
+            return cm_err_set(err, CM_EPROTO, "partial result larger than %zu bytes", max);
+        return cm_buf_append(out, p + 1, n - 1) == 0 ? 0 : cm_err_set(err, CM_ENOMEM, "out of memory");
+    }
+    if (n < 1 || p[0] != 'Z')
+        return cm_err_set(err, CM_EPROTO, "partial result with an unknown encoding");
+    unsigned long long size = ZSTD_getFrameContentSize(p + 1, n - 1);
+    if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN)
+        return cm_err_set(err, CM_EPROTO, "corrupt partial result (zstd)");
+    if (size > max)
+        return cm_err_set(err, CM_EPROTO, "partial result larger than %zu bytes", max);
+    if (cm_buf_reserve(out, (size_t)size + 1) != 0)
+        return cm_err_set(err, CM_ENOMEM, "out of memory");
+    size_t got = ZSTD_decompress(out->p + out->len, (size_t)size, p + 1, n - 1);
+    if (ZSTD_isError(got) || got != size)
+        return cm_err_set(err, CM_EPROTO, "corrupt partial result (zstd)");
+    out->len += got;
+    return 0;
+}
 
 static void job_free(struct mr_job *j)
 {
@@ -103,9 +157,15 @@ static void finish(struct mr_job *j)
         return;
     }
     if (j->partials_only) {
-        resp_add_array(&c->out, (size_t)j->nparts);
-        for (int i = 0; i < j->nparts; i++)
-            resp_add_bulk(&c->out, j->partials[i], j->partial_lens[i]);
+        size_t mark = c->out.len;
+        int rc = resp_add_array(&c->out, (size_t)j->nparts);
+        for (int i = 0; i < j->nparts && rc == 0; i++)
+            rc = j->packed ? mr_pack(&c->out, j->partials[i], j->partial_lens[i])
+                           : resp_add_bulk(&c->out, j->partials[i], j->partial_lens[i]);
+        if (rc != 0) {
+            c->out.len = mark;
+            resp_add_error(&c->out, "OOM out of memory sending partial results");
+        }
         bool starting = j->starting;
         job_free(j);
         if (!starting)
@@ -202,17 +262,26 @@ static void remote_done(struct worker *w, void *ud, struct resp_value *r, const 
             rm->partials = cm_calloc(r->elements + 1, sizeof(char *));
             rm->lens = cm_calloc(r->elements + 1, sizeof(size_t));
             bool ok = rm->partials != NULL && rm->lens != NULL;
+            struct cm_err err = {0};
+            size_t max = (size_t)NET_CFG(w->srv->cfg, max_bulk);
             for (size_t i = 0; ok && i < r->elements; i++) {
                 const struct resp_value *e = r->element[i];
+                struct cm_buf raw;
+                cm_buf_init(&raw);
                 ok = e->type == RESP_T_STRING;
-                if (ok) { /* take the string */
-                    rm->partials[i] = e->str;
-                    rm->lens[i] = e->len;
-                    r->element[i]->str = NULL;
+                if (ok && mr_unpack(e->str, e->len, max, &raw, &err) != 0) {
+                    cm_buf_deinit(&raw);
+                    ok = false;
+                } else if (ok) { /* take the buffer */
+                    rm->partials[i] = raw.p != NULL ? raw.p : cm_calloc(1, 1);
+                    rm->lens[i] = raw.len;
+                    ok = rm->partials[i] != NULL;
                     rm->n++;
                 }
             }
-            if (!ok)
+            if (!ok && err.code != 0)
+                resp_add_errorf(&j->error, "ERR map on another node: %s", err.msg);
+            else if (!ok)
                 resp_add_error(&j->error, rm->partials == NULL || rm->lens == NULL
                                               ? "OOM out of memory collecting partial results"
                                               : "ERR map on another node: malformed reply");
@@ -247,8 +316,8 @@ static void fan_out(struct server *s, struct worker *home, struct mr_job *j)
     argvlen[0] = 9;
     argv[1] = j->map;
     argvlen[1] = strlen(j->map);
-    argv[2] = "@partials";
-    argvlen[2] = 9;
+    argv[2] = "@zpartials";
+    argvlen[2] = 10;
     for (int i = 0; i < j->nargs; i++) {
         argv[3 + i] = j->args[i];
         argvlen[3 + i] = j->arglens[i];
@@ -346,7 +415,8 @@ static void mapreduce_cmd(struct cmd_ctx *x)
         reply_errf(x, "ERR Function not found: %.*s", (int)x->argvlen[1], x->argv[1]);
         return;
     }
-    bool partials_only = cm_streq_ci(x->argv[2], x->argvlen[2], "@partials");
+    bool packed = cm_streq_ci(x->argv[2], x->argvlen[2], "@zpartials");
+    bool partials_only = packed || cm_streq_ci(x->argv[2], x->argvlen[2], "@partials");
     if (x->argvlen[2] == 0 ||
         (x->argv[2][0] != '@' && udf_function_flags(home->vm, x->argv[2], x->argvlen[2]) < 0)) {
         reply_errf(x, "ERR Function not found: %.*s", (int)x->argvlen[2], x->argv[2]);
@@ -397,6 +467,7 @@ static void mapreduce_cmd(struct cmd_ctx *x)
     x->c->job = &j->base; /* the connection waits for the job */
     j->starting = true;
     j->partials_only = partials_only;
+    j->packed = packed;
     if (s->cluster != NULL && !partials_only)
         fan_out(s, home, j); /* before the local partitions, which may finish at once */
     for (int i = 0; i < n; i++) {

@@ -286,6 +286,14 @@ struct cmd_ctx;
 void client_list_start(struct cmd_ctx *x, const unsigned long long *ids, size_t nids);
 
 /* ---- MAPREDUCE (mapreduce.c) ----------------------------------------------------------- */
+/* A partial result as it crosses the node bus (the reply to MAPREDUCE map @zpartials):
+ * "Z" + a zstd frame (with its content size and checksum) when that is smaller, else
+ * "R" + the raw bytes. mr_pack appends it to out as a RESP bulk string (0 or CM_ENOMEM).
+ * mr_unpack decodes p[0..n) into out (appended): 0, or CM_EPROTO for a bad tag, a
+ * corrupt frame, or content larger than max bytes (err says which), or CM_ENOMEM. */
+enum { MR_PACK_MIN = 512 }; /* smaller partials are sent raw */
+int mr_pack(struct cm_buf *out, const char *p, size_t n);
+int mr_unpack(const char *p, size_t n, size_t max, struct cm_buf *out, struct cm_err *err);
 /* The udf_exec_fn for redis.call (cmd.c). */
 int cmd_exec_from_script(void *owner, struct eng_txn *txn, int resp, int flags, int argc,
                          const char **argv, const size_t *argvlen, struct cm_buf *out);
@@ -379,6 +387,9 @@ void net_cluster_close(struct server *s);
 unsigned long long net_cluster_fn_epoch(void);
 unsigned long long net_cluster_fn_epoch_next(struct server *s);
 void net_cluster_fn_epoch_seen(struct server *s, unsigned long long epoch);
+/* One change of epoch e was applied here: it becomes this node's epoch only if it is
+ * the next one (e = epoch + 1); after a gap the catch-up copies a newer node's state. */
+void net_cluster_fn_epoch_applied(struct server *s, unsigned long long e);
 int net_cluster_catchup(struct server *s);
 int net_cluster_sync_start(struct server *s);
 void net_cluster_sync_stop(void);
@@ -397,9 +408,14 @@ int net_cluster_script_check(const struct cmd_def *d, size_t argc, const char **
 /* True for the FUNCTION subcommands that every node applies (LOAD DELETE FLUSH RESTORE)
  * when in cluster mode. */
 bool net_cluster_fn_propagates(struct cmd_ctx *x);
-/* After a successful local FUNCTION change, applies it on every other node of the map;
- * on a failure the reply (from mark in x->out) becomes an error naming it. */
-void net_cluster_fn_forward(struct cmd_ctx *x, size_t mark);
+/* Function changes in cluster mode (cluster_fn.c, docs/CLUSTER.md). fn_change: a
+ * FUNCTION LOAD/DELETE/FLUSH/RESTORE of a client, ordered by the coordinator of the
+ * map, which applies it, gives it the next function epoch and forwards it to every
+ * other node; x's connection waits (c->job) and gets the reply when every node has
+ * answered (an error naming the nodes that missed it). net_cluster_function: the
+ * internal CLUSTER FUNCTION [PROPOSE | EPOCH <e>] <FUNCTION arguments>. */
+void net_cluster_fn_change(struct cmd_ctx *x);
+void net_cluster_function(struct cmd_ctx *x);
 /* FUNCTION LIST in cluster mode: each library also shows library_version (SHA-1). */
 void net_cluster_fn_list(struct cmd_ctx *x, const char *pat, size_t plen, bool withcode);
 

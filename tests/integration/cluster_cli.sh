@@ -93,6 +93,12 @@ if [ $? -eq 0 ] && printf '%s' "$out" | grep -q 'All nodes agree' &&
 else
     fail cluster_cli_check "$out"
 fi
+# create names the first node the coordinator of the map (docs/CLUSTER.md).
+id_1=$("$EDDY_CLI" -p "$port_1" CLUSTER MYID)
+check cluster_cli_coordinator "cluster_coordinator:$id_1" \
+    "$("$EDDY_CLI" -p "$port_3" CLUSTER INFO | grep '^cluster_coordinator:' | tr -d '\r')"
+check cluster_cli_check_coordinator "Coordinator: $id_1 127.0.0.1:$port_1" \
+    "$(printf '%s\n' "$out" | grep '^Coordinator:')"
 
 # eddy-cli -c: writes to keys of every node from node 1, reads them from node 3.
 ok=yes
@@ -130,9 +136,13 @@ else
     echo "cluster_cli.sh: redis-cli not installed, skipping its checks" >&2
 fi
 
-out=$("$EDDY_CLI" --cluster add-node 127.0.0.1:$port_4 127.0.0.1:$port_1 2>&1)
+# add-node asks any node for the map and proposes the new one to the coordinator,
+# which pushes it to every node, the new one included.
+out=$("$EDDY_CLI" --cluster add-node 127.0.0.1:$port_4 127.0.0.1:$port_3 2>&1)
 if [ $? -eq 0 ] && "$EDDY_CLI" -p "$port_4" CLUSTER INFO | grep -q '^cluster_known_nodes:4' &&
-    "$EDDY_CLI" -p "$port_2" CLUSTER INFO | grep -q '^cluster_current_epoch:2'; then
+    "$EDDY_CLI" -p "$port_2" CLUSTER INFO | grep -q '^cluster_current_epoch:2' &&
+    "$EDDY_CLI" -p "$port_1" CLUSTER INFO | grep -q '^cluster_map_proposals_accepted:1' &&
+    printf '%s' "$out" | grep -q "coordinator 127.0.0.1:$port_1"; then
     pass cluster_cli_add_node
 else
     fail cluster_cli_add_node "$out"

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "../../common/common.h"
@@ -341,6 +343,42 @@ static void t_mapreduce(void)
         CHECK_EQ_INT(r->element[1]->integer, want);
         eddy_reply_free(r);
     }
+    /* Partials cross the bus packed (@zpartials): small ones raw ("R"), large ones as
+     * zstd frames ("Z"), and the reduce sees the same bytes. */
+    const char *zlib =
+        "#!lua name=mrz\n"
+        "redis.register_function{function_name='mr_big', flags={'no-writes'}, callback="
+        "function(keys, args, part)\n"
+        "  return {part.index, string.rep('abc', 20000) .. part.index}\n"
+        "end}\n"
+        "redis.register_function('mr_big_check', function(keys, args, partials)\n"
+        "  local ok, bytes = 0, 0\n"
+        "  for i = 1, partials.n do\n"
+        "    local p = partials[i]\n"
+        "    if p[2] == string.rep('abc', 20000) .. p[1] then ok = ok + 1 end\n"
+        "    bytes = bytes + #p[2]\n"
+        "  end\n"
+        "  return {ok, partials.n, bytes}\n"
+        "end)\n";
+    EXPECT_BULK("mrz", t.c[0], "FUNCTION", "LOAD", zlib);
+    struct eddy_reply *z = CMD(t.c[1], "MAPREDUCE", "mr_big", "@zpartials");
+    CHECK(z->type == EDDY_REPLY_ARRAY && z->elements >= 1);
+    for (size_t i = 0; i < z->elements; i++)
+        CHECK(z->element[i]->str[0] == 'Z' && z->element[i]->len < 60000 / 10);
+    eddy_reply_free(z);
+    z = CMD(t.c[1], "MAPREDUCE", "mr_count", "@zpartials");
+    CHECK(z->type == EDDY_REPLY_ARRAY && z->elements >= 1);
+    for (size_t i = 0; i < z->elements; i++)
+        CHECK(z->element[i]->str[0] == 'R');
+    eddy_reply_free(z);
+    for (int i = 0; i < NNODES; i++) {
+        struct eddy_reply *r = CMD(t.c[i], "MAPREDUCE", "mr_big", "mr_big_check");
+        CHECK(r->type == EDDY_REPLY_ARRAY && r->elements == 3);
+        CHECK_EQ_INT(r->element[1]->integer, parts);
+        CHECK_EQ_INT(r->element[0]->integer, parts);
+        CHECK(r->element[2]->integer > parts * 60000);
+        eddy_reply_free(r);
+    }
     /* A map failing on another node: the whole job fails and says where. */
     key_on(t.c[2], 2, "mr:boom", key, sizeof(key));
     EXPECT_OK(t.c[2], "SET", key, "boom");
@@ -528,6 +566,77 @@ static void t_function_catchup(void)
     stop_nodes(&t);
 }
 
+/* Function changes sent to different nodes at the same time: the coordinator (node 0)
+ * orders them, so every node ends with every library, the same versions and the same
+ * function epoch; without it two changes could take the same epoch and nodes keep
+ * different libraries for good. Then, with the coordinator down, a change still
+ * applies on the others and the coordinator catches up at its restart. */
+static void t_function_order(void)
+{
+    struct three t;
+    start_nodes(&t);
+    push_map(&t, "1", false);
+    enum { PER = 8 };
+    pid_t pids[NNODES];
+    for (int i = 0; i < NNODES; i++) {
+        fflush(NULL);
+        pids[i] = fork();
+        CHECK(pids[i] >= 0);
+        if (pids[i] == 0) {
+            h_helper();
+            char err[EDDY_ERRLEN];
+            eddy_ctx *c = eddy_connect("127.0.0.1", t.s[i]->port, 20000, NULL, err);
+            int bad = c == NULL;
+            for (int k = 0; k < PER && !bad; k++) {
+                char lib[256];
+                snprintf(lib, sizeof(lib),
+                         "#!lua name=l%d_%d\nredis.register_function('f%d_%d', function() "
+                         "return %d end)", i, k, i, k, i * 100 + k);
+                const char *av[] = {"FUNCTION", "LOAD", lib};
+                struct eddy_reply *r = eddy_command_argv(c, 3, av, NULL);
+                bad = r == NULL || r->type != EDDY_REPLY_STRING;
+                if (bad)
+                    fprintf(stderr, "  node %d load %d: %s\n", i, k,
+                            r ? r->str : eddy_errstr(c));
+                eddy_reply_free(r);
+            }
+            eddy_free(c);
+            _exit(bad);
+        }
+    }
+    for (int i = 0; i < NNODES; i++) {
+        int st = 0;
+        waitpid(pids[i], &st, 0);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            FAILF("loading libraries on node %d failed (status %d)", i, st);
+    }
+    for (int i = 0; i < NNODES; i++) {
+        EXPECT_INT(NNODES * PER, t.c[i], "CLUSTER", "FNEPOCH");
+        struct eddy_reply *r = CMD(t.c[i], "FUNCTION", "LIST");
+        CHECK(r->type == EDDY_REPLY_ARRAY);
+        CHECK_EQ_INT((long long)r->elements, NNODES * PER);
+        eddy_reply_free(r);
+        for (int n = 0; n < NNODES; n++)
+            for (int k = 0; k < PER; k++) {
+                char f[32];
+                snprintf(f, sizeof(f), "f%d_%d", n, k);
+                EXPECT_INT(n * 100 + k, t.c[i], "FCALL", f, "0");
+            }
+    }
+    /* The coordinator down: node 1 orders the change itself. */
+    eddy_free(t.c[0]);
+    h_server_stop(t.s[0]);
+    const char *late = "#!lua name=late\nredis.register_function('late', function() return 7 end)";
+    EXPECT_ERR_PREFIX("ERR FUNCTION LOAD was applied on this node and 1 other node(s) but failed "
+                      "on 1 node(s)", t.c[1], "FUNCTION", "LOAD", late);
+    EXPECT_INT(7, t.c[2], "FCALL", "late", "0");
+    h_server_restart(t.s[0]);
+    t.c[0] = h_connect_port(t.s[0]->port);
+    EXPECT_INT(7, t.c[0], "FCALL", "late", "0");
+    EXPECT_INT(NNODES * PER + 1, t.c[0], "CLUSTER", "FNEPOCH");
+    stop_nodes(&t);
+}
+
 static void t_epochs_restart(void)
 {
     struct three t;
@@ -666,6 +775,7 @@ void suite_cluster(void)
     h_run("cluster_mapreduce", t_mapreduce, H_OWN, 30);
     h_run("cluster_remote_keys", t_remote_keys, H_OWN, 30);
     h_run("cluster_function_catchup", t_function_catchup, H_OWN, 30);
+    h_run("cluster_function_order", t_function_order, H_OWN, 60);
     h_run("cluster_epochs_restart", t_epochs_restart, H_OWN, 30);
     h_run("cluster_keys_in_slot", t_keys_in_slot, H_OWN, 30);
     h_run("cluster_libeddy_routing", t_libeddy_cluster, H_OWN, 30);

@@ -1126,6 +1126,97 @@ static void t_import_corrupt_batches(void)
     h_server_free(s);
 }
 
+/* The value of "name:" in CLUSTER INFO of c, as a number (-1 if missing). */
+static long long info_num(eddy_ctx *c, const char *name)
+{
+    char *info = CMD_TEXT(c, "CLUSTER", "INFO");
+    const char *v = field(info, name);
+    long long n = *v ? atoll(v) : -1;
+    free(info);
+    return n;
+}
+
+/* Map changes go through the coordinator (the first node here): it refuses proposals
+ * sent to the wrong node or of the wrong epoch, accepts exactly epoch + 1 (and the same
+ * map again), and has pushed an accepted map to every node before it replies. A slot
+ * move between two other nodes is proposed to it; with the coordinator down, the move
+ * still completes (the source applies the map itself) and the coordinator catches up
+ * when it returns. */
+static void t_coordinator(void)
+{
+    struct nodes t;
+    start_nodes(&t, 3);
+    char *info = CMD_TEXT(t.c[2], "CLUSTER", "INFO");
+    CHECK_STR(field(info, "cluster_coordinator"), t.id[0]);
+    free(info);
+    char *payload = NULL;
+    struct eddy_reply *r = CMD(t.c[0], "CLUSTER", "GETMAP");
+    CHECK(r->type == EDDY_REPLY_ARRAY && r->elements == 2);
+    payload = strdup(r->element[1]->str);
+    eddy_reply_free(r);
+    /* Node 2 gives its last slot to node 1 (no keys there): epoch 2. */
+    char moved[4096], line[128];
+    snprintf(moved, sizeof(moved), "%s", payload);
+    char head[64];
+    snprintf(head, sizeof(head), "slots %s ", t.id[2]);
+    char *sl = strstr(moved, head); /* node 2's slots line, the last one */
+    CHECK(sl != NULL);
+    snprintf(line, sizeof(line), "slots %s %d-%d\nslots %s %d\n", t.id[2], 2 * CM_SLOTS / 3,
+             CM_SLOTS - 2, t.id[1], CM_SLOTS - 1);
+    snprintf(sl, sizeof(moved) - (size_t)(sl - moved), "%s", line);
+    char want[160];
+    snprintf(want, sizeof(want), "ERR not the coordinator: it is %s 127.0.0.1:%d", t.id[0],
+             t.s[0]->port);
+    EXPECT_ERR(want, t.c[1], "CLUSTER", "PROPOSEMAP", "2", moved);
+    EXPECT_ERR_PREFIX("ERR stale proposal", t.c[0], "CLUSTER", "PROPOSEMAP", "3", moved);
+    EXPECT_ERR_PREFIX("ERR the map's epoch 1 is not newer", t.c[0], "CLUSTER", "PROPOSEMAP", "1",
+                      moved);
+    EXPECT_ERR_PREFIX("ERR map line", t.c[0], "CLUSTER", "PROPOSEMAP", "2", "bogus");
+    char twice[4200];
+    snprintf(twice, sizeof(twice), "%scoordinator %s\n", moved, "ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12");
+    EXPECT_ERR_PREFIX("ERR map line", t.c[0], "CLUSTER", "PROPOSEMAP", "2", twice);
+    CHECK_EQ_INT(info_num(t.c[0], "cluster_map_proposals_refused"), 2); /* epochs 3 and 1 */
+    EXPECT_OK(t.c[0], "CLUSTER", "PROPOSEMAP", "2", moved);
+    for (int i = 0; i < 3; i++) /* pushed before the reply */
+        CHECK_EQ_INT(epoch_of(t.c[i]), 2);
+    char last[32];
+    for (int k = 0;; k++) { /* a key of slot 16383 */
+        snprintf(last, sizeof(last), "last%d", k);
+        if (cm_key_slot(last, strlen(last)) == CM_SLOTS - 1)
+            break;
+    }
+    expect_moved(t.c[2], last, CM_SLOTS - 1, t.s[1]->port);
+    EXPECT_OK(t.c[0], "CLUSTER", "PROPOSEMAP", "2", moved); /* a retry changes nothing */
+    CHECK_EQ_INT(info_num(t.c[0], "cluster_map_proposals_accepted"), 2);
+    CHECK_EQ_INT(epoch_of(t.c[1]), 2);
+    /* A move from node 1 to node 2 is proposed to node 0, which pushes it everywhere. */
+    char tag[32], key[64], slot[16];
+    unsigned s1 = tag_on(3, 1, 0, tag, sizeof(tag));
+    snprintf(key, sizeof(key), "%sk", tag);
+    snprintf(slot, sizeof(slot), "%u", s1);
+    EXPECT_OK(t.c[1], "SET", key, "v1");
+    move_slots(&t, 1, 2, slot, NULL);
+    free(wait_state(t.c[1], "done", 30));
+    CHECK_EQ_INT(info_num(t.c[0], "cluster_map_proposals_accepted"), 3);
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ_INT(epoch_of(t.c[i]), 3);
+    EXPECT_BULK("v1", t.c[2], "GET", key);
+    /* The coordinator down: the move back still completes; the source counts the
+     * fallback; the coordinator catches up after its restart. */
+    h_server_stop(t.s[0]);
+    move_slots(&t, 2, 1, slot, NULL);
+    free(wait_state(t.c[2], "done", 30));
+    CHECK_EQ_INT(info_num(t.c[2], "cluster_map_coordinator_fallbacks"), 1);
+    CHECK_EQ_INT(epoch_of(t.c[1]), 4);
+    EXPECT_BULK("v1", t.c[1], "GET", key);
+    h_server_restart(t.s[0]);
+    reconnect(&t, 0);
+    CHECK_EQ_INT(epoch_of(t.c[0]), 4);
+    expect_moved(t.c[0], key, s1, t.s[1]->port);
+    free(payload);
+    stop_nodes(&t);
+}
+
 void suite_migrate(void)
 {
     h_run("migrate_import_corrupt_batches", t_import_corrupt_batches, H_OWN, 30);
@@ -1135,6 +1226,7 @@ void suite_migrate(void)
     h_run("migrate_call_spans_move", t_call_spans_move, H_OWN, 60);
     h_run("migrate_flushall_rolls_back", t_flushall_rolls_back, H_OWN, 90);
     h_run("migrate_requirepass", t_requirepass, H_OWN, 60);
+    h_run("migrate_coordinator", t_coordinator, H_OWN, 90);
     h_run("migrate_moves_under_load", t_load_moves, H_OWN, 180);
     h_run("migrate_kill_source_streaming", t_kill_source_streaming, H_OWN, 120);
     h_run("migrate_kill_target_committed", t_kill_target_committed, H_OWN, 120);

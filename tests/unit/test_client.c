@@ -634,6 +634,78 @@ TEST(out_of_memory_at_every_allocation)
     CHECK(ok == 3);
 }
 
+/* ---- Cluster mode: TRYAGAIN ----------------------------------------------------------- */
+
+/* The peer is a one-node cluster that owns every slot: it answers CLUSTER SLOTS with its
+ * own address, then answers each SET with -TRYAGAIN until the (arg)th, which gets +OK
+ * (never when the count is 0), and reports how many SETs it saw as its exit status. */
+static int tryagain_ok_at;
+
+static void peer_tryagain(int fd)
+{
+    struct resp_req rq;
+    struct cm_buf in, out;
+    resp_req_init(&rq);
+    cm_buf_init(&in);
+    cm_buf_init(&out);
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof(sa);
+    getsockname(fd, (struct sockaddr *)&sa, &sl);
+    if (read_command(fd, &rq, &in) != 2)
+        _exit(100);
+    cm_buf_appendf(&out, "*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:%d\r\n",
+                   ntohs(sa.sin_port));
+    write_all(fd, out.p, out.len);
+    int sets = 0;
+    while (read_command(fd, &rq, &in) == 3) {
+        sets++;
+        if (sets == tryagain_ok_at)
+            write_all(fd, S("+OK\r\n"));
+        else
+            write_all(fd, S("-TRYAGAIN Slot 1 is being migrated, try again\r\n"));
+    }
+    peer_state_free(&rq, &in, &out);
+    _exit(sets);
+}
+
+static int end_peer_status(void)
+{
+    int st = 0;
+    waitpid(peer_pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+TEST(cluster_retries_tryagain)
+{
+    size_t base = cm_alloc_used();
+    char err[EDDY_ERRLEN];
+    const char *set[] = {"SET", "k", "v"};
+    /* A fence that lifts: the third send succeeds. */
+    tryagain_ok_at = 3;
+    int port = start_peer(peer_tryagain);
+    eddy_cluster *cl = eddy_cluster_connect("127.0.0.1", port, 5000, NULL, err);
+    if (cl == NULL)
+        UNIT_FAIL("eddy_cluster_connect: %s", err);
+    struct eddy_reply *r = eddy_cluster_command_argv(cl, 3, set, NULL);
+    CHECK(r != NULL && r->type == EDDY_REPLY_STATUS);
+    CHECK_STR(r->str, "OK");
+    eddy_reply_free(r);
+    eddy_cluster_free(cl);
+    CHECK_EQ_INT(end_peer_status(), 3);
+    /* A fence that never lifts: 1 + 12 sends, then the TRYAGAIN reply itself. */
+    tryagain_ok_at = 0;
+    port = start_peer(peer_tryagain);
+    cl = eddy_cluster_connect("127.0.0.1", port, 5000, NULL, err);
+    if (cl == NULL)
+        UNIT_FAIL("eddy_cluster_connect: %s", err);
+    r = eddy_cluster_command_argv(cl, 3, set, NULL);
+    CHECK(r != NULL && r->type == EDDY_REPLY_ERROR && strncmp(r->str, "TRYAGAIN", 8) == 0);
+    eddy_reply_free(r);
+    eddy_cluster_free(cl);
+    CHECK_EQ_INT(end_peer_status(), 13);
+    CHECK_EQ_INT(cm_alloc_used(), base);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -652,5 +724,6 @@ int main(void)
     RUN(hello_and_attributes);
     RUN(bad_arguments_do_not_stick);
     RUN(out_of_memory_at_every_allocation);
+    RUN(cluster_retries_tryagain);
     return unit_done();
 }

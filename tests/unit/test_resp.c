@@ -4,6 +4,7 @@
  * by one. Uses tests/unit/unit.h and common/ only. */
 #include "unit.h"
 
+#include "../../net/net_int.h"
 #include "../../net/resp.h"
 
 #include <limits.h>
@@ -1296,6 +1297,80 @@ TEST(reader_free_null)
     CHECK_EQ_INT(cm_alloc_used(), before);
 }
 
+/* ---- MAPREDUCE partial results on the node bus (net/mapreduce.c) ---------------------- */
+
+/* The body of the one RESP bulk string in b. */
+static const char *bulk_body(const struct cm_buf *b, size_t *n)
+{
+    const char *nl = memchr(b->p, '\n', b->len);
+    CHECK(b->p[0] == '$' && nl != NULL);
+    *n = (size_t)strtoull(b->p + 1, NULL, 10);
+    CHECK((size_t)(nl + 1 - b->p) + *n + 2 == b->len);
+    return nl + 1;
+}
+
+TEST(mapreduce_partials_pack)
+{
+    size_t base = cm_alloc_used();
+    struct cm_err err = {0};
+    char big[20000];
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = "abcd"[i % 4];
+    /* Compressible and large: "Z" + a smaller zstd frame, unpacked to the same bytes. */
+    struct cm_buf b, out;
+    cm_buf_init(&b);
+    cm_buf_init(&out);
+    CHECK_EQ_INT(mr_pack(&b, big, sizeof(big)), 0);
+    size_t n;
+    const char *p = bulk_body(&b, &n);
+    CHECK(p[0] == 'Z' && n < sizeof(big) / 10);
+    CHECK_EQ_INT(mr_unpack(p, n, sizeof(big), &out, &err), 0);
+    CHECK(out.len == sizeof(big) && memcmp(out.p, big, sizeof(big)) == 0);
+    /* Larger than the limit: refused before anything is allocated for it. */
+    out.len = 0;
+    CHECK_EQ_INT(mr_unpack(p, n, sizeof(big) - 1, &out, &err), CM_EPROTO);
+    CHECK(strstr(err.msg, "larger than") != NULL);
+    /* Every cut and every flipped byte of the frame (it carries a checksum): an error,
+     * or the same bytes when the flip hit what the decoder skips. */
+    char *z = malloc(n);
+    for (size_t cut = 0; cut < n; cut++) {
+        out.len = 0;
+        CHECK(mr_unpack(p, cut, sizeof(big), &out, &err) != 0);
+    }
+    for (size_t i = 1; i < n; i++) {
+        memcpy(z, p, n);
+        z[i] ^= 0x5a;
+        out.len = 0;
+        int rc = mr_unpack(z, n, sizeof(big), &out, &err);
+        CHECK(rc == CM_EPROTO ||
+              (rc == 0 && out.len == sizeof(big) && memcmp(out.p, big, sizeof(big)) == 0));
+    }
+    free(z);
+    /* Small or incompressible: "R" + the raw bytes; the empty partial too. */
+    const char *small[] = {"", "x", "a short partial"};
+    for (int i = 0; i < 3; i++) {
+        b.len = out.len = 0;
+        CHECK_EQ_INT(mr_pack(&b, small[i], strlen(small[i])), 0);
+        p = bulk_body(&b, &n);
+        CHECK(p[0] == 'R' && n == strlen(small[i]) + 1);
+        CHECK_EQ_INT(mr_unpack(p, n, 100, &out, &err), 0);
+        CHECK(out.len == strlen(small[i]) && memcmp(out.p, small[i], out.len) == 0);
+    }
+    unsigned x = 12345;
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (char)((x = x * 1103515245u + 12345u) >> 16);
+    b.len = out.len = 0;
+    CHECK_EQ_INT(mr_pack(&b, big, sizeof(big)), 0);
+    p = bulk_body(&b, &n);
+    CHECK(p[0] == 'R' && n == sizeof(big) + 1);
+    /* Unknown tags. */
+    CHECK_EQ_INT(mr_unpack("", 0, 100, &out, &err), CM_EPROTO);
+    CHECK_EQ_INT(mr_unpack("Xabc", 4, 100, &out, &err), CM_EPROTO);
+    cm_buf_deinit(&b);
+    cm_buf_deinit(&out);
+    CHECK_EQ_INT(cm_alloc_used(), base);
+}
+
 int main(void)
 {
     RUN(req_simple);
@@ -1331,5 +1406,6 @@ int main(void)
     RUN(reader_malformed);
     RUN(reader_oom);
     RUN(reader_free_null);
+    RUN(mapreduce_partials_pack);
     return unit_done();
 }
