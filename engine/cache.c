@@ -97,18 +97,19 @@ static int find(struct eng__cache *c, size_t bi, uint64_t hash, const char *key,
 }
 
 int eng__cache_get(struct eng__cache *c, uint64_t hash, const char *key, size_t klen,
-                   char **copy, size_t *n)
+                   struct cm_buf *out)
 {
     size_t bi = bucket_of(c, hash);
     pthread_mutex_t *m = &c->locks[bi % LOCKS];
     int rc = CM_ENOTFOUND;
+    out->len = 0;
     pthread_mutex_lock(m);
     int w = find(c, bi, hash, key, klen);
     if (w >= 0) {
         const struct centry *e = c->b[bi][w];
-        if ((*copy = cm_malloc(e->vlen ? e->vlen : 1)) != NULL) {
-            memcpy(*copy, e->data + e->klen, e->vlen);
-            *n = e->vlen;
+        if (cm_buf_reserve(out, e->vlen ? e->vlen : 1) == 0) {
+            memcpy(out->p, e->data + e->klen, e->vlen);
+            out->len = e->vlen;
             rc = 0;
         }
     }

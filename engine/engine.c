@@ -133,6 +133,11 @@ struct crec {
 #define CREC_DROP UINT32_MAX
 
 static _Thread_local unsigned long long tls_last_seq;
+/* The copy of a value-cache hit, reused by the thread's next hit once its item is
+ * released (busy until then; a second hit meanwhile gets a buffer of its own): a hit
+ * then costs no malloc and free. */
+static _Thread_local struct cm_buf tls_hit;
+static _Thread_local bool tls_hit_busy;
 
 static unsigned stripe_of(const char *key, size_t klen);
 static unsigned stripe_of_hash(uint64_t h);
@@ -596,17 +601,20 @@ int eng_get_at(struct eng *e, const struct eng_snap *snap, const char *key, size
     uint64_t hash = 0;
     unsigned gen = 0;
     if (cached) {
-        char *copy;
-        size_t n;
+        struct cm_buf own, *out = tls_hit_busy ? &own : &tls_hit;
+        cm_buf_init(&own);
         hash = eng__key_hash(key, klen);
-        if (eng__cache_get(e->vcache, hash, key, klen, &copy, &n) == 0) {
-            int rc = item_decode(copy, n, now_ms, it, err);
-            if (rc == 0)
-                it->copy = copy;
-            else
-                cm_free(copy);
+        if (eng__cache_get(e->vcache, hash, key, klen, out) == 0) {
+            int rc = item_decode(out->p, out->len, now_ms, it, err);
+            if (rc == 0) {
+                it->copy = out->p;
+                tls_hit_busy = tls_hit_busy || out == &tls_hit;
+            } else {
+                cm_buf_deinit(&own);
+            }
             return rc;
         }
+        cm_buf_deinit(&own);
         gen = eng__cache_gen(e->vcache, hash);
     }
     if (pkey_make(&k, key, klen) != 0)
@@ -636,7 +644,10 @@ void eng_item_release(struct eng_item *it)
     if (it->pin != NULL)
         rocksdb_pinnableslice_destroy(it->pin);
     rocksdb_free(it->owned);
-    cm_free(it->copy);
+    if (it->copy != NULL && it->copy == tls_hit.p)
+        tls_hit_busy = false;
+    else
+        cm_free(it->copy);
     it->pin = NULL;
     it->owned = NULL;
     it->copy = NULL;

@@ -58,8 +58,9 @@ bool eng_dirty(const struct eng *e);
 
 /* ---- Values ---------------------------------------------------------------------- */
 
-/* A value read from the store. data points into memory pinned by RocksDB until
- * eng_item_release; expire_ms is 0 when the key has no TTL. */
+/* A value read from the store. data points into memory pinned by RocksDB (or a copy)
+ * until eng_item_release, which must run on the thread that read it; expire_ms is 0
+ * when the key has no TTL. */
 struct eng_item {
     enum eng_type type;
     int64_t expire_ms;

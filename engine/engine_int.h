@@ -27,10 +27,10 @@ struct eng__cache;
 /* A cache of budget bytes; NULL when budget is 0 (no cache) or out of memory. */
 struct eng__cache *eng__cache_new(size_t budget);
 void eng__cache_free(struct eng__cache *c); /* NULL is a no-op */
-/* Looks key up (hash: eng__key_hash). Returns 0 with *copy (owned, cm_free) holding
- * *n bytes of the encoded value, or CM_ENOTFOUND (also when out of memory). */
+/* Looks key up (hash: eng__key_hash). Returns 0 with the encoded value copied into out
+ * (cleared first), or CM_ENOTFOUND (also when out of memory). */
 int eng__cache_get(struct eng__cache *c, uint64_t hash, const char *key, size_t klen,
-                   char **copy, size_t *n);
+                   struct cm_buf *out);
 /* The write count of key's group, taken before a RocksDB read or write. */
 unsigned eng__cache_gen(struct eng__cache *c, uint64_t hash);
 /* After a read: caches key = val (copied) unless a write came in since gen. */

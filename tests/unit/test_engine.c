@@ -815,6 +815,20 @@ TEST(value_cache_sees_every_write)
     put(e, "k", "v3", 0); /* shorter: overwritten in place */
     CHECK_EQ_INT(get(e, "k", now, v, sizeof(v)), 0);
     CHECK_STR(v, "v3");
+    /* Two hits held at once (the second gets its own copy). */
+    put(e, "k2", "w2", 0);
+    CHECK_EQ_INT(get(e, "k2", now, v, sizeof(v)), 0);
+    struct eng_item i1, i2;
+    CHECK_EQ_INT(eng_get(e, "k", 1, now, &i1, NULL), 0);
+    CHECK_EQ_INT(eng_get(e, "k2", 2, now, &i2, NULL), 0);
+    CHECK_MEM(i1.data, i1.len, "v3", 2);
+    CHECK_MEM(i2.data, i2.len, "w2", 2);
+    eng_item_release(&i1);
+    CHECK_EQ_INT(eng_get(e, "k", 1, now, &i1, NULL), 0);
+    CHECK_MEM(i2.data, i2.len, "w2", 2);
+    CHECK_MEM(i1.data, i1.len, "v3", 2);
+    eng_item_release(&i2);
+    eng_item_release(&i1);
     /* A delete. */
     struct eng_batch *b = eng_batch_new(e);
     eng_batch_del(b, "k", 1);
@@ -923,13 +937,13 @@ TEST(value_cache_budget)
     unsigned gen = eng__cache_gen(c, h);
     eng__cache_set(c, h, "r", 1, eng__cache_gen(c, h), NULL, 0);
     eng__cache_fill(c, h, "r", 1, gen, "stale", 5);
-    char *copy;
-    size_t n;
-    CHECK_EQ_INT(eng__cache_get(c, h, "r", 1, &copy, &n), CM_ENOTFOUND);
+    struct cm_buf copy;
+    cm_buf_init(&copy);
+    CHECK_EQ_INT(eng__cache_get(c, h, "r", 1, &copy), CM_ENOTFOUND);
     eng__cache_fill(c, h, "r", 1, eng__cache_gen(c, h), "fresh", 5);
-    CHECK_EQ_INT(eng__cache_get(c, h, "r", 1, &copy, &n), 0);
-    CHECK_MEM(copy, n, "fresh", 5);
-    cm_free(copy);
+    CHECK_EQ_INT(eng__cache_get(c, h, "r", 1, &copy), 0);
+    CHECK_MEM(copy.p, copy.len, "fresh", 5);
+    cm_buf_deinit(&copy);
     eng__cache_clear(c);
     CHECK_EQ_INT(eng__cache_bytes(c), 0);
     eng__cache_free(c);
