@@ -200,11 +200,16 @@ int clu_route_mig(const struct cluster *cl, unsigned slot, bool asking, char *ms
 /* Waits until the slot is no longer fenced or timeout_ms passed. True if unfenced. */
 bool clu_mig_wait(struct cluster *cl, unsigned slot, int timeout_ms);
 
-/* Starts the migration machinery of cl: e and password (requirepass, "" for none) are
- * borrowed for cl's life. Reads the persisted migration state and finishes or rolls
+/* The password of the other nodes (requirepass, "" for none) into out (cap bytes); it
+ * may change at run time, so it is asked for at each use, from any thread. */
+#define CLU_PASS_MAX 512
+typedef void (*clu_password_fn)(void *ud, char *out, size_t cap);
+/* Starts the migration machinery of cl: e is borrowed for cl's life, password (with
+ * password_ud) gives the nodes' password. Reads the persisted migration state and finishes or rolls
  * back an interrupted move (in a background thread when the peer must be asked).
  * Returns 0 or a negative code with err set. */
-int clu_mig_open(struct cluster *cl, struct eng *e, const char *password, struct cm_err *err);
+int clu_mig_open(struct cluster *cl, struct eng *e, clu_password_fn password, void *password_ud,
+                 struct cm_err *err);
 /* Stops the migration thread (a running move is rolled back if not yet committed). */
 void clu_mig_close(struct cluster *cl);
 

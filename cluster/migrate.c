@@ -55,7 +55,8 @@ static const char *const phase_names[] = {"idle", "streaming", "catchup",   "fen
 struct clu_mig {
     struct cluster *cl;
     struct eng *e;
-    const char *password; /* borrowed: requirepass */
+    clu_password_fn password; /* requirepass, read when a call needs it */
+    void *password_ud;
     pthread_mutex_t mu;   /* guards everything below but ss */
     pthread_cond_t cv;    /* broadcast when a slot's state changes */
     _Atomic unsigned char ss[CM_SLOTS];
@@ -240,6 +241,15 @@ static int load_record(struct eng *e, const char *key, char **text, struct cm_er
     return rc;
 }
 
+/* The current requirepass (it may change with CONFIG SET) into buf. */
+static const char *pass(struct clu_mig *g, char buf[CLU_PASS_MAX])
+{
+    buf[0] = '\0';
+    if (g->password != NULL)
+        g->password(g->password_ud, buf, CLU_PASS_MAX);
+    return buf;
+}
+
 /* ---- The map of the next epoch ----------------------------------------------------------------
  */
 
@@ -281,11 +291,12 @@ static void switch_map(struct clu_mig *g, unsigned long long base, const uint8_t
 {
     struct clu_map *m = NULL;
     struct cm_err err = {0};
+    char pw[CLU_PASS_MAX];
     int rc = next_map(g, base, slots, to, &m, &err);
-    if (rc == 0 && (rc = clu_map_propose(g->cl, m, to, g->password, &err)) != 0)
+    if (rc == 0 && (rc = clu_map_propose(g->cl, m, to, pass(g, pw), &err)) != 0)
         cm_log(CM_LOG_WARNING, "Map of epoch %llu not installed: %s", base + 1, err.msg);
     else if (rc == CM_ENOTFOUND)
-        clu_map_push_all(g->cl, clu_map_get(g->cl), to, g->password);
+        clu_map_push_all(g->cl, clu_map_get(g->cl), to, pass(g, pw));
     else if (rc != 0)
         cm_log(CM_LOG_WARNING, "Map of epoch %llu not made: %s", base + 1, err.msg);
 }
@@ -631,7 +642,8 @@ static int out_stream(struct stream *st, struct cm_err *err)
         cm_buf_deinit(&ranges);
         return cm_err_set(err, CM_ENOMEM, "out of memory");
     }
-    st->link = clu_link_open(g->host, g->port, g->password, LINK_TIMEOUT_MS, err);
+    char pw[CLU_PASS_MAX];
+    st->link = clu_link_open(g->host, g->port, pass(g, pw), LINK_TIMEOUT_MS, err);
     if (st->link == NULL) {
         cm_buf_deinit(&ranges);
         return CM_EIO;
@@ -685,7 +697,8 @@ static int query_target(struct clu_mig *g)
     const size_t al[] = {7, 6, 5, strlen(g->id)};
     struct resp_value *r = NULL;
     struct cm_err err = {0};
-    int rc = clu_link_call(g->host, g->port, g->password, LINK_TIMEOUT_MS, 4, av, al, &r, &err);
+    char pw[CLU_PASS_MAX];
+    int rc = clu_link_call(g->host, g->port, pass(g, pw), LINK_TIMEOUT_MS, 4, av, al, &r, &err);
     if (rc == 0)
         rc = r->type != RESP_T_STATUS && r->type != RESP_T_STRING ? CM_EIO
              : strcmp(r->str, "handoff") == 0                     ? 2
@@ -745,7 +758,8 @@ static void send_abort(struct clu_mig *g)
     const size_t al[] = {7, 6, 5, strlen(g->id)};
     struct resp_value *r = NULL;
     struct cm_err err = {0};
-    if (clu_link_call(g->host, g->port, g->password, LINK_TIMEOUT_MS, 4, av, al, &r, &err) != 0 ||
+    char pw[CLU_PASS_MAX];
+    if (clu_link_call(g->host, g->port, pass(g, pw), LINK_TIMEOUT_MS, 4, av, al, &r, &err) != 0 ||
         r->type == RESP_T_ERROR)
         cm_log(CM_LOG_WARNING,
                "Migration %s: abort not delivered to %s:%d (%s); the target "
@@ -1482,7 +1496,8 @@ static int recover_in(struct clu_mig *g, struct cm_err *err)
     return 0;
 }
 
-int clu_mig_open(struct cluster *cl, struct eng *e, const char *password, struct cm_err *err)
+int clu_mig_open(struct cluster *cl, struct eng *e, clu_password_fn password, void *password_ud,
+                 struct cm_err *err)
 {
     struct clu_mig *g = cm_calloc(1, sizeof(*g));
     if (g == NULL)
@@ -1490,6 +1505,7 @@ int clu_mig_open(struct cluster *cl, struct eng *e, const char *password, struct
     g->cl = cl;
     g->e = e;
     g->password = password;
+    g->password_ud = password_ud;
     pthread_mutex_init(&g->mu, NULL);
     pthread_mutex_init(&g->in_thread_mu, NULL);
     pthread_condattr_t ca;

@@ -545,6 +545,11 @@ void net_cluster_fn_list(struct cmd_ctx *x, const char *pat, size_t plen, bool w
 
 /* ---- Startup ------------------------------------------------------------------------------------ */
 
+static void mig_password(void *cfg, char *out, size_t cap)
+{
+    net_config_password(cfg, out, cap);
+}
+
 int net_cluster_open(struct server *s, struct cm_err *err)
 {
     if (!s->cfg->cluster_enabled)
@@ -554,7 +559,7 @@ int net_cluster_open(struct server *s, struct cm_err *err)
     s->cluster = clu_new(&st, err);
     if (s->cluster == NULL)
         return err->code ? err->code : CM_ERR;
-    int rc = clu_mig_open(s->cluster, s->eng, s->cfg->requirepass, err);
+    int rc = clu_mig_open(s->cluster, s->eng, mig_password, s->cfg, err);
     if (rc != 0)
         return rc;
     cm_log(CM_LOG_NOTICE, "Cluster mode: node id %s, map epoch %llu", clu_myid(s->cluster),
