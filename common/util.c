@@ -223,7 +223,21 @@ int cm_str_to_ldouble(const char *s, size_t n, long double *out)
 
 int cm_ll_to_str(char *buf, long long v)
 {
-    return snprintf(buf, 21, "%lld", v);
+    /* Without printf: INCR formats its result with this, and every reply header and
+     * integer reply goes through it (resp.c). */
+    char digits[24];
+    int n = 0, len = 0;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        digits[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        buf[len++] = '-';
+    while (n > 0)
+        buf[len++] = digits[--n];
+    buf[len] = '\0';
+    return len;
 }
 
 int cm_double_to_str(char *buf, size_t cap, long double v)

@@ -1,6 +1,6 @@
 /* engine.c - slots on RocksDB: open/close, reads, batched writes with group-committed
  * WAL syncs, key lock stripes, scans, expiry, metadata. See engine.h. */
-#include "engine.h"
+#include "engine_int.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -20,6 +20,10 @@
 #define VAL_F_EXPIRE 0x01
 #define TXN_SPARES 16              /* freed transactions kept for reuse */
 #define TXN_SPARE_MAX_BYTES 65536  /* ... if their write batch stayed this small */
+/* Values up to this size go into a write batch as one copied piece (RocksDB's
+ * put_cf); larger ones as pieces (putv_cf, no copy of ours), whose C wrapper builds
+ * two std::vectors per call: about 500 instructions more per small put. */
+#define PUT_COPY_MAX 4096
 /* A batch whose buffer grew past this is replaced when cleared. */
 #define BATCH_KEEP_BYTES (4u << 20)
 
@@ -70,6 +74,7 @@ struct eng {
     int nspares;
     atomic_long faults[ENG_FAULT_KINDS]; /* injected failures to come (eng_fault_set) */
     atomic_ullong n_faults;
+    struct eng__cache *vcache; /* NULL: no value cache (cache.c) */
 };
 
 struct eng_txn {
@@ -107,16 +112,35 @@ struct eng_batch {
     struct eng *e;
     rocksdb_writebatch_t *wb;
     struct cm_buf key;
+    struct cm_buf val;          /* header + value of a small put (PUT_COPY_MAX) */
     struct eng_lockset stripes; /* of the keys written, marked by eng_write; no repeats */
     unsigned saved_stripes;     /* stripes.n at the savepoint */
     struct cm_buf ukeys;        /* the user keys written (4-byte length + key) */
     size_t saved_ukeys;         /* ukeys.len at the savepoint */
+    struct cm_buf cvals;        /* for the value cache: a struct crec per write */
+    size_t saved_cvals;         /* cvals.len at the savepoint */
     uint64_t touched[STRIPES / 64]; /* the same stripes as a bit set */
 };
 
+/* A batch's write as the value cache sees it: the header, then the user key, then
+ * the encoded value (vlen bytes; none when vlen is CREC_DROP: a delete, a large
+ * value). gen is taken just before the batch is written (eng__cache_gen). */
+struct crec {
+    uint64_t hash;
+    uint32_t klen, vlen;
+    unsigned gen;
+};
+#define CREC_DROP UINT32_MAX
+
 static _Thread_local unsigned long long tls_last_seq;
+/* The copy of a value-cache hit, reused by the thread's next hit once its item is
+ * released (busy until then; a second hit meanwhile gets a buffer of its own): a hit
+ * then costs no malloc and free. */
+static _Thread_local struct cm_buf tls_hit;
+static _Thread_local bool tls_hit_busy;
 
 static unsigned stripe_of(const char *key, size_t klen);
+static unsigned stripe_of_hash(uint64_t h);
 static void mark_stripe(struct eng *e, unsigned s);
 static void txn_destroy(struct eng_txn *t);
 
@@ -275,6 +299,7 @@ void eng_options_init(struct eng_options *o)
     o->fsync = ENG_FSYNC_EVERYSEC;
     o->block_cache_bytes = 256u << 20;
     o->memtable_bytes = 64u << 20;
+    o->value_cache_bytes = 64u << 20;
 }
 
 static rocksdb_options_t *data_cf_options(struct eng *e, size_t memtable)
@@ -296,7 +321,7 @@ static rocksdb_options_t *data_cf_options(struct eng *e, size_t memtable)
 }
 
 /* The data column family: keys begin with their 2-byte slot, which is the prefix
- * of a hash memtable with one small skiplist per slot, so inserts and lookups
+ * of a hash memtable with one small sorted list per slot, so inserts and lookups
  * compare a handful of keys instead of climbing one big skiplist (the key
  * comparisons of that skiplist were half of the server's instructions under
  * redis-benchmark). Iterators therefore stay within one slot and move from slot to
@@ -304,11 +329,14 @@ static rocksdb_options_t *data_cf_options(struct eng *e, size_t memtable)
  * slots are hashed into 4 buckets per slot: with one per slot, a third of the
  * buckets stayed empty and the others held the keys of 1.6 slots on average; at 4,
  * 1.1, which made SET and GET about 7% cheaper (bench/RESULTS.md) for 512 KB of
- * bucket array per memtable. */
+ * bucket array per memtable. Each bucket is a linked list that RocksDB turns into a
+ * skiplist past 256 entries (the hash link-list rep): the hash skiplist rep's insert
+ * searched its skiplist twice in Debian's build (an assertion that the key is new),
+ * about 600 instructions more per write. */
 static void slot_prefix_options(rocksdb_options_t *o)
 {
     rocksdb_options_set_prefix_extractor(o, rocksdb_slicetransform_create_fixed_prefix(2));
-    rocksdb_options_set_hash_skip_list_rep(o, 4 * CM_SLOTS, 4, 4);
+    rocksdb_options_set_hash_link_list_rep(o, 4 * CM_SLOTS);
     rocksdb_options_set_allow_concurrent_memtable_write(o, 0);
 }
 
@@ -376,6 +404,7 @@ struct eng *eng_open(const struct eng_options *o, struct cm_err *err)
     e->ropts = rocksdb_readoptions_create();
     e->wopts = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(e->wopts, 0);
+    e->vcache = eng__cache_new(o->value_cache_bytes);
     return e;
 }
 
@@ -413,6 +442,7 @@ void eng_close(struct eng *e)
     pthread_mutex_destroy(&e->watch_mu);
     cm_buf_deinit(&e->watch_keys);
     pthread_mutex_destroy(&e->spare_lock);
+    eng__cache_free(e->vcache);
     cm_free(e);
 }
 
@@ -539,19 +569,58 @@ int eng_get(struct eng *e, const char *key, size_t klen, int64_t now_ms, struct 
     return eng_get_at(e, NULL, key, klen, now_ms, it, err);
 }
 
+/* Decodes the stored value p[0..n) into it, checking expiry. Returns 0, CM_ENOTFOUND
+ * (expired: it->expire_ms set, nothing else) or CM_EIO; on an error it is cleared and
+ * the caller frees what holds p. */
+static int item_decode(const char *p, size_t n, int64_t now_ms, struct eng_item *it,
+                       struct cm_err *err)
+{
+    if (eng_decode_value(p, n, it) != 0) {
+        memset(it, 0, sizeof(*it));
+        return cm_err_set(err, CM_EIO, "corrupt value stored for key");
+    }
+    if (it->expire_ms != 0 && it->expire_ms <= now_ms) {
+        int64_t exp = it->expire_ms;
+        memset(it, 0, sizeof(*it));
+        it->expire_ms = exp;
+        return CM_ENOTFOUND;
+    }
+    return 0;
+}
+
 int eng_get_at(struct eng *e, const struct eng_snap *snap, const char *key, size_t klen,
                int64_t now_ms, struct eng_item *it, struct cm_err *err)
 {
     struct pkey k;
     char *rerr = NULL;
     memset(it, 0, sizeof(*it));
+    if (fault_hit(e, ENG_FAULT_READ, &rerr))
+        return rocks_err(err, rerr, "read failed");
+    /* The value cache serves reads of the current state, not of a snapshot. */
+    bool cached = snap == NULL && e->vcache != NULL;
+    uint64_t hash = 0;
+    unsigned gen = 0;
+    if (cached) {
+        struct cm_buf own, *out = tls_hit_busy ? &own : &tls_hit;
+        cm_buf_init(&own);
+        hash = eng__key_hash(key, klen);
+        if (eng__cache_get(e->vcache, hash, key, klen, out) == 0) {
+            int rc = item_decode(out->p, out->len, now_ms, it, err);
+            if (rc == 0) {
+                it->copy = out->p;
+                tls_hit_busy = tls_hit_busy || out == &tls_hit;
+            } else {
+                cm_buf_deinit(&own);
+            }
+            return rc;
+        }
+        cm_buf_deinit(&own);
+        gen = eng__cache_gen(e->vcache, hash);
+    }
     if (pkey_make(&k, key, klen) != 0)
         return cm_err_set(err, CM_ENOMEM, "out of memory");
-    rocksdb_pinnableslice_t *ps =
-        fault_hit(e, ENG_FAULT_READ, &rerr)
-            ? NULL
-            : rocksdb_get_pinned_cf(e->db, snap ? snap->ro : e->ropts, e->cf[CF_DATA], k.p, k.n,
-                                    &rerr);
+    rocksdb_pinnableslice_t *ps = rocksdb_get_pinned_cf(e->db, snap ? snap->ro : e->ropts,
+                                                        e->cf[CF_DATA], k.p, k.n, &rerr);
     pkey_free(&k);
     if (rerr != NULL)
         return rocks_err(err, rerr, "read failed");
@@ -559,18 +628,13 @@ int eng_get_at(struct eng *e, const struct eng_snap *snap, const char *key, size
         return CM_ENOTFOUND;
     size_t n;
     const char *p = rocksdb_pinnableslice_value(ps, &n);
-    if (eng_decode_value(p, n, it) != 0) {
+    int rc = item_decode(p, n, now_ms, it, err);
+    if (rc != 0) {
         rocksdb_pinnableslice_destroy(ps);
-        memset(it, 0, sizeof(*it));
-        return cm_err_set(err, CM_EIO, "corrupt value stored for key");
+        return rc;
     }
-    if (it->expire_ms != 0 && it->expire_ms <= now_ms) {
-        int64_t exp = it->expire_ms;
-        rocksdb_pinnableslice_destroy(ps);
-        memset(it, 0, sizeof(*it));
-        it->expire_ms = exp;
-        return CM_ENOTFOUND;
-    }
+    if (cached)
+        eng__cache_fill(e->vcache, hash, key, klen, gen, p, n);
     it->pin = ps;
     return 0;
 }
@@ -580,8 +644,13 @@ void eng_item_release(struct eng_item *it)
     if (it->pin != NULL)
         rocksdb_pinnableslice_destroy(it->pin);
     rocksdb_free(it->owned);
+    if (it->copy != NULL && it->copy == tls_hit.p)
+        tls_hit_busy = false;
+    else
+        cm_free(it->copy);
     it->pin = NULL;
     it->owned = NULL;
+    it->copy = NULL;
 }
 
 int eng_exists(struct eng *e, const char *key, size_t klen, int64_t now_ms, struct cm_err *err)
@@ -734,6 +803,8 @@ int eng_drop_slots(struct eng *e, unsigned slot_lo, unsigned slot_hi, struct cm_
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     rocksdb_writebatch_delete_range_cf(wb, e->cf[CF_DATA], lo, 2, hi, 2);
     db_write(e, wb, &rerr);
+    if (e->vcache != NULL)
+        eng__cache_clear(e->vcache);
     rocksdb_writebatch_destroy(wb);
     if (rerr != NULL)
         return rocks_err(err, rerr, "drop of slots failed");
@@ -758,7 +829,9 @@ struct eng_batch *eng_batch_new(struct eng *e)
     b->e = e;
     b->wb = rocksdb_writebatch_create();
     cm_buf_init(&b->key);
+    cm_buf_init(&b->val);
     cm_buf_init(&b->ukeys);
+    cm_buf_init(&b->cvals);
     eng_lockset_init(&b->stripes);
     return b;
 }
@@ -769,7 +842,9 @@ void eng_batch_free(struct eng_batch *b)
         return;
     rocksdb_writebatch_destroy(b->wb);
     cm_buf_deinit(&b->key);
+    cm_buf_deinit(&b->val);
     cm_buf_deinit(&b->ukeys);
+    cm_buf_deinit(&b->cvals);
     eng_lockset_deinit(&b->stripes);
     cm_free(b);
 }
@@ -804,6 +879,8 @@ void eng_batch_clear(struct eng_batch *b)
     b->stripes.n = 0;
     b->ukeys.len = 0;
     cm_buf_shrink(&b->ukeys, 1 << 20);
+    b->cvals.len = 0;
+    cm_buf_shrink(&b->cvals, 1 << 20);
 }
 
 void eng_batch_savepoint(struct eng_batch *b)
@@ -811,6 +888,7 @@ void eng_batch_savepoint(struct eng_batch *b)
     rocksdb_writebatch_set_save_point(b->wb);
     b->saved_stripes = b->stripes.n;
     b->saved_ukeys = b->ukeys.len;
+    b->saved_cvals = b->cvals.len;
 }
 
 void eng_batch_rollback(struct eng_batch *b)
@@ -824,6 +902,7 @@ void eng_batch_rollback(struct eng_batch *b)
     }
     b->stripes.n = b->saved_stripes;
     b->ukeys.len = b->saved_ukeys;
+    b->cvals.len = b->saved_cvals;
 }
 
 bool eng_batch_touches(const struct eng_batch *b, unsigned stripe)
@@ -836,11 +915,31 @@ size_t eng_batch_count(const struct eng_batch *b)
     return (size_t)rocksdb_writebatch_count(b->wb);
 }
 
+/* Records a write for the value cache: key = the encoded value v[0..vn) (v NULL: the
+ * key is dropped from the cache). */
+static int note_cval(struct eng_batch *b, uint64_t hash, const char *key, size_t klen,
+                     const char *v, size_t vn)
+{
+    if (b->e->vcache == NULL)
+        return 0;
+    struct crec r = {hash, (uint32_t)klen, v != NULL ? (uint32_t)vn : CREC_DROP, 0};
+    size_t n = sizeof(r) + klen + (v != NULL ? vn : 0);
+    if (cm_buf_reserve(&b->cvals, n) != 0)
+        return CM_ENOMEM;
+    char *p = b->cvals.p + b->cvals.len; /* one reserve, then plain copies (hot) */
+    memcpy(p, &r, sizeof(r));
+    memcpy(p + sizeof(r), key, klen);
+    if (v != NULL)
+        memcpy(p + sizeof(r) + klen, v, vn);
+    b->cvals.len += n;
+    return 0;
+}
+
 int eng_batch_put(struct eng_batch *b, const char *key, size_t klen, enum eng_type type,
                   int64_t expire_ms, const void *val, size_t vlen)
 {
-    if (eng_encode_key(&b->key, key, klen) != 0 ||
-        batch_touch(b, stripe_of(key, klen)) != 0 ||
+    uint64_t hash = eng__key_hash(key, klen);
+    if (eng_encode_key(&b->key, key, klen) != 0 || batch_touch(b, stripe_of_hash(hash)) != 0 ||
         note_key(&b->ukeys, key, klen) != 0)
         return CM_ENOMEM;
     if (expire_ms > 0) {
@@ -853,8 +952,19 @@ int eng_batch_put(struct eng_batch *b, const char *key, size_t klen, enum eng_ty
         size_t lens[2] = {8, b->key.len};
         rocksdb_writebatch_putv_cf(b->wb, b->e->cf[CF_EXPIRE], 2, parts, lens, 0, NULL, NULL);
     }
-    /* The value goes to the batch with its header as two pieces, without a copy of
-     * its own here (one copy less of a 512 MB value). */
+    if (vlen <= PUT_COPY_MAX) {
+        if (eng_encode_value(&b->val, type, expire_ms, val, vlen) != 0 ||
+            note_cval(b, hash, key, klen, vlen <= ENG__CACHE_VALUE_MAX ? b->val.p : NULL,
+                      b->val.len) != 0)
+            return CM_ENOMEM;
+        rocksdb_writebatch_put_cf(b->wb, b->e->cf[CF_DATA], b->key.p, b->key.len, b->val.p,
+                                  b->val.len);
+        return 0;
+    }
+    /* A large value goes to the batch with its header as two pieces, without a copy
+     * of its own here (one copy less of a 512 MB value). */
+    if (note_cval(b, hash, key, klen, NULL, 0) != 0)
+        return CM_ENOMEM;
     char h[10];
     const char *kp = b->key.p, *vp[2] = {h, val};
     size_t vl[2] = {encode_header(h, type, expire_ms), vlen};
@@ -864,10 +974,48 @@ int eng_batch_put(struct eng_batch *b, const char *key, size_t klen, enum eng_ty
 
 void eng_batch_del(struct eng_batch *b, const char *key, size_t klen)
 {
-    if (eng_encode_key(&b->key, key, klen) != 0 || batch_touch(b, stripe_of(key, klen)) != 0 ||
-        note_key(&b->ukeys, key, klen) != 0)
+    uint64_t hash = eng__key_hash(key, klen);
+    if (eng_encode_key(&b->key, key, klen) != 0 || batch_touch(b, stripe_of_hash(hash)) != 0 ||
+        note_key(&b->ukeys, key, klen) != 0 || note_cval(b, hash, key, klen, NULL, 0) != 0)
         return;
     rocksdb_writebatch_delete_cf(b->wb, b->e->cf[CF_DATA], b->key.p, b->key.len);
+}
+
+/* The value cache around a batch's write: before (after false), each record takes
+ * its key's write count; after, the cache learns the new values (failed: drops the
+ * keys). */
+static void cache_batch(struct eng *e, struct eng_batch *b, bool after, bool failed)
+{
+    if (e->vcache == NULL)
+        return;
+    for (size_t off = 0; off + sizeof(struct crec) <= b->cvals.len;) {
+        struct crec r;
+        memcpy(&r, b->cvals.p + off, sizeof(r));
+        const char *k = b->cvals.p + off + sizeof(r);
+        size_t vn = r.vlen == CREC_DROP ? 0 : r.vlen;
+        if (!after) {
+            r.gen = eng__cache_gen(e->vcache, r.hash);
+            memcpy(b->cvals.p + off, &r, sizeof(r));
+        } else {
+            bool drop = failed || r.vlen == CREC_DROP;
+            eng__cache_set(e->vcache, r.hash, k, r.klen, r.gen, drop ? NULL : k + r.klen, vn);
+        }
+        off += sizeof(r) + r.klen + vn;
+    }
+}
+
+/* Drops the keys of a list of user keys (4-byte length + key) from the value cache. */
+static void cache_drop_keys(struct eng *e, const struct cm_buf *keys)
+{
+    if (e->vcache == NULL)
+        return;
+    for (size_t off = 0; off + 4 <= keys->len;) {
+        uint32_t l;
+        memcpy(&l, keys->p + off, 4);
+        const char *k = keys->p + off + 4;
+        eng__cache_set(e->vcache, eng__key_hash(k, l), k, l, 0, NULL, 0);
+        off += 4 + l;
+    }
 }
 
 int eng_write(struct eng *e, struct eng_batch *b, struct cm_err *err)
@@ -879,7 +1027,9 @@ int eng_write(struct eng *e, struct eng_batch *b, struct cm_err *err)
         pthread_rwlock_unlock(&e->watch_lock);
         return w;
     }
+    cache_batch(e, b, false, false);
     db_write(e, b->wb, &rerr);
+    cache_batch(e, b, true, rerr != NULL);
     if (rerr == NULL && w > 0)
         watch_record(e, &b->ukeys);
     pthread_rwlock_unlock(&e->watch_lock);
@@ -896,12 +1046,22 @@ int eng_write(struct eng *e, struct eng_batch *b, struct cm_err *err)
 
 /* ---- Key locks --------------------------------------------------------------------------------- */
 
-static unsigned stripe_of(const char *key, size_t klen)
+uint64_t eng__key_hash(const char *key, size_t klen)
 {
     uint64_t h = 1469598103934665603ULL; /* FNV-1a */
     for (size_t i = 0; i < klen; i++)
         h = (h ^ (uint8_t)key[i]) * 1099511628211ULL;
+    return h;
+}
+
+static unsigned stripe_of_hash(uint64_t h)
+{
     return (unsigned)(h ^ (h >> 32)) & (STRIPES - 1);
+}
+
+static unsigned stripe_of(const char *key, size_t klen)
+{
+    return stripe_of_hash(eng__key_hash(key, klen));
 }
 
 unsigned eng_key_stripe(const char *key, size_t klen)
@@ -1208,6 +1368,7 @@ int eng_txn_commit(struct eng_txn *t, struct cm_err *err)
     if (!fault_hit(e, ENG_FAULT_WRITE, &rerr))
         rocksdb_write_writebatch_wi(e->db, e->wopts, t->wb, &rerr);
     atomic_store(&e->wal_failed, rerr != NULL); /* as db_write */
+    cache_drop_keys(e, &t->ukeys);
     if (rerr == NULL && w > 0)
         watch_record(e, &t->ukeys);
     pthread_rwlock_unlock(&e->watch_lock);
@@ -1503,6 +1664,8 @@ int eng_flush_all(struct eng *e, struct cm_err *err)
         pthread_mutex_unlock(&e->watch_mu);
     }
     db_write(e, wb, &rerr);
+    if (e->vcache != NULL)
+        eng__cache_clear(e->vcache);
     pthread_rwlock_unlock(&e->watch_lock);
     rocksdb_writebatch_destroy(wb);
     if (rerr != NULL)
@@ -1603,6 +1766,8 @@ long eng_expire_cycle(struct eng *e, int64_t now_ms, long max, struct cm_err *er
             }
             char *rerr = NULL;
             db_write(e, wb, &rerr);
+            if (e->vcache != NULL)
+                eng__cache_set(e->vcache, eng__key_hash(ukey, ulen), ukey, ulen, 0, NULL, 0);
             if (rerr == NULL)
                 mark_stripe(e, stripe_of(ukey, ulen));
             eng_unlock_key(e, ukey, ulen);

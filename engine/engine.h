@@ -25,6 +25,7 @@ struct eng_options {
     enum eng_fsync fsync;       /* appendfsync mode */
     size_t block_cache_bytes;   /* RocksDB block cache; default 256 MB */
     size_t memtable_bytes;      /* total memtable budget; default 64 MB */
+    size_t value_cache_bytes;   /* the value cache (docs/STORAGE.md); default 64 MB, 0 = off */
 };
 
 /* Fills o with the defaults (dir "./data", everysec). */
@@ -57,15 +58,17 @@ bool eng_dirty(const struct eng *e);
 
 /* ---- Values ---------------------------------------------------------------------- */
 
-/* A value read from the store. data points into memory pinned by RocksDB until
- * eng_item_release; expire_ms is 0 when the key has no TTL. */
+/* A value read from the store. data points into memory pinned by RocksDB (or a copy)
+ * until eng_item_release, which must run on the thread that read it; expire_ms is 0
+ * when the key has no TTL. */
 struct eng_item {
     enum eng_type type;
     int64_t expire_ms;
     const char *data;
     size_t len;
     void *pin;   /* private: RocksDB pinned slice, or */
-    char *owned; /* private: RocksDB-allocated copy */
+    char *owned; /* private: RocksDB-allocated copy, or */
+    char *copy;  /* private: a copy from the value cache */
 };
 
 /* Reads key. Returns 0 and fills it, CM_ENOTFOUND when the key does not exist or has

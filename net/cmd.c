@@ -3,7 +3,6 @@
  * reply helpers and key-access functions the command files share. */
 #include "net_int.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,16 +12,34 @@ static const struct cmd_def *const tables[] = {cmd_string_table, cmd_keys_table,
 
 #define HASH_SIZE 512
 static const struct cmd_def *hash_tab[HASH_SIZE];
+static size_t hash_len[HASH_SIZE]; /* strlen of hash_tab[i]->name */
 static const struct cmd_def *all_cmds[HASH_SIZE];
 static int ncmds;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+/* ASCII lower case (command names are ASCII; tolower is a call per byte). */
+static unsigned char lower(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? (unsigned char)(c + 32) : c;
+}
 
 static unsigned name_hash(const char *s, size_t n)
 {
     unsigned h = 5381;
     for (size_t i = 0; i < n; i++)
-        h = h * 33 + (unsigned)tolower((unsigned char)s[i]);
+        h = h * 33 + lower((unsigned char)s[i]);
     return h;
+}
+
+/* name (any case) equals the table's lower-case name d of length dn. */
+static bool name_eq(const char *name, size_t len, const char *d, size_t dn)
+{
+    if (len != dn)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (lower((unsigned char)name[i]) != (unsigned char)d[i])
+            return false;
+    return true;
 }
 
 static void build_table(void)
@@ -33,6 +50,7 @@ static void build_table(void)
             while (hash_tab[h] != NULL)
                 h = (h + 1) % HASH_SIZE;
             hash_tab[h] = d;
+            hash_len[h] = strlen(d->name);
             all_cmds[ncmds++] = d;
         }
 }
@@ -44,7 +62,7 @@ const struct cmd_def *cmd_lookup(const char *name, size_t len)
         return NULL;
     unsigned h = name_hash(name, len) % HASH_SIZE;
     while (hash_tab[h] != NULL) {
-        if (cm_streq_ci(name, len, hash_tab[h]->name))
+        if (name_eq(name, len, hash_tab[h]->name, hash_len[h]))
             return hash_tab[h];
         h = (h + 1) % HASH_SIZE;
     }

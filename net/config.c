@@ -58,6 +58,9 @@ static const struct opt opts[] = {
      "RocksDB block cache (default 256mb)", NULL},
     {"memtable-size", OPT_MEM, F(memtable), false, 4 * 1024 * 1024, LLONG_MAX,
      "RocksDB memtable budget (default 64mb)", NULL},
+    {"value-cache-size", OPT_MEM, F(value_cache), false, 0, LLONG_MAX,
+     "memory for recently read and written small values, so reads skip RocksDB "
+     "(default 64mb; 0 = off)", NULL},
     {"hz", OPT_INT, F(hz), true, 1, 500, "background tasks per second (default 10)", NULL},
     {"udf-time-limit", OPT_INT, F(udf_time_limit), true, 1, 86400000,
      "milliseconds a function call may run before it is killed (default 5000)", NULL},
@@ -92,6 +95,7 @@ static void defaults(struct net_config *c)
     c->loglevel = CM_LOG_NOTICE;
     c->block_cache = 256LL * 1024 * 1024;
     c->memtable = 64LL * 1024 * 1024;
+    c->value_cache = 64LL * 1024 * 1024;
     c->hz = 10;
     c->udf_time_limit = 5000;
     c->udf_memory_limit = 64LL * 1024 * 1024;

@@ -63,6 +63,7 @@ struct net_config {
     long long udf_memory_limit; /* bytes per Lua state */
     long long block_cache;     /* bytes */
     long long memtable;        /* bytes */
+    long long value_cache;     /* bytes, 0 = no value cache */
     int hz;
     int protected_mode;        /* refuse non-loopback clients when no password is set */
     char config_file[1024];

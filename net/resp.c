@@ -316,19 +316,8 @@ int resp_req_parse(struct resp_req *r, const char *buf, size_t len)
 /* Writes "<type><v>\r\n" into tmp (32 bytes) without printf (hot: every reply). */
 static size_t format_line(char *tmp, char type, long long v)
 {
-    char digits[24];
-    int n = 0;
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    do {
-        digits[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    size_t len = 0;
-    tmp[len++] = type;
-    if (v < 0)
-        tmp[len++] = '-';
-    while (n > 0)
-        tmp[len++] = digits[--n];
+    tmp[0] = type;
+    size_t len = 1 + (size_t)cm_ll_to_str(tmp + 1, v);
     tmp[len++] = '\r';
     tmp[len++] = '\n';
     return len;

@@ -369,6 +369,7 @@ int net_server_run(struct net_config *cfg)
     eo.fsync = (enum eng_fsync)cfg->appendfsync;
     eo.block_cache_bytes = (size_t)cfg->block_cache;
     eo.memtable_bytes = (size_t)cfg->memtable;
+    eo.value_cache_bytes = (size_t)cfg->value_cache;
     srv.eng = eng_open(&eo, &err);
     if (srv.eng == NULL) {
         cm_log(CM_LOG_WARNING, "Fatal: %s", err.msg);

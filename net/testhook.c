@@ -240,6 +240,7 @@ struct th *th_open(const char *dir, const char *const *args, struct cm_err *err)
     eo.fsync = (enum eng_fsync)cfg->appendfsync;
     eo.block_cache_bytes = (size_t)cfg->block_cache;
     eo.memtable_bytes = (size_t)cfg->memtable;
+    eo.value_cache_bytes = (size_t)cfg->value_cache;
     if ((s->eng = eng_open(&eo, err)) == NULL)
         goto fail;
     if ((s->udf = udf_new(s->eng, cmd_exec_from_script, err)) == NULL)

@@ -434,6 +434,66 @@ static void t_binary_keys_values(void)
     eddy_free(c);
 }
 
+/* The value cache (docs/STORAGE.md) answers GET from memory: after every kind of write
+ * (SET and its options, APPEND, INCR, MSET, DEL, GETDEL, EXPIRE, a function call,
+ * FLUSHALL) the next GET sees the new state. */
+static void t_value_cache_coherent(void)
+{
+    eddy_ctx *c = h_connect();
+    EXPECT_OK(c, "SET", "s:vc", "a");
+    EXPECT_BULK("a", c, "GET", "s:vc");
+    EXPECT_BULK("a", c, "GET", "s:vc");
+    EXPECT_OK(c, "SET", "s:vc", "bb");
+    EXPECT_BULK("bb", c, "GET", "s:vc");
+    EXPECT_INT(3, c, "APPEND", "s:vc", "c");
+    EXPECT_BULK("bbc", c, "GET", "s:vc");
+    EXPECT_INT(3, c, "SETRANGE", "s:vc", "0", "x");
+    EXPECT_BULK("xbc", c, "GET", "s:vc");
+    EXPECT_OK(c, "MSET", "s:vc", "m1", "s:vc2", "m2");
+    EXPECT_BULK("m1", c, "GET", "s:vc");
+    EXPECT_BULK("m2", c, "GET", "s:vc2");
+    EXPECT_INT(1, c, "DEL", "s:vc2");
+    EXPECT_NIL(c, "GET", "s:vc2");
+    EXPECT_BULK("m1", c, "GETDEL", "s:vc");
+    EXPECT_NIL(c, "GET", "s:vc");
+    EXPECT_INT(1, c, "INCR", "s:vcn");
+    EXPECT_BULK("1", c, "GET", "s:vcn");
+    EXPECT_INT(11, c, "INCRBY", "s:vcn", "10");
+    EXPECT_BULK("11", c, "GET", "s:vcn");
+    EXPECT_INT(10, c, "DECR", "s:vcn");
+    EXPECT_BULK("10", c, "GET", "s:vcn");
+    /* Expiry: PEXPIRE on a cached key, SET with PX. */
+    EXPECT_INT(1, c, "PEXPIRE", "s:vcn", "50");
+    EXPECT_OK(c, "SET", "s:vc", "t", "PX", "50");
+    EXPECT_BULK("t", c, "GET", "s:vc");
+    h_sleep_ms(120);
+    EXPECT_NIL(c, "GET", "s:vcn");
+    EXPECT_NIL(c, "GET", "s:vc");
+    EXPECT_OK(c, "SET", "s:vc", "p", "EX", "100");
+    EXPECT_BULK("p", c, "GET", "s:vc");
+    EXPECT_INT(1, c, "PERSIST", "s:vc");
+    EXPECT_INT(-1, c, "TTL", "s:vc");
+    EXPECT_BULK("p", c, "GET", "s:vc");
+    /* A function call's writes (a transaction). */
+    EXPECT_BULK("vcache", c, "FUNCTION", "LOAD", "REPLACE",
+                "#!lua name=vcache\n"
+                "redis.register_function('vc_set', function(keys, args)\n"
+                "  redis.call('SET', keys[1], args[1]) return 1 end)\n"
+                "redis.register_function('vc_del', function(keys, args)\n"
+                "  return redis.call('DEL', keys[1]) end)\n");
+    EXPECT_INT(1, c, "FCALL", "vc_set", "1", "s:vc", "from-fcall");
+    EXPECT_BULK("from-fcall", c, "GET", "s:vc");
+    EXPECT_INT(1, c, "FCALL", "vc_del", "1", "s:vc");
+    EXPECT_NIL(c, "GET", "s:vc");
+    EXPECT_OK(c, "FUNCTION", "DELETE", "vcache");
+    /* FLUSHALL. */
+    EXPECT_OK(c, "SET", "s:vc", "f");
+    EXPECT_BULK("f", c, "GET", "s:vc");
+    EXPECT_OK(c, "FLUSHALL");
+    EXPECT_NIL(c, "GET", "s:vc");
+    eddy_free(c);
+}
+
 void suite_strings(void)
 {
     h_run("get_set", t_get_set, 0, 10);
@@ -450,4 +510,5 @@ void suite_strings(void)
     h_run("append_strlen", t_append_strlen, 0, 10);
     h_run("getrange_setrange", t_getrange_setrange, 0, 10);
     h_run("binary_keys_and_values", t_binary_keys_values, 0, 10);
+    h_run("value_cache_coherent", t_value_cache_coherent, 0, 10);
 }

@@ -1,18 +1,23 @@
 /* test_engine.c - unit tests of engine/: the physical key encoding, value encoding,
  * expiry (lazy and the active cycle), batches, scans and iterators, optimistic
  * transactions (snapshot reads, own writes, conflicts, checkpoints) and metadata. */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
-#include "../../engine/engine.h"
+#include "../../engine/engine_int.h"
 #include "unit.h"
 
 static char dir[] = "/tmp/eddy-test-engine-XXXXXX";
+
+static size_t value_cache_bytes = 64u << 20; /* what open_eng asks for */
 
 static struct eng *open_eng(void)
 {
     struct eng_options o;
     struct cm_err err = {0};
     eng_options_init(&o);
+    o.value_cache_bytes = value_cache_bytes;
     if (mkdtemp(dir) == NULL)
         UNIT_FAIL("mkdtemp");
     o.dir = dir;
@@ -791,6 +796,210 @@ TEST(zstd_sst_truncated_rejected)
     close_eng(e);
 }
 
+
+/* The value cache (engine/cache.c) serves eng_get: after every kind of write, a read
+ * sees the new state, not the cached one. */
+TEST(value_cache_sees_every_write)
+{
+    struct eng *e = open_eng();
+    char v[4096];
+    int64_t now = cm_now_ms();
+    put(e, "k", "v1", 0);
+    CHECK_EQ_INT(get(e, "k", now, v, sizeof(v)), 0); /* fills (or hits) the cache */
+    CHECK_STR(v, "v1");
+    CHECK_EQ_INT(get(e, "k", now, v, sizeof(v)), 0);
+    CHECK_STR(v, "v1");
+    put(e, "k", "v2-longer-than-before", 0);
+    CHECK_EQ_INT(get(e, "k", now, v, sizeof(v)), 0);
+    CHECK_STR(v, "v2-longer-than-before");
+    put(e, "k", "v3", 0); /* shorter: overwritten in place */
+    CHECK_EQ_INT(get(e, "k", now, v, sizeof(v)), 0);
+    CHECK_STR(v, "v3");
+    /* Two hits held at once (the second gets its own copy). */
+    put(e, "k2", "w2", 0);
+    CHECK_EQ_INT(get(e, "k2", now, v, sizeof(v)), 0);
+    struct eng_item i1, i2;
+    CHECK_EQ_INT(eng_get(e, "k", 1, now, &i1, NULL), 0);
+    CHECK_EQ_INT(eng_get(e, "k2", 2, now, &i2, NULL), 0);
+    CHECK_MEM(i1.data, i1.len, "v3", 2);
+    CHECK_MEM(i2.data, i2.len, "w2", 2);
+    eng_item_release(&i1);
+    CHECK_EQ_INT(eng_get(e, "k", 1, now, &i1, NULL), 0);
+    CHECK_MEM(i2.data, i2.len, "w2", 2);
+    CHECK_MEM(i1.data, i1.len, "v3", 2);
+    eng_item_release(&i2);
+    eng_item_release(&i1);
+    /* A delete. */
+    struct eng_batch *b = eng_batch_new(e);
+    eng_batch_del(b, "k", 1);
+    CHECK_EQ_INT(eng_write(e, b, NULL), 0);
+    CHECK_EQ_INT(get(e, "k", now, v, sizeof(v)), CM_ENOTFOUND);
+    /* A rolled-back put is not cached; the one before the savepoint is. */
+    eng_batch_clear(b);
+    eng_batch_put(b, "k", 1, ENG_T_STRING, 0, "kept", 4);
+    eng_batch_savepoint(b);
+    eng_batch_put(b, "k", 1, ENG_T_STRING, 0, "rolled back", 11);
+    eng_batch_rollback(b);
+    CHECK_EQ_INT(eng_write(e, b, NULL), 0);
+    CHECK_EQ_INT(get(e, "k", now, v, sizeof(v)), 0);
+    CHECK_STR(v, "kept");
+    /* A value too large to cache replaces a cached one. */
+    char big[3000];
+    memset(big, 'b', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    put(e, "k", big, 0);
+    CHECK_EQ_INT(get(e, "k", now, v, sizeof(v)), 0);
+    CHECK_STR(v, big);
+    put(e, "k", "small", 0);
+    CHECK_EQ_INT(get(e, "k", now, v, sizeof(v)), 0);
+    CHECK_STR(v, "small");
+    /* Transactions: a commit's put and delete. */
+    struct eng_txn *t = eng_txn_begin(e);
+    CHECK_EQ_INT(eng_txn_put(t, "k", 1, ENG_T_STRING, 0, "txn", 3), 0);
+    CHECK_EQ_INT(eng_txn_commit(t, NULL), 0);
+    eng_txn_free(t);
+    CHECK_EQ_INT(get(e, "k", now, v, sizeof(v)), 0);
+    CHECK_STR(v, "txn");
+    t = eng_txn_begin(e);
+    CHECK_EQ_INT(eng_txn_del(t, "k", 1), 0);
+    CHECK_EQ_INT(eng_txn_commit(t, NULL), 0);
+    eng_txn_free(t);
+    CHECK_EQ_INT(get(e, "k", now, v, sizeof(v)), CM_ENOTFOUND);
+    /* Expiry: a cached value with a TTL expires on reads, and the active cycle's
+     * delete reaches the cache. */
+    put(e, "x", "ttl", now + 100);
+    CHECK_EQ_INT(get(e, "x", now, v, sizeof(v)), 0);
+    struct eng_item it;
+    CHECK_EQ_INT(eng_get(e, "x", 1, now + 100, &it, NULL), CM_ENOTFOUND);
+    CHECK_EQ_INT(it.expire_ms, now + 100);
+    CHECK_EQ_INT(eng_expire_cycle(e, now + 200, 100, NULL), 1);
+    CHECK_EQ_INT(get(e, "x", now, v, sizeof(v)), CM_ENOTFOUND); /* gone, not cached */
+    /* A snapshot read is not served from the cache. */
+    put(e, "s", "old", 0);
+    struct eng_snap *snap = eng_snap_new(e);
+    put(e, "s", "new", 0);
+    CHECK_EQ_INT(get(e, "s", now, v, sizeof(v)), 0);
+    CHECK_STR(v, "new");
+    CHECK_EQ_INT(eng_get_at(e, snap, "s", 1, now, &it, NULL), 0);
+    CHECK_MEM(it.data, it.len, "old", 3);
+    eng_item_release(&it);
+    eng_snap_free(e, snap);
+    /* FLUSHALL and dropped slots empty it. */
+    put(e, "f", "1", 0);
+    CHECK_EQ_INT(get(e, "f", now, v, sizeof(v)), 0);
+    CHECK_EQ_INT(eng_flush_all(e, NULL), 0);
+    CHECK_EQ_INT(get(e, "f", now, v, sizeof(v)), CM_ENOTFOUND);
+    put(e, "f", "2", 0);
+    CHECK_EQ_INT(get(e, "f", now, v, sizeof(v)), 0);
+    unsigned slot = cm_key_slot("f", 1);
+    CHECK_EQ_INT(eng_drop_slots(e, slot, slot, NULL), 0);
+    CHECK_EQ_INT(get(e, "f", now, v, sizeof(v)), CM_ENOTFOUND);
+    /* An injected read fault is not hidden by a cached value. */
+    put(e, "f", "3", 0);
+    CHECK_EQ_INT(get(e, "f", now, v, sizeof(v)), 0);
+    eng_fault_set(e, ENG_FAULT_READ, 1);
+    CHECK_EQ_INT(get(e, "f", now, v, sizeof(v)), CM_EIO);
+    CHECK_EQ_INT(get(e, "f", now, v, sizeof(v)), 0);
+    eng_batch_free(b);
+    close_eng(e);
+}
+
+/* A small budget: the cache stays within it, and every key still reads right. */
+TEST(value_cache_budget)
+{
+    value_cache_bytes = 64 * 1024;
+    struct eng *e = open_eng();
+    value_cache_bytes = 64u << 20;
+    char k[32], want[64], v[64];
+    for (int i = 0; i < 5000; i++) {
+        snprintf(k, sizeof(k), "key:%d", i);
+        snprintf(want, sizeof(want), "value-%d-0123456789012345678901234567890123456789", i);
+        put(e, k, want, 0);
+    }
+    for (int i = 0; i < 5000; i++) {
+        snprintf(k, sizeof(k), "key:%d", i);
+        snprintf(want, sizeof(want), "value-%d-0123456789012345678901234567890123456789", i);
+        CHECK_EQ_INT(get(e, k, 0, v, sizeof(v)), 0);
+        CHECK_STR(v, want);
+    }
+    close_eng(e);
+    struct eng__cache *c = eng__cache_new(64 * 1024);
+    CHECK(c != NULL);
+    for (int i = 0; i < 5000; i++) {
+        snprintf(k, sizeof(k), "key:%d", i);
+        uint64_t h = eng__key_hash(k, strlen(k));
+        eng__cache_set(c, h, k, strlen(k), eng__cache_gen(c, h), want, 60);
+        CHECK(eng__cache_bytes(c) <= 64 * 1024);
+    }
+    CHECK(eng__cache_bytes(c) > 32 * 1024); /* it is used, too */
+    /* A fill that raced a write is refused. */
+    uint64_t h = eng__key_hash("r", 1);
+    unsigned gen = eng__cache_gen(c, h);
+    eng__cache_set(c, h, "r", 1, eng__cache_gen(c, h), NULL, 0);
+    eng__cache_fill(c, h, "r", 1, gen, "stale", 5);
+    struct cm_buf copy;
+    cm_buf_init(&copy);
+    CHECK_EQ_INT(eng__cache_get(c, h, "r", 1, &copy), CM_ENOTFOUND);
+    eng__cache_fill(c, h, "r", 1, eng__cache_gen(c, h), "fresh", 5);
+    CHECK_EQ_INT(eng__cache_get(c, h, "r", 1, &copy), 0);
+    CHECK_MEM(copy.p, copy.len, "fresh", 5);
+    cm_buf_deinit(&copy);
+    eng__cache_clear(c);
+    CHECK_EQ_INT(eng__cache_bytes(c), 0);
+    eng__cache_free(c);
+}
+
+/* Two threads: one writes a counter's increasing values, the other reads; a read
+ * never returns a value older than one whose write had finished before it began. */
+struct race {
+    struct eng *e;
+    atomic_long done; /* the last value whose write returned */
+    atomic_bool stop;
+};
+
+static void *race_writer(void *ud)
+{
+    struct race *r = ud;
+    struct eng_batch *b = eng_batch_new(r->e);
+    for (long i = 1; i <= 20000; i++) {
+        char v[24];
+        int n = snprintf(v, sizeof(v), "%ld", i);
+        eng_batch_clear(b);
+        eng_batch_put(b, "ctr", 3, ENG_T_STRING, 0, v, (size_t)n);
+        if (i % 7 == 0)
+            eng_batch_del(b, "other", 5);
+        eng_write(r->e, b, NULL);
+        atomic_store(&r->done, i);
+    }
+    eng_batch_free(b);
+    atomic_store(&r->stop, true);
+    return NULL;
+}
+
+TEST(value_cache_concurrent_reads_never_stale)
+{
+    struct eng *e = open_eng();
+    struct race r = {.e = e};
+    put(e, "ctr", "0", 0);
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, race_writer, &r) == 0);
+    long stale = 0, reads = 0;
+    while (!atomic_load(&r.stop)) {
+        long before = atomic_load(&r.done);
+        char v[32];
+        if (get(e, "ctr", 0, v, sizeof(v)) == 0 && atol(v) < before)
+            stale++;
+        reads++;
+    }
+    pthread_join(th, NULL);
+    char v[32];
+    CHECK_EQ_INT(get(e, "ctr", 0, v, sizeof(v)), 0);
+    CHECK_STR(v, "20000");
+    CHECK_EQ_INT(stale, 0);
+    CHECK(reads > 0);
+    close_eng(e);
+}
+
 int main(void)
 {
     RUN(key_encoding);
@@ -809,5 +1018,8 @@ int main(void)
     RUN(injected_faults);
     RUN(zstd_blocks_corrupt_rejected);
     RUN(zstd_sst_truncated_rejected);
+    RUN(value_cache_sees_every_write);
+    RUN(value_cache_budget);
+    RUN(value_cache_concurrent_reads_never_stale);
     return unit_done();
 }
