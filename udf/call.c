@@ -78,7 +78,8 @@ static int push_script(struct udf_vm *vm, const char *sha, int *flags, bool *she
     struct cm_buf src;
     cm_buf_init(&src);
     cm_buf_appendf(&src, "local KEYS, ARGV = ...; ");
-    cm_buf_append(&src, code.p + off, code.len - off);
+    if (code.len > off) /* an empty script has no buffer: no NULL + 0 */
+        cm_buf_append(&src, code.p + off, code.len - off);
     cm_buf_deinit(&code);
     if (src.p == NULL || luaL_loadbufferx(L, src.p, src.len, "@user_script", "t") != LUA_OK) {
         resp_add_errorf(err_out, "ERR Error compiling script (new function): %s",

@@ -1068,6 +1068,26 @@ static void t_bug_config_get_patterns_unterminated(void)
     h_server_free(s);
 }
 
+/* EVAL of an empty script: push_script computed NULL + 0 from the script's empty buffer
+ * (UBSan, found by fuzz_commands). Compiled, cached and called again by its SHA-1. */
+static void t_bug_eval_empty_script_null_offset(void)
+{
+    struct h_server *s = h_server_start(NULL);
+    eddy_ctx *c = h_connect_port(s->port);
+    for (int i = 0; i < 2; i++) {
+        struct eddy_reply *r = CMD(c, "EVAL", "", "0");
+        CHECK(r->type == EDDY_REPLY_NIL);
+        eddy_reply_free(r);
+    }
+    struct eddy_reply *r = CMD(c, "EVALSHA", "da39a3ee5e6b4b0d3255bfef95601890afd80709", "0");
+    CHECK(r->type == EDDY_REPLY_NIL);
+    eddy_reply_free(r);
+    EXPECT_ALIVE(s->port);
+    eddy_free(c);
+    h_server_stop(s);
+    h_server_free(s);
+}
+
 /* ---- Soak ------------------------------------------------------------------------------------ */
 
 /* A soak client: FCALL hincr on counters and transfer between accounts, reconnecting
@@ -1225,6 +1245,7 @@ void suite_hardening(void)
           t_bug_function_reply_deeper_than_client_reader, H_OWN, 30);
     h_run("bug_config_get_patterns_unterminated", t_bug_config_get_patterns_unterminated, H_OWN,
           30);
+    h_run("bug_eval_empty_script_null_offset", t_bug_eval_empty_script_null_offset, H_OWN, 30);
     if (!slow())
         return;
     h_run("hardening_slow_kill9_always_20_rounds", t_kill9_always_20, H_OWN, 600);
