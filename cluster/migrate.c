@@ -70,6 +70,15 @@ struct clu_mig {
     char id[64];
     char target_id[CLU_ID_LEN + 1];
     char host[CLU_HOST_LEN];
+    /* "ASK <slot> <host:port>" after "%u": published (publish_ask) before slots enter
+     * SS_ASK, so routing reads it without g->mu, which a worker holding key stripes
+     * must not wait for (an import applies its batch with g->mu, then the stripes).
+     * Replaced strings are kept until clu_mig_close. */
+    _Atomic(char *) ask_to;
+    struct ask_old {
+        char *s;
+        struct ask_old *next;
+    } *ask_old;
     int port;
     unsigned long long base; /* map epoch when it started; the switch installs base + 1 */
     uint8_t slots[SLOT_BYTES];
@@ -177,8 +186,28 @@ static int drop_slots(struct eng *e, const uint8_t *b, struct cm_err *err)
     return 0;
 }
 
+/* Publishes "host:port" of the target for routing's -ASK replies (g->mu held or the
+ * migration thread's own state). */
+static void publish_ask(struct clu_mig *g)
+{
+    char buf[CLU_HOST_LEN + 16];
+    snprintf(buf, sizeof(buf), "%s:%d", g->host, g->port);
+    char *s = cm_strdup(buf);
+    struct ask_old *o = cm_malloc(sizeof(*o));
+    if (s == NULL || o == NULL) {
+        cm_free(s);
+        cm_free(o);
+        return; /* routing keeps the previous address or says TRYAGAIN */
+    }
+    o->s = atomic_exchange(&g->ask_to, s);
+    o->next = g->ask_old;
+    g->ask_old = o;
+}
+
 static void set_ss(struct clu_mig *g, const uint8_t *b, unsigned char st)
 {
+    if (st == SS_ASK)
+        publish_ask(g);
     for (unsigned s = 0; s < CM_SLOTS; s++)
         if (has(b, s))
             atomic_store(&g->ss[s], st);
@@ -326,9 +355,12 @@ int clu_route_mig(const struct cluster *cl, unsigned slot, bool asking, char *ms
         return CLU_WAIT;
     }
     if (r == CLU_LOCAL && st == SS_ASK) {
-        pthread_mutex_lock(&g->mu);
-        snprintf(msg, cap, "ASK %u %s:%d", slot, g->host, g->port);
-        pthread_mutex_unlock(&g->mu);
+        const char *to = atomic_load(&g->ask_to);
+        if (to == NULL) {
+            snprintf(msg, cap, "TRYAGAIN Slot %u is being migrated, try again", slot);
+            return CLU_WAIT;
+        }
+        snprintf(msg, cap, "ASK %u %s", slot, to);
         return CLU_ASK;
     }
     if (r == CLU_MOVED && st == SS_IN_ASK && asking)
@@ -1209,8 +1241,8 @@ static long long apply_batch(struct clu_mig *g, const char *p, size_t n, struct 
             rc = cm_err_set(err, CM_ENOMEM, "out of memory");
         count++;
     }
-    if (rc == 0)
-        rc = eng_write(g->e, b, err);
+    if (rc == 0) /* with the keys' stripes, as every writer: transactions see it */
+        rc = eng_write_locked(g->e, b, err);
     eng_batch_free(b);
     return rc != 0 ? rc : count;
 }
@@ -1463,6 +1495,8 @@ static int recover_out(struct clu_mig *g, struct cm_err *err)
     /* Until it is resolved nobody writes the slots here. */
     eng_watch_start(g->e, g->slots);
     eng_watch_fence(g->e, true);
+    if (handoff)
+        publish_ask(g);
     for (unsigned s = 0; s < CM_SLOTS; s++)
         if (has(g->slots, s))
             atomic_store(&g->ss[s], handoff ? SS_ASK : SS_FENCED);
@@ -1556,6 +1590,12 @@ void clu_mig_close(struct cluster *cl)
     if (g->in_joinable)
         pthread_join(g->in_thread, NULL);
     clu__set_mig(cl, NULL);
+    for (struct ask_old *o = g->ask_old, *next; o != NULL; o = next) {
+        next = o->next;
+        cm_free(o->s);
+        cm_free(o);
+    }
+    cm_free(atomic_load(&g->ask_to));
     pthread_mutex_destroy(&g->mu);
     pthread_mutex_destroy(&g->in_thread_mu);
     pthread_cond_destroy(&g->cv);

@@ -41,7 +41,9 @@ void *cm_malloc(size_t n)
 {
     if (should_fail() || n > SIZE_MAX - sizeof(header))
         return NULL;
-    header *h = malloc(sizeof(header) + n);
+    /* At least one byte past the header: a pointer to the end of the block would not
+     * count as a reference to it for LeakSanitizer. */
+    header *h = malloc(sizeof(header) + (n > 0 ? n : 1));
     if (h == NULL)
         return NULL;
     h->size = n;
@@ -67,7 +69,7 @@ void *cm_realloc(void *p, size_t n)
         return NULL;
     header *h = (header *)p - 1;
     size_t old = h->size;
-    header *nh = realloc(h, sizeof(header) + n);
+    header *nh = realloc(h, sizeof(header) + (n > 0 ? n : 1));
     if (nh == NULL)
         return NULL;
     nh->size = n;

@@ -1044,6 +1044,22 @@ int eng_write(struct eng *e, struct eng_batch *b, struct cm_err *err)
     return 0;
 }
 
+int eng_write_locked(struct eng *e, struct eng_batch *b, struct cm_err *err)
+{
+    struct eng_lockset ls;
+    eng_lockset_init(&ls);
+    for (unsigned i = 0; i < b->stripes.n; i++)
+        if (eng_lockset_add_stripe(&ls, b->stripes.stripes[i]) != 0) {
+            eng_lockset_deinit(&ls);
+            return cm_err_set(err, CM_ENOMEM, "out of memory");
+        }
+    eng_lockset_lock(e, &ls);
+    int rc = eng_write(e, b, err);
+    eng_lockset_unlock(e, &ls);
+    eng_lockset_deinit(&ls);
+    return rc;
+}
+
 /* ---- Key locks --------------------------------------------------------------------------------- */
 
 uint64_t eng__key_hash(const char *key, size_t klen)

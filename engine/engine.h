@@ -115,6 +115,9 @@ bool eng_batch_touches(const struct eng_batch *b, unsigned stripe);
  * error: err names it). Under "always" the caller must eng_sync before replying.
  * Callers that read-modify-write hold the keys' lock stripes (see below). */
 int eng_write(struct eng *e, struct eng_batch *b, struct cm_err *err);
+/* eng_write for a caller that holds no key stripes (a slot import): takes the lock
+ * stripes of the batch's keys, in order, around the write. */
+int eng_write_locked(struct eng *e, struct eng_batch *b, struct cm_err *err);
 
 /* ---- Key locks ---------------------------------------------------------------------------
  * Striped mutexes by key hash. Take them around read-modify-write sequences. A lock
