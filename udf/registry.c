@@ -35,12 +35,17 @@ static void unlink_lib(struct udf *u, struct udf_lib *lib)
         }
 }
 
-/* Validates a library in a scratch VM. Returns a new udf_lib (not linked) or NULL. */
-static struct udf_lib *validate(struct udf *u, const char *code, size_t len, struct cm_err *err)
+/* Validates a library in a scratch VM: runs its code and collects its functions.
+ * stored: it was accepted before (loaded from the store), so the load gets
+ * UDF_RELOAD_TIME_MS. Returns a new udf_lib (not linked) or NULL. */
+static struct udf_lib *validate(struct udf *u, const char *code, size_t len, bool stored,
+                                struct cm_err *err)
 {
     struct udf_vm *vm = udf_vm_new(u, err);
     if (vm == NULL)
         return NULL;
+    if (stored)
+        vm->load_time_ms = UDF_RELOAD_TIME_MS;
     struct udf_lib *lib = cm_calloc(1, sizeof(*lib));
     char name[128];
     int flags;
@@ -122,7 +127,7 @@ int udf_lib_load(struct udf *u, const char *code, size_t len, bool replace, stru
                  struct cm_err *err)
 {
     pthread_mutex_lock(&u->lock);
-    struct udf_lib *lib = validate(u, code, len, err);
+    struct udf_lib *lib = validate(u, code, len, false, err);
     int rc = lib == NULL ? CM_EINVAL : install(u, lib, replace, err);
     if (rc == 0) {
         name->len = 0;
@@ -270,7 +275,7 @@ int udf_lib_restore(struct udf *u, const char *p, size_t n, enum udf_restore pol
             rc = cm_err_set(err, CM_EINVAL, "ERR DUMP payload version or checksum are wrong");
             break;
         }
-        struct udf_lib *lib = validate(u, p + off, len, err);
+        struct udf_lib *lib = validate(u, p + off, len, false, err);
         if (lib == NULL) {
             rc = CM_EINVAL;
             break;
@@ -502,7 +507,7 @@ static int load_lib_fn(void *ud, const char *key, size_t klen, const char *val, 
 {
     struct udf *u = ud;
     struct cm_err err = {0};
-    struct udf_lib *lib = validate(u, val, vlen, &err);
+    struct udf_lib *lib = validate(u, val, vlen, true, &err);
     if (lib == NULL) {
         cm_log(CM_LOG_WARNING, "Stored library %.*s does not load: %s", (int)klen, key, err.msg);
         return 0;

@@ -19,6 +19,10 @@
 #define UDF_REDIS_VERSION "7.0.0"
 #define UDF_REDIS_VERSION_NUM 0x070000
 #define UDF_LOAD_TIME_MS 500 /* FUNCTION LOAD timeout, as in Redis */
+/* Running an accepted library's code again (from the store at start, in each thread's
+ * state): it once ran within UDF_LOAD_TIME_MS, so this only stops what a starved CPU
+ * cannot explain; a library must not vanish because the machine was busy. */
+#define UDF_RELOAD_TIME_MS 30000
 
 struct udf_func {
     char *name;
@@ -77,6 +81,7 @@ struct udf_vm {
     bool loading;
     int load_ref;                  /* registry: the library's name -> {fn, flags} */
     int64_t load_deadline_us;
+    int load_time_ms;              /* the budget of the next load (UDF_LOAD_TIME_MS) */
 };
 
 enum { REMOTE_NONE, REMOTE_WAIT, REMOTE_READY };

@@ -1088,6 +1088,36 @@ static void t_bug_eval_empty_script_null_offset(void)
     h_server_free(s);
 }
 
+/* Seen in hardening_kill9_during_function_load on a machine at load 6: at restart a
+ * stored library ran out of FUNCTION LOAD's 500 ms while being loaded again, and the
+ * server came up without it ("Function not found"). An accepted library now gets
+ * UDF_RELOAD_TIME_MS when it is loaded from the store or into a thread's state. Here
+ * the budget of FUNCTION LOAD is 5 ms after the restart (EDDY_TEST_LOAD_TIME_MS, a
+ * machine too busy), a new load of the same code times out, the stored one is there. */
+static void t_bug_stored_library_reload_budget(void)
+{
+    struct h_server *s = h_server_start(NULL);
+    eddy_ctx *c = h_connect_port(s->port);
+    const char *lib = "#!lua name=slowlib\n"
+                      "local x = 0\n"
+                      "for i = 1, 3000000 do x = x + i end\n"
+                      "redis.register_function('slowsum', function() return x end)\n";
+    EXPECT_BULK("slowlib", c, "FUNCTION", "LOAD", lib);
+    EXPECT_INT(4500001500000LL, c, "FCALL", "slowsum", "0");
+    eddy_free(c);
+    setenv("EDDY_TEST_LOAD_TIME_MS", "5", 1);
+    h_server_restart(s);
+    unsetenv("EDDY_TEST_LOAD_TIME_MS");
+    c = h_connect_port(s->port);
+    EXPECT_INT(4500001500000LL, c, "FCALL", "slowsum", "0");
+    EXPECT_ERR("ERR Error registering functions: ERR FUNCTION LOAD timeout", c, "FUNCTION",
+               "LOAD", "REPLACE", lib);
+    EXPECT_INT(4500001500000LL, c, "FCALL", "slowsum", "0");
+    eddy_free(c);
+    h_server_stop(s);
+    h_server_free(s);
+}
+
 /* ---- Soak ------------------------------------------------------------------------------------ */
 
 /* A soak client: FCALL hincr on counters and transfer between accounts, reconnecting
@@ -1245,6 +1275,7 @@ void suite_hardening(void)
           t_bug_function_reply_deeper_than_client_reader, H_OWN, 30);
     h_run("bug_config_get_patterns_unterminated", t_bug_config_get_patterns_unterminated, H_OWN,
           30);
+    h_run("bug_stored_library_reload_budget", t_bug_stored_library_reload_budget, H_OWN, 60);
     h_run("bug_eval_empty_script_null_offset", t_bug_eval_empty_script_null_offset, H_OWN, 30);
     if (!slow())
         return;
