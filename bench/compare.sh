@@ -89,21 +89,13 @@ EPORT=$(pick_port)
 EPID=$!
 wait_ready "$EPORT" "$EPID" eddy
 
-# The FCALL library: one function that reads and writes one key.
-cat >"$TMP/lib.lua" <<'EOF'
-#!lua name=cmplib
-redis.register_function('rw', function(keys, args)
-  local old = redis.call('GET', keys[1])
-  redis.call('SET', keys[1], args[1])
-  return old
-end)
-EOF
+# The FCALL library (bench/cmplib.lua): one function that reads and writes one key.
 VALUE=$(awk -v n=$VSIZE 'BEGIN { while (n-- > 0) printf "v"; }')
 
 echo "== loading $KEYS keys of $VSIZE bytes into both"
 for port in $RPORT $EPORT; do
     "$ROOT/bin/eddy-bench" -p "$port" -w load -k $KEYS -s $VSIZE -c 8 --load-pipeline 64 -q
-    redis-cli -h 127.0.0.1 -p "$port" -x FUNCTION LOAD REPLACE <"$TMP/lib.lua" >/dev/null
+    redis-cli -h 127.0.0.1 -p "$port" -x FUNCTION LOAD REPLACE <"$ROOT/bench/cmplib.lua" >/dev/null
     [ "$(redis-cli -h 127.0.0.1 -p "$port" DBSIZE)" -ge $KEYS ] || { echo "load failed on $port" >&2; exit 1; }
 done
 
@@ -249,7 +241,7 @@ REDISV=$(redis-server --version | head -1)
     echo '```'
     echo "redis-server --port PORT --bind 127.0.0.1 --save '' --appendonly yes --appendfsync everysec --dir TMP"
     echo "bin/eddyd --port PORT --bind 127.0.0.1 --dir TMP --appendfsync everysec"
-    echo "redis-cli -p PORT -x FUNCTION LOAD REPLACE < lib.lua   # cmplib: rw(key, value) = GET then SET"
+    echo "redis-cli -p PORT -x FUNCTION LOAD REPLACE < bench/cmplib.lua   # rw(key, value) = GET then SET"
     sed "s|$ROOT/||; s|--json JSON|--json out.json|; s|$VALUE|<$VSIZE-byte value>|" "$TMP/rows" |
         awk -F'|' '{ printf "%-16s %s\n", $1 ":", $2 }'
     echo '```'

@@ -62,15 +62,7 @@ valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$TMP/cg.%
 PID=$!
 wait_ready
 "$ROOT/bin/eddy-bench" -p "$PORT" -w load -k 100000 -s 100 -c 8 --load-pipeline 64 -q
-cat >"$TMP/lib.lua" <<'EOF'
-#!lua name=cmplib
-redis.register_function('rw', function(keys, args)
-  local old = redis.call('GET', keys[1])
-  redis.call('SET', keys[1], args[1])
-  return old
-end)
-EOF
-redis-cli -p "$PORT" -x FUNCTION LOAD REPLACE <"$TMP/lib.lua" >/dev/null
+redis-cli -p "$PORT" -x FUNCTION LOAD REPLACE <"$ROOT/bench/cmplib.lua" >/dev/null
 
 VALUE=$(awk 'BEGIN { for (i = 0; i < 100; i++) printf "v" }')
 RB="redis-benchmark -p $PORT -c 50 -d 100 -r 100000 -q"
