@@ -20,6 +20,7 @@
 #define VAL_F_EXPIRE 0x01
 #define TXN_SPARES 16              /* freed transactions kept for reuse */
 #define TXN_SPARE_MAX_BYTES 65536  /* ... if their write batch stayed this small */
+#define TXN_LOG_MAX 65536          /* eng_txn_commit_into takes transactions this small */
 /* Values up to this size go into a write batch as one copied piece (RocksDB's
  * put_cf); larger ones as pieces (putv_cf, no copy of ours), whose C wrapper builds
  * two std::vectors per call: about 500 instructions more per small put. */
@@ -90,6 +91,13 @@ struct eng_txn {
     const rocksdb_snapshot_t **old_snaps;
     rocksdb_readoptions_t **old_ros;
     int nold;
+    /* The writes again, in order, for eng_txn_commit_into: records of op (1 byte),
+     * type (1), expiry (8), key length (4), value length (4), key, value. Not kept
+     * (log_off) once they pass TXN_LOG_MAX bytes: such a transaction writes itself. */
+    struct cm_buf log;
+    bool log_off;
+    const struct eng_batch *pending; /* see eng_txn_set_pending */
+    bool pending_hit;
 };
 
 struct eng_iter {
@@ -972,13 +980,19 @@ int eng_batch_put(struct eng_batch *b, const char *key, size_t klen, enum eng_ty
     return 0;
 }
 
-void eng_batch_del(struct eng_batch *b, const char *key, size_t klen)
+static int batch_del(struct eng_batch *b, const char *key, size_t klen)
 {
     uint64_t hash = eng__key_hash(key, klen);
     if (eng_encode_key(&b->key, key, klen) != 0 || batch_touch(b, stripe_of_hash(hash)) != 0 ||
         note_key(&b->ukeys, key, klen) != 0 || note_cval(b, hash, key, klen, NULL, 0) != 0)
-        return;
+        return CM_ENOMEM;
     rocksdb_writebatch_delete_cf(b->wb, b->e->cf[CF_DATA], b->key.p, b->key.len);
+    return 0;
+}
+
+void eng_batch_del(struct eng_batch *b, const char *key, size_t klen)
+{
+    (void)batch_del(b, key, klen);
 }
 
 /* The value cache around a batch's write: before (after false), each record takes
@@ -1211,6 +1225,7 @@ static void txn_destroy(struct eng_txn *t)
     cm_buf_deinit(&t->key);
     cm_buf_deinit(&t->val);
     cm_buf_deinit(&t->ukeys);
+    cm_buf_deinit(&t->log);
     cm_free(t);
 }
 
@@ -1230,7 +1245,12 @@ struct eng_txn *eng_txn_begin(struct eng *e)
         cm_buf_init(&t->key);
         cm_buf_init(&t->val);
         cm_buf_init(&t->ukeys);
+        cm_buf_init(&t->log);
     }
+    t->log.len = 0;
+    t->log_off = false;
+    t->pending = NULL;
+    t->pending_hit = false;
     /* commit_seq is read before the snapshot is taken: a commit that the snapshot
      * misses has a larger number, so validation sees it (see struct eng). */
     t->start_seq = atomic_load(&e->commit_seq);
@@ -1265,7 +1285,8 @@ void eng_txn_free(struct eng_txn *t)
     bool keep = size <= TXN_SPARE_MAX_BYTES;
     if (keep) {
         rocksdb_writebatch_wi_clear(t->wb);
-        t->key.len = t->val.len = t->ukeys.len = 0;
+        t->key.len = t->val.len = t->ukeys.len = t->log.len = 0;
+        cm_buf_shrink(&t->log, TXN_SPARE_MAX_BYTES);
         cm_buf_shrink(&t->key, TXN_SPARE_MAX_BYTES);
         cm_buf_shrink(&t->val, TXN_SPARE_MAX_BYTES);
         cm_buf_shrink(&t->ukeys, TXN_SPARE_MAX_BYTES);
@@ -1279,8 +1300,24 @@ void eng_txn_free(struct eng_txn *t)
         txn_destroy(t);
 }
 
+/* Whether key has a write pending in t's thread's batch (marks t: see
+ * eng_txn_set_pending). */
+static bool txn_pending(struct eng_txn *t, const char *key, size_t klen)
+{
+    if (t->pending == NULL || eng_batch_count(t->pending) == 0 ||
+        !eng_batch_touches(t->pending, stripe_of(key, klen)))
+        return false;
+    t->pending_hit = true;
+    return true;
+}
+
+static const char pending_msg[] = "a key read by the call has a write pending in this "
+                                  "connection's pipeline; the call runs again";
+
 int eng_txn_note_read(struct eng_txn *t, const char *key, size_t klen)
 {
+    if (txn_pending(t, key, klen))
+        return CM_ECONFLICT;
     return eng_lockset_add(t->e, &t->reads, key, klen);
 }
 
@@ -1288,6 +1325,8 @@ int eng_txn_get(struct eng_txn *t, const char *key, size_t klen, int64_t now_ms,
                 struct eng_item *it, struct cm_err *err)
 {
     memset(it, 0, sizeof(*it));
+    if (txn_pending(t, key, klen))
+        return cm_err_set(err, CM_ECONFLICT, pending_msg);
     if (eng_lockset_add(t->e, &t->reads, key, klen) != 0 || eng_encode_key(&t->key, key, klen) != 0)
         return cm_err_set(err, CM_ENOMEM, "out of memory");
     char *rerr = NULL;
@@ -1317,13 +1356,42 @@ int eng_txn_get(struct eng_txn *t, const char *key, size_t klen, int64_t now_ms,
     return 0;
 }
 
+/* Appends a write to t's log (see struct eng_txn). */
+static int txn_log(struct eng_txn *t, char op, enum eng_type type, int64_t expire_ms,
+                   const char *key, size_t klen, const void *val, size_t vlen)
+{
+    if (t->log_off)
+        return 0;
+    size_t n = 18 + klen + vlen;
+    if (t->log.len + n > TXN_LOG_MAX) {
+        t->log_off = true;
+        t->log.len = 0;
+        return 0;
+    }
+    if (cm_buf_reserve(&t->log, n) != 0)
+        return CM_ENOMEM;
+    char *p = t->log.p + t->log.len;
+    uint32_t kl = (uint32_t)klen, vl = (uint32_t)vlen;
+    p[0] = op;
+    p[1] = (char)type;
+    memcpy(p + 2, &expire_ms, 8);
+    memcpy(p + 10, &kl, 4);
+    memcpy(p + 14, &vl, 4);
+    memcpy(p + 18, key, klen);
+    if (vlen > 0)
+        memcpy(p + 18 + klen, val, vlen);
+    t->log.len += n;
+    return 0;
+}
+
 int eng_txn_put(struct eng_txn *t, const char *key, size_t klen, enum eng_type type,
                 int64_t expire_ms, const void *val, size_t vlen)
 {
     if (eng_lockset_add(t->e, &t->writes, key, klen) != 0 ||
         eng_encode_key(&t->key, key, klen) != 0 ||
         eng_encode_value(&t->val, type, expire_ms, val, vlen) != 0 ||
-        note_key(&t->ukeys, key, klen) != 0)
+        note_key(&t->ukeys, key, klen) != 0 ||
+        txn_log(t, 'P', type, expire_ms, key, klen, val, vlen) != 0)
         return CM_ENOMEM;
     rocksdb_writebatch_wi_put_cf(t->wb, t->e->cf[CF_DATA], t->key.p, t->key.len, t->val.p,
                                  t->val.len);
@@ -1340,7 +1408,8 @@ int eng_txn_put(struct eng_txn *t, const char *key, size_t klen, enum eng_type t
 int eng_txn_del(struct eng_txn *t, const char *key, size_t klen)
 {
     if (eng_lockset_add(t->e, &t->writes, key, klen) != 0 ||
-        eng_encode_key(&t->key, key, klen) != 0 || note_key(&t->ukeys, key, klen) != 0)
+        eng_encode_key(&t->key, key, klen) != 0 || note_key(&t->ukeys, key, klen) != 0 ||
+        txn_log(t, 'D', ENG_T_STRING, 0, key, klen, NULL, 0) != 0)
         return CM_ENOMEM;
     rocksdb_writebatch_wi_delete_cf(t->wb, t->e->cf[CF_DATA], t->key.p, t->key.len);
     return 0;
@@ -1354,6 +1423,8 @@ size_t eng_txn_write_count(const struct eng_txn *t)
 int eng_txn_commit(struct eng_txn *t, struct cm_err *err)
 {
     struct eng *e = t->e;
+    if (t->pending_hit) /* it read around a pending write: nothing applies, run again */
+        return cm_err_set(err, CM_ECONFLICT, pending_msg);
     if (rocksdb_writebatch_wi_count(t->wb) == 0)
         return 0; /* read-only: the snapshot was a consistent view, nothing to apply */
     struct eng_lockset all;
@@ -1401,6 +1472,65 @@ out:
     return rc;
 }
 
+void eng_txn_set_pending(struct eng_txn *t, const struct eng_batch *b)
+{
+    t->pending = b;
+}
+
+bool eng_txn_pending_hit(const struct eng_txn *t)
+{
+    return t->pending_hit;
+}
+
+int eng_txn_stripes(const struct eng_txn *t, struct eng_lockset *ls)
+{
+    for (unsigned i = 0; i < t->reads.n; i++)
+        if (eng_lockset_add_stripe(ls, t->reads.stripes[i]) != 0)
+            return CM_ENOMEM;
+    for (unsigned i = 0; i < t->writes.n; i++)
+        if (eng_lockset_add_stripe(ls, t->writes.stripes[i]) != 0)
+            return CM_ENOMEM;
+    eng_lockset_normalize(ls);
+    return 0;
+}
+
+bool eng_txn_joinable(const struct eng_txn *t)
+{
+    return !t->log_off && t->nold == 0;
+}
+
+int eng_txn_commit_into(struct eng_txn *t, struct eng_batch *b, struct cm_err *err)
+{
+    struct eng *e = t->e;
+    if (t->log_off)
+        return cm_err_set(err, CM_ENOMEM, "transaction too large to join a batch");
+    if (t->pending_hit)
+        return cm_err_set(err, CM_ECONFLICT, pending_msg);
+    for (unsigned i = 0; i < t->reads.n; i++)
+        if (e->stripe_seq[t->reads.stripes[i]] > t->start_seq)
+            return cm_err_set(err, CM_ECONFLICT, "a key read by the transaction was written");
+    eng_batch_savepoint(b);
+    for (size_t off = 0; off < t->log.len;) {
+        const char *p = t->log.p + off;
+        int64_t exp;
+        uint32_t kl, vl;
+        memcpy(&exp, p + 2, 8);
+        memcpy(&kl, p + 10, 4);
+        memcpy(&vl, p + 14, 4);
+        int rc = 0;
+        if (p[0] == 'P')
+            rc = eng_batch_put(b, p + 18, kl, (enum eng_type)p[1], exp, p + 18 + kl, vl);
+        else
+            rc = batch_del(b, p + 18, kl);
+        if (rc != 0) {
+            eng_batch_rollback(b);
+            return cm_err_set(err, CM_ENOMEM, "out of memory");
+        }
+        off += 18 + (size_t)kl + vl;
+    }
+    return 0;
+}
+
 int eng_txn_checkpoint(struct eng_txn *t, struct cm_err *err)
 {
     struct eng *e = t->e;
@@ -1417,6 +1547,7 @@ int eng_txn_checkpoint(struct eng_txn *t, struct cm_err *err)
         return rc;
     rocksdb_writebatch_wi_clear(t->wb);
     t->ukeys.len = 0;
+    t->log.len = 0;
     eng_lockset_deinit(&t->reads);
     eng_lockset_deinit(&t->writes);
     t->old_snaps[t->nold] = t->snap;
@@ -1450,6 +1581,8 @@ struct eng_iter *eng_iter_new(struct eng *e, struct eng_txn *t, int flags, unsig
         return NULL;
     }
     it->after_len = after_len;
+    if (t != NULL && t->pending != NULL && eng_batch_count(t->pending) > 0)
+        t->pending_hit = true; /* it may meet a pending write: the call runs again */
     it->ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_prefix_same_as_start(it->ro, 1);
     rocksdb_readoptions_set_fill_cache(it->ro, (flags & ENG_ITER_FILL_CACHE) != 0);

@@ -184,6 +184,23 @@ int eng_txn_checkpoint(struct eng_txn *t, struct cm_err *err);
 /* Frees (aborting if not committed). NULL is a no-op. */
 void eng_txn_free(struct eng_txn *t);
 
+/* Pipelined writes of the thread that runs t and are not applied yet (b, the
+ * thread's batch): t's snapshot misses them, so a read of a key whose stripe b
+ * touched, or any iteration while b holds writes, fails with CM_ECONFLICT and marks
+ * t (eng_txn_pending_hit): the caller applies b and runs the transaction again. NULL
+ * (the default) for none. */
+void eng_txn_set_pending(struct eng_txn *t, const struct eng_batch *b);
+bool eng_txn_pending_hit(const struct eng_txn *t);
+/* The stripes of every key t read or wrote, added to ls (see eng_lockset_normalize). */
+int eng_txn_stripes(const struct eng_txn *t, struct eng_lockset *ls);
+/* Whether eng_txn_commit_into can take t: its writes were recorded (not too large). */
+bool eng_txn_joinable(const struct eng_txn *t);
+/* Validates t and, instead of writing it, appends its writes to b, so they reach
+ * RocksDB with b's other writes in one write (eng_write). The caller holds the
+ * stripes of eng_txn_stripes and keeps them until b is written. Returns 0,
+ * CM_ECONFLICT (nothing added) or CM_ENOMEM (nothing added). */
+int eng_txn_commit_into(struct eng_txn *t, struct eng_batch *b, struct cm_err *err);
+
 /* ---- Iteration ---------------------------------------------------------------------------- */
 
 /* An iterator over live keys of slots [slot_lo, slot_hi] in (slot, key) order,

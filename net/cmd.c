@@ -288,8 +288,7 @@ static int key_stripes(struct cmd_ctx *x, struct eng_lockset *ls)
     return 0;
 }
 
-/* Takes the stripes of ls for w, keeping those it holds. Returns 0 or CM_ENOMEM. */
-static int acquire(struct worker *w, struct eng_lockset *ls)
+int cmd_hold(struct worker *w, struct eng_lockset *ls)
 {
     struct eng *e = w->srv->eng;
     for (unsigned i = 0; i < ls->n; i++) {
@@ -355,7 +354,9 @@ void cmd_execute(struct conn *c, size_t argc, const char **argv, size_t *argvlen
     };
     struct eng_lockset ls;
     eng_lockset_init(&ls);
-    if (d->first_key <= 0) {
+    if (d->flags & CMD_OWNTXN) {
+        ; /* its transaction sees the pending writes (eng_txn_set_pending) */
+    } else if (d->first_key <= 0) {
         cmd_flush_writes(w); /* it may read anything, or run code that does */
     } else if (!(d->flags & CMD_WRITE) && eng_batch_count(w->batch) == 0) {
         ; /* a read, and nothing pending to read: no stripes needed */
@@ -369,11 +370,12 @@ void cmd_execute(struct conn *c, size_t argc, const char **argv, size_t *argvlen
                 break;
             }
     }
+    w->exec = c;
     if (!(d->flags & CMD_WRITE)) {
         d->fn(&x);
         goto out;
     }
-    if (acquire(w, &ls) != 0) {
+    if (cmd_hold(w, &ls) != 0) {
         resp_add_error(&c->out, "OOM out of memory locking keys");
         goto out;
     }
@@ -387,6 +389,7 @@ void cmd_execute(struct conn *c, size_t argc, const char **argv, size_t *argvlen
     if (x.failed)
         eng_batch_rollback(w->batch); /* an error reply: nothing of it applies */
 out:
+    w->exec = NULL;
     eng_lockset_deinit(&ls);
 replied:
     if (c->wpend)

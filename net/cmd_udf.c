@@ -190,12 +190,12 @@ static void script_cmd(struct cmd_ctx *x)
 #define AS CMD_ANYSLOT
 const struct cmd_def cmd_udf_table[] = {
     {"function", function_cmd, -2, NS, 0, 0, 0, "scripting"},
-    {"fcall", fcall_cmd, -3, NS | AS, 0, 0, 0, "scripting"},
-    {"fcall_ro", fcall_ro_cmd, -3, NS | AS | CMD_READONLY, 0, 0, 0, "scripting"},
-    {"eval", eval_cmd, -3, NS | AS, 0, 0, 0, "scripting"},
-    {"eval_ro", eval_ro_cmd, -3, NS | AS | CMD_READONLY, 0, 0, 0, "scripting"},
-    {"evalsha", evalsha_cmd, -3, NS | AS, 0, 0, 0, "scripting"},
-    {"evalsha_ro", evalsha_ro_cmd, -3, NS | AS | CMD_READONLY, 0, 0, 0, "scripting"},
+    {"fcall", fcall_cmd, -3, NS | AS | CMD_OWNTXN, 0, 0, 0, "scripting"},
+    {"fcall_ro", fcall_ro_cmd, -3, NS | AS | CMD_OWNTXN | CMD_READONLY, 0, 0, 0, "scripting"},
+    {"eval", eval_cmd, -3, NS | AS | CMD_OWNTXN, 0, 0, 0, "scripting"},
+    {"eval_ro", eval_ro_cmd, -3, NS | AS | CMD_OWNTXN | CMD_READONLY, 0, 0, 0, "scripting"},
+    {"evalsha", evalsha_cmd, -3, NS | AS | CMD_OWNTXN, 0, 0, 0, "scripting"},
+    {"evalsha_ro", evalsha_ro_cmd, -3, NS | AS | CMD_OWNTXN | CMD_READONLY, 0, 0, 0, "scripting"},
     {"script", script_cmd, -2, NS, 0, 0, 0, "scripting"},
     {NULL, NULL, 0, 0, 0, 0, 0, NULL},
 };

@@ -439,9 +439,47 @@ static void unlink_call(struct worker *w, struct wcall *wc)
         wc->next->prev = wc->prev;
 }
 
+/* How a call on w commits (udf_commit_fn). A connection's call that ends inside its
+ * command (cmd_execute) adds its writes to the worker's batch, holding their stripes
+ * like any write command, so calls of one loop iteration share one RocksDB write
+ * and WAL record with the other commands; its reply then waits for that write like
+ * theirs. Any other commit first applies the pending writes and gives their stripes
+ * back (it takes stripes itself, blocking), then writes on its own. */
+static int worker_commit(void *ud, struct eng_txn *t, bool final, struct cm_err *err)
+{
+    struct wcall *wc = ud;
+    struct worker *w = wc->w;
+    struct conn *c = wc->done == conn_call_done
+                         ? (struct conn *)((char *)wc - offsetof(struct conn, wc))
+                         : NULL;
+    if (final && eng_txn_write_count(t) == 0)
+        return eng_txn_commit(t, err); /* validates nothing, takes no stripe */
+    if (!final || c == NULL || w->exec != c || !eng_txn_joinable(t)) {
+        cmd_flush_writes(w);
+        return final ? eng_txn_commit(t, err) : eng_txn_checkpoint(t, err);
+    }
+    struct eng_lockset ls;
+    eng_lockset_init(&ls);
+    int rc = eng_txn_stripes(t, &ls) == 0 ? cmd_hold(w, &ls) : CM_ENOMEM;
+    eng_lockset_deinit(&ls);
+    if (rc != 0)
+        return cm_err_set(err, CM_ENOMEM, "out of memory");
+    rc = eng_txn_commit_into(t, w->batch, err);
+    if (rc == 0 && !c->wpend) { /* as a write command (cmd_execute counts it) */
+        c->wpend = true;
+        c->wmark = c->out.len;
+        c->wcmds = 0;
+    }
+    return rc;
+}
+
 void worker_run_call(struct worker *w, struct wcall *wc)
 {
-    int st = udf_call_run(wc->call);
+    wc->w = w;
+    udf_call_set_commit(wc->call, worker_commit, wc, w->batch);
+    int st;
+    while ((st = udf_call_run(wc->call)) == UDF_PENDING)
+        cmd_flush_writes(w);
     if (st == UDF_DONE) {
         wc->done(w, wc);
         return;
@@ -485,7 +523,9 @@ void worker_resume_calls(struct worker *w)
 {
     for (struct wcall *wc = w->calls, *next; wc != NULL; wc = next) {
         next = wc->next;
-        int st = udf_call_run(wc->call);
+        int st;
+        while ((st = udf_call_run(wc->call)) == UDF_PENDING)
+            cmd_flush_writes(w);
         if (st == UDF_YIELD)
             continue;
         if (st == UDF_REMOTE) {

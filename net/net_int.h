@@ -103,6 +103,7 @@ struct wcall {
     struct wcall *next, *prev;
     bool linked;
     struct bus_call *bus;    /* the call waits for a key of another node (bus.c) */
+    struct worker *w;        /* the worker running it (set by worker_run_call) */
 };
 
 /* Work posted to a worker from another thread, run on the worker's thread. */
@@ -157,6 +158,7 @@ struct worker {
     struct eng_lockset held;   /* key stripes held for them (see cmd.c) */
     uint64_t held_bits[ENG_STRIPES / 64]; /* the same stripes as a bit set */
     struct conn *ready;        /* served this iteration: replies wait for the batch end */
+    struct conn *exec;         /* the connection whose command cmd_execute is running */
     /* Statistics written by this thread only, summed by INFO. */
     atomic_ullong st_commands, st_hits, st_misses;
     struct udf_vm *vm;         /* this thread's Lua state */
@@ -307,7 +309,10 @@ enum {
     CMD_FAST = 16,
     CMD_LOADING = 32,
     CMD_NOSCRIPT = 64, /* not allowed from redis.call */
-    CMD_ANYSLOT = 128  /* cluster: keys may be in any slots, routed by the first (calls) */
+    CMD_ANYSLOT = 128, /* cluster: keys may be in any slots, routed by the first (calls) */
+    CMD_OWNTXN = 256   /* a function call: reads in its own transaction, which sees the
+                        * worker's pending writes (no flush before it), and its commit
+                        * joins the worker's batch (conn.c worker_commit) */
 };
 
 struct cmd_ctx;
@@ -349,6 +354,10 @@ void cmd_execute(struct conn *c, size_t argc, const char **argv, size_t *argvlen
  * key stripes (batch end, or before a command that must see them). On a storage
  * error the pending commands' replies become error replies. */
 void cmd_flush_writes(struct worker *w);
+/* Takes the stripes of ls (sorted, unique) for w's pending writes, keeping those it
+ * holds; may apply w's pending writes first to wait for a contended one. Returns 0 or
+ * CM_ENOMEM. */
+int cmd_hold(struct worker *w, struct eng_lockset *ls);
 int cmd_count(void);
 const struct cmd_def *cmd_at(int i);
 

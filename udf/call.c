@@ -253,6 +253,21 @@ static void push_array(lua_State *L, char **s, size_t *lens, int n)
     }
 }
 
+void udf_call_set_commit(struct udf_call *c, udf_commit_fn fn, void *ud,
+                         const struct eng_batch *pending)
+{
+    c->commit = fn;
+    c->commit_ud = ud;
+    c->pending = pending;
+}
+
+int udf__commit(struct udf_call *c, bool final, struct cm_err *err)
+{
+    if (c->commit != NULL)
+        return c->commit(c->commit_ud, c->txn, final, err);
+    return final ? eng_txn_commit(c->txn, err) : eng_txn_checkpoint(c->txn, err);
+}
+
 /* Ends an attempt: drops the coroutine, the iterators and the transaction. */
 static void end_attempt(struct udf_call *c)
 {
@@ -282,6 +297,7 @@ static int start_attempt(struct udf_call *c)
         resp_add_error(&c->reply, "OOM out of memory starting the call");
         return -1;
     }
+    eng_txn_set_pending(c->txn, c->pending);
     c->co = lua_newthread(L);
     c->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_newtable(L);
@@ -429,6 +445,14 @@ int udf_call_run(struct udf_call *c)
         int nres = 0;
         int st = lua_resume(c->co, L, nargs, &nres);
         vm->current = NULL;
+        if (eng_txn_pending_hit(c->txn) && st != LUA_ERRMEM && !c->killing &&
+            atomic_load(&c->kill) == 0 && c->attempts < vm->u->limits.max_retries) {
+            /* It read around a write of the pipeline not applied yet: run it again
+             * once that write is applied (counted as a retry: a call that yields
+             * can meet new pending writes on every slice). */
+            end_attempt(c);
+            return UDF_PENDING;
+        }
         if (st == LUA_YIELD && c->remote == REMOTE_WAIT && !c->killing &&
             atomic_load(&c->kill) == 0)
             return UDF_REMOTE;
@@ -467,7 +491,7 @@ int udf_call_run(struct udf_call *c)
         }
         struct cm_err err = {0};
         size_t writes = eng_txn_write_count(c->txn);
-        int rc = eng_txn_commit(c->txn, &err);
+        int rc = udf__commit(c, true, &err);
         if (rc == CM_ECONFLICT && c->attempts < vm->u->limits.max_retries) {
             /* Nothing was applied: run it again on a fresh snapshot, but after the
              * worker has served its other clients. Retried at once, a call can keep

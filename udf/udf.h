@@ -131,7 +131,17 @@ struct udf_call_req {
     const size_t *partial_lens;
 };
 
-enum { UDF_DONE = 0, UDF_YIELD = 1, UDF_REMOTE = 2 };
+enum { UDF_DONE = 0, UDF_YIELD = 1, UDF_REMOTE = 2, UDF_PENDING = 3 };
+
+/* How a call's transaction is committed, set by the thread that runs it (net/conn.c
+ * merges the writes into its pipelined batch): final for the call's end (as
+ * eng_txn_commit), else eddy.commit() in the middle of the call (as
+ * eng_txn_checkpoint). Same results as those. */
+typedef int (*udf_commit_fn)(void *ud, struct eng_txn *t, bool final, struct cm_err *err);
+/* Installs fn (NULL: the engine's own) and the batch of pending writes the call's
+ * reads must not miss (eng_txn_set_pending), for the attempts that start from now. */
+void udf_call_set_commit(struct udf_call *c, udf_commit_fn fn, void *ud,
+                         const struct eng_batch *pending);
 
 /* The flags of function name in vm (syncing it first), or -1 if there is none. */
 int udf_function_flags(struct udf_vm *vm, const char *name, size_t len);
@@ -140,7 +150,9 @@ int udf_function_flags(struct udf_vm *vm, const char *name, size_t len);
  * NOSCRIPT, writes from _ro, ...) returns NULL and appends the error reply to err_out. */
 struct udf_call *udf_call_new(struct udf_vm *vm, const struct udf_call_req *req,
                               struct cm_buf *err_out);
-/* Runs the call until it finishes (UDF_DONE: its reply is in udf_call_reply), its
+/* Runs the call until it finishes (UDF_DONE: its reply is in udf_call_reply), it read
+ * around a write pending in the batch of udf_call_set_commit (UDF_PENDING: nothing of
+ * the attempt applies; write that batch, then run it again), its
  * time slice ends or its commit conflicted and it will be retried (UDF_YIELD: run it
  * again later, from the same thread) or it waits for a key of another node
  * (UDF_REMOTE: send udf_call_remote's command to that node, give the reply to

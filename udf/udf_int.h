@@ -115,6 +115,9 @@ struct udf_call {
     bool inner_preempt;   /* the hook yielded a coroutine the script created */
     bool done, wrote, ok;
     bool commit_conflict; /* eddy.commit failed with a conflict in this attempt */
+    udf_commit_fn commit; /* udf_call_set_commit */
+    void *commit_ud;
+    const struct eng_batch *pending;
     /* A key of another node (cluster mode): the call waits for its owner's reply. */
     int remote;                     /* REMOTE_NONE, REMOTE_WAIT, REMOTE_READY */
     char remote_addr[300];          /* "host:port" */
@@ -178,5 +181,8 @@ void udf__tick(lua_State *L);
 
 /* Counts one access of call c to a key of remote_slot on another node (call.c). */
 void udf__access_count(struct udf_call *c, int remote_slot);
+/* Commits the call's transaction: at its end (final) or for eddy.commit() (see
+ * udf_call_set_commit). */
+int udf__commit(struct udf_call *c, bool final, struct cm_err *err);
 
 #endif

@@ -130,6 +130,42 @@ static void call_faults(eddy_ctx *c)
     EXPECT_BULK("x", c, "GET", "fc:key");
 }
 
+/* Pipelined calls during a fault: their commits join the loop iteration's write, so
+ * a failed write fails every call in it: each reply that is a number means its key
+ * is there, each error that it is not. */
+static void pipeline_calls_truthful(eddy_ctx *c)
+{
+    static const char src[] = "redis.call('SET', KEYS[1], ARGV[1])\nreturn 7";
+    EXPECT_OK(c, "DEBUG", "FAULT", "write", "2");
+    char keys[40][32];
+    for (int i = 0; i < 40; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "pcall:%d", i);
+        const char *call[] = {"EVAL", src, "1", keys[i], "p"};
+        CHECK(eddy_append_argv(c, 5, call, NULL) == EDDY_OK);
+    }
+    bool acked[40];
+    int nerr = 0;
+    for (int i = 0; i < 40; i++) {
+        struct eddy_reply *r;
+        CHECK(eddy_get_reply(c, &r) == EDDY_OK);
+        acked[i] = r->type == EDDY_REPLY_INTEGER && r->integer == 7;
+        if (!acked[i]) {
+            if (r->type != EDDY_REPLY_ERROR || strstr(r->str, "IO error: injected fault") == NULL)
+                FAILF("pipelined call %d replied %s", i, h_describe(r));
+            nerr++;
+        }
+        eddy_reply_free(r);
+    }
+    CHECK(nerr >= 1);
+    for (int i = 0; i < 40; i++) {
+        if (acked[i])
+            EXPECT_BULK("p", c, "GET", keys[i]);
+        else
+            EXPECT_NIL(c, "GET", keys[i]);
+    }
+    EXPECT_OK(c, "DEBUG", "FAULT", "write", "0");
+}
+
 /* Every write fails until cleared; reads, PING, INFO go on. */
 static void writes_down_reads_up(eddy_ctx *c, int nacked)
 {
@@ -190,6 +226,7 @@ static void t_faults_everysec(void)
     write_acked(c, 0, 300);
     write_faults(c);
     pipeline_truthful(c);
+    pipeline_calls_truthful(c);
     call_faults(c);
     writes_down_reads_up(c, 300);
     read_faults(c);

@@ -353,6 +353,138 @@ static void t_batched_connections(void)
         eddy_free(cs[i]);
 }
 
+/* Function calls in a pipeline run next to the pipeline's earlier writes, which are
+ * applied in one RocksDB write at the loop iteration's end (their commits join that
+ * write too): every call must still see every write before it, its own connection's
+ * plain commands and other calls alike, and plain commands must see the calls'. */
+static void t_pipeline_calls_see_pending_writes(void)
+{
+    enum { N = 300 };
+    static const char get_src[] = "return redis.call('GET', KEYS[1])";
+    static const char incr_src[] =
+        "local v = tonumber(redis.call('GET', KEYS[1]) or '0') + 1\n"
+        "redis.call('SET', KEYS[1], v)\nreturn v";
+    static const char del_src[] = "return redis.call('DEL', KEYS[1])";
+    static const char scan_src[] = /* an iteration, not a point read */
+        "local n = 0\nfor k in eddy.scan{slot = tonumber(ARGV[1]), prefix = '{ps}:'} do\n"
+        "  n = n + 1\nend\nreturn n";
+    eddy_ctx *c = h_connect();
+    struct eddy_reply *r = CMD(c, "CLUSTER", "KEYSLOT", "{ps}:x");
+    CHECK(r->type == EDDY_REPLY_INTEGER);
+    char slot[16];
+    snprintf(slot, sizeof(slot), "%lld", r->integer);
+    eddy_reply_free(r);
+    EXPECT_INT(0, c, "DEL", "ps:ctr");
+    for (int i = 0; i < N; i++) {
+        char val[32], key[32];
+        snprintf(val, sizeof(val), "v%d", i);
+        snprintf(key, sizeof(key), "{ps}:%d", i);
+        const char *set[] = {"SET", "ps:k", val};
+        const char *get[] = {"EVAL", get_src, "1", "ps:k"};
+        const char *incr[] = {"EVAL", incr_src, "1", "ps:ctr"};
+        const char *plain[] = {"GET", "ps:ctr"};
+        const char *setk[] = {"SET", key, "x"};
+        const char *scan[] = {"EVAL", scan_src, "0", slot};
+        const char *del[] = {"EVAL", del_src, "1", "ps:k"};
+        const char *get2[] = {"GET", "ps:k"};
+        CHECK(eddy_append_argv(c, 3, set, NULL) == EDDY_OK);
+        CHECK(eddy_append_argv(c, 4, get, NULL) == EDDY_OK);
+        CHECK(eddy_append_argv(c, 4, incr, NULL) == EDDY_OK);
+        CHECK(eddy_append_argv(c, 4, incr, NULL) == EDDY_OK);
+        CHECK(eddy_append_argv(c, 2, plain, NULL) == EDDY_OK);
+        CHECK(eddy_append_argv(c, 3, setk, NULL) == EDDY_OK);
+        CHECK(eddy_append_argv(c, 4, scan, NULL) == EDDY_OK);
+        CHECK(eddy_append_argv(c, 4, del, NULL) == EDDY_OK);
+        CHECK(eddy_append_argv(c, 2, get2, NULL) == EDDY_OK);
+    }
+    CHECK_EQ_INT(eddy_flush(c), EDDY_OK);
+    for (int i = 0; i < N; i++) {
+        struct eddy_reply *rs[9];
+        for (int j = 0; j < 9; j++)
+            if (eddy_get_reply(c, &rs[j]) != EDDY_OK)
+                FAILF("reply %d of the pipeline: %s", 9 * i + j, eddy_errstr(c));
+        char val[32], num[32];
+        snprintf(val, sizeof(val), "v%d", i);
+        h_expect_status(H_AT, rs[0], "OK");
+        h_expect_bulk(H_AT, rs[1], val, strlen(val));
+        h_expect_int(H_AT, rs[2], 2 * i + 1);
+        h_expect_int(H_AT, rs[3], 2 * i + 2);
+        snprintf(num, sizeof(num), "%d", 2 * i + 2);
+        h_expect_bulk(H_AT, rs[4], num, strlen(num));
+        h_expect_status(H_AT, rs[5], "OK");
+        h_expect_int(H_AT, rs[6], i + 1);
+        h_expect_int(H_AT, rs[7], 1);
+        CHECK(rs[8]->type == EDDY_REPLY_NIL);
+        eddy_reply_free(rs[8]);
+    }
+    char total[32];
+    snprintf(total, sizeof(total), "%d", 2 * N);
+    EXPECT_BULK(total, c, "GET", "ps:ctr");
+    EXPECT_INT(1, c, "DEL", "ps:ctr");
+    for (int i = 0; i < N; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "{ps}:%d", i);
+        EXPECT_INT(1, c, "DEL", key);
+    }
+    eddy_free(c);
+}
+
+/* Many connections pipelining calls on one counter and on keys of their own: the
+ * calls of one loop iteration share a write, and none is lost or applied twice. */
+static void t_pipeline_calls_many_connections(void)
+{
+    enum { CONNS = 16, ROUNDS = 10, DEPTH = 16 };
+    static const char incr_src[] =
+        "local v = tonumber(redis.call('GET', KEYS[1]) or '0') + 1\n"
+        "redis.call('SET', KEYS[1], v)\n"
+        "redis.call('SET', KEYS[2], ARGV[1])\nreturn v";
+    eddy_ctx *cs[CONNS];
+    for (int i = 0; i < CONNS; i++)
+        cs[i] = h_connect();
+    EXPECT_INT(0, cs[0], "DEL", "pm:ctr");
+    for (int r = 0; r < ROUNDS; r++) {
+        for (int i = 0; i < CONNS; i++) {
+            char own[32], val[32];
+            snprintf(own, sizeof(own), "pm:%d", i);
+            for (int d = 0; d < DEPTH; d++) {
+                snprintf(val, sizeof(val), "%d.%d", r, d);
+                const char *call[] = {"EVAL", incr_src, "2", "pm:ctr", own, val};
+                CHECK(eddy_append_argv(cs[i], 6, call, NULL) == EDDY_OK);
+            }
+            CHECK_EQ_INT(eddy_flush(cs[i]), EDDY_OK);
+        }
+        for (int i = 0; i < CONNS; i++) {
+            long long last = 0;
+            for (int d = 0; d < DEPTH; d++) {
+                struct eddy_reply *rep;
+                CHECK(eddy_get_reply(cs[i], &rep) == EDDY_OK);
+                if (rep->type != EDDY_REPLY_INTEGER)
+                    FAILF("call replied %s", h_describe(rep));
+                CHECK(rep->integer > last); /* in order within the connection */
+                last = rep->integer;
+                eddy_reply_free(rep);
+            }
+        }
+        for (int i = 0; i < CONNS; i++) { /* acknowledged: visible to everyone */
+            char own[32], val[32];
+            snprintf(own, sizeof(own), "pm:%d", i);
+            snprintf(val, sizeof(val), "%d.%d", r, DEPTH - 1);
+            EXPECT_BULK(val, cs[(i + 1) % CONNS], "GET", own);
+        }
+    }
+    char total[32];
+    snprintf(total, sizeof(total), "%d", CONNS * ROUNDS * DEPTH);
+    EXPECT_BULK(total, cs[0], "GET", "pm:ctr");
+    EXPECT_INT(1, cs[0], "DEL", "pm:ctr");
+    for (int i = 0; i < CONNS; i++) {
+        char own[32];
+        snprintf(own, sizeof(own), "pm:%d", i);
+        EXPECT_INT(1, cs[0], "DEL", own);
+    }
+    for (int i = 0; i < CONNS; i++)
+        eddy_free(cs[i]);
+}
+
 void suite_pipeline(void)
 {
     h_run("pipeline_10000_commands", t_pipeline_10000, 0, 30);
@@ -364,4 +496,6 @@ void suite_pipeline(void)
     h_run("concurrent_mset_mget_atomic", t_concurrent_mset_mget, 0, 60);
     h_run("concurrent_setnx_race", t_setnx_race, 0, 60);
     h_run("batched_connections_order_and_visibility", t_batched_connections, 0, 60);
+    h_run("pipeline_calls_see_pending_writes", t_pipeline_calls_see_pending_writes, 0, 60);
+    h_run("pipeline_calls_many_connections", t_pipeline_calls_many_connections, 0, 60);
 }
