@@ -98,6 +98,7 @@ struct eng_txn {
     bool log_off;
     const struct eng_batch *pending; /* see eng_txn_set_pending */
     bool pending_hit;
+    bool cache_reads; /* read the value cache: validate even if it wrote nothing */
 };
 
 struct eng_iter {
@@ -1251,6 +1252,7 @@ struct eng_txn *eng_txn_begin(struct eng *e)
     t->log_off = false;
     t->pending = NULL;
     t->pending_hit = false;
+    t->cache_reads = false;
     /* commit_seq is read before the snapshot is taken: a commit that the snapshot
      * misses has a larger number, so validation sees it (see struct eng). */
     t->start_seq = atomic_load(&e->commit_seq);
@@ -1311,6 +1313,38 @@ static bool txn_pending(struct eng_txn *t, const char *key, size_t klen)
     return true;
 }
 
+/* A read through the value cache (the current state, see eng_get_at) of a key t has
+ * not written. The value can be newer than t's snapshot; then the write that made it
+ * marked the key's stripe after t began, and t's validation at commit fails (which
+ * read-only transactions that read here do too, see cache_reads). Returns 0 or
+ * CM_ENOTFOUND (a hit), 1 (not cached: read the snapshot) or an error. */
+static int txn_cache_get(struct eng_txn *t, const char *key, size_t klen, int64_t now_ms,
+                         struct eng_item *it, struct cm_err *err)
+{
+    struct eng *e = t->e;
+    if (e->vcache == NULL || t->writes.n > 16)
+        return 1;
+    unsigned st = stripe_of(key, klen);
+    for (unsigned i = 0; i < t->writes.n; i++)
+        if (t->writes.stripes[i] == st)
+            return 1; /* perhaps its own write: the write batch has it */
+    struct cm_buf own, *out = tls_hit_busy ? &own : &tls_hit;
+    cm_buf_init(&own);
+    if (eng__cache_get(e->vcache, eng__key_hash(key, klen), key, klen, out) != 0) {
+        cm_buf_deinit(&own);
+        return 1;
+    }
+    t->cache_reads = true;
+    int rc = item_decode(out->p, out->len, now_ms, it, err);
+    if (rc == 0) {
+        it->copy = out->p;
+        tls_hit_busy = tls_hit_busy || out == &tls_hit;
+    } else {
+        cm_buf_deinit(&own);
+    }
+    return rc;
+}
+
 static const char pending_msg[] = "a key read by the call has a write pending in this "
                                   "connection's pipeline; the call runs again";
 
@@ -1330,12 +1364,15 @@ int eng_txn_get(struct eng_txn *t, const char *key, size_t klen, int64_t now_ms,
     if (eng_lockset_add(t->e, &t->reads, key, klen) != 0 || eng_encode_key(&t->key, key, klen) != 0)
         return cm_err_set(err, CM_ENOMEM, "out of memory");
     char *rerr = NULL;
+    if (fault_hit(t->e, ENG_FAULT_READ, &rerr))
+        return rocks_err(err, rerr, "read failed");
+    int rc = txn_cache_get(t, key, klen, now_ms, it, err);
+    if (rc <= 0)
+        return rc;
     size_t n;
-    char *v = fault_hit(t->e, ENG_FAULT_READ, &rerr)
-                  ? NULL
-                  : rocksdb_writebatch_wi_get_from_batch_and_db_cf(t->wb, t->e->db, t->ro,
-                                                                   t->e->cf[CF_DATA], t->key.p,
-                                                                   t->key.len, &n, &rerr);
+    char *v = rocksdb_writebatch_wi_get_from_batch_and_db_cf(t->wb, t->e->db, t->ro,
+                                                             t->e->cf[CF_DATA], t->key.p,
+                                                             t->key.len, &n, &rerr);
     if (rerr != NULL)
         return rocks_err(err, rerr, "read failed");
     if (v == NULL)
@@ -1425,8 +1462,10 @@ int eng_txn_commit(struct eng_txn *t, struct cm_err *err)
     struct eng *e = t->e;
     if (t->pending_hit) /* it read around a pending write: nothing applies, run again */
         return cm_err_set(err, CM_ECONFLICT, pending_msg);
-    if (rocksdb_writebatch_wi_count(t->wb) == 0)
+    if (rocksdb_writebatch_wi_count(t->wb) == 0 && !t->cache_reads)
         return 0; /* read-only: the snapshot was a consistent view, nothing to apply */
+    if (rocksdb_writebatch_wi_count(t->wb) == 0) /* it read the current state too */
+        return eng_txn_check(t, err);
     struct eng_lockset all;
     eng_lockset_init(&all);
     int rc = 0;
@@ -1494,6 +1533,35 @@ int eng_txn_stripes(const struct eng_txn *t, struct eng_lockset *ls)
     return 0;
 }
 
+bool eng_txn_must_validate(const struct eng_txn *t)
+{
+    return t->cache_reads || rocksdb_writebatch_wi_count(t->wb) > 0;
+}
+
+int eng_txn_validate(struct eng_txn *t, struct cm_err *err)
+{
+    struct eng *e = t->e;
+    if (t->pending_hit)
+        return cm_err_set(err, CM_ECONFLICT, pending_msg);
+    for (unsigned i = 0; i < t->reads.n; i++)
+        if (e->stripe_seq[t->reads.stripes[i]] > t->start_seq)
+            return cm_err_set(err, CM_ECONFLICT, "a key read by the transaction was written");
+    return 0;
+}
+
+bool eng_txn_cache_reads(const struct eng_txn *t)
+{
+    return t->cache_reads;
+}
+
+int eng_txn_check(struct eng_txn *t, struct cm_err *err)
+{
+    eng_lockset_lock(t->e, &t->reads);
+    int rc = eng_txn_validate(t, err);
+    eng_lockset_unlock(t->e, &t->reads);
+    return rc;
+}
+
 bool eng_txn_joinable(const struct eng_txn *t)
 {
     return !t->log_off && t->nold == 0;
@@ -1501,14 +1569,11 @@ bool eng_txn_joinable(const struct eng_txn *t)
 
 int eng_txn_commit_into(struct eng_txn *t, struct eng_batch *b, struct cm_err *err)
 {
-    struct eng *e = t->e;
     if (t->log_off)
         return cm_err_set(err, CM_ENOMEM, "transaction too large to join a batch");
-    if (t->pending_hit)
-        return cm_err_set(err, CM_ECONFLICT, pending_msg);
-    for (unsigned i = 0; i < t->reads.n; i++)
-        if (e->stripe_seq[t->reads.stripes[i]] > t->start_seq)
-            return cm_err_set(err, CM_ECONFLICT, "a key read by the transaction was written");
+    int rc = eng_txn_validate(t, err);
+    if (rc != 0)
+        return rc;
     eng_batch_savepoint(b);
     for (size_t off = 0; off < t->log.len;) {
         const char *p = t->log.p + off;
@@ -1517,7 +1582,6 @@ int eng_txn_commit_into(struct eng_txn *t, struct eng_batch *b, struct cm_err *e
         memcpy(&exp, p + 2, 8);
         memcpy(&kl, p + 10, 4);
         memcpy(&vl, p + 14, 4);
-        int rc = 0;
         if (p[0] == 'P')
             rc = eng_batch_put(b, p + 18, kl, (enum eng_type)p[1], exp, p + 18 + kl, vl);
         else
@@ -1548,6 +1612,7 @@ int eng_txn_checkpoint(struct eng_txn *t, struct cm_err *err)
     rocksdb_writebatch_wi_clear(t->wb);
     t->ukeys.len = 0;
     t->log.len = 0;
+    t->cache_reads = false;
     eng_lockset_deinit(&t->reads);
     eng_lockset_deinit(&t->writes);
     t->old_snaps[t->nold] = t->snap;

@@ -164,7 +164,11 @@ void eng_lockset_mark_written(struct eng *e, struct eng_lockset *ls);
 struct eng_txn;
 
 struct eng_txn *eng_txn_begin(struct eng *e);
-/* Like eng_get, through the transaction. Records the key as read. */
+/* Like eng_get, through the transaction: its own writes, else the value cache's
+ * current value of the key, else its snapshot. A current value newer than the
+ * snapshot makes the commit (and eng_txn_check) fail with CM_ECONFLICT, so what
+ * commits read one consistent state; an attempt that fails can have read a mix, and
+ * eng_txn_check tells. Records the key as read. */
 int eng_txn_get(struct eng_txn *t, const char *key, size_t klen, int64_t now_ms,
                 struct eng_item *it, struct cm_err *err);
 int eng_txn_put(struct eng_txn *t, const char *key, size_t klen, enum eng_type type,
@@ -193,6 +197,16 @@ void eng_txn_set_pending(struct eng_txn *t, const struct eng_batch *b);
 bool eng_txn_pending_hit(const struct eng_txn *t);
 /* The stripes of every key t read or wrote, added to ls (see eng_lockset_normalize). */
 int eng_txn_stripes(const struct eng_txn *t, struct eng_lockset *ls);
+/* Whether committing t must validate its reads (it wrote, or read the current state
+ * through the value cache): then it takes the stripes of its reads. */
+bool eng_txn_must_validate(const struct eng_txn *t);
+/* CM_ECONFLICT (err set) if a key t read was written since t began, else 0. The caller
+ * holds the stripes of t's reads. */
+int eng_txn_validate(struct eng_txn *t, struct cm_err *err);
+/* Whether t read the current state through the value cache (see eng_txn_get). */
+bool eng_txn_cache_reads(const struct eng_txn *t);
+/* eng_txn_validate, taking and releasing the stripes of t's reads itself. */
+int eng_txn_check(struct eng_txn *t, struct cm_err *err);
 /* Whether eng_txn_commit_into can take t: its writes were recorded (not too large). */
 bool eng_txn_joinable(const struct eng_txn *t);
 /* Validates t and, instead of writing it, appends its writes to b, so they reach

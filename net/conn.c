@@ -445,18 +445,21 @@ static void unlink_call(struct worker *w, struct wcall *wc)
  * and WAL record with the other commands; its reply then waits for that write like
  * theirs. Any other commit first applies the pending writes and gives their stripes
  * back (it takes stripes itself, blocking), then writes on its own. */
-static int worker_commit(void *ud, struct eng_txn *t, bool final, struct cm_err *err)
+static int worker_commit(void *ud, struct eng_txn *t, int how, struct cm_err *err)
 {
     struct wcall *wc = ud;
     struct worker *w = wc->w;
     struct conn *c = wc->done == conn_call_done
                          ? (struct conn *)((char *)wc - offsetof(struct conn, wc))
                          : NULL;
-    if (final && eng_txn_write_count(t) == 0)
+    if (how == UDF_COMMIT_END && !eng_txn_must_validate(t))
         return eng_txn_commit(t, err); /* validates nothing, takes no stripe */
-    if (!final || c == NULL || w->exec != c || !eng_txn_joinable(t)) {
+    if (c == NULL || w->exec != c || how == UDF_COMMIT_STEP ||
+        (how == UDF_COMMIT_END && !eng_txn_joinable(t))) {
         cmd_flush_writes(w);
-        return final ? eng_txn_commit(t, err) : eng_txn_checkpoint(t, err);
+        return how == UDF_COMMIT_END    ? eng_txn_commit(t, err)
+               : how == UDF_COMMIT_STEP ? eng_txn_checkpoint(t, err)
+                                        : eng_txn_check(t, err);
     }
     struct eng_lockset ls;
     eng_lockset_init(&ls);
@@ -464,6 +467,8 @@ static int worker_commit(void *ud, struct eng_txn *t, bool final, struct cm_err 
     eng_lockset_deinit(&ls);
     if (rc != 0)
         return cm_err_set(err, CM_ENOMEM, "out of memory");
+    if (how == UDF_COMMIT_CHECK || eng_txn_write_count(t) == 0)
+        return eng_txn_validate(t, err); /* nothing to write */
     rc = eng_txn_commit_into(t, w->batch, err);
     if (rc == 0 && !c->wpend) { /* as a write command (cmd_execute counts it) */
         c->wpend = true;

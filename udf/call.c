@@ -261,11 +261,22 @@ void udf_call_set_commit(struct udf_call *c, udf_commit_fn fn, void *ud,
     c->pending = pending;
 }
 
-int udf__commit(struct udf_call *c, bool final, struct cm_err *err)
+int udf__commit(struct udf_call *c, int how, struct cm_err *err)
 {
     if (c->commit != NULL)
-        return c->commit(c->commit_ud, c->txn, final, err);
-    return final ? eng_txn_commit(c->txn, err) : eng_txn_checkpoint(c->txn, err);
+        return c->commit(c->commit_ud, c->txn, how, err);
+    return how == UDF_COMMIT_END    ? eng_txn_commit(c->txn, err)
+           : how == UDF_COMMIT_STEP ? eng_txn_checkpoint(c->txn, err)
+                                    : eng_txn_check(c->txn, err);
+}
+
+/* Whether a failed attempt may have failed only because it read keys in a state no
+ * snapshot had (the value cache's current values mixed with its snapshot): then it
+ * runs again, as a conflict at its commit would. */
+static bool failed_on_torn_reads(struct udf_call *c)
+{
+    struct cm_err err = {0};
+    return eng_txn_cache_reads(c->txn) && udf__commit(c, UDF_COMMIT_CHECK, &err) == CM_ECONFLICT;
 }
 
 /* Ends an attempt: drops the coroutine, the iterators and the transaction. */
@@ -458,8 +469,9 @@ int udf_call_run(struct udf_call *c)
             return UDF_REMOTE;
         if (st == LUA_YIELD)
             return UDF_YIELD;
-        if (st != LUA_OK && c->commit_conflict && !c->killing && atomic_load(&c->kill) == 0 &&
-            c->attempts < vm->u->limits.max_retries) {
+        if (st != LUA_OK && st != LUA_ERRMEM && !c->killing && atomic_load(&c->kill) == 0 &&
+            c->attempts < vm->u->limits.max_retries &&
+            (c->commit_conflict || failed_on_torn_reads(c))) {
             end_attempt(c); /* eddy.commit conflicted: run it again on a fresh snapshot, */
             return UDF_YIELD; /* after the worker served its other clients (see below) */
         }
@@ -491,7 +503,7 @@ int udf_call_run(struct udf_call *c)
         }
         struct cm_err err = {0};
         size_t writes = eng_txn_write_count(c->txn);
-        int rc = udf__commit(c, true, &err);
+        int rc = udf__commit(c, UDF_COMMIT_END, &err);
         if (rc == CM_ECONFLICT && c->attempts < vm->u->limits.max_retries) {
             /* Nothing was applied: run it again on a fresh snapshot, but after the
              * worker has served its other clients. Retried at once, a call can keep

@@ -733,7 +733,7 @@ static int udflib_commit(lua_State *L)
     struct udf_call *c = data_call(L, true);
     struct cm_err err = {0};
     size_t writes = eng_txn_write_count(c->txn);
-    int rc = udf__commit(c, false, &err);
+    int rc = udf__commit(c, UDF_COMMIT_STEP, &err);
     if (rc == CM_ECONFLICT) {
         c->commit_conflict = true; /* the call ends with this error: udf_call_run retries */
         return luaL_error(L, "eddy.commit: conflict with a concurrent write");

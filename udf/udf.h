@@ -134,12 +134,12 @@ struct udf_call_req {
 enum { UDF_DONE = 0, UDF_YIELD = 1, UDF_REMOTE = 2, UDF_PENDING = 3 };
 
 /* How a call's transaction is committed, set by the thread that runs it (net/conn.c
- * merges the writes into its pipelined batch): final for the call's end (as
- * eng_txn_commit), else eddy.commit() in the middle of the call (as
- * eng_txn_checkpoint). Same results as those. */
-typedef int (*udf_commit_fn)(void *ud, struct eng_txn *t, bool final, struct cm_err *err);
-/* Installs fn (NULL: the engine's own) and the batch of pending writes the call's
- * reads must not miss (eng_txn_set_pending), for the attempts that start from now. */
+ * merges the writes into its pipelined batch): UDF_COMMIT_END at the call's end (as
+ * eng_txn_commit), UDF_COMMIT_STEP for eddy.commit() (as eng_txn_checkpoint),
+ * UDF_COMMIT_CHECK to learn whether an attempt that failed read a state no snapshot
+ * had (CM_ECONFLICT; as eng_txn_check, nothing applied). */
+enum { UDF_COMMIT_END, UDF_COMMIT_STEP, UDF_COMMIT_CHECK };
+typedef int (*udf_commit_fn)(void *ud, struct eng_txn *t, int how, struct cm_err *err);
 void udf_call_set_commit(struct udf_call *c, udf_commit_fn fn, void *ud,
                          const struct eng_batch *pending);
 

@@ -181,8 +181,7 @@ void udf__tick(lua_State *L);
 
 /* Counts one access of call c to a key of remote_slot on another node (call.c). */
 void udf__access_count(struct udf_call *c, int remote_slot);
-/* Commits the call's transaction: at its end (final) or for eddy.commit() (see
- * udf_call_set_commit). */
-int udf__commit(struct udf_call *c, bool final, struct cm_err *err);
+/* Commits or checks the call's transaction (how: see udf_call_set_commit). */
+int udf__commit(struct udf_call *c, int how, struct cm_err *err);
 
 #endif

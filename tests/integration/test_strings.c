@@ -485,6 +485,26 @@ static void t_value_cache_coherent(void)
     EXPECT_BULK("from-fcall", c, "GET", "s:vc");
     EXPECT_INT(1, c, "FCALL", "vc_del", "1", "s:vc");
     EXPECT_NIL(c, "GET", "s:vc");
+    /* A call reads cached keys through the cache, but its own writes from its
+     * transaction, also where the cache still has the value from before it. */
+    EXPECT_OK(c, "SET", "s:vc", "old");
+    EXPECT_BULK("old", c, "GET", "s:vc");
+    EXPECT_BULK("old", c, "EVAL", "return redis.call('GET', KEYS[1])", "1", "s:vc");
+    EXPECT_BULK("old|new", c, "EVAL",
+                "local a = redis.call('GET', KEYS[1])\n"
+                "redis.call('SET', KEYS[1], 'new')\n"
+                "return a .. '|' .. redis.call('GET', KEYS[1])", "1", "s:vc");
+    EXPECT_BULK("new", c, "GET", "s:vc");
+    EXPECT_INT(1, c, "EVAL",
+               "redis.call('DEL', KEYS[1])\n"
+               "if redis.call('GET', KEYS[1]) == false then return 1 end return 0", "1", "s:vc");
+    EXPECT_NIL(c, "GET", "s:vc");
+    EXPECT_OK(c, "SET", "s:vcn", "5");
+    EXPECT_BULK("5", c, "GET", "s:vcn");
+    EXPECT_INT(7, c, "EVAL",
+               "redis.call('INCR', KEYS[1]) return redis.call('INCR', KEYS[1])", "1", "s:vcn");
+    EXPECT_BULK("7", c, "GET", "s:vcn");
+    EXPECT_INT(1, c, "DEL", "s:vcn");
     EXPECT_OK(c, "FUNCTION", "DELETE", "vcache");
     /* FLUSHALL. */
     EXPECT_OK(c, "SET", "s:vc", "f");

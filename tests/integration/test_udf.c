@@ -1827,6 +1827,88 @@ static void t_txn_transfer(void)
     eddy_free(c);
 }
 
+/* Calls read cached keys' current values, which can be newer than their snapshot: an
+ * attempt may then see keys that one MSET wrote together in two different states.
+ * Such an attempt never commits (validation), and if it fails because of what it saw
+ * it runs again instead of replying the error: the script below raises on a torn
+ * pair, so every reply must be a whole pair. */
+static void torn_writer(int n)
+{
+    h_helper();
+    eddy_ctx *c = h_connect();
+    for (int i = 0; i < n; i += 20) {
+        for (int j = i; j < i + 20; j++) {
+            char v[16];
+            snprintf(v, sizeof(v), "%d", j);
+            const char *argv[] = {"MSET", "{torn}a", v, "{torn}b", v};
+            CHECK(eddy_append_argv(c, 5, argv, NULL) == EDDY_OK);
+        }
+        for (int j = i; j < i + 20; j++) {
+            struct eddy_reply *r = READ_REPLY(c);
+            if (r->type != EDDY_REPLY_STATUS)
+                FAILF("MSET: %s", h_describe(r));
+            eddy_reply_free(r);
+        }
+    }
+    EXPECT_OK(c, "SET", "{torn}done", "1");
+    eddy_free(c);
+    _exit(0);
+}
+
+static void torn_reader(bool ro)
+{
+    static const char src[] =
+        "local a = redis.call('GET', KEYS[1])\n"
+        "local x = 0 for i = 1, 200 do x = x + i end\n"
+        "local b = redis.call('GET', KEYS[2])\n"
+        "if a ~= b then error('torn pair ' .. tostring(a) .. ' ' .. tostring(b)) end\n"
+        "if ARGV[1] == 'w' then redis.call('SET', KEYS[3], a) end\n"
+        "return a";
+    h_helper();
+    eddy_ctx *c = h_connect();
+    long calls = 0;
+    for (;;) {
+        struct eddy_reply *r = CMD(c, ro ? "EVAL_RO" : "EVAL", src, "3", "{torn}a", "{torn}b",
+                                   "{torn}c", ro ? "r" : "w");
+        if (r->type != EDDY_REPLY_STRING)
+            FAILF("call %ld: %s", calls, h_describe(r));
+        eddy_reply_free(r);
+        calls++;
+        r = CMD(c, "GET", "{torn}done");
+        bool done = r->type != EDDY_REPLY_NIL;
+        eddy_reply_free(r);
+        if (done)
+            break;
+    }
+    eddy_free(c);
+    _exit(0);
+}
+
+static void t_txn_torn_reads_retried(void)
+{
+    enum { READERS = 6 };
+    eddy_ctx *c = h_connect();
+    EXPECT_INT(0, c, "DEL", "{torn}a", "{torn}b", "{torn}c", "{torn}done");
+    EXPECT_OK(c, "MSET", "{torn}a", "0", "{torn}b", "0");
+    pid_t pids[READERS + 1];
+    for (int i = 0; i < READERS + 1; i++) {
+        fflush(stdout);
+        fflush(stderr);
+        pids[i] = fork();
+        CHECK(pids[i] >= 0);
+        if (pids[i] == 0) {
+            if (i == READERS)
+                torn_writer(20000);
+            else
+                torn_reader(i % 2 == 0);
+        }
+    }
+    wait_helpers(pids, READERS + 1, "torn-read clients");
+    EXPECT_BULK("19999", c, "GET", "{torn}a");
+    EXPECT_INT(4, c, "DEL", "{torn}a", "{torn}b", "{torn}c", "{torn}done");
+    eddy_free(c);
+}
+
 /* ---- Suite ------------------------------------------------------------------------------------- */
 
 void suite_udf(void); /* until harness.h lists it with the other suites */
@@ -1864,4 +1946,5 @@ void suite_udf(void)
     h_run("udf_kill_and_timeout", t_kill_and_timeout, H_OWN, 40);
     h_run("udf_txn_counters", t_txn_counters, 0, 90);
     h_run("udf_txn_transfer", t_txn_transfer, 0, 60);
+    h_run("udf_txn_torn_reads_retried", t_txn_torn_reads_retried, 0, 60);
 }

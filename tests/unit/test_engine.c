@@ -284,7 +284,9 @@ TEST(scan_with_prefix)
 
 TEST(transactions_snapshot_own_writes_conflicts)
 {
+    value_cache_bytes = 0; /* reads of the snapshot only (see the test below) */
     struct eng *e = open_eng();
+    value_cache_bytes = 64u << 20;
     struct eng_item it;
     put(e, "a", "1", 0);
     struct eng_txn *t = eng_txn_begin(e);
@@ -324,6 +326,108 @@ TEST(transactions_snapshot_own_writes_conflicts)
     CHECK_EQ_INT(eng_txn_get(t, "d", 1, 0, &it, NULL), 0); /* the new snapshot has it */
     eng_item_release(&it);
     eng_txn_free(t);
+    close_eng(e);
+}
+
+/* With the value cache, a transaction reads cached keys' current values: one newer
+ * than its snapshot makes it fail validation, also when it wrote nothing, and never
+ * hides its own writes. */
+TEST(transactions_read_value_cache)
+{
+    struct eng *e = open_eng();
+    struct eng_item it;
+    struct cm_err err = {0};
+    put(e, "a", "1", 0); /* written through: cached */
+    put(e, "b", "1", 0);
+    struct eng_txn *t = eng_txn_begin(e);
+    CHECK_EQ_INT(eng_txn_get(t, "a", 1, 0, &it, NULL), 0);
+    CHECK_MEM(it.data, it.len, "1", 1);
+    eng_item_release(&it);
+    CHECK(eng_txn_cache_reads(t));
+    CHECK_EQ_INT(eng_txn_check(t, &err), 0);
+    put(e, "b", "2", 0); /* after the snapshot, before the read */
+    CHECK_EQ_INT(eng_txn_get(t, "b", 1, 0, &it, NULL), 0);
+    CHECK_MEM(it.data, it.len, "2", 1); /* the current value, not the snapshot's */
+    eng_item_release(&it);
+    CHECK_EQ_INT(eng_txn_check(t, &err), CM_ECONFLICT);
+    CHECK(eng_txn_must_validate(t));
+    CHECK_EQ_INT(eng_txn_commit(t, NULL), CM_ECONFLICT); /* read-only, still refused */
+    eng_txn_free(t);
+
+    /* Its own writes win over the cache; deletes too. */
+    t = eng_txn_begin(e);
+    CHECK_EQ_INT(eng_txn_put(t, "a", 1, ENG_T_STRING, 0, "9", 1), 0);
+    CHECK_EQ_INT(eng_txn_get(t, "a", 1, 0, &it, NULL), 0);
+    CHECK_MEM(it.data, it.len, "9", 1);
+    eng_item_release(&it);
+    CHECK_EQ_INT(eng_txn_del(t, "b", 1), 0);
+    CHECK_EQ_INT(eng_txn_get(t, "b", 1, 0, &it, NULL), CM_ENOTFOUND);
+    CHECK_EQ_INT(eng_txn_commit(t, NULL), 0);
+    eng_txn_free(t);
+    char v[8];
+    CHECK_EQ_INT(get(e, "a", 0, v, sizeof(v)), 0);
+    CHECK_STR(v, "9");
+    CHECK_EQ_INT(get(e, "b", 0, v, sizeof(v)), CM_ENOTFOUND);
+
+    /* Committed into a batch: validated, then applied with the batch's write, which
+     * also updates the cache. */
+    t = eng_txn_begin(e);
+    CHECK_EQ_INT(eng_txn_get(t, "a", 1, 0, &it, NULL), 0);
+    eng_item_release(&it);
+    CHECK_EQ_INT(eng_txn_put(t, "c", 1, ENG_T_STRING, 0, "7", 1), 0);
+    CHECK_EQ_INT(eng_txn_del(t, "a", 1), 0);
+    CHECK(eng_txn_joinable(t));
+    struct eng_batch *b = eng_batch_new(e);
+    CHECK(b != NULL);
+    eng_batch_put(b, "d", 1, ENG_T_STRING, 0, "5", 1);
+    struct eng_lockset ls;
+    eng_lockset_init(&ls);
+    CHECK_EQ_INT(eng_txn_stripes(t, &ls), 0);
+    eng_lockset_lock(e, &ls);
+    CHECK_EQ_INT(eng_txn_commit_into(t, b, &err), 0);
+    CHECK_EQ_INT(eng_batch_count(b), 3);
+    CHECK_EQ_INT(get(e, "c", 0, v, sizeof(v)), CM_ENOTFOUND); /* not yet */
+    CHECK_EQ_INT(eng_write(e, b, &err), 0);
+    eng_lockset_unlock(e, &ls);
+    eng_lockset_deinit(&ls);
+    eng_txn_free(t);
+    eng_batch_free(b);
+    CHECK_EQ_INT(get(e, "c", 0, v, sizeof(v)), 0);
+    CHECK_STR(v, "7");
+    CHECK_EQ_INT(get(e, "d", 0, v, sizeof(v)), 0);
+    CHECK_EQ_INT(get(e, "a", 0, v, sizeof(v)), CM_ENOTFOUND);
+
+    /* A conflict adds nothing to the batch. */
+    t = eng_txn_begin(e);
+    CHECK_EQ_INT(eng_txn_get(t, "c", 1, 0, &it, NULL), 0);
+    eng_item_release(&it);
+    CHECK_EQ_INT(eng_txn_put(t, "c", 1, ENG_T_STRING, 0, "8", 1), 0);
+    put(e, "c", "x", 0);
+    b = eng_batch_new(e);
+    eng_lockset_init(&ls);
+    CHECK_EQ_INT(eng_txn_stripes(t, &ls), 0);
+    eng_lockset_lock(e, &ls);
+    CHECK_EQ_INT(eng_txn_commit_into(t, b, &err), CM_ECONFLICT);
+    CHECK_EQ_INT(eng_batch_count(b), 0);
+    eng_lockset_unlock(e, &ls);
+    eng_lockset_deinit(&ls);
+    eng_txn_free(t);
+    eng_batch_free(b);
+
+    /* A read of a key with a write pending in the caller's batch fails and marks the
+     * transaction; one of another key does not. */
+    b = eng_batch_new(e);
+    eng_batch_put(b, "p", 1, ENG_T_STRING, 0, "1", 1);
+    t = eng_txn_begin(e);
+    eng_txn_set_pending(t, b);
+    CHECK_EQ_INT(eng_txn_get(t, "d", 1, 0, &it, NULL), 0);
+    eng_item_release(&it);
+    CHECK(!eng_txn_pending_hit(t));
+    CHECK_EQ_INT(eng_txn_get(t, "p", 1, 0, &it, &err), CM_ECONFLICT);
+    CHECK(eng_txn_pending_hit(t));
+    CHECK_EQ_INT(eng_txn_commit(t, NULL), CM_ECONFLICT);
+    eng_txn_free(t);
+    eng_batch_free(b);
     close_eng(e);
 }
 
@@ -1009,6 +1113,7 @@ int main(void)
     RUN(scan_in_slot_order_with_resume);
     RUN(scan_with_prefix);
     RUN(transactions_snapshot_own_writes_conflicts);
+    RUN(transactions_read_value_cache);
     RUN(iterator_over_snapshot_and_own_writes);
     RUN(metadata_and_flush);
     RUN(group_commit_sync);
