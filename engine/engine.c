@@ -1256,8 +1256,8 @@ struct eng_txn *eng_txn_begin(struct eng *e)
     /* commit_seq is read before the snapshot is taken: a commit that the snapshot
      * misses has a larger number, so validation sees it (see struct eng). */
     t->start_seq = atomic_load(&e->commit_seq);
-    t->snap = rocksdb_create_snapshot(e->db);
-    rocksdb_readoptions_set_snapshot(t->ro, t->snap);
+    t->snap = NULL; /* taken by the first read that needs it (txn_snap) */
+    rocksdb_readoptions_set_snapshot(t->ro, NULL);
     eng_lockset_init(&t->reads);
     eng_lockset_init(&t->writes);
     return t;
@@ -1268,11 +1268,13 @@ void eng_txn_free(struct eng_txn *t)
     if (t == NULL)
         return;
     struct eng *e = t->e;
-    rocksdb_release_snapshot(e->db, t->snap);
+    if (t->snap != NULL)
+        rocksdb_release_snapshot(e->db, t->snap);
     t->snap = NULL;
     for (int i = 0; i < t->nold; i++) {
         rocksdb_readoptions_destroy(t->old_ros[i]);
-        rocksdb_release_snapshot(e->db, t->old_snaps[i]);
+        if (t->old_snaps[i] != NULL)
+            rocksdb_release_snapshot(e->db, t->old_snaps[i]);
     }
     cm_free(t->old_snaps);
     cm_free(t->old_ros);
@@ -1348,6 +1350,19 @@ static int txn_cache_get(struct eng_txn *t, const char *key, size_t klen, int64_
 static const char pending_msg[] = "a key read by the call has a write pending in this "
                                   "connection's pipeline; the call runs again";
 
+/* t's snapshot, taken at its first use. Taken after t began (start_seq), it can hold
+ * writes newer than start_seq; those marked their stripes after start_seq was read,
+ * so t's validation fails if it read them, as for values read from the cache. A
+ * snapshot is one consistent state whenever it is taken. */
+static const rocksdb_snapshot_t *txn_snap(struct eng_txn *t)
+{
+    if (t->snap == NULL) {
+        t->snap = rocksdb_create_snapshot(t->e->db);
+        rocksdb_readoptions_set_snapshot(t->ro, t->snap);
+    }
+    return t->snap;
+}
+
 int eng_txn_note_read(struct eng_txn *t, const char *key, size_t klen)
 {
     if (txn_pending(t, key, klen))
@@ -1370,6 +1385,7 @@ int eng_txn_get(struct eng_txn *t, const char *key, size_t klen, int64_t now_ms,
     if (rc <= 0)
         return rc;
     size_t n;
+    txn_snap(t);
     char *v = rocksdb_writebatch_wi_get_from_batch_and_db_cf(t->wb, t->e->db, t->ro,
                                                              t->e->cf[CF_DATA], t->key.p,
                                                              t->key.len, &n, &rerr);
@@ -1619,9 +1635,8 @@ int eng_txn_checkpoint(struct eng_txn *t, struct cm_err *err)
     t->old_ros[t->nold] = t->ro;
     t->nold++;
     t->start_seq = atomic_load(&e->commit_seq);
-    t->snap = rocksdb_create_snapshot(e->db);
+    t->snap = NULL;
     t->ro = rocksdb_readoptions_create();
-    rocksdb_readoptions_set_snapshot(t->ro, t->snap);
     return 0;
 }
 
@@ -1652,7 +1667,7 @@ struct eng_iter *eng_iter_new(struct eng *e, struct eng_txn *t, int flags, unsig
     rocksdb_readoptions_set_prefix_same_as_start(it->ro, 1);
     rocksdb_readoptions_set_fill_cache(it->ro, (flags & ENG_ITER_FILL_CACHE) != 0);
     if (t != NULL)
-        rocksdb_readoptions_set_snapshot(it->ro, t->snap);
+        rocksdb_readoptions_set_snapshot(it->ro, txn_snap(t));
     rocksdb_iterator_t *base = rocksdb_create_iterator_cf(e->db, it->ro, e->cf[CF_DATA]);
     it->it = t != NULL && (flags & ENG_ITER_OWN_WRITES)
                  ? rocksdb_writebatch_wi_create_iterator_with_base_cf(t->wb, base, e->cf[CF_DATA])

@@ -154,18 +154,20 @@ void eng_lockset_deinit(struct eng_lockset *ls);
 void eng_lockset_mark_written(struct eng *e, struct eng_lockset *ls);
 
 /* ---- Transactions ---------------------------------------------------------------------------
- * Optimistic and serializable: reads come from a snapshot taken at begin, merged with
- * the transaction's own writes; writes are buffered. At commit the lock stripes of
- * every key read or written are locked in order, and if any key read was written by
- * someone else since the snapshot (tracked per stripe, so a false conflict is possible,
- * a missed one is not), the commit fails with CM_ECONFLICT and nothing is applied;
+ * Optimistic and serializable: reads come from the transaction's own writes, the value
+ * cache (the current state) or a snapshot taken at the first read that needs one;
+ * writes are buffered. At commit the lock stripes of every key read or written are
+ * locked in order, and if any key read was written by someone else since the
+ * transaction began (tracked per stripe, so a false conflict is possible, a missed
+ * one is not), the commit fails with CM_ECONFLICT and nothing is applied;
  * the caller retries from the start. Used by function calls (udf/). Not thread-safe:
  * one transaction belongs to one thread at a time. */
 struct eng_txn;
 
 struct eng_txn *eng_txn_begin(struct eng *e);
 /* Like eng_get, through the transaction: its own writes, else the value cache's
- * current value of the key, else its snapshot. A current value newer than the
+ * current value of the key, else its snapshot (taken by the transaction's first read
+ * that needs it: that read, or an iterator). A current value newer than the
  * snapshot makes the commit (and eng_txn_check) fail with CM_ECONFLICT, so what
  * commits read one consistent state; an attempt that fails can have read a mix, and
  * eng_txn_check tells. Records the key as read. */

@@ -285,7 +285,8 @@ static void end_attempt(struct udf_call *c)
     lua_State *L = c->vm->L;
     udf__close_iters(c);
     luaL_unref(L, LUA_REGISTRYINDEX, c->co_ref);
-    luaL_unref(L, LUA_REGISTRYINDEX, c->iters_ref);
+    if (c->iters_ref != LUA_NOREF)
+        luaL_unref(L, LUA_REGISTRYINDEX, c->iters_ref);
     c->co_ref = c->iters_ref = LUA_NOREF;
     c->co = NULL;
     eng_txn_free(c->txn);
@@ -311,8 +312,6 @@ static int start_attempt(struct udf_call *c)
     eng_txn_set_pending(c->txn, c->pending);
     c->co = lua_newthread(L);
     c->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_newtable(L);
-    c->iters_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     if (c->name[0] == '@') {
         udf__push_builtin_reducer(L, c->name);
     } else if (c->kind == UDF_FCALL || c->kind == UDF_MAP || c->kind == UDF_REDUCE) {

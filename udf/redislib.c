@@ -309,6 +309,79 @@ static int call_k(lua_State *L, int status, lua_KContext ctx);
 static int remote_yield(lua_State *L, struct udf_call *c, const char *addr, int argc,
                         const char **argv, const size_t *lens, lua_KContext ctx, lua_KFunction k);
 
+/* The length of the line at p (up to CR LF) within n bytes, or -1. */
+static long line_len(const char *p, size_t n)
+{
+    const char *e = memchr(p, '\r', n);
+    return e != NULL && (size_t)(e - p) + 1 < n && e[1] == '\n' ? (long)(e - p) : -1;
+}
+
+/* The common one-value replies (a bulk string, nil, an integer, a status, an error),
+ * converted as udf__push_resp would, without parsing them into a resp_value: pushes
+ * the value (or raises the error, unless protected) and frees buf. Returns false,
+ * leaving buf alone, for anything else. */
+static bool push_simple_reply(lua_State *L, struct udf_call *c, struct cm_buf *buf,
+                              bool protected_call)
+{
+    const char *p = buf->p;
+    size_t n = buf->len;
+    if (n < 3)
+        return false;
+    long l = line_len(p + 1, n - 1);
+    if (l < 0)
+        return false;
+    size_t head = 1 + (size_t)l + 2; /* type byte, line, CR LF */
+    long long v;
+    switch (p[0]) {
+    case '$':
+        if (cm_str_to_ll(p + 1, (size_t)l, &v) != 0)
+            return false;
+        if (v == -1 && head == n) {
+            if (c->script_resp >= 3)
+                lua_pushnil(L);
+            else
+                lua_pushboolean(L, 0);
+            break;
+        }
+        if (v < 0 || head + (size_t)v + 2 != n || p[n - 2] != '\r' || p[n - 1] != '\n')
+            return false;
+        lua_pushlstring(L, p + head, (size_t)v);
+        break;
+    case '_':
+        if (head != n || l != 0)
+            return false;
+        if (c->script_resp >= 3)
+            lua_pushnil(L);
+        else
+            lua_pushboolean(L, 0);
+        break;
+    case ':':
+        if (head != n || cm_str_to_ll(p + 1, (size_t)l, &v) != 0)
+            return false;
+        lua_pushinteger(L, (lua_Integer)v);
+        break;
+    case '+':
+    case '-':
+        if (head != n)
+            return false;
+        if (p[0] == '-' && !protected_call) { /* raised as the reply's text, code and all */
+            lua_pushlstring(L, p + 1, (size_t)l);
+            cm_buf_deinit(buf);
+            lua_error(L);
+        }
+        lua_createtable(L, 0, 1);
+        lua_pushlstring(L, p + 1, (size_t)l);
+        lua_setfield(L, -2, p[0] == '+' ? "ok" : "err");
+        break;
+    default:
+        return false;
+    }
+    cm_buf_deinit(buf);
+    return true;
+}
+
+/* Returns 1 when it pushed the reply itself (push_simple_reply), else 0 with the
+ * parsed reply in *out. */
 static int run_command(lua_State *L, struct resp_value **out, bool protected_call)
 {
     struct udf_vm *vm = udf__vm_of(L);
@@ -357,9 +430,11 @@ static int run_command(lua_State *L, struct resp_value **out, bool protected_cal
         *out = NULL;
         return remote_yield(L, c, addr, argc, argv, lens, protected_call, call_k);
     }
+    *out = NULL;
+    if (rc == 0 && push_simple_reply(L, c, &buf, protected_call))
+        return 1;
     struct resp_reader rd;
     resp_reader_init(&rd);
-    *out = NULL;
     if (rc == 0 && resp_reader_feed(&rd, buf.p, buf.len) == 0)
         resp_reader_get(&rd, out);
     resp_reader_deinit(&rd);
@@ -455,14 +530,16 @@ static int call_k(lua_State *L, int status, lua_KContext ctx)
 static int udflib_call(lua_State *L)
 {
     struct resp_value *v;
-    run_command(L, &v, false); /* does not return when the command runs elsewhere */
+    if (run_command(L, &v, false) == 1) /* does not return when the command runs elsewhere */
+        return 1;
     return call_reply(L, v, false);
 }
 
 static int udflib_pcall(lua_State *L)
 {
     struct resp_value *v;
-    run_command(L, &v, true);
+    if (run_command(L, &v, true) == 1)
+        return 1;
     return call_reply(L, v, true);
 }
 
@@ -819,7 +896,12 @@ static int udflib_scan(lua_State *L)
     }
     struct scan_state *s = lua_newuserdatauv(L, sizeof(*s), 0);
     s->it = NULL;
-    /* Owned by the call: closed when it ends, whatever the script does. */
+    /* Owned by the call: closed when it ends, whatever the script does. The call's
+     * table of them is made by its first scan. */
+    if (c->iters_ref == LUA_NOREF) {
+        lua_newtable(L);
+        c->iters_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->iters_ref);
     lua_pushvalue(L, -2);
     lua_pushboolean(L, 1);

@@ -439,8 +439,9 @@ TEST(iterator_over_snapshot_and_own_writes)
     unsigned slot = cm_key_slot("t", 1);
     struct eng_txn *t = eng_txn_begin(e);
     eng_txn_put(t, "{t}3", 3, ENG_T_STRING, 0, "c", 1);
-    put(e, "{t}4", "d", 0); /* after the snapshot: invisible */
+    /* The snapshot is taken by the transaction's first read (here, the iterator). */
     struct eng_iter *it = eng_iter_new(e, t, ENG_ITER_OWN_WRITES, slot, slot, NULL, 0);
+    put(e, "{t}4", "d", 0); /* after the snapshot: invisible */
     const char *k;
     size_t kl;
     struct eng_item item;
