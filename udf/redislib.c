@@ -309,6 +309,17 @@ static int call_k(lua_State *L, int status, lua_KContext ctx);
 static int remote_yield(lua_State *L, struct udf_call *c, const char *addr, int argc,
                         const char **argv, const size_t *lens, lua_KContext ctx, lua_KFunction k);
 
+/* Empties the VM's buffer of command replies (struct udf_vm cmd_out), keeping up to
+ * 64 KB of it for the next command. */
+static void release_out(struct cm_buf *buf)
+{
+    buf->len = 0;
+    if (buf->cap > 65536) {
+        cm_buf_deinit(buf);
+        cm_buf_init(buf);
+    }
+}
+
 /* The length of the line at p (up to CR LF) within n bytes, or -1. */
 static long line_len(const char *p, size_t n)
 {
@@ -366,7 +377,7 @@ static bool push_simple_reply(lua_State *L, struct udf_call *c, struct cm_buf *b
             return false;
         if (p[0] == '-' && !protected_call) { /* raised as the reply's text, code and all */
             lua_pushlstring(L, p + 1, (size_t)l);
-            cm_buf_deinit(buf);
+            release_out(buf);
             lua_error(L);
         }
         lua_createtable(L, 0, 1);
@@ -376,7 +387,7 @@ static bool push_simple_reply(lua_State *L, struct udf_call *c, struct cm_buf *b
     default:
         return false;
     }
-    cm_buf_deinit(buf);
+    release_out(buf);
     return true;
 }
 
@@ -419,26 +430,25 @@ static int run_command(lua_State *L, struct resp_value **out, bool protected_cal
         }
         argv[i] = lua_tolstring(L, i + 1, &lens[i]);
     }
-    struct cm_buf buf;
-    cm_buf_init(&buf);
+    struct cm_buf *buf = &vm->cmd_out; /* empty: every path below empties it again */
     int flags = c->readonly ? UDF_EXEC_READONLY : 0;
-    int rc = vm->u->exec(c->owner, c->txn, c->script_resp, flags, argc, argv, lens, &buf);
+    int rc = vm->u->exec(c->owner, c->txn, c->script_resp, flags, argc, argv, lens, buf);
     if (rc == UDF_EXEC_REMOTE) {
         char addr[300];
-        snprintf(addr, sizeof(addr), "%.*s", (int)buf.len, buf.p ? buf.p : "");
-        cm_buf_deinit(&buf);
+        snprintf(addr, sizeof(addr), "%.*s", (int)buf->len, buf->p ? buf->p : "");
+        release_out(buf);
         *out = NULL;
         return remote_yield(L, c, addr, argc, argv, lens, protected_call, call_k);
     }
     *out = NULL;
-    if (rc == 0 && push_simple_reply(L, c, &buf, protected_call))
+    if (rc == 0 && push_simple_reply(L, c, buf, protected_call))
         return 1;
     struct resp_reader rd;
     resp_reader_init(&rd);
-    if (rc == 0 && resp_reader_feed(&rd, buf.p, buf.len) == 0)
+    if (rc == 0 && resp_reader_feed(&rd, buf->p, buf->len) == 0)
         resp_reader_get(&rd, out);
     resp_reader_deinit(&rd);
-    cm_buf_deinit(&buf);
+    release_out(buf);
     if (*out == NULL)
         return luaL_error(L, "out of memory running a command");
     return 0;

@@ -82,6 +82,7 @@ struct udf_vm {
     int load_ref;                  /* registry: the library's name -> {fn, flags} */
     int64_t load_deadline_us;
     int load_time_ms;              /* the budget of the next load (UDF_LOAD_TIME_MS) */
+    struct cm_buf cmd_out;         /* the reply of redis.call's command (redislib.c) */
 };
 
 enum { REMOTE_NONE, REMOTE_WAIT, REMOTE_READY };

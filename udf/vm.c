@@ -722,6 +722,7 @@ struct udf_vm *udf_vm_new(struct udf *u, struct cm_err *err)
         return NULL;
     }
     vm->u = u;
+    cm_buf_init(&vm->cmd_out);
     vm->mem_limit = u->limits.memory + (2u << 20); /* the libraries themselves need room */
     vm->load_ref = LUA_NOREF;
     vm->load_time_ms = load_budget_ms();
@@ -740,6 +741,7 @@ void udf_vm_free(struct udf_vm *vm)
     if (vm == NULL)
         return;
     lua_close(vm->L);
+    cm_buf_deinit(&vm->cmd_out);
     cm_free(vm);
 }
 
