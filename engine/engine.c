@@ -1537,6 +1537,14 @@ bool eng_txn_pending_hit(const struct eng_txn *t)
     return t->pending_hit;
 }
 
+bool eng_txn_pending_any(struct eng_txn *t)
+{
+    if (t->pending == NULL || eng_batch_count(t->pending) == 0)
+        return false;
+    t->pending_hit = true;
+    return true;
+}
+
 int eng_txn_stripes(const struct eng_txn *t, struct eng_lockset *ls)
 {
     for (unsigned i = 0; i < t->reads.n; i++)
@@ -1661,8 +1669,8 @@ struct eng_iter *eng_iter_new(struct eng *e, struct eng_txn *t, int flags, unsig
         return NULL;
     }
     it->after_len = after_len;
-    if (t != NULL && t->pending != NULL && eng_batch_count(t->pending) > 0)
-        t->pending_hit = true; /* it may meet a pending write: the call runs again */
+    if (t != NULL)
+        eng_txn_pending_any(t); /* it may meet a pending write: the call runs again */
     it->ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_prefix_same_as_start(it->ro, 1);
     rocksdb_readoptions_set_fill_cache(it->ro, (flags & ENG_ITER_FILL_CACHE) != 0);

@@ -197,6 +197,9 @@ void eng_txn_free(struct eng_txn *t);
  * (the default) for none. */
 void eng_txn_set_pending(struct eng_txn *t, const struct eng_batch *b);
 bool eng_txn_pending_hit(const struct eng_txn *t);
+/* For reads that go around t (the whole keyspace, the current state): true, marking
+ * t, if its thread's batch holds any pending write. */
+bool eng_txn_pending_any(struct eng_txn *t);
 /* The stripes of every key t read or wrote, added to ls (see eng_lockset_normalize). */
 int eng_txn_stripes(const struct eng_txn *t, struct eng_lockset *ls);
 /* Whether committing t must validate its reads (it wrote, or read the current state

@@ -374,6 +374,19 @@ static void t_pipeline_calls_see_pending_writes(void)
     char slot[16];
     snprintf(slot, sizeof(slot), "%lld", r->integer);
     eddy_reply_free(r);
+    /* A keyless command in a call reads the current state, around the call's
+     * transaction: the pending SET must be applied first. */
+    h_flushall(c);
+    const char *only[] = {"SET", "ps:only", "v"};
+    const char *rnd[] = {"EVAL", "return redis.call('RANDOMKEY')", "0"};
+    CHECK(eddy_append_argv(c, 3, only, NULL) == EDDY_OK);
+    CHECK(eddy_append_argv(c, 3, rnd, NULL) == EDDY_OK);
+    CHECK_EQ_INT(eddy_flush(c), EDDY_OK);
+    CHECK(eddy_get_reply(c, &r) == EDDY_OK);
+    h_expect_status(H_AT, r, "OK");
+    CHECK(eddy_get_reply(c, &r) == EDDY_OK);
+    h_expect_bulk(H_AT, r, "ps:only", 7);
+    EXPECT_INT(1, c, "DEL", "ps:only");
     EXPECT_INT(0, c, "DEL", "ps:ctr");
     for (int i = 0; i < N; i++) {
         char val[32], key[32];
