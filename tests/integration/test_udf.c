@@ -1517,8 +1517,10 @@ static void t_memory_limit_config_set(void)
 #define LIB_BUSY                                                                               \
     "#!lua name=busy\n"                                                                        \
     "redis.register_function('spin', function(keys, args)\n"                                   \
-    "  local t0, n = os.clock(), 0\n"                                                          \
-    "  while os.clock() - t0 < tonumber(args[1]) do n = n + 1 end\n"                           \
+    "  local function now() local t = redis.call('TIME')\n"                                   \
+    "    return tonumber(t[1]) + tonumber(t[2]) / 1e6 end\n"                                   \
+    "  local t0, n = now(), 0\n" /* wall time: os.clock() is the process's CPU time */          \
+    "  while now() - t0 < tonumber(args[1]) do n = n + 1 end\n"                                \
     "  return n end)\n"                                                                        \
     "redis.register_function('write_spin', function(keys)\n"                                   \
     "  redis.call('SET', keys[1], 'written') eddy.set(keys[2], 'w2')\n"                         \
