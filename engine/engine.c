@@ -97,6 +97,8 @@ struct eng_txn {
     struct cm_buf log;
     bool log_off;
     const struct eng_batch *pending; /* see eng_txn_set_pending */
+    void (*apply)(void *);
+    void *apply_ud;
     bool pending_hit;
     bool cache_reads; /* read the value cache: validate even if it wrote nothing */
 };
@@ -1251,6 +1253,8 @@ struct eng_txn *eng_txn_begin(struct eng *e)
     t->log.len = 0;
     t->log_off = false;
     t->pending = NULL;
+    t->apply = NULL;
+    t->apply_ud = NULL;
     t->pending_hit = false;
     t->cache_reads = false;
     /* commit_seq is read before the snapshot is taken: a commit that the snapshot
@@ -1304,6 +1308,22 @@ void eng_txn_free(struct eng_txn *t)
         txn_destroy(t);
 }
 
+/* A read of t meets a pending write (see eng_txn_set_pending): before t read
+ * anything, the batch is applied and t begins again from the state after it (its
+ * own buffered writes stay); afterwards, t is marked. Returns whether it is marked. */
+static bool txn_pending_hit(struct eng_txn *t)
+{
+    if (t->apply != NULL && t->reads.n == 0 && t->snap == NULL && !t->cache_reads) {
+        t->apply(t->apply_ud);
+        if (eng_batch_count(t->pending) == 0) {
+            t->start_seq = atomic_load(&t->e->commit_seq);
+            return false;
+        }
+    }
+    t->pending_hit = true;
+    return true;
+}
+
 /* Whether key has a write pending in t's thread's batch (marks t: see
  * eng_txn_set_pending). */
 static bool txn_pending(struct eng_txn *t, const char *key, size_t klen)
@@ -1311,8 +1331,7 @@ static bool txn_pending(struct eng_txn *t, const char *key, size_t klen)
     if (t->pending == NULL || eng_batch_count(t->pending) == 0 ||
         !eng_batch_touches(t->pending, stripe_of(key, klen)))
         return false;
-    t->pending_hit = true;
-    return true;
+    return txn_pending_hit(t);
 }
 
 /* A read through the value cache (the current state, see eng_get_at) of a key t has
@@ -1527,9 +1546,12 @@ out:
     return rc;
 }
 
-void eng_txn_set_pending(struct eng_txn *t, const struct eng_batch *b)
+void eng_txn_set_pending(struct eng_txn *t, const struct eng_batch *b, void (*apply)(void *),
+                         void *ud)
 {
     t->pending = b;
+    t->apply = apply;
+    t->apply_ud = ud;
 }
 
 bool eng_txn_pending_hit(const struct eng_txn *t)
@@ -1541,8 +1563,7 @@ bool eng_txn_pending_any(struct eng_txn *t)
 {
     if (t->pending == NULL || eng_batch_count(t->pending) == 0)
         return false;
-    t->pending_hit = true;
-    return true;
+    return txn_pending_hit(t);
 }
 
 int eng_txn_stripes(const struct eng_txn *t, struct eng_lockset *ls)

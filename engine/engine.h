@@ -191,11 +191,14 @@ int eng_txn_checkpoint(struct eng_txn *t, struct cm_err *err);
 void eng_txn_free(struct eng_txn *t);
 
 /* Pipelined writes of the thread that runs t and are not applied yet (b, the
- * thread's batch): t's snapshot misses them, so a read of a key whose stripe b
- * touched, or any iteration while b holds writes, fails with CM_ECONFLICT and marks
- * t (eng_txn_pending_hit): the caller applies b and runs the transaction again. NULL
- * (the default) for none. */
-void eng_txn_set_pending(struct eng_txn *t, const struct eng_batch *b);
+ * thread's batch): t's snapshot misses them. So a read of a key whose stripe b
+ * touched, or any iteration while b holds writes, first calls apply(ud), which must
+ * write b (eng_write) and release its stripes, if t has read nothing yet: t then
+ * begins anew from there. Otherwise the read fails with CM_ECONFLICT and marks t
+ * (eng_txn_pending_hit): the caller applies b and runs the transaction again. b NULL
+ * (the default) for none; apply may be NULL. */
+void eng_txn_set_pending(struct eng_txn *t, const struct eng_batch *b, void (*apply)(void *),
+                         void *ud);
 bool eng_txn_pending_hit(const struct eng_txn *t);
 /* For reads that go around t (the whole keyspace, the current state): true, marking
  * t, if its thread's batch holds any pending write. */

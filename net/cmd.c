@@ -230,10 +230,19 @@ static void unknown_command(struct conn *c, size_t argc, const char **argv, size
 
 void cmd_flush_writes(struct worker *w)
 {
+    struct cm_err err = {0};
+    (void)cmd_apply_writes(w, &err);
+}
+
+int cmd_apply_writes(struct worker *w, struct cm_err *errp)
+{
     struct server *s = w->srv;
+    int rc = 0;
     if (eng_batch_count(w->batch) > 0) {
         struct cm_err err = {0};
-        int rc = eng_write(s->eng, w->batch, &err);
+        rc = eng_write(s->eng, w->batch, &err);
+        if (rc != 0)
+            cm_err_set(errp, err.code, "%s", err.msg);
         if (rc != 0)
             cm_log(CM_LOG_WARNING, "Write failed: %s", err.msg);
         for (struct conn *c = w->ready; c != NULL; c = c->rnext) {
@@ -259,6 +268,7 @@ void cmd_flush_writes(struct worker *w)
         w->held_bits[w->held.stripes[i] / 64] = 0;
     }
     w->held.n = 0;
+    return rc;
 }
 
 static bool holds(const struct worker *w, unsigned stripe)
@@ -285,6 +295,31 @@ static int key_stripes(struct cmd_ctx *x, struct eng_lockset *ls)
         if (eng_lockset_add_stripe(ls, eng_key_stripe(x->argv[i], x->argvlen[i])) != 0)
             return CM_ENOMEM;
     eng_lockset_normalize(ls);
+    return 0;
+}
+
+int cmd_try_hold(struct worker *w, struct eng_lockset *ls)
+{
+    struct eng *e = w->srv->eng;
+    unsigned before = w->held.n;
+    for (unsigned i = 0; i < ls->n; i++) {
+        unsigned st = ls->stripes[i];
+        if (holds(w, st))
+            continue;
+        if (eng_stripe_trylock(e, st)) {
+            if (hold(w, st) == 0)
+                continue;
+            eng_stripe_unlock(e, st);
+        }
+        /* Taken by another thread (or no memory): give back what this call took. */
+        for (unsigned j = before; j < w->held.n; j++) {
+            unsigned h = w->held.stripes[j];
+            eng_stripe_unlock(e, h);
+            w->held_bits[h / 64] &= ~((uint64_t)1 << (h % 64));
+        }
+        w->held.n = before;
+        return CM_EAGAIN;
+    }
     return 0;
 }
 

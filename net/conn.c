@@ -445,6 +445,8 @@ static void unlink_call(struct worker *w, struct wcall *wc)
  * and WAL record with the other commands; its reply then waits for that write like
  * theirs. Any other commit first applies the pending writes and gives their stripes
  * back (it takes stripes itself, blocking), then writes on its own. */
+#define HOT_STRIPE_MS 100 /* see struct server stripe_hot_until */
+
 static int worker_commit(void *ud, struct eng_txn *t, int how, struct cm_err *err)
 {
     struct wcall *wc = ud;
@@ -452,6 +454,10 @@ static int worker_commit(void *ud, struct eng_txn *t, int how, struct cm_err *er
     struct conn *c = wc->done == conn_call_done
                          ? (struct conn *)((char *)wc - offsetof(struct conn, wc))
                          : NULL;
+    if (how == UDF_COMMIT_APPLY_PENDING) {
+        cmd_flush_writes(w);
+        return 0;
+    }
     if (how == UDF_COMMIT_END && !eng_txn_must_validate(t))
         return eng_txn_commit(t, err); /* validates nothing, takes no stripe */
     if (c == NULL || w->exec != c || how == UDF_COMMIT_STEP ||
@@ -463,14 +469,40 @@ static int worker_commit(void *ud, struct eng_txn *t, int how, struct cm_err *er
     }
     struct eng_lockset ls;
     eng_lockset_init(&ls);
-    int rc = eng_txn_stripes(t, &ls) == 0 ? cmd_hold(w, &ls) : CM_ENOMEM;
+    int rc = eng_txn_stripes(t, &ls) == 0 ? cmd_try_hold(w, &ls) : CM_ENOMEM;
+    int64_t now = cm_now_ms();
+    bool hot = false;
+    for (unsigned i = 0; i < ls.n && rc != CM_ENOMEM; i++) {
+        _Atomic int64_t *h = &w->srv->stripe_hot_until[ls.stripes[i]];
+        if (rc == CM_EAGAIN)
+            atomic_store_explicit(h, now + HOT_STRIPE_MS, memory_order_relaxed);
+        hot = hot || atomic_load_explicit(h, memory_order_relaxed) > now;
+    }
     eng_lockset_deinit(&ls);
+    if (rc == CM_EAGAIN) {
+        /* Another thread holds one of its keys: commit on its own, as outside a
+         * command (waiting with none of this worker's stripes held). */
+        cmd_flush_writes(w);
+        return how == UDF_COMMIT_END ? eng_txn_commit(t, err) : eng_txn_check(t, err);
+    }
     if (rc != 0)
         return cm_err_set(err, CM_ENOMEM, "out of memory");
-    if (how == UDF_COMMIT_CHECK || eng_txn_write_count(t) == 0)
-        return eng_txn_validate(t, err); /* nothing to write */
-    rc = eng_txn_commit_into(t, w->batch, err);
-    if (rc == 0 && !c->wpend) { /* as a write command (cmd_execute counts it) */
+    if (how == UDF_COMMIT_CHECK)
+        return eng_txn_validate(t, err);
+    rc = eng_txn_write_count(t) == 0 ? eng_txn_validate(t, err) /* nothing to write */
+                                     : eng_txn_commit_into(t, w->batch, err);
+    if (rc != 0 || hot) {
+        /* A conflict (run again on a later loop iteration), or a hot key: apply now
+         * and give the stripes back rather than keep them until the batch end, when
+         * other threads wait for them. A failed write fails this call, and the
+         * earlier commands of the batch reply their errors as at a batch end. */
+        if (rc == 0)
+            rc = cmd_apply_writes(w, err);
+        else
+            cmd_flush_writes(w);
+        return rc;
+    }
+    if (eng_txn_write_count(t) > 0 && !c->wpend) { /* as a write command */
         c->wpend = true;
         c->wmark = c->out.len;
         c->wcmds = 0;

@@ -114,6 +114,10 @@ struct task {
 };
 
 struct server {
+    /* Until when (cm_now_ms) a key stripe counts as hot: a call's commit found it held
+     * by another thread. Calls writing hot stripes do not keep them until their
+     * worker's batch end (net/conn.c worker_commit). Relaxed atomics: a hint. */
+    _Atomic int64_t stripe_hot_until[ENG_STRIPES];
     struct net_config *cfg;
     struct eng *eng;
     struct udf *udf;
@@ -354,10 +358,15 @@ void cmd_execute(struct conn *c, size_t argc, const char **argv, size_t *argvlen
  * key stripes (batch end, or before a command that must see them). On a storage
  * error the pending commands' replies become error replies. */
 void cmd_flush_writes(struct worker *w);
+/* cmd_flush_writes, returning 0 or the write's error (err set). */
+int cmd_apply_writes(struct worker *w, struct cm_err *err);
 /* Takes the stripes of ls (sorted, unique) for w's pending writes, keeping those it
  * holds; may apply w's pending writes first to wait for a contended one. Returns 0 or
  * CM_ENOMEM. */
 int cmd_hold(struct worker *w, struct eng_lockset *ls);
+/* cmd_hold without waiting: CM_EAGAIN (taking nothing new) if another thread holds
+ * one of the stripes. */
+int cmd_try_hold(struct worker *w, struct eng_lockset *ls);
 int cmd_count(void);
 const struct cmd_def *cmd_at(int i);
 

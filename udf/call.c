@@ -270,6 +270,14 @@ int udf__commit(struct udf_call *c, int how, struct cm_err *err)
                                     : eng_txn_check(c->txn, err);
 }
 
+/* eng_txn_set_pending's apply: the thread writes its pending batch. */
+static void apply_pending(void *ud)
+{
+    struct udf_call *c = ud;
+    struct cm_err err = {0};
+    c->commit(c->commit_ud, c->txn, UDF_COMMIT_APPLY_PENDING, &err);
+}
+
 /* Whether a failed attempt may have failed only because it read keys in a state no
  * snapshot had (the value cache's current values mixed with its snapshot): then it
  * runs again, as a conflict at its commit would. */
@@ -309,7 +317,7 @@ static int start_attempt(struct udf_call *c)
         resp_add_error(&c->reply, "OOM out of memory starting the call");
         return -1;
     }
-    eng_txn_set_pending(c->txn, c->pending);
+    eng_txn_set_pending(c->txn, c->pending, c->commit != NULL ? apply_pending : NULL, c);
     c->co = lua_newthread(L);
     c->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     if (c->name[0] == '@') {

@@ -137,8 +137,10 @@ enum { UDF_DONE = 0, UDF_YIELD = 1, UDF_REMOTE = 2, UDF_PENDING = 3 };
  * merges the writes into its pipelined batch): UDF_COMMIT_END at the call's end (as
  * eng_txn_commit), UDF_COMMIT_STEP for eddy.commit() (as eng_txn_checkpoint),
  * UDF_COMMIT_CHECK to learn whether an attempt that failed read a state no snapshot
- * had (CM_ECONFLICT; as eng_txn_check, nothing applied). */
-enum { UDF_COMMIT_END, UDF_COMMIT_STEP, UDF_COMMIT_CHECK };
+ * had (CM_ECONFLICT; as eng_txn_check, nothing applied), UDF_COMMIT_APPLY_PENDING to
+ * apply the thread's pending writes (the batch given to udf_call_set_commit) before
+ * the call's first read (see eng_txn_set_pending). */
+enum { UDF_COMMIT_END, UDF_COMMIT_STEP, UDF_COMMIT_CHECK, UDF_COMMIT_APPLY_PENDING };
 typedef int (*udf_commit_fn)(void *ud, struct eng_txn *t, int how, struct cm_err *err);
 void udf_call_set_commit(struct udf_call *c, udf_commit_fn fn, void *ud,
                          const struct eng_batch *pending);

@@ -329,6 +329,21 @@ TEST(transactions_snapshot_own_writes_conflicts)
     close_eng(e);
 }
 
+struct apply_state {
+    struct eng *e;
+    struct eng_batch *b;
+    int calls;
+};
+
+static void apply_batch(void *ud)
+{
+    struct apply_state *as = ud;
+    struct cm_err err = {0};
+    as->calls++;
+    if (eng_write(as->e, as->b, &err) == 0)
+        eng_batch_clear(as->b);
+}
+
 /* With the value cache, a transaction reads cached keys' current values: one newer
  * than its snapshot makes it fail validation, also when it wrote nothing, and never
  * hides its own writes. */
@@ -419,13 +434,30 @@ TEST(transactions_read_value_cache)
     b = eng_batch_new(e);
     eng_batch_put(b, "p", 1, ENG_T_STRING, 0, "1", 1);
     t = eng_txn_begin(e);
-    eng_txn_set_pending(t, b);
+    eng_txn_set_pending(t, b, NULL, NULL);
     CHECK_EQ_INT(eng_txn_get(t, "d", 1, 0, &it, NULL), 0);
     eng_item_release(&it);
     CHECK(!eng_txn_pending_hit(t));
     CHECK_EQ_INT(eng_txn_get(t, "p", 1, 0, &it, &err), CM_ECONFLICT);
     CHECK(eng_txn_pending_hit(t));
     CHECK_EQ_INT(eng_txn_commit(t, NULL), CM_ECONFLICT);
+    eng_txn_free(t);
+
+    /* With an apply function, a first read applies the batch and reads after it; a
+     * later one (after other reads) still marks the transaction. */
+    struct apply_state as = {e, b, 0};
+    t = eng_txn_begin(e);
+    eng_txn_set_pending(t, b, apply_batch, &as);
+    CHECK_EQ_INT(eng_txn_get(t, "p", 1, 0, &it, &err), 0);
+    CHECK_MEM(it.data, it.len, "1", 1);
+    eng_item_release(&it);
+    CHECK_EQ_INT(as.calls, 1);
+    CHECK(!eng_txn_pending_hit(t));
+    CHECK_EQ_INT(eng_txn_put(t, "p", 1, ENG_T_STRING, 0, "2", 1), 0);
+    eng_batch_put(b, "q", 1, ENG_T_STRING, 0, "1", 1);
+    CHECK_EQ_INT(eng_txn_get(t, "q", 1, 0, &it, &err), CM_ECONFLICT);
+    CHECK_EQ_INT(as.calls, 1);
+    CHECK(eng_txn_pending_hit(t));
     eng_txn_free(t);
     eng_batch_free(b);
     close_eng(e);
