@@ -379,6 +379,16 @@ struct eng *eng_open(const struct eng_options *o, struct cm_err *err)
     size_t mem = o->memtable_bytes ? o->memtable_bytes : 64u << 20;
     e->opts = data_cf_options(e, mem / 2 > (4u << 20) ? mem / 2 : (4u << 20));
     slot_prefix_options(e->opts);
+    /* Values of ENG_BLOB_MIN bytes and more go to blob files, the table keeps a
+     * reference. Kept in the table, a 100 MB value was one 100 MB data block: every
+     * read that reached it (a bloom false positive, a neighbour key) read and
+     * checksummed all of it again, since a block larger than a block-cache shard is
+     * not kept; 100,000 EXISTS took 3 s of CPU after one such value had been flushed
+     * (protocol_100000_arguments after value_100mb_roundtrip). Obsolete blobs go at
+     * compaction (blob GC). */
+    rocksdb_options_set_enable_blob_files(e->opts, 1);
+    rocksdb_options_set_min_blob_size(e->opts, ENG_BLOB_MIN);
+    rocksdb_options_set_enable_blob_gc(e->opts, 1);
     rocksdb_options_set_create_if_missing(e->opts, 1);
     rocksdb_options_set_create_missing_column_families(e->opts, 1);
     rocksdb_options_set_db_write_buffer_size(e->opts, mem);
