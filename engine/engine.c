@@ -76,6 +76,17 @@ struct eng {
     atomic_long faults[ENG_FAULT_KINDS]; /* injected failures to come (eng_fault_set) */
     atomic_ullong n_faults;
     struct eng__cache *vcache; /* NULL: no value cache (cache.c) */
+    /* Slots that may hold keys (of the data column family): a superset of the
+     * non-empty slots, so that a scan of every slot seeks only those (an iterator
+     * stays inside one slot's prefix, and 16384 seeks on an empty store were most of
+     * a KEYS, DBSIZE or RANDOMKEY). A write sets its keys' bits before RocksDB has
+     * it (eng_batch_put, eng_txn_put) and again in eng_write / eng_txn_commit if a
+     * clear came in between; only FLUSHALL and a dropped range clear bits, with
+     * watch_lock held for writing, so no write is half done meanwhile. eng_open sets
+     * them with one pass. slot_gen counts the clears, odd while one is under way: an
+     * iterator trusts a zero bit only if no clear began since it took its snapshot. */
+    _Atomic uint64_t slot_bits[CM_SLOTS / 64];
+    atomic_ulong slot_gen;
 };
 
 struct eng_txn {
@@ -87,6 +98,7 @@ struct eng_txn {
     struct eng_lockset reads, writes;
     struct cm_buf key, val;
     struct cm_buf ukeys; /* the user keys written (4-byte length + key), for the watch */
+    unsigned long slot_gen; /* e->slot_gen before the snapshot was taken */
     /* Snapshots of earlier checkpoints, kept for the iterators that read them. */
     const rocksdb_snapshot_t **old_snaps;
     rocksdb_readoptions_t **old_ros;
@@ -117,6 +129,8 @@ struct eng_iter {
     size_t pos_len;
     char *seek;         /* NULL, or 2 slot bytes + the prefix of eng_iter_set_prefix */
     size_t seek_len;
+    bool skip_empty;        /* slot_gen was even before the snapshot: may use slot_bits */
+    unsigned long slot_gen; /* ... as long as it still has this value */
 };
 
 struct eng_batch {
@@ -131,6 +145,7 @@ struct eng_batch {
     struct cm_buf cvals;        /* for the value cache: a struct crec per write */
     size_t saved_cvals;         /* cvals.len at the savepoint */
     uint64_t touched[STRIPES / 64]; /* the same stripes as a bit set */
+    unsigned long slot_gen;         /* e->slot_gen before the first key was staged */
 };
 
 /* A batch's write as the value cache sees it: the header, then the user key, then
@@ -154,6 +169,7 @@ static unsigned stripe_of(const char *key, size_t klen);
 static unsigned stripe_of_hash(uint64_t h);
 static void mark_stripe(struct eng *e, unsigned s);
 static void txn_destroy(struct eng_txn *t);
+static void slot_scan_all(struct eng *e);
 
 static const char *cf_names[NCF] = {"default", "expire", "meta"};
 
@@ -390,6 +406,16 @@ struct eng *eng_open(const struct eng_options *o, struct cm_err *err)
     size_t mem = o->memtable_bytes ? o->memtable_bytes : 64u << 20;
     e->opts = data_cf_options(e, mem / 2 > (4u << 20) ? mem / 2 : (4u << 20));
     slot_prefix_options(e->opts);
+    /* Values of ENG_BLOB_MIN bytes and more go to blob files, the table keeps a
+     * reference. Kept in the table, a 100 MB value was one 100 MB data block: every
+     * read that reached it (a bloom false positive, a neighbour key) read and
+     * checksummed all of it again, since a block larger than a block-cache shard is
+     * not kept; 100,000 EXISTS took 3 s of CPU after one such value had been flushed
+     * (protocol_100000_arguments after value_100mb_roundtrip). Obsolete blobs go at
+     * compaction (blob GC). */
+    rocksdb_options_set_enable_blob_files(e->opts, 1);
+    rocksdb_options_set_min_blob_size(e->opts, ENG_BLOB_MIN);
+    rocksdb_options_set_enable_blob_gc(e->opts, 1);
     rocksdb_options_set_create_if_missing(e->opts, 1);
     rocksdb_options_set_create_missing_column_families(e->opts, 1);
     rocksdb_options_set_db_write_buffer_size(e->opts, mem);
@@ -416,6 +442,7 @@ struct eng *eng_open(const struct eng_options *o, struct cm_err *err)
     e->wopts = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(e->wopts, 0);
     e->vcache = eng__cache_new(o->value_cache_bytes);
+    slot_scan_all(e);
     return e;
 }
 
@@ -684,6 +711,95 @@ static int note_key(struct cm_buf *keys, const char *key, size_t klen)
     return cm_buf_append(keys, &l, 4) == 0 ? cm_buf_append(keys, key, klen) : CM_ENOMEM;
 }
 
+/* ---- Slots that may hold keys (slot_bits) ---------------------------------------------- */
+
+static void slot_mark(struct eng *e, unsigned slot)
+{
+    uint64_t m = (uint64_t)1 << (slot & 63);
+    if (!(atomic_load_explicit(&e->slot_bits[slot >> 6], memory_order_acquire) & m))
+        atomic_fetch_or(&e->slot_bits[slot >> 6], m);
+}
+
+/* The slot of an encoded key (2 bytes, big-endian). */
+static unsigned pkey_slot(const char *p)
+{
+    return (unsigned)((uint8_t)p[0] << 8 | (uint8_t)p[1]);
+}
+
+/* With watch_lock held for reading, before a batch or transaction that staged keys
+ * when slot_gen was gen is written: if a clear came in between, marks their slots
+ * again (their bits may have been cleared after being set). */
+static void slot_remark(struct eng *e, unsigned long gen, const struct cm_buf *keys)
+{
+    if (atomic_load(&e->slot_gen) == gen)
+        return;
+    for (size_t off = 0; off + 4 <= keys->len;) {
+        uint32_t l;
+        memcpy(&l, keys->p + off, 4);
+        slot_mark(e, cm_key_slot(keys->p + off + 4, l));
+        off += 4 + l;
+    }
+}
+
+/* With watch_lock held for writing, just before slots [lo, hi] are emptied: */
+static void slot_clear_begin(struct eng *e, unsigned lo, unsigned hi)
+{
+    atomic_fetch_add(&e->slot_gen, 1); /* odd: a clear is under way */
+    for (unsigned s = lo; s <= hi; s++)
+        atomic_fetch_and(&e->slot_bits[s >> 6], ~((uint64_t)1 << (s & 63)));
+}
+
+static void slot_clear_end(struct eng *e)
+{
+    atomic_fetch_add(&e->slot_gen, 1);
+}
+
+/* The first slot in [from, hi] whose bit is set, or hi + 1. */
+static unsigned slot_next_marked(struct eng *e, unsigned from, unsigned hi)
+{
+    unsigned s = from;
+    while (s <= hi) {
+        uint64_t w = atomic_load_explicit(&e->slot_bits[s >> 6], memory_order_acquire) >>
+                     (s & 63);
+        if (w != 0) {
+            s += (unsigned)__builtin_ctzll(w);
+            break;
+        }
+        s = (s | 63) + 1;
+    }
+    return s > hi ? hi + 1 : s;
+}
+
+/* Marks every slot that holds a key now (eng_open): one seek per slot. On an error,
+ * every slot. */
+static void slot_scan_all(struct eng *e)
+{
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_prefix_same_as_start(ro, 1);
+    rocksdb_readoptions_set_fill_cache(ro, 0);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(e->db, ro, e->cf[CF_DATA]);
+    for (unsigned s = 0; s < CM_SLOTS; s++) {
+        char p[2] = {(char)(s >> 8), (char)(s & 0xff)};
+        rocksdb_iter_seek(it, p, 2);
+        size_t kl;
+        if (rocksdb_iter_valid(it)) {
+            const char *k = rocksdb_iter_key(it, &kl);
+            if (kl >= 2 && pkey_slot(k) == s)
+                slot_mark(e, s);
+        }
+    }
+    char *rerr = NULL;
+    rocksdb_iter_get_error(it, &rerr);
+    if (rerr != NULL) {
+        cm_log(CM_LOG_WARNING, "Scanning the slots at open: %s (every slot is scanned)", rerr);
+        rocksdb_free(rerr);
+        for (unsigned s = 0; s < CM_SLOTS; s++)
+            slot_mark(e, s);
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+}
+
 static bool watched(const struct eng *e, unsigned slot)
 {
     return (e->watch_slots[slot >> 3] >> (slot & 7)) & 1;
@@ -813,7 +929,14 @@ int eng_drop_slots(struct eng *e, unsigned slot_lo, unsigned slot_hi, struct cm_
     char *rerr = NULL;
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     rocksdb_writebatch_delete_range_cf(wb, e->cf[CF_DATA], lo, 2, hi, 2);
+    pthread_rwlock_wrlock(&e->watch_lock);
+    slot_clear_begin(e, slot_lo, slot_hi);
     db_write(e, wb, &rerr);
+    if (rerr != NULL) /* what is left of them is not known */
+        for (unsigned s = slot_lo; s <= slot_hi; s++)
+            slot_mark(e, s);
+    slot_clear_end(e);
+    pthread_rwlock_unlock(&e->watch_lock);
     if (e->vcache != NULL)
         eng__cache_clear(e->vcache);
     rocksdb_writebatch_destroy(wb);
@@ -950,9 +1073,12 @@ int eng_batch_put(struct eng_batch *b, const char *key, size_t klen, enum eng_ty
                   int64_t expire_ms, const void *val, size_t vlen)
 {
     uint64_t hash = eng__key_hash(key, klen);
+    if (b->ukeys.len == 0)
+        b->slot_gen = atomic_load(&b->e->slot_gen);
     if (eng_encode_key(&b->key, key, klen) != 0 || batch_touch(b, stripe_of_hash(hash)) != 0 ||
         note_key(&b->ukeys, key, klen) != 0)
         return CM_ENOMEM;
+    slot_mark(b->e, pkey_slot(b->key.p));
     if (expire_ms > 0) {
         /* Index entry: expiry (8 bytes BE) + physical key, value empty. It goes first:
          * RocksDB's batch is a string that doubles when appended to past its size, so
@@ -986,6 +1112,8 @@ int eng_batch_put(struct eng_batch *b, const char *key, size_t klen, enum eng_ty
 static int batch_del(struct eng_batch *b, const char *key, size_t klen)
 {
     uint64_t hash = eng__key_hash(key, klen);
+    if (b->ukeys.len == 0)
+        b->slot_gen = atomic_load(&b->e->slot_gen);
     if (eng_encode_key(&b->key, key, klen) != 0 || batch_touch(b, stripe_of_hash(hash)) != 0 ||
         note_key(&b->ukeys, key, klen) != 0 || note_cval(b, hash, key, klen, NULL, 0) != 0)
         return CM_ENOMEM;
@@ -1044,6 +1172,7 @@ int eng_write(struct eng *e, struct eng_batch *b, struct cm_err *err)
         pthread_rwlock_unlock(&e->watch_lock);
         return w;
     }
+    slot_remark(e, b->slot_gen, &b->ukeys);
     cache_batch(e, b, false, false);
     db_write(e, b->wb, &rerr);
     cache_batch(e, b, true, rerr != NULL);
@@ -1260,6 +1389,9 @@ struct eng_txn *eng_txn_begin(struct eng *e)
     /* commit_seq is read before the snapshot is taken: a commit that the snapshot
      * misses has a larger number, so validation sees it (see struct eng). */
     t->start_seq = atomic_load(&e->commit_seq);
+    /* Before anything is staged or read: the snapshot, taken later (txn_snap), sees
+     * at least every clear before this, so iterators may use it too. */
+    t->slot_gen = atomic_load(&e->slot_gen);
     t->snap = NULL; /* taken by the first read that needs it (txn_snap) */
     rocksdb_readoptions_set_snapshot(t->ro, NULL);
     eng_lockset_init(&t->reads);
@@ -1465,6 +1597,7 @@ int eng_txn_put(struct eng_txn *t, const char *key, size_t klen, enum eng_type t
         note_key(&t->ukeys, key, klen) != 0 ||
         txn_log(t, 'P', type, expire_ms, key, klen, val, vlen) != 0)
         return CM_ENOMEM;
+    slot_mark(t->e, pkey_slot(t->key.p)); /* its own iterators see it */
     rocksdb_writebatch_wi_put_cf(t->wb, t->e->cf[CF_DATA], t->key.p, t->key.len, t->val.p,
                                  t->val.len);
     if (expire_ms > 0) {
@@ -1526,6 +1659,7 @@ int eng_txn_commit(struct eng_txn *t, struct cm_err *err)
         rc = w;
         goto out;
     }
+    slot_remark(e, t->slot_gen, &t->ukeys);
     if (!fault_hit(e, ENG_FAULT_WRITE, &rerr))
         rocksdb_write_writebatch_wi(e->db, e->wopts, t->wb, &rerr);
     atomic_store(&e->wal_failed, rerr != NULL); /* as db_write */
@@ -1690,13 +1824,20 @@ struct eng_iter *eng_iter_new(struct eng *e, struct eng_txn *t, int flags, unsig
         return NULL;
     }
     it->after_len = after_len;
-    if (t != NULL)
+    if (t != NULL) {
         eng_txn_pending_any(t); /* it may meet a pending write: the call runs again */
+        txn_snap(t);
+    }
+    /* Read before the snapshot (the transaction's, see txn_snap, or the one the
+     * RocksDB iterator takes when created): a clear that the snapshot misses changes
+     * it. */
+    it->slot_gen = t != NULL ? t->slot_gen : atomic_load(&e->slot_gen);
+    it->skip_empty = (it->slot_gen & 1) == 0;
     it->ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_prefix_same_as_start(it->ro, 1);
     rocksdb_readoptions_set_fill_cache(it->ro, (flags & ENG_ITER_FILL_CACHE) != 0);
     if (t != NULL)
-        rocksdb_readoptions_set_snapshot(it->ro, txn_snap(t));
+        rocksdb_readoptions_set_snapshot(it->ro, t->snap);
     rocksdb_iterator_t *base = rocksdb_create_iterator_cf(e->db, it->ro, e->cf[CF_DATA]);
     it->it = t != NULL && (flags & ENG_ITER_OWN_WRITES)
                  ? rocksdb_writebatch_wi_create_iterator_with_base_cf(t->wb, base, e->cf[CF_DATA])
@@ -1744,9 +1885,25 @@ const char *eng_iter_pos(struct eng_iter *it, size_t *len)
     return it->pos;
 }
 
-/* Positions at the start of slot (at its first key with the prefix, if one is set). */
+/* Positions at the start of slot (at its first key with the prefix, if one is set),
+ * or of the first slot after it that may hold keys; past slot_hi, the iterator is left
+ * at the end (not valid, it->slot = slot_hi). */
 static void seek_slot(struct eng_iter *it, unsigned slot)
 {
+    if (it->skip_empty) {
+        unsigned next = slot_next_marked(it->e, slot, it->slot_hi);
+        /* The bits read are trusted only if no clear began since the snapshot. */
+        if (atomic_load(&it->e->slot_gen) != it->slot_gen) {
+            it->skip_empty = false;
+        } else if (next > it->slot_hi) {
+            it->slot = it->slot_hi;
+            char end[2] = {(char)0xff, (char)0xff};
+            rocksdb_iter_seek(it->it, end, 2); /* prefix 0xffff: no such slot, invalid */
+            return;
+        } else {
+            slot = next;
+        }
+    }
     char p[2] = {(char)(slot >> 8), (char)(slot & 0xff)};
     it->slot = slot;
     if (it->seek != NULL) {
@@ -1915,13 +2072,18 @@ int eng_flush_all(struct eng *e, struct cm_err *err)
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     rocksdb_writebatch_delete_range_cf(wb, e->cf[CF_DATA], lo, 2, hi, 2);
     rocksdb_writebatch_delete_range_cf(wb, e->cf[CF_EXPIRE], elo, 0, ehi, 9);
-    pthread_rwlock_rdlock(&e->watch_lock);
+    pthread_rwlock_wrlock(&e->watch_lock); /* for slot_bits: no write half done */
     if (e->watch_on) {
         pthread_mutex_lock(&e->watch_mu);
         e->watch_lost = true; /* a migration cannot replay a flush: it fails */
         pthread_mutex_unlock(&e->watch_mu);
     }
+    slot_clear_begin(e, 0, CM_SLOTS - 1);
     db_write(e, wb, &rerr);
+    if (rerr != NULL)
+        for (unsigned s = 0; s < CM_SLOTS; s++)
+            slot_mark(e, s);
+    slot_clear_end(e);
     if (e->vcache != NULL)
         eng__cache_clear(e->vcache);
     pthread_rwlock_unlock(&e->watch_lock);

@@ -124,6 +124,8 @@ int eng_write_locked(struct eng *e, struct eng_batch *b, struct cm_err *err);
  * set takes several stripes in a global order (no deadlock). Stripes are numbered
  * 0 .. ENG_STRIPES-1. */
 #define ENG_STRIPES 4096
+/* Values at least this long are stored in RocksDB blob files, not in table blocks. */
+#define ENG_BLOB_MIN (256u * 1024)
 void eng_lock_key(struct eng *e, const char *key, size_t klen);
 void eng_unlock_key(struct eng *e, const char *key, size_t klen);
 

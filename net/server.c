@@ -264,12 +264,60 @@ static void hand_to_worker(struct worker *w, int fd)
 
 /* ---- Accepting ------------------------------------------------------------------------------ */
 
+/* A descriptor kept open so that, out of descriptors (EMFILE, ENFILE), the accept loop
+ * can still take a waiting connection off the listen queue and refuse it. Without it
+ * the connection stayed queued, the level-triggered listen socket woke the loop at once
+ * again: one core at 100% and a warning per wake-up (hundreds of thousands a second),
+ * and the client waited forever on a connection whose connect() had succeeded. */
+static int spare_fd = -1;
+
+static void spare_open(void)
+{
+    if (spare_fd < 0)
+        spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void refuse(struct server *s, int fd)
+{
+    static const char msg[] = "-ERR max number of clients reached\r\n";
+    /* Counted before the client can see the refusal, so INFO after it does. */
+    atomic_fetch_add(&s->conns_rejected, 1);
+    ssize_t w = write(fd, msg, sizeof(msg) - 1);
+    (void)w;
+    close(fd);
+}
+
 static void accept_cb(void *ud, int events)
 {
     int lfd = (int)(intptr_t)ud;
     struct server *s = g_server;
+    static int64_t last_warn_ms;
     for (int i = 0; i < 1000; i++) {
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
+            int e = errno;
+            int64_t now = cm_mono_us() / 1000;
+            if (last_warn_ms == 0 || now - last_warn_ms >= 1000) {
+                last_warn_ms = now;
+                cm_log(CM_LOG_WARNING,
+                       "Accepting client connection: %s: refusing clients (raise the open "
+                       "files limit or lower maxclients)",
+                       strerror(e));
+            }
+            if (spare_fd < 0)
+                return; /* nothing to free: retried on the next wake-up */
+            close(spare_fd);
+            spare_fd = -1;
+            fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+            if (fd >= 0) {
+                atomic_fetch_add(&s->conns_received, 1);
+                refuse(s, fd);
+            }
+            spare_open();
+            if (fd < 0)
+                return;
+            continue;
+        }
         if (fd < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
                 cm_log(CM_LOG_WARNING, "Accepting client connection: %s", strerror(errno));
@@ -277,12 +325,7 @@ static void accept_cb(void *ud, int events)
         }
         atomic_fetch_add(&s->conns_received, 1);
         if (atomic_load(&s->nclients) >= NET_CFG(s->cfg, maxclients)) {
-            static const char msg[] = "-ERR max number of clients reached\r\n";
-            /* Counted before the client can see the refusal, so INFO after it does. */
-            atomic_fetch_add(&s->conns_rejected, 1);
-            ssize_t w = write(fd, msg, sizeof(msg) - 1);
-            (void)w;
-            close(fd);
+            refuse(s, fd);
             continue;
         }
         int one = 1;
@@ -421,6 +464,7 @@ int net_server_run(struct net_config *cfg)
         cm_log(CM_LOG_WARNING, "Fatal: no address to listen on");
         goto out;
     }
+    spare_open();
     struct loop *main_loop = srv.workers[0]->loop;
     struct loop_io *accepts[8];
     for (int i = 0; i < srv.nlisten; i++) {
@@ -445,6 +489,9 @@ int net_server_run(struct net_config *cfg)
         close(srv.listen_fds[i]);
     }
     srv.nlisten = 0;
+    if (spare_fd >= 0)
+        close(spare_fd);
+    spare_fd = -1;
     loop_timer_free(srv.cron);
     rc = srv.exit_code;
 out:

@@ -479,6 +479,92 @@ static void t_expiry_background(void)
     eddy_free(c);
 }
 
+/* The one key of the store, checked through every full-keyspace read: DBSIZE 1, KEYS *
+ * and a SCAN from 0 give exactly key, RANDOMKEY gives it. */
+static void only_key_visible(eddy_ctx *c, const char *key, const char *how)
+{
+    long long n = h_int(H_AT, CMD(c, "DBSIZE"));
+    if (n != 1)
+        FAILF("after %s: DBSIZE %lld, expected 1", how, n);
+    struct eddy_reply *r = CMD(c, "KEYS", "*");
+    if (r->type != EDDY_REPLY_ARRAY || r->elements != 1 || strcmp(r->element[0]->str, key) != 0)
+        FAILF("after %s: KEYS * does not give just %s", how, key);
+    eddy_reply_free(r);
+    r = CMD(c, "SCAN", "0", "COUNT", "100000");
+    if (r->type != EDDY_REPLY_ARRAY || r->elements != 2 || r->element[1]->elements != 1 ||
+        strcmp(r->element[1]->element[0]->str, key) != 0)
+        FAILF("after %s: SCAN 0 does not give just %s", how, key);
+    eddy_reply_free(r);
+    char *k = CMD_TEXT(c, "RANDOMKEY");
+    if (strcmp(k, key) != 0)
+        FAILF("after %s: RANDOMKEY gave %s, expected %s", how, k, key);
+    free(k);
+}
+
+/* Scans of the whole keyspace skip the slots that hold no key (the engine's slot bits,
+ * cleared by FLUSHALL): after a FLUSHALL, a key written by each kind of write is seen
+ * by DBSIZE, KEYS, SCAN and RANDOMKEY, in slot 0, in slot 16383 and in between, and
+ * again after a restart. */
+static void t_keys_visible_after_each_write_kind(void)
+{
+    static const char lib[] =
+        "#!lua name=vis\n"
+        "redis.register_function('rset', function(keys, args) return redis.call('SET', keys[1], 'v') end)\n"
+        "redis.register_function('eset', function(keys, args) eddy.set(keys[1], 'v'); return 1 end)\n";
+    struct h_server *s = h_server_start(NULL);
+    eddy_ctx *c = h_connect_port(s->port);
+    EXPECT_BULK("vis", c, "FUNCTION", "LOAD", lib);
+    /* in slot 0, slot 16383 and slot 13771 */
+    const char *keys[] = {"{06S}k", "{apX}k", "k:mid"};
+    EXPECT_INT(0, c, "CLUSTER", "KEYSLOT", keys[0]);
+    EXPECT_INT(16383, c, "CLUSTER", "KEYSLOT", keys[1]);
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        const char *k = keys[i];
+        struct {
+            const char *how;
+            const char *argv[8];
+        } w[] = {
+            {"SET", {"SET", k, "v"}},
+            {"SETNX", {"SETNX", k, "v"}},
+            {"SETEX", {"SETEX", k, "100", "v"}},
+            {"PSETEX", {"PSETEX", k, "100000", "v"}},
+            {"MSET", {"MSET", k, "v"}},
+            {"MSETNX", {"MSETNX", k, "v"}},
+            {"INCR", {"INCR", k}},
+            {"INCRBYFLOAT", {"INCRBYFLOAT", k, "1.5"}},
+            {"APPEND", {"APPEND", k, "v"}},
+            {"SETRANGE", {"SETRANGE", k, "3", "v"}},
+            {"FCALL redis.call SET", {"FCALL", "rset", "1", k}},
+            {"FCALL eddy.set", {"FCALL", "eset", "1", k}},
+            {"EVAL", {"EVAL", "return redis.call('SET', KEYS[1], 'v')", "1", k}},
+        };
+        for (size_t j = 0; j < sizeof(w) / sizeof(w[0]); j++) {
+            EXPECT_OK(c, "FLUSHALL");
+            int argc = 0;
+            while (argc < 8 && w[j].argv[argc] != NULL)
+                argc++;
+            struct eddy_reply *r = eddy_command_argv(c, argc, w[j].argv, NULL);
+            if (r == NULL || r->type == EDDY_REPLY_ERROR)
+                FAILF("%s: %s", w[j].how, r ? r->str : eddy_errstr(c));
+            eddy_reply_free(r);
+            char how[96];
+            snprintf(how, sizeof(how), "FLUSHALL then %s %s", w[j].how, k);
+            only_key_visible(c, k, how);
+        }
+    }
+    EXPECT_OK(c, "FLUSHALL");
+    EXPECT_OK(c, "SET", "{apX}k", "v");
+    eddy_free(c);
+    h_server_restart(s);
+    c = h_connect_port(s->port);
+    only_key_visible(c, "{apX}k", "a restart");
+    EXPECT_OK(c, "FLUSHALL");
+    EXPECT_INT(0, c, "DBSIZE");
+    eddy_free(c);
+    h_server_stop(s);
+    h_server_free(s);
+}
+
 void suite_keys(void)
 {
     h_run("del_unlink_exists_type", t_del_exists_type, 0, 10);
@@ -489,6 +575,7 @@ void suite_keys(void)
     h_run("scan_complete_under_concurrent_writes", t_scan_concurrent_writes, 0, 30);
     h_run("scan_match_type_count", t_scan_options, 0, 10);
     h_run("keys_dbsize_flush_randomkey", t_keys_dbsize_flush_randomkey, 0, 10);
+    h_run("keys_visible_after_each_write_kind", t_keys_visible_after_each_write_kind, H_OWN, 60);
     h_run("expiry_px100_gone_everywhere", t_expiry_visibility, 0, 10);
     h_run("expiry_background_purge", t_expiry_background, 0, 10);
 }
