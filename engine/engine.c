@@ -626,6 +626,28 @@ static int item_decode(const char *p, size_t n, int64_t now_ms, struct eng_item 
     return 0;
 }
 
+/* A read of key (hash: eng__key_hash) from the value cache: 0 or CM_ENOTFOUND
+ * (expired) or an error for a hit, decoded into it (its value copied into the
+ * thread's hit buffer, or its own while that one is in use); 1 for a miss. */
+static int cache_hit(struct eng *e, uint64_t hash, const char *key, size_t klen, int64_t now_ms,
+                     struct eng_item *it, struct cm_err *err)
+{
+    struct cm_buf own, *out = tls_hit_busy ? &own : &tls_hit;
+    cm_buf_init(&own);
+    if (eng__cache_get(e->vcache, hash, key, klen, out) != 0) {
+        cm_buf_deinit(&own);
+        return 1;
+    }
+    int rc = item_decode(out->p, out->len, now_ms, it, err);
+    if (rc == 0) {
+        it->copy = out->p;
+        tls_hit_busy = tls_hit_busy || out == &tls_hit;
+    } else {
+        cm_buf_deinit(&own);
+    }
+    return rc;
+}
+
 int eng_get_at(struct eng *e, const struct eng_snap *snap, const char *key, size_t klen,
                int64_t now_ms, struct eng_item *it, struct cm_err *err)
 {
@@ -639,20 +661,10 @@ int eng_get_at(struct eng *e, const struct eng_snap *snap, const char *key, size
     uint64_t hash = 0;
     unsigned gen = 0;
     if (cached) {
-        struct cm_buf own, *out = tls_hit_busy ? &own : &tls_hit;
-        cm_buf_init(&own);
         hash = eng__key_hash(key, klen);
-        if (eng__cache_get(e->vcache, hash, key, klen, out) == 0) {
-            int rc = item_decode(out->p, out->len, now_ms, it, err);
-            if (rc == 0) {
-                it->copy = out->p;
-                tls_hit_busy = tls_hit_busy || out == &tls_hit;
-            } else {
-                cm_buf_deinit(&own);
-            }
+        int rc = cache_hit(e, hash, key, klen, now_ms, it, err);
+        if (rc <= 0)
             return rc;
-        }
-        cm_buf_deinit(&own);
         gen = eng__cache_gen(e->vcache, hash);
     }
     if (pkey_make(&k, key, klen) != 0)
@@ -1481,20 +1493,9 @@ static int txn_cache_get(struct eng_txn *t, const char *key, size_t klen, int64_
     for (unsigned i = 0; i < t->writes.n; i++)
         if (t->writes.stripes[i] == st)
             return 1; /* perhaps its own write: the write batch has it */
-    struct cm_buf own, *out = tls_hit_busy ? &own : &tls_hit;
-    cm_buf_init(&own);
-    if (eng__cache_get(e->vcache, eng__key_hash(key, klen), key, klen, out) != 0) {
-        cm_buf_deinit(&own);
-        return 1;
-    }
-    t->cache_reads = true;
-    int rc = item_decode(out->p, out->len, now_ms, it, err);
-    if (rc == 0) {
-        it->copy = out->p;
-        tls_hit_busy = tls_hit_busy || out == &tls_hit;
-    } else {
-        cm_buf_deinit(&own);
-    }
+    int rc = cache_hit(e, eng__key_hash(key, klen), key, klen, now_ms, it, err);
+    if (rc <= 0)
+        t->cache_reads = true;
     return rc;
 }
 
