@@ -241,10 +241,10 @@ int cmd_apply_writes(struct worker *w, struct cm_err *errp)
     if (eng_batch_count(w->batch) > 0) {
         struct cm_err err = {0};
         rc = eng_write(s->eng, w->batch, &err);
-        if (rc != 0)
+        if (rc != 0) {
             cm_err_set(errp, err.code, "%s", err.msg);
-        if (rc != 0)
             cm_log(CM_LOG_WARNING, "Write failed: %s", err.msg);
+        }
         for (struct conn *c = w->ready; c != NULL; c = c->rnext) {
             if (!c->wpend)
                 continue;

@@ -439,13 +439,15 @@ static void unlink_call(struct worker *w, struct wcall *wc)
         wc->next->prev = wc->prev;
 }
 
+#define HOT_STRIPE_MS 100 /* see struct server stripe_hot_until */
+
 /* How a call on w commits (udf_commit_fn). A connection's call that ends inside its
  * command (cmd_execute) adds its writes to the worker's batch, holding their stripes
  * like any write command, so calls of one loop iteration share one RocksDB write
  * and WAL record with the other commands; its reply then waits for that write like
- * theirs. Any other commit first applies the pending writes and gives their stripes
- * back (it takes stripes itself, blocking), then writes on its own. */
-#define HOT_STRIPE_MS 100 /* see struct server stripe_hot_until */
+ * theirs. A call on a hot stripe applies the batch at once instead. Any other commit
+ * first applies the pending writes and gives their stripes back (it takes stripes
+ * itself, blocking), then writes on its own. */
 
 static int worker_commit(void *ud, struct eng_txn *t, int how, struct cm_err *err)
 {
@@ -463,9 +465,7 @@ static int worker_commit(void *ud, struct eng_txn *t, int how, struct cm_err *er
     if (c == NULL || w->exec != c || how == UDF_COMMIT_STEP ||
         (how == UDF_COMMIT_END && !eng_txn_joinable(t))) {
         cmd_flush_writes(w);
-        return how == UDF_COMMIT_END    ? eng_txn_commit(t, err)
-               : how == UDF_COMMIT_STEP ? eng_txn_checkpoint(t, err)
-                                        : eng_txn_check(t, err);
+        return udf_commit_direct(t, how, err);
     }
     struct eng_lockset ls;
     eng_lockset_init(&ls);
@@ -483,7 +483,7 @@ static int worker_commit(void *ud, struct eng_txn *t, int how, struct cm_err *er
         /* Another thread holds one of its keys: commit on its own, as outside a
          * command (waiting with none of this worker's stripes held). */
         cmd_flush_writes(w);
-        return how == UDF_COMMIT_END ? eng_txn_commit(t, err) : eng_txn_check(t, err);
+        return udf_commit_direct(t, how, err);
     }
     if (rc != 0)
         return cm_err_set(err, CM_ENOMEM, "out of memory");
@@ -510,13 +510,20 @@ static int worker_commit(void *ud, struct eng_txn *t, int how, struct cm_err *er
     return rc;
 }
 
+/* udf_call_run, applying w's pending writes whenever the call asks for that. */
+static int run_call(struct worker *w, struct wcall *wc)
+{
+    int st;
+    while ((st = udf_call_run(wc->call)) == UDF_PENDING)
+        cmd_flush_writes(w);
+    return st;
+}
+
 void worker_run_call(struct worker *w, struct wcall *wc)
 {
     wc->w = w;
     udf_call_set_commit(wc->call, worker_commit, wc, w->batch);
-    int st;
-    while ((st = udf_call_run(wc->call)) == UDF_PENDING)
-        cmd_flush_writes(w);
+    int st = run_call(w, wc);
     if (st == UDF_DONE) {
         wc->done(w, wc);
         return;
@@ -560,9 +567,7 @@ void worker_resume_calls(struct worker *w)
 {
     for (struct wcall *wc = w->calls, *next; wc != NULL; wc = next) {
         next = wc->next;
-        int st;
-        while ((st = udf_call_run(wc->call)) == UDF_PENDING)
-            cmd_flush_writes(w);
+        int st = run_call(w, wc);
         if (st == UDF_YIELD)
             continue;
         if (st == UDF_REMOTE) {

@@ -261,13 +261,18 @@ void udf_call_set_commit(struct udf_call *c, udf_commit_fn fn, void *ud,
     c->pending = pending;
 }
 
+int udf_commit_direct(struct eng_txn *t, int how, struct cm_err *err)
+{
+    return how == UDF_COMMIT_END    ? eng_txn_commit(t, err)
+           : how == UDF_COMMIT_STEP ? eng_txn_checkpoint(t, err)
+                                    : eng_txn_check(t, err);
+}
+
 int udf__commit(struct udf_call *c, int how, struct cm_err *err)
 {
     if (c->commit != NULL)
         return c->commit(c->commit_ud, c->txn, how, err);
-    return how == UDF_COMMIT_END    ? eng_txn_commit(c->txn, err)
-           : how == UDF_COMMIT_STEP ? eng_txn_checkpoint(c->txn, err)
-                                    : eng_txn_check(c->txn, err);
+    return udf_commit_direct(c->txn, how, err);
 }
 
 /* eng_txn_set_pending's apply: the thread writes its pending batch. */
@@ -479,8 +484,11 @@ int udf_call_run(struct udf_call *c)
         if (st != LUA_OK && st != LUA_ERRMEM && !c->killing && atomic_load(&c->kill) == 0 &&
             c->attempts < vm->u->limits.max_retries &&
             (c->commit_conflict || failed_on_torn_reads(c))) {
-            end_attempt(c); /* eddy.commit conflicted: run it again on a fresh snapshot, */
-            return UDF_YIELD; /* after the worker served its other clients (see below) */
+            /* eddy.commit conflicted, or the error came from reading two states: run
+             * it again on a fresh snapshot, after the worker served its other clients
+             * (see below). */
+            end_attempt(c);
+            return UDF_YIELD;
         }
         if (st != LUA_OK || c->killing || atomic_load(&c->kill) != 0) {
             /* Also a kill that the script swallowed (in a coroutine it created, say)

@@ -142,6 +142,9 @@ enum { UDF_DONE = 0, UDF_YIELD = 1, UDF_REMOTE = 2, UDF_PENDING = 3 };
  * the call's first read (see eng_txn_set_pending). */
 enum { UDF_COMMIT_END, UDF_COMMIT_STEP, UDF_COMMIT_CHECK, UDF_COMMIT_APPLY_PENDING };
 typedef int (*udf_commit_fn)(void *ud, struct eng_txn *t, int how, struct cm_err *err);
+/* The engine's own commit of t for how (eng_txn_commit, eng_txn_checkpoint, eng_txn_check):
+ * what a commit function does when it has nothing better to do. */
+int udf_commit_direct(struct eng_txn *t, int how, struct cm_err *err);
 void udf_call_set_commit(struct udf_call *c, udf_commit_fn fn, void *ud,
                          const struct eng_batch *pending);
 
