@@ -367,6 +367,23 @@ static void slot_prefix_options(rocksdb_options_t *o)
     rocksdb_options_set_allow_concurrent_memtable_write(o, 0);
 }
 
+/* The size of one data memtable out of the --memtable-size budget: an eighth, at
+ * least 4 MB and at most half. Each slot's bucket holds every version of its keys
+ * written since the last flush, and a write walks its bucket twice (the insert and
+ * Debian's "key is new" assertion), so the write cost grows with the memtable: with
+ * the 64 MB default, a 32 MB memtable made SET and INCR under redis-benchmark -P 16
+ * 1.6-1.8 times slower than 8 MB ones, counting RocksDB's flushes (bench/RESULTS.md,
+ * fifth round). Up to 4 memtables may wait for their flush. */
+static size_t data_memtable_bytes(size_t budget)
+{
+    size_t m = budget / 8;
+    if (m < (4u << 20))
+        m = 4u << 20;
+    if (m > budget / 2 && budget / 2 >= (4u << 20))
+        m = budget / 2;
+    return m;
+}
+
 struct eng *eng_open(const struct eng_options *o, struct cm_err *err)
 {
     struct eng *e = cm_calloc(1, sizeof(*e));
@@ -404,7 +421,8 @@ struct eng *eng_open(const struct eng_options *o, struct cm_err *err)
     rocksdb_block_based_options_set_format_version(e->table, 5);
 
     size_t mem = o->memtable_bytes ? o->memtable_bytes : 64u << 20;
-    e->opts = data_cf_options(e, mem / 2 > (4u << 20) ? mem / 2 : (4u << 20));
+    e->opts = data_cf_options(e, data_memtable_bytes(mem));
+    rocksdb_options_set_max_write_buffer_number(e->opts, 4);
     slot_prefix_options(e->opts);
     /* Values of ENG_BLOB_MIN bytes and more go to blob files, the table keeps a
      * reference. Kept in the table, a 100 MB value was one 100 MB data block: every
@@ -1138,6 +1156,52 @@ void eng_batch_del(struct eng_batch *b, const char *key, size_t klen)
     (void)batch_del(b, key, klen);
 }
 
+/* Counts a batch's records per write count of the value cache (a small open-
+ * addressing table: key index + 1, 0 when free). */
+struct gen_seen {
+    uint32_t slot, count;
+};
+
+/* Before a batch's write, each record takes the write count its eng__cache_set will
+ * expect: the count now, plus one for each earlier record of the batch under the same
+ * count (every set moves it on). Without the second part a batch's second key under
+ * a count was dropped from the cache instead of stored: after a pipelined load of
+ * 100,000 keys the cache held 13 MB of them, and under redis-benchmark -P 16 it lost
+ * keys as fast as it learnt them. */
+static void cache_batch_gens(struct eng *e, struct eng_batch *b)
+{
+    size_t n = 0, cap = 16;
+    for (size_t off = 0; off + sizeof(struct crec) <= b->cvals.len; n++) {
+        struct crec r;
+        memcpy(&r, b->cvals.p + off, sizeof(r));
+        off += sizeof(r) + r.klen + (r.vlen == CREC_DROP ? 0 : r.vlen);
+    }
+    while (cap < 2 * n)
+        cap *= 2;
+    struct gen_seen local[256], *t = local;
+    if (n > 1 && cap > 256 && (t = cm_malloc(cap * sizeof(*t))) == NULL)
+        n = 1; /* out of memory: no counting, a later key of a count is dropped */
+    if (n > 1)
+        memset(t, 0, cap * sizeof(*t));
+    for (size_t off = 0; off + sizeof(struct crec) <= b->cvals.len;) {
+        struct crec r;
+        memcpy(&r, b->cvals.p + off, sizeof(r));
+        r.gen = eng__cache_gen(e->vcache, r.hash);
+        if (n > 1) {
+            uint32_t slot = (uint32_t)eng__cache_gen_slot(e->vcache, r.hash) + 1;
+            size_t i = (slot * 2654435761u) & (cap - 1);
+            while (t[i].slot != 0 && t[i].slot != slot)
+                i = (i + 1) & (cap - 1);
+            t[i].slot = slot;
+            r.gen += t[i].count++;
+        }
+        memcpy(b->cvals.p + off, &r, sizeof(r));
+        off += sizeof(r) + r.klen + (r.vlen == CREC_DROP ? 0 : r.vlen);
+    }
+    if (t != local)
+        cm_free(t);
+}
+
 /* The value cache around a batch's write: before (after false), each record takes
  * its key's write count; after, the cache learns the new values (failed: drops the
  * keys). */
@@ -1145,18 +1209,17 @@ static void cache_batch(struct eng *e, struct eng_batch *b, bool after, bool fai
 {
     if (e->vcache == NULL)
         return;
+    if (!after) {
+        cache_batch_gens(e, b);
+        return;
+    }
     for (size_t off = 0; off + sizeof(struct crec) <= b->cvals.len;) {
         struct crec r;
         memcpy(&r, b->cvals.p + off, sizeof(r));
         const char *k = b->cvals.p + off + sizeof(r);
         size_t vn = r.vlen == CREC_DROP ? 0 : r.vlen;
-        if (!after) {
-            r.gen = eng__cache_gen(e->vcache, r.hash);
-            memcpy(b->cvals.p + off, &r, sizeof(r));
-        } else {
-            bool drop = failed || r.vlen == CREC_DROP;
-            eng__cache_set(e->vcache, r.hash, k, r.klen, r.gen, drop ? NULL : k + r.klen, vn);
-        }
+        bool drop = failed || r.vlen == CREC_DROP;
+        eng__cache_set(e->vcache, r.hash, k, r.klen, r.gen, drop ? NULL : k + r.klen, vn);
         off += sizeof(r) + r.klen + vn;
     }
 }
@@ -2311,6 +2374,7 @@ void eng_get_stats(struct eng *e, struct eng_stats *st)
     st->sst_bytes = prop(e, "rocksdb.total-sst-files-size");
     st->memtable_bytes = prop(e, "rocksdb.cur-size-all-mem-tables");
     st->block_cache_bytes = rocksdb_cache_get_usage(e->cache);
+    st->value_cache_bytes = eng__cache_bytes(e->vcache);
     st->expired_keys = atomic_load(&e->n_expired);
     st->writes = atomic_load(&e->n_writes);
     st->syncs = atomic_load(&e->n_syncs);

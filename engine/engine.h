@@ -361,6 +361,7 @@ struct eng_stats {
     unsigned long long sst_bytes;
     unsigned long long memtable_bytes;
     unsigned long long block_cache_bytes;
+    unsigned long long value_cache_bytes; /* the value cache's entries (in used_memory too) */
     unsigned long long expired_keys; /* deleted because their TTL passed */
     unsigned long long writes;       /* eng_write calls */
     unsigned long long syncs;        /* WAL syncs */

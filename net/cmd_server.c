@@ -255,9 +255,10 @@ static void info_cmd(struct cmd_ctx *x)
         cm_buf_appendf(&b,
                        "# Memory\r\nused_memory:%zu\r\nused_memory_rss:%zu\r\n"
                        "used_memory_engine_memtables:%llu\r\nused_memory_engine_block_cache:%llu\r\n"
+                       "used_memory_engine_value_cache:%llu\r\n"
                        "maxmemory:0\r\nmaxmemory_policy:noeviction\r\n\r\n",
                        cm_alloc_used() + (size_t)st.memtable_bytes + (size_t)st.block_cache_bytes,
-                       rss, st.memtable_bytes, st.block_cache_bytes);
+                       rss, st.memtable_bytes, st.block_cache_bytes, st.value_cache_bytes);
     }
     if (want(x, "persistence", true)) {
         static const char *modes[] = {"no", "everysec", "always"};
