@@ -370,10 +370,11 @@ static void slot_prefix_options(rocksdb_options_t *o)
 /* The size of one data memtable out of the --memtable-size budget: an eighth, at
  * least 4 MB and at most half. Each slot's bucket holds every version of its keys
  * written since the last flush, and a write walks its bucket twice (the insert and
- * Debian's "key is new" assertion), so the write cost grows with the memtable: with
- * the 64 MB default, a 32 MB memtable made SET and INCR under redis-benchmark -P 16
- * 1.6-1.8 times slower than 8 MB ones, counting RocksDB's flushes (bench/RESULTS.md,
- * fifth round). Up to 4 memtables may wait for their flush. */
+ * Debian's "key is new" assertion), so the worker's cost of a write grows with the
+ * memtable, while smaller memtables give the flushes and compactions more to do: with
+ * the 64 MB default, 8 MB memtables instead of 32 MB ran INCR at -P 16 1.1-1.4 times
+ * as fast, MSET 1.5-1.6 times in short rows, SET about even (bench/RESULTS.md, fifth
+ * round). Up to 4 memtables may wait for their flush. */
 static size_t data_memtable_bytes(size_t budget)
 {
     size_t m = budget / 8;
@@ -1164,10 +1165,9 @@ struct gen_seen {
 
 /* Before a batch's write, each record takes the write count its eng__cache_set will
  * expect: the count now, plus one for each earlier record of the batch under the same
- * count (every set moves it on). Without the second part a batch's second key under
- * a count was dropped from the cache instead of stored: after a pipelined load of
- * 100,000 keys the cache held 13 MB of them, and under redis-benchmark -P 16 it lost
- * keys as fast as it learnt them. */
+ * count (every set moves it on). Without the second part a batch's later keys under
+ * a count were dropped from the cache instead of stored: of one batch of 20,000 keys,
+ * 15,062 were cached (value_cache_learns_whole_batches). */
 static void cache_batch_gens(struct eng *e, struct eng_batch *b)
 {
     size_t n = 0, cap = 16;
