@@ -30,6 +30,17 @@ static struct eng *open_eng(void)
     return e;
 }
 
+/* Opens the store in dir again (after eng_close), with open_eng's sizes. */
+static struct eng *reopen(struct cm_err *err)
+{
+    struct eng_options o;
+    eng_options_init(&o);
+    o.dir = dir;
+    o.block_cache_bytes = 8 << 20;
+    o.memtable_bytes = 8 << 20;
+    return eng_open(&o, err);
+}
+
 static void close_eng(struct eng *e)
 {
     eng_close(e);
@@ -125,11 +136,8 @@ TEST(get_put_delete_persist)
     CHECK_EQ_INT(get(e, "x", 1000, v, sizeof(v)), 0);
     CHECK_STR(v, "2");
     /* Reopen: the data survives. */
-    struct eng_options o;
-    eng_options_init(&o);
-    o.dir = dir;
     eng_close(e);
-    e = eng_open(&o, NULL);
+    e = reopen(NULL);
     CHECK(e != NULL);
     CHECK_EQ_INT(get(e, "x", 1000, v, sizeof(v)), 0);
     CHECK_STR(v, "2");
@@ -893,16 +901,6 @@ static int read_back(struct eng *e)
     return failed;
 }
 
-static struct eng *reopen(struct cm_err *err)
-{
-    struct eng_options o;
-    eng_options_init(&o);
-    o.dir = dir;
-    o.block_cache_bytes = 8 << 20;
-    o.memtable_bytes = 8 << 20;
-    return eng_open(&o, err);
-}
-
 /* eddy has no zstd decoder of its own: zstd frames are RocksDB's compressed blocks.
  * Corrupt ones must be refused cleanly: reads of the damaged blocks fail with CM_EIO
  * ("Corruption: block checksum mismatch"), every other read is right, the engine
@@ -1217,11 +1215,8 @@ TEST(large_values_in_blob_files)
     long sst = largest_file(".sst"), blob = largest_file(".blob");
     CHECK(blob >= (long)big);
     CHECK(sst >= 0 && sst < (long)big / 4);
-    struct eng_options o;
-    eng_options_init(&o);
-    o.dir = dir;
     eng_close(e);
-    e = eng_open(&o, NULL);
+    e = reopen(NULL);
     CHECK(e != NULL);
     for (int round = 0; round < 2; round++) {
         struct eng_item it;
@@ -1320,11 +1315,8 @@ TEST(slot_bits_never_hide_keys)
         put(e, k, "x", 0);
     }
     /* Reopened: the slots are found again by eng_open's pass. */
-    struct eng_options o;
-    eng_options_init(&o);
-    o.dir = dir;
     eng_close(e);
-    e = eng_open(&o, NULL);
+    e = reopen(NULL);
     CHECK(e != NULL);
     CHECK_EQ_INT(count_all(e, NULL), 201);
     char v[8];
