@@ -367,24 +367,6 @@ static void slot_prefix_options(rocksdb_options_t *o)
     rocksdb_options_set_allow_concurrent_memtable_write(o, 0);
 }
 
-/* The size of one data memtable out of the --memtable-size budget: an eighth, at
- * least 4 MB and at most half. Each slot's bucket holds every version of its keys
- * written since the last flush, and a write walks its bucket twice (the insert and
- * Debian's "key is new" assertion), so the worker's cost of a write grows with the
- * memtable, while smaller memtables give the flushes and compactions more to do: with
- * the 64 MB default, 8 MB memtables instead of 32 MB ran INCR at -P 16 1.1-1.4 times
- * as fast, MSET 1.5-1.6 times in short rows, SET about even (bench/RESULTS.md, fifth
- * round). Up to 4 memtables may wait for their flush. */
-static size_t data_memtable_bytes(size_t budget)
-{
-    size_t m = budget / 8;
-    if (m < (4u << 20))
-        m = 4u << 20;
-    if (m > budget / 2 && budget / 2 >= (4u << 20))
-        m = budget / 2;
-    return m;
-}
-
 struct eng *eng_open(const struct eng_options *o, struct cm_err *err)
 {
     struct eng *e = cm_calloc(1, sizeof(*e));
@@ -422,8 +404,7 @@ struct eng *eng_open(const struct eng_options *o, struct cm_err *err)
     rocksdb_block_based_options_set_format_version(e->table, 5);
 
     size_t mem = o->memtable_bytes ? o->memtable_bytes : 64u << 20;
-    e->opts = data_cf_options(e, data_memtable_bytes(mem));
-    rocksdb_options_set_max_write_buffer_number(e->opts, 4);
+    e->opts = data_cf_options(e, mem / 2 > (4u << 20) ? mem / 2 : (4u << 20));
     slot_prefix_options(e->opts);
     /* Values of ENG_BLOB_MIN bytes and more go to blob files, the table keeps a
      * reference. Kept in the table, a 100 MB value was one 100 MB data block: every
@@ -772,6 +753,12 @@ static void slot_remark(struct eng *e, unsigned long gen, const struct cm_buf *k
     }
 }
 
+static void slot_mark_range(struct eng *e, unsigned lo, unsigned hi)
+{
+    for (unsigned s = lo; s <= hi; s++)
+        slot_mark(e, s);
+}
+
 /* With watch_lock held for writing, just before slots [lo, hi] are emptied: */
 static void slot_clear_begin(struct eng *e, unsigned lo, unsigned hi)
 {
@@ -780,8 +767,11 @@ static void slot_clear_begin(struct eng *e, unsigned lo, unsigned hi)
         atomic_fetch_and(&e->slot_bits[s >> 6], ~((uint64_t)1 << (s & 63)));
 }
 
-static void slot_clear_end(struct eng *e)
+/* ... and after their write: if it failed, what is left of them is not known. */
+static void slot_clear_end(struct eng *e, unsigned lo, unsigned hi, bool failed)
 {
+    if (failed)
+        slot_mark_range(e, lo, hi);
     atomic_fetch_add(&e->slot_gen, 1);
 }
 
@@ -824,8 +814,7 @@ static void slot_scan_all(struct eng *e)
     if (rerr != NULL) {
         cm_log(CM_LOG_WARNING, "Scanning the slots at open: %s (every slot is scanned)", rerr);
         rocksdb_free(rerr);
-        for (unsigned s = 0; s < CM_SLOTS; s++)
-            slot_mark(e, s);
+        slot_mark_range(e, 0, CM_SLOTS - 1);
     }
     rocksdb_iter_destroy(it);
     rocksdb_readoptions_destroy(ro);
@@ -963,10 +952,7 @@ int eng_drop_slots(struct eng *e, unsigned slot_lo, unsigned slot_hi, struct cm_
     pthread_rwlock_wrlock(&e->watch_lock);
     slot_clear_begin(e, slot_lo, slot_hi);
     db_write(e, wb, &rerr);
-    if (rerr != NULL) /* what is left of them is not known */
-        for (unsigned s = slot_lo; s <= slot_hi; s++)
-            slot_mark(e, s);
-    slot_clear_end(e);
+    slot_clear_end(e, slot_lo, slot_hi, rerr != NULL);
     pthread_rwlock_unlock(&e->watch_lock);
     if (e->vcache != NULL)
         eng__cache_clear(e->vcache);
@@ -1157,70 +1143,36 @@ void eng_batch_del(struct eng_batch *b, const char *key, size_t klen)
     (void)batch_del(b, key, klen);
 }
 
-/* Counts a batch's records per write count of the value cache (a small open-
- * addressing table: key index + 1, 0 when free). */
-struct gen_seen {
-    uint32_t slot, count;
-};
-
-/* Before a batch's write, each record takes the write count its eng__cache_set will
- * expect: the count now, plus one for each earlier record of the batch under the same
- * count (every set moves it on). Without the second part a batch's later keys under
- * a count were dropped from the cache instead of stored: of one batch of 20,000 keys,
- * 15,062 were cached (value_cache_learns_whole_batches). */
-static void cache_batch_gens(struct eng *e, struct eng_batch *b)
+/* The record of cvals at off, and the offset of the next one. */
+static size_t crec_at(const struct eng_batch *b, size_t off, struct crec *r)
 {
-    size_t n = 0, cap = 16;
-    for (size_t off = 0; off + sizeof(struct crec) <= b->cvals.len; n++) {
-        struct crec r;
-        memcpy(&r, b->cvals.p + off, sizeof(r));
-        off += sizeof(r) + r.klen + (r.vlen == CREC_DROP ? 0 : r.vlen);
-    }
-    while (cap < 2 * n)
-        cap *= 2;
-    struct gen_seen local[256], *t = local;
-    if (n > 1 && cap > 256 && (t = cm_malloc(cap * sizeof(*t))) == NULL)
-        n = 1; /* out of memory: no counting, a later key of a count is dropped */
-    if (n > 1)
-        memset(t, 0, cap * sizeof(*t));
-    for (size_t off = 0; off + sizeof(struct crec) <= b->cvals.len;) {
-        struct crec r;
-        memcpy(&r, b->cvals.p + off, sizeof(r));
-        r.gen = eng__cache_gen(e->vcache, r.hash);
-        if (n > 1) {
-            uint32_t slot = (uint32_t)eng__cache_gen_slot(e->vcache, r.hash) + 1;
-            size_t i = (slot * 2654435761u) & (cap - 1);
-            while (t[i].slot != 0 && t[i].slot != slot)
-                i = (i + 1) & (cap - 1);
-            t[i].slot = slot;
-            r.gen += t[i].count++;
-        }
-        memcpy(b->cvals.p + off, &r, sizeof(r));
-        off += sizeof(r) + r.klen + (r.vlen == CREC_DROP ? 0 : r.vlen);
-    }
-    if (t != local)
-        cm_free(t);
+    memcpy(r, b->cvals.p + off, sizeof(*r));
+    return off + sizeof(*r) + r->klen + (r->vlen == CREC_DROP ? 0 : r->vlen);
 }
 
-/* The value cache around a batch's write: before (after false), each record takes
- * its key's write count; after, the cache learns the new values (failed: drops the
- * keys). */
-static void cache_batch(struct eng *e, struct eng_batch *b, bool after, bool failed)
+/* Before a batch's write: each record takes its key's write count. */
+static void cache_batch_gens(struct eng *e, struct eng_batch *b)
 {
-    if (e->vcache == NULL)
-        return;
-    if (!after) {
-        cache_batch_gens(e, b);
-        return;
+    struct crec r;
+    for (size_t off = 0; off + sizeof(r) <= b->cvals.len;) {
+        size_t next = crec_at(b, off, &r);
+        r.gen = eng__cache_gen(e->vcache, r.hash);
+        memcpy(b->cvals.p + off, &r, sizeof(r));
+        off = next;
     }
-    for (size_t off = 0; off + sizeof(struct crec) <= b->cvals.len;) {
-        struct crec r;
-        memcpy(&r, b->cvals.p + off, sizeof(r));
+}
+
+/* After a batch's write: the cache learns the new values (failed: drops the keys). */
+static void cache_batch_learn(struct eng *e, struct eng_batch *b, bool failed)
+{
+    struct crec r;
+    for (size_t off = 0; off + sizeof(r) <= b->cvals.len;) {
+        size_t next = crec_at(b, off, &r);
         const char *k = b->cvals.p + off + sizeof(r);
-        size_t vn = r.vlen == CREC_DROP ? 0 : r.vlen;
         bool drop = failed || r.vlen == CREC_DROP;
-        eng__cache_set(e->vcache, r.hash, k, r.klen, r.gen, drop ? NULL : k + r.klen, vn);
-        off += sizeof(r) + r.klen + vn;
+        eng__cache_set(e->vcache, r.hash, k, r.klen, r.gen, drop ? NULL : k + r.klen,
+                       drop ? 0 : r.vlen);
+        off = next;
     }
 }
 
@@ -1248,9 +1200,11 @@ int eng_write(struct eng *e, struct eng_batch *b, struct cm_err *err)
         return w;
     }
     slot_remark(e, b->slot_gen, &b->ukeys);
-    cache_batch(e, b, false, false);
+    if (e->vcache != NULL)
+        cache_batch_gens(e, b);
     db_write(e, b->wb, &rerr);
-    cache_batch(e, b, true, rerr != NULL);
+    if (e->vcache != NULL)
+        cache_batch_learn(e, b, rerr != NULL);
     if (rerr == NULL && w > 0)
         watch_record(e, &b->ukeys);
     pthread_rwlock_unlock(&e->watch_lock);
@@ -2144,10 +2098,7 @@ int eng_flush_all(struct eng *e, struct cm_err *err)
     }
     slot_clear_begin(e, 0, CM_SLOTS - 1);
     db_write(e, wb, &rerr);
-    if (rerr != NULL)
-        for (unsigned s = 0; s < CM_SLOTS; s++)
-            slot_mark(e, s);
-    slot_clear_end(e);
+    slot_clear_end(e, 0, CM_SLOTS - 1, rerr != NULL);
     if (e->vcache != NULL)
         eng__cache_clear(e->vcache);
     pthread_rwlock_unlock(&e->watch_lock);
