@@ -228,6 +228,17 @@ static void unknown_command(struct conn *c, size_t argc, const char **argv, size
  * connection's I/O ends the batch first (loop_set_batch_end). Replies leave only
  * after the write and the WAL flush (conn_batch_end). */
 
+/* Unlocks the stripes the worker took from the from-th on. */
+static void release_held(struct worker *w, unsigned from)
+{
+    for (unsigned i = from; i < w->held.n; i++) {
+        unsigned h = w->held.stripes[i];
+        eng_stripe_unlock(w->srv->eng, h);
+        w->held_bits[h / 64] &= ~((uint64_t)1 << (h % 64));
+    }
+    w->held.n = from;
+}
+
 void cmd_flush_writes(struct worker *w)
 {
     struct cm_err err = {0};
@@ -263,11 +274,7 @@ int cmd_apply_writes(struct worker *w, struct cm_err *errp)
     }
     for (struct conn *c = w->ready; c != NULL; c = c->rnext)
         c->wpend = false;
-    for (unsigned i = 0; i < w->held.n; i++) {
-        eng_stripe_unlock(s->eng, w->held.stripes[i]);
-        w->held_bits[w->held.stripes[i] / 64] = 0;
-    }
-    w->held.n = 0;
+    release_held(w, 0);
     return rc;
 }
 
@@ -311,13 +318,7 @@ int cmd_try_hold(struct worker *w, struct eng_lockset *ls)
                 continue;
             eng_stripe_unlock(e, st);
         }
-        /* Taken by another thread (or no memory): give back what this call took. */
-        for (unsigned j = before; j < w->held.n; j++) {
-            unsigned h = w->held.stripes[j];
-            eng_stripe_unlock(e, h);
-            w->held_bits[h / 64] &= ~((uint64_t)1 << (h % 64));
-        }
-        w->held.n = before;
+        release_held(w, before); /* taken by another thread (or no memory) */
         return CM_EAGAIN;
     }
     return 0;
