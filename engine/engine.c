@@ -113,6 +113,7 @@ struct eng_txn {
     void *apply_ud;
     bool pending_hit;
     bool cache_reads; /* read the value cache: validate even if it wrote nothing */
+    bool held;        /* the caller holds its stripes (eng_txn_set_held) */
 };
 
 struct eng_iter {
@@ -1415,6 +1416,7 @@ struct eng_txn *eng_txn_begin(struct eng *e)
     t->apply_ud = NULL;
     t->pending_hit = false;
     t->cache_reads = false;
+    t->held = false;
     /* commit_seq is read before the snapshot is taken: a commit that the snapshot
      * misses has a larger number, so validation sees it (see struct eng). */
     t->start_seq = atomic_load(&e->commit_seq);
@@ -1663,7 +1665,8 @@ int eng_txn_commit(struct eng_txn *t, struct cm_err *err)
         eng_lockset_deinit(&all);
         return cm_err_set(err, CM_ENOMEM, "out of memory");
     }
-    eng_lockset_lock(e, &all);
+    if (!t->held)
+        eng_lockset_lock(e, &all);
     for (unsigned i = 0; i < t->reads.n; i++)
         if (e->stripe_seq[t->reads.stripes[i]] > t->start_seq) {
             rc = cm_err_set(err, CM_ECONFLICT, "a key read by the transaction was written");
@@ -1693,7 +1696,8 @@ int eng_txn_commit(struct eng_txn *t, struct cm_err *err)
     atomic_fetch_add_explicit(&e->n_writes, 1, memory_order_relaxed);
     eng_lockset_mark_written(e, &t->writes);
 out:
-    eng_lockset_unlock(e, &all);
+    if (!t->held)
+        eng_lockset_unlock(e, &all);
     eng_lockset_deinit(&all);
     return rc;
 }
@@ -1753,10 +1757,17 @@ bool eng_txn_cache_reads(const struct eng_txn *t)
 
 int eng_txn_check(struct eng_txn *t, struct cm_err *err)
 {
+    if (t->held)
+        return eng_txn_validate(t, err);
     eng_lockset_lock(t->e, &t->reads);
     int rc = eng_txn_validate(t, err);
     eng_lockset_unlock(t->e, &t->reads);
     return rc;
+}
+
+void eng_txn_set_held(struct eng_txn *t, bool held)
+{
+    t->held = held;
 }
 
 bool eng_txn_joinable(const struct eng_txn *t)

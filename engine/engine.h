@@ -217,6 +217,9 @@ int eng_txn_validate(struct eng_txn *t, struct cm_err *err);
 bool eng_txn_cache_reads(const struct eng_txn *t);
 /* eng_txn_validate, taking and releasing the stripes of t's reads itself. */
 int eng_txn_check(struct eng_txn *t, struct cm_err *err);
+/* Whether the caller holds every stripe of eng_txn_stripes(t) (eng_stripe_lock): then
+ * eng_txn_commit, eng_txn_checkpoint and eng_txn_check take none themselves. */
+void eng_txn_set_held(struct eng_txn *t, bool held);
 /* Whether eng_txn_commit_into can take t: its writes were recorded (not too large). */
 bool eng_txn_joinable(const struct eng_txn *t);
 /* Validates t and, instead of writing it, appends its writes to b, so they reach

@@ -324,6 +324,14 @@ int cmd_try_hold(struct worker *w, struct eng_lockset *ls)
     return 0;
 }
 
+bool cmd_holds_all(const struct worker *w, const struct eng_lockset *ls)
+{
+    for (unsigned i = 0; i < ls->n; i++)
+        if (!holds(w, ls->stripes[i]))
+            return false;
+    return true;
+}
+
 int cmd_hold(struct worker *w, struct eng_lockset *ls)
 {
     struct eng *e = w->srv->eng;

@@ -274,17 +274,20 @@ static void info_cmd(struct cmd_ctx *x)
         hits += atomic_load(&s->workers[i]->st_hits);
         misses += atomic_load(&s->workers[i]->st_misses);
     }
+    unsigned long long conflicts, holds;
+    udf_conflict_stats(s->udf, &conflicts, &holds);
     if (want(x, "stats", true))
         cm_buf_appendf(&b,
                        "# Stats\r\ntotal_connections_received:%llu\r\ntotal_commands_processed:%llu\r\n"
                        "total_net_input_bytes:%llu\r\ntotal_net_output_bytes:%llu\r\n"
                        "rejected_connections:%llu\r\nexpired_keys:%llu\r\nkeyspace_hits:%llu\r\n"
-                       "keyspace_misses:%llu\r\nauth_failures:%llu\r\n\r\n",
+                       "keyspace_misses:%llu\r\nauth_failures:%llu\r\n"
+                       "function_conflict_retries:%llu\r\nfunction_held_retries:%llu\r\n\r\n",
                        atomic_load(&s->conns_received), cmds,
                        atomic_load(&s->net_in), atomic_load(&s->net_out),
                        atomic_load(&s->conns_rejected), st.expired_keys,
                        hits, misses,
-                       atomic_load(&s->auth_failures));
+                       atomic_load(&s->auth_failures), conflicts, holds);
     if (want(x, "cluster", true))
         cm_buf_appendf(&b, "# Cluster\r\ncluster_enabled:%d\r\n\r\n", s->cluster != NULL);
     if (want(x, "keyspace", true)) {

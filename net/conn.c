@@ -449,6 +449,48 @@ static void unlink_call(struct worker *w, struct wcall *wc)
  * first applies the pending writes and gives their stripes back (it takes stripes
  * itself, blocking), then writes on its own. */
 
+static int worker_commit(void *ud, struct eng_txn *t, int how, struct cm_err *err);
+
+/* worker_commit for a call that conflicted UDF_HOLD_AFTER times. UDF_COMMIT_HOLD:
+ * applies the pending writes (giving every stripe back), then takes the stripes of
+ * t's keys in order, waiting for them; run_call gives them back when the call
+ * returns. A later commit whose keys are all held (the batch is empty: nothing else
+ * ran on w meanwhile) writes under them at once; one that read other keys as well
+ * commits as any other call (worker_commit). */
+static int held_commit(struct wcall *wc, struct eng_txn *t, int how, struct cm_err *err)
+{
+    struct worker *w = wc->w;
+    struct eng_lockset ls;
+    eng_lockset_init(&ls);
+    int rc = eng_txn_stripes(t, &ls);
+    if (how == UDF_COMMIT_HOLD) {
+        cmd_flush_writes(w);
+        if (rc == 0)
+            rc = cmd_hold(w, &ls);
+        eng_lockset_deinit(&ls);
+        if (rc != 0) {
+            cmd_flush_writes(w); /* gives back what it took */
+            return cm_err_set(err, CM_ENOMEM, "out of memory");
+        }
+        wc->holding = true;
+        return 0;
+    }
+    bool held = rc == 0 && eng_batch_count(w->batch) == 0 && cmd_holds_all(w, &ls);
+    eng_lockset_deinit(&ls);
+    if (!held) {
+        wc->holding = false;
+        return worker_commit(wc, t, how, err);
+    }
+    eng_txn_set_held(t, true);
+    rc = udf_commit_direct(t, how, err);
+    eng_txn_set_held(t, false);
+    if (how == UDF_COMMIT_END) {
+        wc->holding = false;
+        cmd_flush_writes(w); /* the batch is empty: gives the stripes back */
+    }
+    return rc;
+}
+
 static int worker_commit(void *ud, struct eng_txn *t, int how, struct cm_err *err)
 {
     struct wcall *wc = ud;
@@ -462,6 +504,8 @@ static int worker_commit(void *ud, struct eng_txn *t, int how, struct cm_err *er
     }
     if (how == UDF_COMMIT_END && !eng_txn_must_validate(t))
         return eng_txn_commit(t, err); /* validates nothing, takes no stripe */
+    if (how == UDF_COMMIT_HOLD || wc->holding)
+        return held_commit(wc, t, how, err);
     if (c == NULL || w->exec != c || how == UDF_COMMIT_STEP ||
         (how == UDF_COMMIT_END && !eng_txn_joinable(t))) {
         cmd_flush_writes(w);
@@ -516,6 +560,10 @@ static int run_call(struct worker *w, struct wcall *wc)
     int st;
     while ((st = udf_call_run(wc->call)) == UDF_PENDING)
         cmd_flush_writes(w);
+    if (wc->holding) { /* a held attempt failed or waits for another node */
+        wc->holding = false;
+        cmd_flush_writes(w);
+    }
     return st;
 }
 

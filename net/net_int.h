@@ -104,6 +104,7 @@ struct wcall {
     bool linked;
     struct bus_call *bus;    /* the call waits for a key of another node (bus.c) */
     struct worker *w;        /* the worker running it (set by worker_run_call) */
+    bool holding;            /* w holds stripes for its attempt (UDF_COMMIT_HOLD) */
 };
 
 /* Work posted to a worker from another thread, run on the worker's thread. */
@@ -367,6 +368,8 @@ int cmd_hold(struct worker *w, struct eng_lockset *ls);
 /* cmd_hold without waiting: CM_EAGAIN (taking nothing new) if another thread holds
  * one of the stripes. */
 int cmd_try_hold(struct worker *w, struct eng_lockset *ls);
+/* Whether w holds every stripe of ls. */
+bool cmd_holds_all(const struct worker *w, const struct eng_lockset *ls);
 int cmd_count(void);
 const struct cmd_def *cmd_at(int i);
 

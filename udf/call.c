@@ -263,6 +263,8 @@ void udf_call_set_commit(struct udf_call *c, udf_commit_fn fn, void *ud,
 
 int udf_commit_direct(struct eng_txn *t, int how, struct cm_err *err)
 {
+    if (how == UDF_COMMIT_HOLD)
+        return CM_EAGAIN; /* no thread's batch to hold stripes for */
     return how == UDF_COMMIT_END    ? eng_txn_commit(t, err)
            : how == UDF_COMMIT_STEP ? eng_txn_checkpoint(t, err)
                                     : eng_txn_check(t, err);
@@ -292,6 +294,20 @@ static bool failed_on_torn_reads(struct udf_call *c)
     return eng_txn_cache_reads(c->txn) && udf__commit(c, UDF_COMMIT_CHECK, &err) == CM_ECONFLICT;
 }
 
+/* After an attempt lost to another writer: true if the next one may start at once,
+ * holding the stripes of this one's keys (UDF_COMMIT_HOLD); false to wait for a
+ * later loop iteration. */
+static bool hold_for_retry(struct udf_call *c)
+{
+    struct udf *u = c->vm->u;
+    struct cm_err err = {0};
+    atomic_fetch_add_explicit(&u->conflicts, 1, memory_order_relaxed);
+    if (++c->conflicts < UDF_HOLD_AFTER || udf__commit(c, UDF_COMMIT_HOLD, &err) != 0)
+        return false;
+    atomic_fetch_add_explicit(&u->holds, 1, memory_order_relaxed);
+    return true;
+}
+
 /* Ends an attempt: drops the coroutine, the iterators and the transaction. */
 static void end_attempt(struct udf_call *c)
 {
@@ -306,6 +322,7 @@ static void end_attempt(struct udf_call *c)
     c->txn = NULL;
     c->started = false;
     c->commit_conflict = false;
+    c->held = false;
     c->remote = REMOTE_NONE;
     resp_value_free(c->remote_reply);
     c->remote_reply = NULL;
@@ -487,7 +504,12 @@ int udf_call_run(struct udf_call *c)
             /* eddy.commit conflicted, or the error came from reading two states: run
              * it again on a fresh snapshot, after the worker served its other clients
              * (see below). */
+            bool now = hold_for_retry(c);
             end_attempt(c);
+            if (now) {
+                c->held = true;
+                continue;
+            }
             return UDF_YIELD;
         }
         if (st != LUA_OK || c->killing || atomic_load(&c->kill) != 0) {
@@ -524,8 +546,14 @@ int udf_call_run(struct udf_call *c)
              * worker has served its other clients. Retried at once, a call can keep
              * losing to another thread's run of commits to the same key (the
              * conflicting calls of a busy thread follow each other with no gap);
-             * spread over loop iterations, its attempts meet the gaps. */
+             * spread over loop iterations, its attempts meet the gaps. A call that
+             * still loses holds its keys for its next attempt (hold_for_retry). */
+            bool now = hold_for_retry(c);
             end_attempt(c);
+            if (now) {
+                c->held = true;
+                continue;
+            }
             return UDF_YIELD;
         }
         if (rc == CM_ECONFLICT) {

@@ -337,6 +337,12 @@ void udf__running_remove(struct udf *u, struct udf_call *c)
     pthread_mutex_unlock(&u->lock);
 }
 
+void udf_conflict_stats(struct udf *u, unsigned long long *conflicts, unsigned long long *holds)
+{
+    *conflicts = atomic_load_explicit(&u->conflicts, memory_order_relaxed);
+    *holds = atomic_load_explicit(&u->holds, memory_order_relaxed);
+}
+
 void udf_stats(struct udf *u, struct cm_buf *out, int resp)
 {
     pthread_mutex_lock(&u->lock);

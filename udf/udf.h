@@ -82,6 +82,9 @@ int udf_lib_restore(struct udf *u, const char *p, size_t n, enum udf_restore pol
                     struct cm_err *err);
 /* FUNCTION STATS reply. */
 void udf_stats(struct udf *u, struct cm_buf *out, int resp);
+/* Attempts of calls that lost to another writer and were run again, and how many of
+ * those retries held their keys (UDF_COMMIT_HOLD). */
+void udf_conflict_stats(struct udf *u, unsigned long long *conflicts, unsigned long long *holds);
 /* FUNCTION KILL (scripts false) or SCRIPT KILL (scripts true): kills running calls
  * of that kind on every thread. Returns how many were killed. */
 int udf_kill(struct udf *u, bool scripts);
@@ -139,8 +142,16 @@ enum { UDF_DONE = 0, UDF_YIELD = 1, UDF_REMOTE = 2, UDF_PENDING = 3 };
  * UDF_COMMIT_CHECK to learn whether an attempt that failed read a state no snapshot
  * had (CM_ECONFLICT; as eng_txn_check, nothing applied), UDF_COMMIT_APPLY_PENDING to
  * apply the thread's pending writes (the batch given to udf_call_set_commit) before
- * the call's first read (see eng_txn_set_pending). */
-enum { UDF_COMMIT_END, UDF_COMMIT_STEP, UDF_COMMIT_CHECK, UDF_COMMIT_APPLY_PENDING };
+ * the call's first read (see eng_txn_set_pending), UDF_COMMIT_HOLD after a call
+ * conflicted UDF_HOLD_AFTER times: take the stripes of t's keys (blocking) and keep
+ * them while the call runs its next attempt at once and without yielding, so another
+ * thread's run of writes to those keys cannot make it lose again (0; anything else:
+ * the call waits for a later loop iteration as before; udf_commit_direct cannot
+ * hold). The thread commits a held attempt under those stripes and gives them back
+ * when the call returns. */
+enum { UDF_COMMIT_END, UDF_COMMIT_STEP, UDF_COMMIT_CHECK, UDF_COMMIT_APPLY_PENDING,
+       UDF_COMMIT_HOLD };
+enum { UDF_HOLD_AFTER = 3 };
 typedef int (*udf_commit_fn)(void *ud, struct eng_txn *t, int how, struct cm_err *err);
 /* The engine's own commit of t for how (eng_txn_commit, eng_txn_checkpoint, eng_txn_check):
  * what a commit function does when it has nothing better to do. */

@@ -54,6 +54,7 @@ struct udf {
     struct udf_lib *libs;
     struct udf_script *scripts[SCRIPT_BUCKETS];
     atomic_ullong generation; /* bumped by every change of the libraries */
+    atomic_ullong conflicts, holds; /* udf_conflict_stats */
     struct udf_limits limits;
     struct udf_call *running; /* live calls of every VM, for KILL and STATS */
     struct udf_access *access; /* remote accesses by (function, local slot, remote slot) */
@@ -110,6 +111,8 @@ struct udf_call {
     atomic_bool started;
     struct eng_txn *txn;
     int attempts;
+    int conflicts;        /* attempts that lost to another writer (UDF_HOLD_AFTER) */
+    bool held;            /* this attempt holds its keys: it runs without yielding */
     int64_t start_us, deadline_us, slice_start_us;
     atomic_int kill;      /* 0, or why: KILL_USER, KILL_TIMEOUT */
     bool killing;         /* the hook raises on every instruction from now on */

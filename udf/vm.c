@@ -96,7 +96,9 @@ NO_TSAN static void hook(lua_State *L, lua_Debug *ar)
         return;
     struct udf_limits lim;
     lim.slice_us = vm->u->limits.slice_us;
-    if (cm_mono_us() - c->slice_start_us >= lim.slice_us && lua_isyieldable(L)) {
+    /* A held attempt (UDF_COMMIT_HOLD) runs to its end, as a Redis function does:
+     * other threads wait for the stripes it holds, not for this thread's clients. */
+    if (!c->held && cm_mono_us() - c->slice_start_us >= lim.slice_us && lua_isyieldable(L)) {
         if (L != c->co)
             c->inner_preempt = true; /* our coroutine.resume passes the yield outward */
         lua_yield(L, 0);

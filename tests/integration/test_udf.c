@@ -1829,6 +1829,87 @@ static void t_txn_transfer(void)
     eddy_free(c);
 }
 
+/* A slow call that reads a key other clients write without pause: every attempt
+ * spans some of their writes, so retried on later loop iterations it would lose all
+ * of its 100 attempts. After UDF_HOLD_AFTER conflicts a retry holds the stripes of
+ * the keys it read (the writers wait), so each call succeeds, applied exactly once,
+ * through a plain end (slow_rmw) and through eddy.commit (slow_step). */
+#define LIB_STARVE                                                                             \
+    "#!lua name=starve\n"                                                                      \
+    "local function spin(n) local x = 0 for i = 1, n do x = x + i end return x end\n"         \
+    "redis.register_function('slow_rmw', function(keys, args)\n"                              \
+    "  local v = redis.call('GET', keys[1]); spin(tonumber(args[1]))\n"                       \
+    "  return redis.call('INCR', keys[2]) end)\n"                                              \
+    "redis.register_function('slow_step', function(keys, args)\n"                             \
+    "  local v = eddy.get(keys[1]); spin(tonumber(args[1]))\n"                                \
+    "  local n = tonumber(eddy.get(keys[2]) or '0') + 1\n"                                     \
+    "  eddy.set(keys[2], tostring(n)); eddy.commit()\n"                                        \
+    "  return n end)\n"
+
+static void hot_writer(void)
+{
+    h_helper();
+    eddy_ctx *c = h_connect();
+    enum { BATCH = 64 };
+    const char *set[] = {"SET", "{st}hot", "v"};
+    const char *stop[] = {"EXISTS", "{st}stop"};
+    for (;;) {
+        for (int i = 0; i < BATCH; i++)
+            CHECK(eddy_append_argv(c, 3, set, NULL) == EDDY_OK);
+        CHECK(eddy_append_argv(c, 2, stop, NULL) == EDDY_OK);
+        for (int i = 0; i < BATCH; i++) {
+            struct eddy_reply *r = READ_REPLY(c);
+            if (r->type != EDDY_REPLY_STATUS)
+                FAILF("SET: %s", h_describe(r));
+            eddy_reply_free(r);
+        }
+        struct eddy_reply *r = READ_REPLY(c);
+        bool done = r->type == EDDY_REPLY_INTEGER && r->integer == 1;
+        eddy_reply_free(r);
+        if (done)
+            break;
+    }
+    eddy_free(c);
+    _exit(0);
+}
+
+static void t_txn_slow_call_not_starved(void)
+{
+    enum { WRITERS = 4, CALLS = 8 };
+    eddy_ctx *c = h_connect();
+    LOAD_LIB(c, "starve", LIB_STARVE);
+    CMD(c, "DEL", "{st}hot", "{st}n1", "{st}n2", "{st}stop");
+    long long held0 = h_info_field(c, "stats", "function_held_retries");
+    CHECK(held0 >= 0);
+    pid_t pids[WRITERS];
+    for (int i = 0; i < WRITERS; i++) {
+        fflush(stdout);
+        fflush(stderr);
+        pids[i] = fork();
+        CHECK(pids[i] >= 0);
+        if (pids[i] == 0)
+            hot_writer();
+    }
+    while (CMD_INT(c, "EXISTS", "{st}hot") == 0)
+        usleep(1000);
+    for (int i = 1; i <= CALLS; i++) {
+        EXPECT_INT(i, c, "FCALL", "slow_rmw", "2", "{st}hot", "{st}n1", "300000");
+        EXPECT_INT(i, c, "FCALL", "slow_step", "2", "{st}hot", "{st}n2", "300000");
+    }
+    long long held = h_info_field(c, "stats", "function_held_retries") - held0;
+    EXPECT_OK(c, "SET", "{st}stop", "1");
+    wait_helpers(pids, WRITERS, "writers");
+    fprintf(stderr, "  %d slow calls each way, %lld retries held their keys\n", CALLS, held);
+    CHECK(held > 0);
+    char want[16];
+    snprintf(want, sizeof(want), "%d", CALLS);
+    EXPECT_BULK(want, c, "GET", "{st}n1");
+    EXPECT_BULK(want, c, "GET", "{st}n2");
+    EXPECT_INT(4, c, "DEL", "{st}hot", "{st}n1", "{st}n2", "{st}stop");
+    EXPECT_OK(c, "FUNCTION", "DELETE", "starve");
+    eddy_free(c);
+}
+
 /* Calls read cached keys' current values, which can be newer than their snapshot: an
  * attempt may then see keys that one MSET wrote together in two different states.
  * Such an attempt never commits (validation), and if it fails because of what it saw
@@ -1948,5 +2029,6 @@ void suite_udf(void)
     h_run("udf_kill_and_timeout", t_kill_and_timeout, H_OWN, 40);
     h_run("udf_txn_counters", t_txn_counters, 0, 90);
     h_run("udf_txn_transfer", t_txn_transfer, 0, 60);
+    h_run("udf_txn_slow_call_not_starved", t_txn_slow_call_not_starved, 0, 90);
     h_run("udf_txn_torn_reads_retried", t_txn_torn_reads_retried, 0, 60);
 }
