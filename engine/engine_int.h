@@ -7,17 +7,19 @@
 
 /* ---- Value cache ----------------------------------------------------------------------
  * Encoded values (type, flags, expiry, payload, as stored in RocksDB) of user keys,
- * in a fixed table of 2-way buckets under 1024 lock groups, within a byte budget
+ * in a fixed table of 4-way buckets under 1024 lock groups, within a byte budget
  * (an insert that would pass it first empties a few buckets of its group). Values
  * longer than ENG__CACHE_VALUE_MAX are never cached. Thread-safe; its locks are
  * leaves (nothing else is locked while one is held).
  *
- * Coherence (the generation rule): each lock group counts the writes to its keys.
+ * Coherence (the generation rule): a write count per group of buckets (65,536 at
+ * most, each under one lock) counts the writes to its keys.
  * A reader takes eng__cache_gen before it reads RocksDB and passes it to
  * eng__cache_fill, which stores the value only if no write of the group came in
  * between. A writer takes eng__cache_gen before its RocksDB write and calls
  * eng__cache_set after it: the new value is stored only if no other write of the
- * group came in between, else the key is dropped. Either way the count moves on. So
+ * group came in between (a batch expects its own earlier writes of the group), else
+ * the key is dropped. Either way the count moves on. So
  * a value in the cache is never older than the last write RocksDB applied and
  * eng__cache_set has seen, whatever the order of concurrent writers and readers. */
 #define ENG__CACHE_VALUE_MAX 2048
@@ -33,6 +35,9 @@ int eng__cache_get(struct eng__cache *c, uint64_t hash, const char *key, size_t 
                    struct cm_buf *out);
 /* The write count of key's group, taken before a RocksDB read or write. */
 unsigned eng__cache_gen(struct eng__cache *c, uint64_t hash);
+/* The index of the write count key's hash falls under: a batch of several writes
+ * counts its own earlier writes under the same one (engine.c cache_batch). */
+size_t eng__cache_gen_slot(const struct eng__cache *c, uint64_t hash);
 /* After a read: caches key = val (copied) unless a write came in since gen. */
 void eng__cache_fill(struct eng__cache *c, uint64_t hash, const char *key, size_t klen,
                      unsigned gen, const char *val, size_t n);
