@@ -466,6 +466,8 @@ int cmd_exec_from_script(void *owner, struct eng_txn *txn, int resp, int flags, 
     else if (s->cluster != NULL &&
              (where = net_cluster_script_check(d, (size_t)argc, argv, argvlen, out)) != 0)
         return where > 0 ? UDF_EXEC_REMOTE : 0; /* another node's key, or an error reply */
+    else if (d->first_key <= 0 && (flags & UDF_EXEC_HELD))
+        return UDF_EXEC_UNHOLD; /* cluster commands wait for g->mu, slot drops for stripes */
     else if (d->first_key <= 0 && txn != NULL && eng_txn_pending_any(txn))
         /* Keyless commands (RANDOMKEY, FLUSHALL, CLUSTER COUNTKEYSINSLOT ...) work on the
          * current state, not through the call's transaction: with writes of the

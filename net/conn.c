@@ -504,6 +504,13 @@ static int worker_commit(void *ud, struct eng_txn *t, int how, struct cm_err *er
     }
     if (how == UDF_COMMIT_END && !eng_txn_must_validate(t))
         return eng_txn_commit(t, err); /* validates nothing, takes no stripe */
+    if (how == UDF_COMMIT_UNHOLD) {
+        if (wc->holding) {
+            wc->holding = false;
+            cmd_flush_writes(w); /* the batch is empty: gives the stripes back */
+        }
+        return 0;
+    }
     if (how == UDF_COMMIT_HOLD || wc->holding)
         return held_commit(wc, t, how, err);
     if (c == NULL || w->exec != c || how == UDF_COMMIT_STEP ||

@@ -265,6 +265,8 @@ int udf_commit_direct(struct eng_txn *t, int how, struct cm_err *err)
 {
     if (how == UDF_COMMIT_HOLD)
         return CM_EAGAIN; /* no thread's batch to hold stripes for */
+    if (how == UDF_COMMIT_UNHOLD)
+        return 0;
     return how == UDF_COMMIT_END    ? eng_txn_commit(t, err)
            : how == UDF_COMMIT_STEP ? eng_txn_checkpoint(t, err)
                                     : eng_txn_check(t, err);
@@ -306,6 +308,15 @@ static bool hold_for_retry(struct udf_call *c)
         return false;
     atomic_fetch_add_explicit(&u->holds, 1, memory_order_relaxed);
     return true;
+}
+
+void udf__unhold(struct udf_call *c)
+{
+    struct cm_err err = {0};
+    if (!c->held)
+        return;
+    c->held = false;
+    (void)udf__commit(c, UDF_COMMIT_UNHOLD, &err);
 }
 
 /* Ends an attempt: drops the coroutine, the iterators and the transaction. */
@@ -494,8 +505,10 @@ int udf_call_run(struct udf_call *c)
             return UDF_PENDING;
         }
         if (st == LUA_YIELD && c->remote == REMOTE_WAIT && !c->killing &&
-            atomic_load(&c->kill) == 0)
+            atomic_load(&c->kill) == 0) {
+            udf__unhold(c); /* no stripes held while it waits for another node */
             return UDF_REMOTE;
+        }
         if (st == LUA_YIELD)
             return UDF_YIELD;
         if (st != LUA_OK && st != LUA_ERRMEM && !c->killing && atomic_load(&c->kill) == 0 &&

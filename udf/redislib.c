@@ -431,8 +431,13 @@ static int run_command(lua_State *L, struct resp_value **out, bool protected_cal
         argv[i] = lua_tolstring(L, i + 1, &lens[i]);
     }
     struct cm_buf *buf = &vm->cmd_out; /* empty: every path below empties it again */
-    int flags = c->readonly ? UDF_EXEC_READONLY : 0;
+    int flags = (c->readonly ? UDF_EXEC_READONLY : 0) | (c->held ? UDF_EXEC_HELD : 0);
     int rc = vm->u->exec(c->owner, c->txn, c->script_resp, flags, argc, argv, lens, buf);
+    if (rc == UDF_EXEC_UNHOLD) {
+        udf__unhold(c);
+        rc = vm->u->exec(c->owner, c->txn, c->script_resp, flags & ~UDF_EXEC_HELD, argc, argv,
+                         lens, buf);
+    }
     if (rc == UDF_EXEC_REMOTE) {
         char addr[300];
         snprintf(addr, sizeof(addr), "%.*s", (int)buf->len, buf->p ? buf->p : "");
@@ -821,6 +826,7 @@ static int udflib_commit(lua_State *L)
     struct cm_err err = {0};
     size_t writes = eng_txn_write_count(c->txn);
     int rc = udf__commit(c, UDF_COMMIT_STEP, &err);
+    udf__unhold(c); /* a held attempt's hold covers it up to its first eddy.commit() */
     if (rc == CM_ECONFLICT) {
         c->commit_conflict = true; /* the call ends with this error: udf_call_run retries */
         return luaL_error(L, "eddy.commit: conflict with a concurrent write");

@@ -34,12 +34,17 @@ enum {
 };
 
 /* Flags for udf_exec_fn. UDF_EXEC_ROUTE only asks where the command's keys are:
- * nothing runs. */
-enum { UDF_EXEC_READONLY = 1, UDF_EXEC_ROUTE = 2 };
+ * nothing runs. UDF_EXEC_HELD: the call holds key stripes (UDF_COMMIT_HOLD). */
+enum { UDF_EXEC_READONLY = 1, UDF_EXEC_ROUTE = 2, UDF_EXEC_HELD = 4 };
 /* udf_exec_fn's result when the keys belong to another node (cluster mode): out holds
  * "<slot> <host>:<port>" (plain text: the first key's slot and its owner), and nothing
  * ran here. */
 #define UDF_EXEC_REMOTE 1
+/* udf_exec_fn's result with UDF_EXEC_HELD for a command that works outside the call's
+ * transaction (no key positions: RANDOMKEY, CLUSTER ...) and may wait for stripes or
+ * for locks whose holders wait for stripes: nothing ran; the call gives its stripes
+ * back (UDF_COMMIT_UNHOLD) and runs the command then. */
+#define UDF_EXEC_UNHOLD 2
 
 /* Runs one command for redis.call/pcall inside the call's transaction and appends
  * its RESP reply (an error reply for a refused command) to out. owner is the
@@ -148,9 +153,10 @@ enum { UDF_DONE = 0, UDF_YIELD = 1, UDF_REMOTE = 2, UDF_PENDING = 3 };
  * thread's run of writes to those keys cannot make it lose again (0; anything else:
  * the call waits for a later loop iteration as before; udf_commit_direct cannot
  * hold). The thread commits a held attempt under those stripes and gives them back
- * when the call returns. */
+ * when the call returns, or at UDF_COMMIT_UNHOLD: the attempt's first eddy.commit(),
+ * a wait for another node, a command without keys (UDF_EXEC_UNHOLD). */
 enum { UDF_COMMIT_END, UDF_COMMIT_STEP, UDF_COMMIT_CHECK, UDF_COMMIT_APPLY_PENDING,
-       UDF_COMMIT_HOLD };
+       UDF_COMMIT_HOLD, UDF_COMMIT_UNHOLD };
 enum { UDF_HOLD_AFTER = 3 };
 typedef int (*udf_commit_fn)(void *ud, struct eng_txn *t, int how, struct cm_err *err);
 /* The engine's own commit of t for how (eng_txn_commit, eng_txn_checkpoint, eng_txn_check):

@@ -187,5 +187,7 @@ void udf__tick(lua_State *L);
 void udf__access_count(struct udf_call *c, int remote_slot);
 /* Commits or checks the call's transaction (how: see udf_call_set_commit). */
 int udf__commit(struct udf_call *c, int how, struct cm_err *err);
+/* Ends a held attempt's hold (UDF_COMMIT_UNHOLD): its stripes go back, it may yield. */
+void udf__unhold(struct udf_call *c);
 
 #endif
