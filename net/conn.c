@@ -453,10 +453,10 @@ static int worker_commit(void *ud, struct eng_txn *t, int how, struct cm_err *er
 
 /* worker_commit for a call that conflicted UDF_HOLD_AFTER times. UDF_COMMIT_HOLD:
  * applies the pending writes (giving every stripe back), then takes the stripes of
- * t's keys in order, waiting for them; run_call gives them back when the call
- * returns. A later commit whose keys are all held (the batch is empty: nothing else
- * ran on w meanwhile) writes under them at once; one that read other keys as well
- * commits as any other call (worker_commit). */
+ * t's keys in order, waiting for them; they go back at UDF_COMMIT_UNHOLD, at the
+ * held commit's end, or when the call returns (run_call). A commit whose keys are all
+ * held (the batch is empty: nothing else ran on w meanwhile) writes under them at
+ * once; one that read other keys as well commits as any other call (worker_commit). */
 static int held_commit(struct wcall *wc, struct eng_txn *t, int how, struct cm_err *err)
 {
     struct worker *w = wc->w;
