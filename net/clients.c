@@ -56,6 +56,8 @@ static int cmp_line(const void *a, const void *b)
  * lists them). Returns 0 or CM_ENOMEM. */
 static int append_sorted(const struct cm_buf *text, struct cm_buf *sorted)
 {
+    if (text->len == 0)
+        return 0; /* no client matched: text->p may be NULL (NULL + 0 is undefined) */
     size_t n = 0;
     for (size_t i = 0; i < text->len; i++)
         n += text->p[i] == '\n';

@@ -1149,6 +1149,22 @@ static void t_bug_worker_wake_null_inbox(void)
  * replies with strtoul/strstr on a buffer that is not NUL-terminated, reading past it
  * (SEGV under ASan when the buffer ended at its allocation). Patterns that match
  * nothing, one that matches, and many in a row give the right merged map. */
+/* fuzz_commands (UBSan): CLIENT LIST matching no client sorted an empty text whose
+ * buffer was NULL (NULL + 0). The reply is an empty string; the sanitizer builds of
+ * make test-all fail on the undefined behaviour itself. */
+static void t_bug_client_list_no_match_null_offset(void)
+{
+    struct h_server *s = h_server_start(NULL);
+    eddy_ctx *c = h_connect_port(s->port);
+    EXPECT_BULK("", c, "CLIENT", "LIST", "ID", "999999");
+    char *all = CMD_TEXT(c, "CLIENT", "LIST");
+    CHECK(strstr(all, "id=") == all);
+    EXPECT_ALIVE(s->port);
+    eddy_free(c);
+    h_server_stop(s);
+    h_server_free(s);
+}
+
 static void t_bug_config_get_patterns_unterminated(void)
 {
     struct h_server *s = h_server_start(NULL);
@@ -1387,6 +1403,8 @@ void suite_hardening(void)
     h_run("bug_stored_library_reload_budget", t_bug_stored_library_reload_budget, H_OWN, 60);
     h_run("bug_eval_empty_script_null_offset", t_bug_eval_empty_script_null_offset, H_OWN, 30);
     h_run("bug_accept_out_of_descriptors", t_bug_accept_out_of_descriptors, H_OWN, 60);
+    h_run("bug_client_list_no_match_null_offset", t_bug_client_list_no_match_null_offset, H_OWN,
+          30);
     if (!slow())
         return;
     h_run("hardening_slow_kill9_always_20_rounds", t_kill9_always_20, H_OWN, 600);
