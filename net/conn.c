@@ -451,6 +451,16 @@ static void unlink_call(struct worker *w, struct wcall *wc)
 
 static int worker_commit(void *ud, struct eng_txn *t, int how, struct cm_err *err);
 
+/* Gives back the stripes a held attempt of wc took (the batch is empty: nothing else
+ * ran on w meanwhile, so only they are released). */
+static void unhold(struct worker *w, struct wcall *wc)
+{
+    if (!wc->holding)
+        return;
+    wc->holding = false;
+    cmd_flush_writes(w);
+}
+
 /* worker_commit for a call that conflicted UDF_HOLD_AFTER times. UDF_COMMIT_HOLD:
  * applies the pending writes (giving every stripe back), then takes the stripes of
  * t's keys in order, waiting for them; they go back at UDF_COMMIT_UNHOLD, at the
@@ -484,10 +494,8 @@ static int held_commit(struct wcall *wc, struct eng_txn *t, int how, struct cm_e
     eng_txn_set_held(t, true);
     rc = udf_commit_direct(t, how, err);
     eng_txn_set_held(t, false);
-    if (how == UDF_COMMIT_END) {
-        wc->holding = false;
-        cmd_flush_writes(w); /* the batch is empty: gives the stripes back */
-    }
+    if (how == UDF_COMMIT_END)
+        unhold(w, wc);
     return rc;
 }
 
@@ -505,10 +513,7 @@ static int worker_commit(void *ud, struct eng_txn *t, int how, struct cm_err *er
     if (how == UDF_COMMIT_END && !eng_txn_must_validate(t))
         return eng_txn_commit(t, err); /* validates nothing, takes no stripe */
     if (how == UDF_COMMIT_UNHOLD) {
-        if (wc->holding) {
-            wc->holding = false;
-            cmd_flush_writes(w); /* the batch is empty: gives the stripes back */
-        }
+        unhold(w, wc);
         return 0;
     }
     if (how == UDF_COMMIT_HOLD || wc->holding)
@@ -567,10 +572,7 @@ static int run_call(struct worker *w, struct wcall *wc)
     int st;
     while ((st = udf_call_run(wc->call)) == UDF_PENDING)
         cmd_flush_writes(w);
-    if (wc->holding) { /* a held attempt failed or waits for another node */
-        wc->holding = false;
-        cmd_flush_writes(w);
-    }
+    unhold(w, wc); /* a held attempt failed or waits for another node */
     return st;
 }
 
