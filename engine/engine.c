@@ -773,18 +773,28 @@ static void slot_remark(struct eng *e, unsigned long gen, const struct cm_buf *k
     }
 }
 
+/* The bits of slots [lo, hi] that fall in word w (slot_bits[w]). */
+static uint64_t slot_word_mask(unsigned w, unsigned lo, unsigned hi)
+{
+    unsigned first = w * 64 > lo ? 0 : lo - w * 64;
+    unsigned last = w * 64 + 63 < hi ? 63 : hi - w * 64;
+    uint64_t upto = last == 63 ? ~(uint64_t)0 : ((uint64_t)1 << (last + 1)) - 1;
+    return upto & ~(((uint64_t)1 << first) - 1);
+}
+
+/* One atomic operation per 64 slots: a FLUSHALL covers all 16384. */
 static void slot_mark_range(struct eng *e, unsigned lo, unsigned hi)
 {
-    for (unsigned s = lo; s <= hi; s++)
-        slot_mark(e, s);
+    for (unsigned w = lo >> 6; w <= hi >> 6; w++)
+        atomic_fetch_or(&e->slot_bits[w], slot_word_mask(w, lo, hi));
 }
 
 /* With watch_lock held for writing, just before slots [lo, hi] are emptied: */
 static void slot_clear_begin(struct eng *e, unsigned lo, unsigned hi)
 {
     atomic_fetch_add(&e->slot_gen, 1); /* odd: a clear is under way */
-    for (unsigned s = lo; s <= hi; s++)
-        atomic_fetch_and(&e->slot_bits[s >> 6], ~((uint64_t)1 << (s & 63)));
+    for (unsigned w = lo >> 6; w <= hi >> 6; w++)
+        atomic_fetch_and(&e->slot_bits[w], ~slot_word_mask(w, lo, hi));
 }
 
 /* ... and after their write: if it failed, what is left of them is not known. */

@@ -83,6 +83,7 @@ static void setup(void)
     const char *args[] = {"--udf-time-limit", "20", "--udf-memory-limit", "16mb",
                           "--loglevel",       "warning", "--appendfsync", "no",
                           "--memtable-size", "8mb", "--block-cache-size", "8mb",
+                          "--value-cache-size", "1mb",
                           "--proto-max-bulk-len", "1mb", NULL};
     struct cm_err err = {0};
     hook = th_open(fz_tmpdir(), args, &err);
@@ -130,7 +131,7 @@ static bool is_word(const char *p, size_t n, const char *w)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    fz_no_input_leak_check(argc, argv);
+    fz_server_flags(argc, argv);
     return 0;
 }
 

@@ -2,9 +2,9 @@
  * loaded with FUNCTION LOAD REPLACE (a "#!lua name=fz" line is put in front unless the
  * input starts with "#!"), then each function it registered (up to 4) is called with
  * FCALL (one key, two arguments), under RESP2 and RESP3, and the first one also as
- * the map of MAPREDUCE with @sum and @list, all under small budgets: 20 ms per
- * call (ten 2 ms slices, so preemption is still exercised; at 200 ms the inputs that
- * run to the limit took most of the time), 16 MB per Lua state. Through
+ * the map of MAPREDUCE with @sum and @list, all under small budgets: 4 ms per
+ * call (two 2 ms slices, so preemption is still exercised; at 200 ms, then 20 ms,
+ * the inputs that run to the limit took most of the time), 16 MB per Lua state. Through
  * net/testhook.c, so redis.call reaches the real command table over a real engine in a
  * temporary directory. Checks: every reply is valid RESP and comes in time (a hang or
  * a crash is a finding), and the server still answers PING afterwards. */
@@ -71,7 +71,7 @@ static int function_names(const struct resp_value *r, char names[4][64])
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    fz_no_input_leak_check(argc, argv);
+    fz_server_flags(argc, argv);
     return 0;
 }
 
@@ -79,9 +79,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (hook == NULL) {
         fz_quiet();
-        const char *args[] = {"--udf-time-limit", "20",  "--udf-memory-limit", "16mb",
+        const char *args[] = {"--udf-time-limit", "4",  "--udf-memory-limit", "16mb",
                               "--loglevel",       "warning", "--appendfsync",   "no",
-                              "--memtable-size",  "8mb",  "--block-cache-size", "8mb", NULL};
+                              "--memtable-size",  "8mb",  "--block-cache-size", "8mb",
+                          "--value-cache-size", "1mb", NULL};
         struct cm_err err = {0};
         hook = th_open(fz_tmpdir(), args, &err);
         if (hook == NULL) {

@@ -1242,6 +1242,16 @@ static long long count_all(struct eng *e, struct eng_txn *t)
     return eng_count_keys(e, t, 0, CM_SLOTS - 1, 1000);
 }
 
+/* Writes into buf a key whose hash slot is slot. */
+static void key_in_slot(unsigned slot, char *buf, size_t size)
+{
+    for (unsigned n = 0;; n++) {
+        snprintf(buf, size, "edge:%u", n);
+        if (cm_key_slot(buf, strlen(buf)) == slot)
+            return;
+    }
+}
+
 /* Full scans skip the slots that hold no key (slot_bits): after every kind of write
  * (batch, transaction before and after its commit, the locked write of a slot import,
  * a batch staged before a FLUSHALL and written after it), after FLUSHALL, a dropped
@@ -1314,6 +1324,32 @@ TEST(slot_bits_never_hide_keys)
         snprintf(k, sizeof(k), "again:%d", i);
         put(e, k, "x", 0);
     }
+    /* Ranges that start and end inside a word of the bits (64 slots each) and
+     * across words: the slots just outside them keep their keys. */
+    CHECK_EQ_INT(eng_flush_all(e, &err), 0);
+    static const unsigned edge[] = {63, 64, 65, 127, 128, 129, 191, 192, 16383};
+    for (size_t i = 0; i < sizeof(edge) / sizeof(edge[0]); i++) {
+        char k[32];
+        key_in_slot(edge[i], k, sizeof(k));
+        put(e, k, "e", 0);
+    }
+    CHECK_EQ_INT(count_all(e, NULL), 9);
+    CHECK_EQ_INT(eng_drop_slots(e, 64, 128, &err), 0); /* 64 65 127 128 */
+    CHECK_EQ_INT(count_all(e, NULL), 5);
+    CHECK_EQ_INT(eng_drop_slots(e, 130, 191, &err), 0); /* 191 */
+    CHECK_EQ_INT(count_all(e, NULL), 4);
+    CHECK_EQ_INT(eng_drop_slots(e, 16383, 16383, &err), 0);
+    CHECK_EQ_INT(count_all(e, NULL), 3);
+    CHECK_EQ_INT(eng_drop_slots(e, 0, 62, &err), 0);
+    CHECK_EQ_INT(count_all(e, NULL), 3); /* 63 129 192 */
+    CHECK_EQ_INT(eng_drop_slots(e, 0, 16383, &err), 0);
+    CHECK_EQ_INT(count_all(e, NULL), 0);
+    for (int i = 0; i < 200; i++) {
+        char k[16];
+        snprintf(k, sizeof(k), "again:%d", i);
+        put(e, k, "x", 0);
+    }
+    put(e, "d", "5", 0);
     /* Reopened: the slots are found again by eng_open's pass. */
     eng_close(e);
     e = reopen(NULL);
