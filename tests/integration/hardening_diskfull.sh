@@ -23,21 +23,34 @@ if [ "$(id -u)" != 0 ] || ! mount -t tmpfs -o size=64m tmpfs "$mnt" 2>/dev/null;
     exit 0
 fi
 
-port=$(( 20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 30000 ))
+pick_port() { port=$(( 20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 30000 )); }
+pick_port
 cli() { "$CLI" -h 127.0.0.1 -p "$port" "$@"; }
 pass() { echo "PASS hardening_disk_full_$1"; }
 fail() { echo "FAIL hardening_disk_full_$1: $2"; tail -5 "$mnt/eddyd.log" 2>/dev/null | sed 's/^/  eddyd: /' >&2; }
 
+# Starts eddyd on $port; if it exits before answering (the random port may be taken,
+# by a listener or a connection's local end), retries on another port, 5 times.
 start() {
-    "$EDDYD" --port "$port" --bind 127.0.0.1 --dir "$mnt/data" --appendfsync always \
-        --memtable-size 4mb --threads 2 >>"$mnt/eddyd.log" 2>&1 &
-    pid=$!
-    i=0
-    while [ $i -lt 100 ]; do
-        [ "$(cli PING 2>/dev/null)" = PONG ] && return 0
-        kill -0 "$pid" 2>/dev/null || return 1
-        sleep 0.1
-        i=$((i + 1))
+    tries=0
+    while [ $tries -lt 5 ]; do
+        tries=$((tries + 1))
+        : >>"$mnt/eddyd.log"
+        seen=$(wc -l <"$mnt/eddyd.log")
+        "$EDDYD" --port "$port" --bind 127.0.0.1 --dir "$mnt/data" --appendfsync always \
+            --memtable-size 4mb --threads 2 >>"$mnt/eddyd.log" 2>&1 &
+        pid=$!
+        i=0
+        while [ $i -lt 100 ]; do
+            [ "$(cli PING 2>/dev/null)" = PONG ] && return 0
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+            i=$((i + 1))
+        done
+        kill -0 "$pid" 2>/dev/null && return 1  # alive but silent: a real failure
+        wait "$pid" 2>/dev/null
+        tail -n +$((seen + 1)) "$mnt/eddyd.log" | grep -q 'Address already in use' || return 1
+        pick_port
     done
     return 1
 }
