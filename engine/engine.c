@@ -343,10 +343,12 @@ static rocksdb_options_t *data_cf_options(struct eng *e, size_t memtable)
     rocksdb_options_set_num_levels(o, 7);
     rocksdb_options_set_compression_per_level(o, levels, 7);
     rocksdb_options_set_bottommost_compression(o, rocksdb_zstd_compression);
-    /* No memtable bloom filter: every insert paid for hashing the key into it (~540
-     * instructions of a SET, 8%), and what it saves, a read of an absent key walking
-     * its slot's bucket, is a handful of comparisons here (slot_prefix_options). INCR
-     * of new counters came out even (bench/RESULTS.md, seventh round). */
+    /* No memtable bloom filter (these options serve all three column families):
+     * every insert paid for hashing the key into it (~540 instructions of a SET, 8%),
+     * and what it saves in the data column family, a read of an absent key walking
+     * its slot's bucket, is a handful of comparisons (slot_prefix_options); INCR of new
+     * counters came out even (bench/RESULTS.md, seventh round). The expire column
+     * family is never point-read, the meta one rarely. */
     return o;
 }
 
@@ -775,7 +777,8 @@ static void slot_remark(struct eng *e, unsigned long gen, const struct cm_buf *k
     }
 }
 
-/* The bits of slots [lo, hi] that fall in word w (slot_bits[w]). */
+/* The bits of slots [lo, hi] that fall in word w (slot_bits[w]); lo <= hi and
+ * lo >> 6 <= w <= hi >> 6 (else a shift could reach 64). */
 static uint64_t slot_word_mask(unsigned w, unsigned lo, unsigned hi)
 {
     unsigned first = w * 64 > lo ? 0 : lo - w * 64;

@@ -82,7 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const char *args[] = {"--udf-time-limit", "4",  "--udf-memory-limit", "16mb",
                               "--loglevel",       "warning", "--appendfsync",   "no",
                               "--memtable-size",  "8mb",  "--block-cache-size", "8mb",
-                          "--value-cache-size", "1mb", NULL};
+                              "--value-cache-size", "1mb", NULL};
         struct cm_err err = {0};
         hook = th_open(fz_tmpdir(), args, &err);
         if (hook == NULL) {

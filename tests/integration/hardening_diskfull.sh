@@ -29,8 +29,9 @@ cli() { "$CLI" -h 127.0.0.1 -p "$port" "$@"; }
 pass() { echo "PASS hardening_disk_full_$1"; }
 fail() { echo "FAIL hardening_disk_full_$1: $2"; tail -5 "$mnt/eddyd.log" 2>/dev/null | sed 's/^/  eddyd: /' >&2; }
 
-# Starts eddyd on $port; if it exits before answering (the random port may be taken,
-# by a listener or a connection's local end), retries on another port, 5 times.
+# Starts eddyd on $port and waits until it answers as itself (INFO's process_id: the
+# random port may be taken, by another server or a connection's local end); if it
+# exits because the port is taken, tries another port (5 attempts in all).
 start() {
     tries=0
     while [ $tries -lt 5 ]; do
@@ -42,7 +43,8 @@ start() {
         pid=$!
         i=0
         while [ $i -lt 100 ]; do
-            [ "$(cli PING 2>/dev/null)" = PONG ] && return 0
+            [ "$(timeout 2 "$CLI" -h 127.0.0.1 -p "$port" INFO server 2>/dev/null |
+                tr -d '\r' | grep '^process_id:')" = "process_id:$pid" ] && return 0
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
             i=$((i + 1))

@@ -1334,6 +1334,11 @@ TEST(slot_bits_never_hide_keys)
         put(e, k, "e", 0);
     }
     CHECK_EQ_INT(count_all(e, NULL), 9);
+    /* A drop whose write failed marks its range again (slot_mark_range): nothing is
+     * hidden. */
+    eng_fault_set(e, ENG_FAULT_WRITE, 1);
+    CHECK_EQ_INT(eng_drop_slots(e, 64, 128, &err), CM_EIO);
+    CHECK_EQ_INT(count_all(e, NULL), 9);
     CHECK_EQ_INT(eng_drop_slots(e, 64, 128, &err), 0); /* 64 65 127 128 */
     CHECK_EQ_INT(count_all(e, NULL), 5);
     CHECK_EQ_INT(eng_drop_slots(e, 130, 191, &err), 0); /* 191 */
