@@ -4,10 +4,11 @@
 # B. Writes the eddy/redis throughput ratios (min/median/max over the repetitions) into
 # bench/RESULTS.md (between its compare.sh markers) and a plot into bench/plot/ratios.svg.
 #
-# Usage: sh bench/compare.sh [--quick] [--reps N] [--keep]
+# Usage: sh bench/compare.sh [--quick] [--reps N] [--keep] [--eddy-args "ARGS"]
 #   --quick   one repetition with fewer operations (about 2 minutes)
 #   --reps N  repetitions (default 3; a full run takes about 8 minutes)
 #   --keep    keep the temporary directory (logs, raw results) and print its path
+#   --eddy-args "ARGS"  more eddyd options (e.g. "--threads 2"), shown in the table
 # Needs redis-server, redis-benchmark and redis-cli (Debian redis-server, redis-tools;
 # `make deps` installs them). Everything listens on 127.0.0.1 and is stopped on exit.
 set -eu
@@ -17,13 +18,16 @@ ROOT=$(pwd)
 REPS=3
 QUICK=0
 KEEP=0
+EDDY_ARGS=""
 while [ $# -gt 0 ]; do
     case $1 in
     --quick) QUICK=1; REPS=1 ;;
     --reps) shift; REPS=$1 ;;
     --reps=*) REPS=${1#*=} ;;
     --keep) KEEP=1 ;;
-    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --eddy-args) shift; EDDY_ARGS=$1 ;;
+    --eddy-args=*) EDDY_ARGS=${1#*=} ;;
+    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -85,7 +89,7 @@ RPID=$!
 wait_ready "$RPORT" "$RPID" redis
 EPORT=$(pick_port)
 "$ROOT/bin/eddyd" --port "$EPORT" --bind 127.0.0.1 --dir "$TMP/eddy" --appendfsync everysec \
-    --logfile "$TMP/eddy.log" &
+    --logfile "$TMP/eddy.log" $EDDY_ARGS &
 EPID=$!
 wait_ready "$EPORT" "$EPID" eddy
 
@@ -240,7 +244,7 @@ REDISV=$(redis-server --version | head -1)
     echo
     echo '```'
     echo "redis-server --port PORT --bind 127.0.0.1 --save '' --appendonly yes --appendfsync everysec --dir TMP"
-    echo "bin/eddyd --port PORT --bind 127.0.0.1 --dir TMP --appendfsync everysec"
+    echo "bin/eddyd --port PORT --bind 127.0.0.1 --dir TMP --appendfsync everysec${EDDY_ARGS:+ $EDDY_ARGS}"
     echo "redis-cli -p PORT -x FUNCTION LOAD REPLACE < bench/cmplib.lua   # rw(key, value) = GET then SET"
     sed "s|$ROOT/||; s|--json JSON|--json out.json|; s|$VALUE|<$VSIZE-byte value>|" "$TMP/rows" |
         awk -F'|' '{ printf "%-16s %s\n", $1 ":", $2 }'
