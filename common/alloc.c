@@ -5,6 +5,8 @@
  */
 #include "common.h"
 
+#include <malloc.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,4 +102,19 @@ void *cm_memdup(const void *p, size_t n)
     if (q != NULL && n > 0)
         memcpy(q, p, n);
     return q;
+}
+
+/* glibc's malloc_trim initializes its allocator on its first call, without a lock: it
+ * marks the allocator initialized before it sets up the bins, so a second thread's
+ * trim can walk bins that are still NULL. Normally malloc has done that long before
+ * any thread starts; under the sanitizers, whose allocator replaces malloc, nothing
+ * else does, and two function calls killed at the same moment on two threads crashed
+ * eddyd in the TSan pass of make test-all (SEGV in glibc's mtrim). Hence the lock; a
+ * trim is rare (after a call that was killed or ran out of memory). */
+void cm_malloc_trim(void)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&lock);
+    malloc_trim(0);
+    pthread_mutex_unlock(&lock);
 }

@@ -59,6 +59,9 @@ void *cm_memdup(const void *p, size_t n);
 void cm_alloc_fail_at(long n);
 /* Bytes currently allocated through cm_* (approximate: counts requested sizes). */
 size_t cm_alloc_used(void);
+/* Gives free heap memory back to the system (glibc's malloc_trim), one thread at a
+ * time. Safe from any thread. */
+void cm_malloc_trim(void);
 
 /* ---- Growable byte buffer ----------------------------------------------------
  * A simple owned buffer. p is NULL when cap is 0. Append functions return 0 or

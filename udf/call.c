@@ -5,7 +5,6 @@
 #include "udf_int.h"
 
 #include <ctype.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -589,7 +588,7 @@ int udf_call_run(struct udf_call *c)
     if (collect) {
         /* After the coroutine is released, so its garbage goes too. */
         lua_gc(L, LUA_GCCOLLECT, 0);
-        malloc_trim(0);
+        cm_malloc_trim();
     }
     udf__running_remove(vm->u, c); /* first: udf_kill reads started, not done */
     c->done = true;
