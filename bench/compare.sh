@@ -5,8 +5,8 @@
 # bench/RESULTS.md (between its compare.sh markers) and a plot into bench/plot/ratios.svg.
 #
 # Usage: sh bench/compare.sh [--quick] [--reps N] [--keep] [--eddy-args "ARGS"]
-#   --quick   one repetition with fewer operations (about 2 minutes)
-#   --reps N  repetitions (default 3; a full run takes about 8 minutes)
+#   --quick   one repetition with fewer operations (about 30 seconds)
+#   --reps N  repetitions (default 3; a full run takes about 2 minutes)
 #   --keep    keep the temporary directory (logs, raw results) and print its path
 #   --eddy-args "ARGS"  more eddyd options (e.g. "--threads 2"), shown in the table
 # Needs redis-server, redis-benchmark and redis-cli (Debian redis-server, redis-tools;
