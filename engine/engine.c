@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <rocksdb/c.h>
 
@@ -43,6 +44,10 @@ struct eng {
     /* Group commit: writes take increasing sequence numbers after they reach the
      * WAL; a sync covers every write numbered up to what it read before fsync. */
     atomic_ullong written_seq;
+    /* Writes in flight: from before their RocksDB write (which makes them visible to
+     * readers) until their number is in written_seq (write_enter, write_leave). */
+    atomic_uint writing;
+    atomic_int hold_write_ms; /* DEBUG HOLD-WRITE: the next write waits this long */
     atomic_bool wal_failed;  /* a write or WAL flush failed: no flush until a write succeeds */
     atomic_ullong flushed_seq; /* in the OS */
     atomic_ullong synced_seq;  /* on disk */
@@ -508,8 +513,34 @@ void eng_close(struct eng *e)
     cm_free(e);
 }
 
-/* rocksdb_write, remembering a failure: after one, RocksDB's WAL writer may hold an
- * error, and flushing it again would trip an assertion in Debian's RocksDB build. A
+/* Every RocksDB write is bracketed by these: a reader that has seen a write then
+ * finds it either in flight or numbered (eng_persist). write_leave numbers a write
+ * that succeeded (the calling thread's last, for eng_sync). */
+static void write_enter(struct eng *e)
+{
+    atomic_fetch_add(&e->writing, 1);
+}
+
+static void write_leave(struct eng *e, bool ok)
+{
+    int hold = atomic_load_explicit(&e->hold_write_ms, memory_order_relaxed);
+    if (hold > 0 && atomic_exchange(&e->hold_write_ms, 0) == hold) {
+        struct timespec ts = {hold / 1000, (long)(hold % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (ok)
+        tls_last_seq = atomic_fetch_add(&e->written_seq, 1) + 1;
+    atomic_fetch_sub(&e->writing, 1);
+}
+
+void eng_debug_hold_write(struct eng *e, int ms)
+{
+    atomic_store(&e->hold_write_ms, ms);
+}
+
+/* rocksdb_write (between write_enter and write_leave), remembering a failure: after
+ * one, RocksDB's WAL writer may hold an error, and flushing it again would trip an
+ * assertion in Debian's RocksDB build. A
  * write that succeeds again means RocksDB recovered (it refuses writes until then,
  * and its recovery starts a new WAL file). */
 static void db_write(struct eng *e, rocksdb_writebatch_t *wb, char **rerr)
@@ -558,9 +589,16 @@ static int persist_upto(struct eng *e, unsigned long long seq, bool sync, struct
     return rc;
 }
 
+/* A write is visible to readers from its memtable insert, when its WAL record is
+ * already in RocksDB's buffer, and until write_leave it is counted in `writing`. So a
+ * reader that has seen it then finds `writing` > 0 (a flush that starts now covers
+ * the record: one past written_seq forces it) or, loading written_seq after
+ * `writing`, finds the write numbered. */
 int eng_persist(struct eng *e, struct cm_err *err)
 {
-    return persist_upto(e, tls_last_seq, eng_get_fsync(e) == ENG_FSYNC_ALWAYS, err);
+    unsigned busy = atomic_load(&e->writing);
+    unsigned long long seq = atomic_load(&e->written_seq) + (busy > 0);
+    return persist_upto(e, seq, eng_get_fsync(e) == ENG_FSYNC_ALWAYS, err);
 }
 
 int eng_sync(struct eng *e, struct cm_err *err)
@@ -986,15 +1024,16 @@ int eng_drop_slots(struct eng *e, unsigned slot_lo, unsigned slot_hi, struct cm_
     rocksdb_writebatch_delete_range_cf(wb, e->cf[CF_DATA], lo, 2, hi, 2);
     pthread_rwlock_wrlock(&e->watch_lock);
     slot_clear_begin(e, slot_lo, slot_hi);
+    write_enter(e);
     db_write(e, wb, &rerr);
     slot_clear_end(e, slot_lo, slot_hi, rerr != NULL);
     pthread_rwlock_unlock(&e->watch_lock);
     if (e->vcache != NULL)
         eng__cache_clear(e->vcache);
     rocksdb_writebatch_destroy(wb);
+    write_leave(e, rerr == NULL);
     if (rerr != NULL)
         return rocks_err(err, rerr, "drop of slots failed");
-    tls_last_seq = atomic_fetch_add(&e->written_seq, 1) + 1;
     /* Transactions that read keys of these slots must conflict (stale expiry index
      * entries are skipped by the expire cycle: their key is gone). */
     for (unsigned i = 0; i < STRIPES; i++) {
@@ -1267,15 +1306,16 @@ int eng_write(struct eng *e, struct eng_batch *b, struct cm_err *err)
     slot_remark(e, b->slot_gen, &b->ukeys);
     if (e->vcache != NULL)
         cache_batch_gens(e, b);
+    write_enter(e);
     db_write(e, b->wb, &rerr);
     if (e->vcache != NULL)
         cache_batch_learn(e, b, rerr != NULL);
     if (rerr == NULL && w > 0)
         watch_record(e, &b->ukeys);
     pthread_rwlock_unlock(&e->watch_lock);
+    write_leave(e, rerr == NULL);
     if (rerr != NULL)
         return rocks_err(err, rerr, "write failed");
-    tls_last_seq = atomic_fetch_add(&e->written_seq, 1) + 1;
     atomic_fetch_add_explicit(&e->n_writes, 1, memory_order_relaxed);
     /* Transactions that read these keys before this write must now conflict. */
     unsigned long long seq = atomic_fetch_add(&e->commit_seq, 1) + 1;
@@ -1745,6 +1785,7 @@ int eng_txn_commit(struct eng_txn *t, struct cm_err *err)
         goto out;
     }
     slot_remark(e, t->slot_gen, &t->ukeys);
+    write_enter(e);
     if (!fault_hit(e, ENG_FAULT_WRITE, &rerr))
         rocksdb_write_writebatch_wi(e->db, e->wopts, t->wb, &rerr);
     atomic_store(&e->wal_failed, rerr != NULL); /* as db_write */
@@ -1752,11 +1793,11 @@ int eng_txn_commit(struct eng_txn *t, struct cm_err *err)
     if (rerr == NULL && w > 0)
         watch_record(e, &t->ukeys);
     pthread_rwlock_unlock(&e->watch_lock);
+    write_leave(e, rerr == NULL);
     if (rerr != NULL) {
         rc = rocks_err(err, rerr, "write failed");
         goto out;
     }
-    tls_last_seq = atomic_fetch_add(&e->written_seq, 1) + 1;
     atomic_fetch_add_explicit(&e->n_writes, 1, memory_order_relaxed);
     eng_lockset_mark_written(e, &t->writes);
 out:
@@ -2172,16 +2213,17 @@ int eng_flush_all(struct eng *e, struct cm_err *err)
         pthread_mutex_unlock(&e->watch_mu);
     }
     slot_clear_begin(e, 0, CM_SLOTS - 1);
+    write_enter(e);
     db_write(e, wb, &rerr);
     slot_clear_end(e, 0, CM_SLOTS - 1, rerr != NULL);
     if (e->vcache != NULL)
         eng__cache_clear(e->vcache);
     pthread_rwlock_unlock(&e->watch_lock);
     rocksdb_writebatch_destroy(wb);
+    write_leave(e, rerr == NULL);
     if (rerr != NULL)
         return rocks_err(err, rerr, "flush failed");
     atomic_fetch_add(&e->n_flushes, 1);
-    tls_last_seq = atomic_fetch_add(&e->written_seq, 1) + 1;
     /* Every transaction that read anything before the flush must now conflict. */
     for (unsigned i = 0; i < STRIPES; i++) {
         pthread_mutex_lock(&e->stripes[i]);
@@ -2275,20 +2317,23 @@ long eng_expire_cycle(struct eng *e, int64_t now_ms, long max, struct cm_err *er
                 deleted++;
             }
             char *rerr = NULL;
+            write_enter(e);
             db_write(e, wb, &rerr);
             if (e->vcache != NULL)
                 eng__cache_set(e->vcache, eng__key_hash(ukey, ulen), ukey, ulen, 0, NULL, 0);
             if (rerr == NULL)
                 mark_stripe(e, stripe_of(ukey, ulen));
             eng_unlock_key(e, ukey, ulen);
+            write_leave(e, rerr == NULL);
             if (rerr != NULL) {
                 rc = rocks_err(err, rerr, "expire failed");
                 break;
             }
-            tls_last_seq = atomic_fetch_add(&e->written_seq, 1) + 1;
         } else {
             char *rerr = NULL;
+            write_enter(e);
             db_write(e, wb, &rerr);
+            write_leave(e, rerr == NULL);
             rocksdb_free(rerr);
         }
     }
@@ -2323,24 +2368,26 @@ int eng_meta_put(struct eng *e, const char *key, size_t klen, const void *val, s
                  struct cm_err *err)
 {
     char *rerr = NULL;
+    write_enter(e);
     if (!fault_hit(e, ENG_FAULT_WRITE, &rerr))
         rocksdb_put_cf(e->db, e->wopts, e->cf[CF_META], key, klen, val, vlen, &rerr);
     atomic_store(&e->wal_failed, rerr != NULL); /* as db_write */
+    write_leave(e, rerr == NULL);
     if (rerr != NULL)
         return rocks_err(err, rerr, "metadata write failed");
-    tls_last_seq = atomic_fetch_add(&e->written_seq, 1) + 1;
     return eng_sync(e, err); /* metadata is rare and must survive */
 }
 
 int eng_meta_del(struct eng *e, const char *key, size_t klen, struct cm_err *err)
 {
     char *rerr = NULL;
+    write_enter(e);
     if (!fault_hit(e, ENG_FAULT_WRITE, &rerr))
         rocksdb_delete_cf(e->db, e->wopts, e->cf[CF_META], key, klen, &rerr);
     atomic_store(&e->wal_failed, rerr != NULL); /* as db_write */
+    write_leave(e, rerr == NULL);
     if (rerr != NULL)
         return rocks_err(err, rerr, "metadata delete failed");
-    tls_last_seq = atomic_fetch_add(&e->written_seq, 1) + 1;
     return eng_sync(e, err);
 }
 

@@ -40,8 +40,11 @@ void eng_close(struct eng *e);
 /* Writes append to an in-memory WAL buffer (RocksDB's manual_wal_flush); nothing is
  * acknowledged before it is persisted by one of these. Concurrent callers share one
  * flush or fsync (group commit). Each returns 0 or CM_EIO.
- * eng_persist: the calling thread's writes reach the OS (and the disk under
- *   "always"): call it before replies to writes leave.
+ * eng_persist: every write the calling thread may have seen (its own, and other
+ *   threads' applied so far, even those still in flight) reaches the OS (and the disk
+ *   under "always"): call it before any reply leaves, to reads too, so no client is
+ *   sent a value a crash could then lose. Costs two atomic loads when nothing is
+ *   pending.
  * eng_sync: the calling thread's writes reach the disk.
  * eng_sync_all / eng_flush_all_wal: every write so far, to the disk / the OS (the
  *   everysec timer, the cron, shutdown). */
@@ -357,6 +360,10 @@ void eng_fault_set(struct eng *e, enum eng_fault kind, long n);
 long eng_fault_pending(struct eng *e, enum eng_fault kind);
 /* Operations failed by injection since open, all kinds. */
 unsigned long long eng_fault_count(struct eng *e);
+/* The next write to RocksDB (of any kind) waits ms milliseconds after it is applied,
+ * visible to readers, before it counts as written (DEBUG HOLD-WRITE: tests of what
+ * readers are sent while a write is in flight). 0 clears. */
+void eng_debug_hold_write(struct eng *e, int ms);
 
 /* ---- Statistics ---------------------------------------------------------------------------------- */
 struct eng_stats {

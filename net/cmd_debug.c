@@ -1,6 +1,7 @@
-/* cmd_debug.c - DEBUG, for tests: inject storage faults (engine.h eng_fault_set). Off
- * unless eddyd runs with --enable-debug-command yes (or local: loopback clients
- * only), as Redis's enable-debug-command. */
+/* cmd_debug.c - DEBUG, for tests: inject storage faults (engine.h eng_fault_set) and
+ * hold a write in flight (eng_debug_hold_write). Off unless eddyd runs with
+ * --enable-debug-command yes (or local: loopback clients only), as Redis's
+ * enable-debug-command. */
 #include "net_int.h"
 
 #include <stdio.h>
@@ -55,6 +56,26 @@ static void fault_cmd(struct cmd_ctx *x)
     reply_ok(x);
 }
 
+/* DEBUG HOLD-WRITE <ms>: the next write to storage waits <ms> after it is applied
+ * and before it counts as written (eng_debug_hold_write). */
+static void hold_write_cmd(struct cmd_ctx *x)
+{
+    long long ms;
+    if (x->argc != 3) {
+        reply_syntax(x);
+        return;
+    }
+    if (!arg_ll(x, 2, &ms))
+        return;
+    if (ms < 0 || ms > 60000) {
+        reply_err(x, "ERR milliseconds must be between 0 and 60000");
+        return;
+    }
+    eng_debug_hold_write(x->eng, (int)ms);
+    cm_log(CM_LOG_WARNING, "DEBUG HOLD-WRITE %lld by client %s", ms, x->c->addr);
+    reply_ok(x);
+}
+
 static void help_cmd(struct cmd_ctx *x)
 {
     static const char *const lines[] = {
@@ -63,6 +84,9 @@ static void help_cmd(struct cmd_ctx *x)
         "    Make the next <count> storage operations of that kind fail with an injected",
         "    I/O error (-1: every one until cleared; 0: clear). Without arguments, show",
         "    the counts still pending and how many faults were injected.",
+        "HOLD-WRITE <milliseconds>",
+        "    Make the next write to storage wait that long after it is applied (visible",
+        "    to readers) and before it counts as written (0: clear).",
         "HELP",
         "    Print this help.",
     };
@@ -84,6 +108,8 @@ static void debug_cmd(struct cmd_ctx *x)
     }
     if (arg_is(x, 1, "FAULT"))
         fault_cmd(x);
+    else if (arg_is(x, 1, "HOLD-WRITE"))
+        hold_write_cmd(x);
     else if (arg_is(x, 1, "HELP") && x->argc == 2)
         help_cmd(x);
     else

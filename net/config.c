@@ -69,8 +69,8 @@ static const struct opt opts[] = {
     {"cluster-enabled", OPT_BOOL, F(cluster_enabled), false, 0, 0,
      "yes: cluster mode, slot map and MOVED routing (docs/CLUSTER.md; default no)", NULL},
     {"enable-debug-command", OPT_YESNOLOCAL, F(enable_debug), false, 0, 0,
-     "no | yes | local: allow DEBUG (fault injection for tests; local: from loopback "
-     "clients only; default no)", NULL},
+     "no | yes | local: allow DEBUG (fault injection and held writes, for tests; "
+     "local: from loopback clients only; default no)", NULL},
     /* Answered for compatibility with tools that ask (redis-benchmark asks for these). */
     {"save", OPT_YESNO_FIXED, 0, 0, false, 0, 0, NULL, ""},
     {"appendonly", OPT_YESNO_FIXED, 0, 0, false, 0, 0, NULL, "yes"},

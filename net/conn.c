@@ -220,17 +220,20 @@ static void join_batch(struct conn *c)
 
 /* Durability before acknowledgement: the WAL is flushed once for all the commands of
  * the batch (and fsynced under appendfsync always), sharing the flush with other
- * threads (group commit), before any reply leaves. */
+ * threads (group commit), before any reply leaves. A batch of reads flushes too when
+ * another thread's write is applied but not yet flushed: a read may have seen it, and
+ * a crash must not lose what a client was sent. (Redis gets this from its single
+ * thread: every reply of a loop iteration leaves after its AOF write.) */
 static void persist_batch(struct worker *w)
 {
     bool dirty = false;
     for (struct conn *c = w->ready; c != NULL; c = c->rnext)
         dirty |= c->dirty;
-    if (!dirty)
-        return;
     struct eng *e = w->srv->eng;
     struct cm_err err = {0};
     int rc = eng_persist(e, &err);
+    if (!dirty)
+        return; /* on a failure, the writes were refused; reads keep working */
     for (struct conn *c = w->ready; c != NULL; c = c->rnext) {
         if (!c->dirty)
             continue;

@@ -354,17 +354,16 @@ static void part_done(struct worker *w, struct wcall *wc)
     struct mr_part *p = (struct mr_part *)wc;
     const struct cm_buf *r = udf_call_reply(wc->call);
     p->ok = udf_call_ok(wc->call);
-    if (udf_call_wrote(wc->call)) {
-        /* This thread's writes are persisted here, before the job can reply. */
-        struct cm_err err = {0};
-        if (eng_persist(w->srv->eng, &err) != 0 && p->ok) {
-            p->ok = false;
-            cm_buf_init(&p->result);
-            resp_add_errorf(&p->result, "ERR write-ahead log write failed: %s", err.msg);
-            udf_call_free(wc->call);
-            wc->call = NULL;
-            goto report;
-        }
+    /* What this partition wrote or read is persisted here, before the job can reply
+     * (conn.c persist_batch); a failure fails the partition only if it wrote. */
+    struct cm_err err = {0};
+    if (eng_persist(w->srv->eng, &err) != 0 && udf_call_wrote(wc->call) && p->ok) {
+        p->ok = false;
+        cm_buf_init(&p->result);
+        resp_add_errorf(&p->result, "ERR write-ahead log write failed: %s", err.msg);
+        udf_call_free(wc->call);
+        wc->call = NULL;
+        goto report;
     }
     cm_buf_append(&p->result, r->p, r->len);
     udf_call_free(wc->call);

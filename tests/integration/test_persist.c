@@ -276,6 +276,67 @@ static void t_kill9_everysec(void)
     h_server_free(s);
 }
 
+/* What a reader is sent survives a kill -9, even a write still in flight on another
+ * I/O thread: the writer's SET is applied (visible) and held there before it counts
+ * as written (DEBUG HOLD-WRITE), a GET on the other thread reads it, and the server
+ * is killed before the writer's own WAL flush. (make test-all found a reader sent a
+ * value that the restarted node did not have.) */
+static void read_in_flight_run(const char *fsync_mode)
+{
+    enum { HOLD_MS = 3000 };
+    struct h_server *s = h_server_start("--enable-debug-command", "yes", "--appendfsync",
+                                        fsync_mode, NULL);
+    eddy_ctx *w = h_connect_port(s->port); /* accepted in turn: on the two threads */
+    eddy_ctx *r = h_connect_port(s->port);
+    EXPECT_OK(w, "SET", "inflight", "old");
+    char hold[16];
+    snprintf(hold, sizeof(hold), "%d", HOLD_MS);
+    EXPECT_OK(w, "DEBUG", "HOLD-WRITE", hold);
+    const char *set[] = {"SET", "inflight", "new"};
+    CHECK(eddy_append_argv(w, 3, set, NULL) == EDDY_OK);
+    CHECK(eddy_flush(w) == EDDY_OK);
+    /* Read until the held write shows (it is applied within milliseconds). */
+    int64_t t0 = h_now_ms();
+    char *got = NULL;
+    for (;;) {
+        got = h_text(H_AT, CMD(r, "GET", "inflight"));
+        if (strcmp(got, "new") == 0 || h_now_ms() - t0 > HOLD_MS / 2)
+            break;
+        free(got);
+        h_sleep_ms(5);
+    }
+    int64_t waited = h_now_ms() - t0;
+    if (strcmp(got, "new") != 0)
+        FAILF("the reader never saw the held write within %d ms (it read \"%s\"): are the "
+              "two connections on one I/O thread?", HOLD_MS / 2, got);
+    if (waited >= HOLD_MS / 2)
+        FAILF("the reader saw the write only after %lld ms: it waited for the writer's "
+              "thread, so the write was not in flight", (long long)waited);
+    free(got);
+    h_server_kill9(s); /* the writer is still held: its own flush has not run */
+    eddy_free(w);
+    eddy_free(r);
+    h_server_restart(s);
+    eddy_ctx *c = h_connect_port(s->port);
+    struct eddy_reply *v = CMD(c, "GET", "inflight");
+    if (v->type != EDDY_REPLY_STRING || strcmp(v->str, "new") != 0)
+        FAILF("a reader was sent \"new\", but after kill -9 (%s) the key is %s", fsync_mode,
+              h_describe(v));
+    eddy_reply_free(v);
+    eddy_free(c);
+    h_server_free(s);
+}
+
+static void t_read_in_flight_everysec(void)
+{
+    read_in_flight_run("everysec");
+}
+
+static void t_read_in_flight_always(void)
+{
+    read_in_flight_run("always");
+}
+
 /* A SCAN cursor taken before a restart resumes after it without skipping keys. */
 static void t_scan_across_restart(void)
 {
@@ -330,5 +391,7 @@ void suite_persist(void)
     h_run("persist_kill9_appendfsync_always", t_kill9_always, H_OWN, 60);
     h_run("persist_kill9_appendfsync_always_pipelined", t_kill9_always_pipelined, H_OWN, 60);
     h_run("persist_kill9_everysec_after_1s", t_kill9_everysec, H_OWN, 60);
+    h_run("persist_read_of_write_in_flight_everysec", t_read_in_flight_everysec, H_OWN, 60);
+    h_run("persist_read_of_write_in_flight_always", t_read_in_flight_always, H_OWN, 60);
     h_run("persist_scan_cursor_across_restart", t_scan_across_restart, H_OWN, 60);
 }
