@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,9 +46,9 @@ int cm_err_set(struct cm_err *err, int code, const char *fmt, ...)
     return code;
 }
 
-/* ---- CRC16 (XModem: poly 0x1021, init 0), table built on first use ---------- */
+/* ---- CRC16 (XModem: poly 0x1021, init 0), table built once, on first use --------- */
 static uint16_t crc_table[256];
-static bool crc_ready;
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 
 static void crc_init(void)
 {
@@ -57,13 +58,11 @@ static void crc_init(void)
             c = (c & 0x8000) ? (uint16_t)((c << 1) ^ 0x1021) : (uint16_t)(c << 1);
         crc_table[i] = c;
     }
-    __atomic_store_n(&crc_ready, true, __ATOMIC_RELEASE);
 }
 
 uint16_t cm_crc16(const char *p, size_t n)
 {
-    if (!__atomic_load_n(&crc_ready, __ATOMIC_ACQUIRE))
-        crc_init(); /* idempotent: racing threads write the same table */
+    pthread_once(&crc_once, crc_init); /* threads racing to build it was a data race */
     uint16_t crc = 0;
     for (size_t i = 0; i < n; i++)
         crc = (uint16_t)((crc << 8) ^ crc_table[((crc >> 8) ^ (uint8_t)p[i]) & 0xff]);

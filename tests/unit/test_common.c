@@ -14,46 +14,82 @@
 
 /* ---- Allocator ----------------------------------------------------------------------- */
 
-static pthread_barrier_t trim_barrier;
+static pthread_barrier_t first_barrier;
 
 static void *trim_thread(void *arg)
 {
-    pthread_barrier_wait(&trim_barrier);
+    pthread_barrier_wait(&first_barrier);
     cm_malloc_trim();
     return arg;
 }
 
-/* The first trims of a process, from several threads at the same moment: glibc's
- * malloc_trim initialized its allocator without a lock, and under the sanitizers
- * (nothing else initializes glibc's malloc there) about 1 in 10 such processes
- * crashed. Each round is a fresh process (a fork of this single-threaded test). In
- * the release build glibc's malloc is already initialized and this cannot fail; the
- * ASan and TSan passes of make test-all are where it bites. */
-TEST(malloc_trim_first_calls_at_once)
+static void *crc_thread(void *arg)
 {
-    enum { ROUNDS = 60, THREADS = 4 };
-    int crashed = 0;
-    for (int r = 0; r < ROUNDS; r++) {
+    pthread_barrier_wait(&first_barrier);
+    *(unsigned *)arg = cm_crc16(S("123456789"));
+    return arg;
+}
+
+/* Runs fn in 4 threads that start together, in each of `rounds` fresh processes
+ * (forks of this single-threaded test, so each makes its first call there: the parent
+ * must not have called it). A process fails if it dies, if a sanitizer reports (TSan
+ * sets the exit status) or if a thread's result, when there is one, is not `want`.
+ * Returns how many failed. */
+static int first_calls_at_once(void *(*fn)(void *), int rounds, unsigned want)
+{
+    enum { THREADS = 4 };
+    int failed = 0;
+    for (int r = 0; r < rounds; r++) {
         fflush(stdout);
         pid_t pid = fork();
         CHECK(pid >= 0);
         if (pid == 0) {
             pthread_t t[THREADS];
-            pthread_barrier_init(&trim_barrier, NULL, THREADS);
-            for (int i = 0; i < THREADS; i++)
-                if (pthread_create(&t[i], NULL, trim_thread, NULL) != 0)
+            unsigned got[THREADS];
+            pthread_barrier_init(&first_barrier, NULL, THREADS);
+            for (int i = 0; i < THREADS; i++) {
+                got[i] = want;
+                if (pthread_create(&t[i], NULL, fn, &got[i]) != 0)
                     _exit(2);
+            }
             for (int i = 0; i < THREADS; i++)
                 pthread_join(t[i], NULL);
+            for (int i = 0; i < THREADS; i++)
+                if (got[i] != want)
+                    _exit(3);
             _exit(0);
         }
         int st = 0;
         CHECK(waitpid(pid, &st, 0) == pid);
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-            crashed++;
+            failed++;
     }
-    if (crashed > 0)
-        UNIT_FAIL("%d of %d processes died in their first concurrent trims", crashed, ROUNDS);
+    return failed;
+}
+
+/* The first trims of a process, from several threads at the same moment: glibc's
+ * malloc_trim initialized its allocator without a lock, and under the sanitizers
+ * (nothing else initializes glibc's malloc there) about 1 in 10 such processes
+ * crashed. In the release build glibc's malloc is already initialized and this
+ * cannot fail; the ASan and TSan passes of make test-all are where it bites. */
+TEST(malloc_trim_first_calls_at_once)
+{
+    enum { ROUNDS = 60 };
+    int failed = first_calls_at_once(trim_thread, ROUNDS, 0);
+    if (failed > 0)
+        UNIT_FAIL("%d of %d processes died in their first concurrent trims", failed, ROUNDS);
+}
+
+/* The CRC16 table is built on first use, once (a TSan run caught two I/O threads
+ * building it at once: the same bytes, but a data race). Must run before any other
+ * test computes a CRC. The value is the XModem check value of "123456789". */
+TEST(crc16_first_calls_at_once)
+{
+    enum { ROUNDS = 20 };
+    int failed = first_calls_at_once(crc_thread, ROUNDS, 0x31c3);
+    if (failed > 0)
+        UNIT_FAIL("%d of %d processes failed their first concurrent CRCs (a wrong value or "
+                  "a sanitizer report)", failed, ROUNDS);
 }
 
 TEST(alloc_counts_bytes)
@@ -717,6 +753,7 @@ int main(void)
     RUN(alloc_fail_at);
     RUN(alloc_dup);
     RUN(malloc_trim_first_calls_at_once);
+    RUN(crc16_first_calls_at_once); /* before any other CRC */
     RUN(buf_basic);
     RUN(buf_appendf_long);
     RUN(buf_reserve_and_grow);
