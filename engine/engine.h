@@ -43,8 +43,11 @@ void eng_close(struct eng *e);
  * eng_persist: every write the calling thread may have seen (its own, and other
  *   threads' applied so far, even those still in flight) reaches the OS (and the disk
  *   under "always"): call it before any reply leaves, to reads too, so no client is
- *   sent a value a crash could then lose. Costs two atomic loads when nothing is
- *   pending.
+ *   sent a value a crash could then lose (unless the WAL has failed: then it returns
+ *   CM_EIO, and a caller that serves reads anyway accepts that). A few atomic loads
+ *   when nothing is pending. Relies on RocksDB's default write path (no
+ *   unordered_write, two_write_queues or pipelined writes): a write's WAL record is
+ *   buffered before readers can see it.
  * eng_sync: the calling thread's writes reach the disk.
  * eng_sync_all / eng_flush_all_wal: every write so far, to the disk / the OS (the
  *   everysec timer, the cron, shutdown). */
@@ -360,9 +363,10 @@ void eng_fault_set(struct eng *e, enum eng_fault kind, long n);
 long eng_fault_pending(struct eng *e, enum eng_fault kind);
 /* Operations failed by injection since open, all kinds. */
 unsigned long long eng_fault_count(struct eng *e);
-/* The next write to RocksDB (of any kind) waits ms milliseconds after it is applied,
- * visible to readers, before it counts as written (DEBUG HOLD-WRITE: tests of what
- * readers are sent while a write is in flight). 0 clears. */
+/* The next write to RocksDB waits ms milliseconds after it is applied, visible to
+ * readers, before it counts as written (DEBUG HOLD-WRITE: tests of what readers are
+ * sent while a write is in flight). Any write takes it, a failed one, the cron's
+ * expiry or a metadata write too, holding whatever locks it holds. 0 clears. */
 void eng_debug_hold_write(struct eng *e, int ms);
 
 /* ---- Statistics ---------------------------------------------------------------------------------- */

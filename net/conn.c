@@ -614,6 +614,11 @@ static bool start_remote(struct worker *w, struct wcall *wc)
     size_t len;
     struct cm_err err = {0};
     udf_call_remote(wc->call, &addr, &cmd, &len);
+    /* The command may carry what the call read here, another thread's write among it:
+     * that reaches the WAL first, as before a reply (persist_batch; a failure is
+     * ignored like a read batch's). */
+    if (eng_persist(w->srv->eng, &err) != 0)
+        err = (struct cm_err){0};
     char pass[sizeof(w->srv->cfg->requirepass)];
     net_config_password(w->srv->cfg, pass, sizeof(pass));
     if (bus_call_raw(w, addr, BUS_LANE_KEYS, pass, cmd, len, remote_done, wc,

@@ -281,19 +281,25 @@ static void t_kill9_everysec(void)
  * as written (DEBUG HOLD-WRITE), a GET on the other thread reads it, and the server
  * is killed before the writer's own WAL flush. (make test-all found a reader sent a
  * value that the restarted node did not have.) */
-static void read_in_flight_run(const char *fsync_mode)
+static void read_in_flight_run(const char *fsync_mode, const char *cache_size, bool fcall)
 {
     enum { HOLD_MS = 3000 };
     struct h_server *s = h_server_start("--enable-debug-command", "yes", "--appendfsync",
-                                        fsync_mode, NULL);
+                                        fsync_mode, "--value-cache-size", cache_size, NULL);
     eddy_ctx *w = h_connect_port(s->port); /* accepted in turn: on the two threads */
     eddy_ctx *r = h_connect_port(s->port);
+    EXPECT_BULK("inflight", w, "FUNCTION", "LOAD",
+                "#!lua name=inflight\n"
+                "redis.register_function('put', function(keys, args)\n"
+                "  return redis.call('SET', keys[1], args[1]) end)");
     EXPECT_OK(w, "SET", "inflight", "old");
     char hold[16];
     snprintf(hold, sizeof(hold), "%d", HOLD_MS);
     EXPECT_OK(w, "DEBUG", "HOLD-WRITE", hold);
     const char *set[] = {"SET", "inflight", "new"};
-    CHECK(eddy_append_argv(w, 3, set, NULL) == EDDY_OK);
+    const char *call[] = {"FCALL", "put", "1", "inflight", "new"};
+    CHECK(fcall ? eddy_append_argv(w, 5, call, NULL) == EDDY_OK
+                : eddy_append_argv(w, 3, set, NULL) == EDDY_OK);
     CHECK(eddy_flush(w) == EDDY_OK);
     /* Read until the held write shows (it is applied within milliseconds). */
     int64_t t0 = h_now_ms();
@@ -329,12 +335,24 @@ static void read_in_flight_run(const char *fsync_mode)
 
 static void t_read_in_flight_everysec(void)
 {
-    read_in_flight_run("everysec");
+    read_in_flight_run("everysec", "64mb", false);
 }
 
 static void t_read_in_flight_always(void)
 {
-    read_in_flight_run("always");
+    read_in_flight_run("always", "64mb", false);
+}
+
+/* The reader finds the write in the memtable, not in the value cache. */
+static void t_read_in_flight_no_cache(void)
+{
+    read_in_flight_run("everysec", "0", false);
+}
+
+/* The write is a function call's commit. */
+static void t_read_in_flight_fcall(void)
+{
+    read_in_flight_run("everysec", "0", true);
 }
 
 /* A SCAN cursor taken before a restart resumes after it without skipping keys. */
@@ -393,5 +411,7 @@ void suite_persist(void)
     h_run("persist_kill9_everysec_after_1s", t_kill9_everysec, H_OWN, 60);
     h_run("persist_read_of_write_in_flight_everysec", t_read_in_flight_everysec, H_OWN, 60);
     h_run("persist_read_of_write_in_flight_always", t_read_in_flight_always, H_OWN, 60);
+    h_run("persist_read_of_write_in_flight_no_value_cache", t_read_in_flight_no_cache, H_OWN, 60);
+    h_run("persist_read_of_write_in_flight_fcall", t_read_in_flight_fcall, H_OWN, 60);
     h_run("persist_scan_cursor_across_restart", t_scan_across_restart, H_OWN, 60);
 }
