@@ -540,9 +540,8 @@ void eng_debug_hold_write(struct eng *e, int ms)
 
 /* rocksdb_write (between write_enter and write_leave), remembering a failure: after
  * one, RocksDB's WAL writer may hold an error, and flushing it again would trip an
- * assertion in Debian's RocksDB build. A
- * write that succeeds again means RocksDB recovered (it refuses writes until then,
- * and its recovery starts a new WAL file). */
+ * assertion in Debian's RocksDB build. A write that succeeds again means RocksDB
+ * recovered (it refuses writes until then, and its recovery starts a new WAL file). */
 static void db_write(struct eng *e, rocksdb_writebatch_t *wb, char **rerr)
 {
     if (!fault_hit(e, ENG_FAULT_WRITE, rerr)) /* an injected one counts as a failure too */
