@@ -2,9 +2,11 @@
  * INFO CONFIG CLIENT COMMAND TIME SHUTDOWN (CLUSTER is in cmd_cluster.c). */
 #include "net_int.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -49,18 +51,46 @@ static bool password_ok(struct cmd_ctx *x, const char *p, size_t n)
     return diff == 0 && wn > 0;
 }
 
-/* Checks AUTH [user] pass at argv[i..]; replies on failure. */
+/* AUTH failures are logged at most AUTH_LOG_PER_SEC times a second: one client can
+ * send hundreds of thousands a second, a log line each. Every failure is counted
+ * (INFO auth_failures); the next line written says how many were not. */
+#define AUTH_LOG_PER_SEC 10
+
+static void log_auth_failure(const char *addr)
+{
+    static atomic_llong window;  /* the second being counted */
+    static atomic_int in_window; /* failures in it */
+    static atomic_llong unlogged;
+    long long sec = cm_now_ms() / 1000, w = atomic_load(&window);
+    if (w != sec && atomic_compare_exchange_strong(&window, &w, sec))
+        atomic_store(&in_window, 0);
+    if (atomic_fetch_add(&in_window, 1) >= AUTH_LOG_PER_SEC) {
+        atomic_fetch_add(&unlogged, 1);
+        return;
+    }
+    long long n = atomic_exchange(&unlogged, 0);
+    if (n > 0)
+        cm_log(CM_LOG_WARNING, "AUTH failed for client %s (%lld more failures not logged)", addr,
+               n);
+    else
+        cm_log(CM_LOG_WARNING, "AUTH failed for client %s", addr);
+}
+
+/* Checks AUTH [user] pass at argv[i..] (user 0: none given); replies on failure. As
+ * Redis, the only user is "default" (case-sensitive), and without requirepass it
+ * takes any password. */
 static bool check_auth(struct cmd_ctx *x, size_t user, size_t pass)
 {
-    if (!net_config_has_password(x->srv->cfg)) {
+    bool has_password = net_config_has_password(x->srv->cfg);
+    if (!has_password && user == 0) {
         reply_err(x, "ERR AUTH <password> called without any password configured for the "
                      "default user. Are you sure your configuration is correct?");
         return false;
     }
-    bool user_ok = user == 0 || cm_streq_ci(x->argv[user], x->argvlen[user], "default");
-    if (!user_ok || !password_ok(x, x->argv[pass], x->argvlen[pass])) {
+    bool user_ok = user == 0 || (x->argvlen[user] == 7 && memcmp(x->argv[user], "default", 7) == 0);
+    if (!user_ok || (has_password && !password_ok(x, x->argv[pass], x->argvlen[pass]))) {
         atomic_fetch_add(&x->srv->auth_failures, 1);
-        cm_log(CM_LOG_WARNING, "AUTH failed for client %s", x->c->addr);
+        log_auth_failure(x->c->addr);
         reply_err(x, "WRONGPASS invalid username-password pair or user is disabled.");
         return false;
     }
@@ -331,19 +361,38 @@ static void config_cmd(struct cmd_ctx *x)
         resp_add_map(x->out, pairs, x->resp);
         cm_buf_append(x->out, tmp.p, tmp.len);
         cm_buf_deinit(&tmp);
-    } else if (arg_is(x, 1, "SET") && x->argc >= 4 && x->argc % 2 == 0) {
+    } else if (arg_is(x, 1, "SET") && x->argc >= 4 && x->argc % 2 == 1) {
+        reply_syntax(x);
+    } else if (arg_is(x, 1, "SET") && x->argc >= 4) {
+        /* All or nothing, as Redis: every name and value is checked before any is
+         * set, and a name may appear once. */
         char msg[300];
         for (size_t i = 2; i < x->argc; i += 2) {
-            if (net_config_set(cfg, x->argv[i], x->argvlen[i], x->argv[i + 1], x->argvlen[i + 1],
-                               msg, sizeof(msg)) != 0) {
+            for (size_t j = 2; j < i; j += 2)
+                if (x->argvlen[j] == x->argvlen[i] &&
+                    strncasecmp(x->argv[i], x->argv[j], x->argvlen[i]) == 0) {
+                    reply_errf(x, "ERR CONFIG SET failed (possibly related to argument '%.*s') - "
+                                  "duplicate parameter",
+                               (int)(x->argvlen[i] > 64 ? 64 : x->argvlen[i]), x->argv[i]);
+                    return;
+                }
+            if (net_config_set(NULL, x->argv[i], x->argvlen[i], x->argv[i + 1],
+                               x->argvlen[i + 1], msg, sizeof(msg)) != 0) {
                 reply_errf(x, "ERR %s", msg);
                 return;
             }
         }
+        int rc = 0;
+        for (size_t i = 2; i < x->argc && rc == 0; i += 2) /* checked: fails only for memory */
+            rc = net_config_set(cfg, x->argv[i], x->argvlen[i], x->argv[i + 1], x->argvlen[i + 1],
+                                msg, sizeof(msg));
         eng_set_fsync(x->eng, (enum eng_fsync)NET_CFG(cfg, appendfsync));
         cm_log_set_level(NET_CFG(cfg, loglevel));
         server_apply_udf_limits(x->srv);
-        reply_ok(x);
+        if (rc != 0)
+            reply_errf(x, "ERR %s", msg);
+        else
+            reply_ok(x);
     } else if (arg_is(x, 1, "RESETSTAT") && x->argc == 2) {
         struct server *s = x->srv;
         atomic_store(&s->commands, 0);
@@ -369,18 +418,33 @@ static void config_cmd(struct cmd_ctx *x)
 
 /* ---- CLIENT ------------------------------------------------------------------------------ */
 
-static long kill_matching(struct cmd_ctx *x, unsigned long long id, const char *addr,
-                          size_t addrlen, bool laddr, bool skipme)
+/* What CLIENT KILL's filters select; every client is a normal one of user default. */
+struct kill_filter {
+    unsigned long long id;  /* 0: any */
+    const char *addr;       /* NULL: any */
+    size_t addrlen;
+    bool laddr;             /* addr is the local address */
+    bool skipme;
+    bool none;              /* TYPE master/replica/slave/pubsub: no client is one */
+    long long maxage_ms;    /* -1: any age */
+};
+
+static long kill_matching(struct cmd_ctx *x, const struct kill_filter *f)
 {
     struct server *s = x->srv;
     long n = 0;
+    if (f->none)
+        return 0;
+    int64_t now = cm_now_ms();
     pthread_mutex_lock(&s->clients_lock);
     for (struct conn *c = s->clients; c != NULL; c = c->gnext) {
-        if (id != 0 && c->id != id)
+        if (f->id != 0 && c->id != f->id)
             continue;
-        if (addr != NULL && !cm_streq_ci(addr, addrlen, laddr ? c->laddr : c->addr))
+        if (f->addr != NULL && !cm_streq_ci(f->addr, f->addrlen, f->laddr ? c->laddr : c->addr))
             continue;
-        if (skipme && c == x->c)
+        if (f->maxage_ms >= 0 && now - c->ctime_ms < f->maxage_ms)
+            continue;
+        if (f->skipme && c == x->c)
             continue;
         if (c == x->c) {
             x->c->flags |= CONN_CLOSE_AFTER_REPLY;
@@ -396,50 +460,70 @@ static long kill_matching(struct cmd_ctx *x, unsigned long long id, const char *
 
 static void client_kill(struct cmd_ctx *x)
 {
+    struct kill_filter f = {.skipme = true, .maxage_ms = -1};
     if (x->argc == 3) { /* old form: CLIENT KILL addr:port */
-        if (kill_matching(x, 0, x->argv[2], x->argvlen[2], false, false) == 0)
+        f.addr = x->argv[2];
+        f.addrlen = x->argvlen[2];
+        f.skipme = false;
+        if (kill_matching(x, &f) == 0)
             reply_err(x, "ERR No such client");
         else
             reply_ok(x);
         return;
     }
-    unsigned long long id = 0;
-    const char *addr = NULL;
-    size_t addrlen = 0;
-    bool laddr = false, skipme = true;
     if (x->argc % 2 != 0) {
         reply_syntax(x);
         return;
     }
     for (size_t i = 2; i < x->argc; i += 2) {
         long long v;
+        const char *a = x->argv[i + 1];
+        size_t al = x->argvlen[i + 1];
+        int show = (int)(al > 64 ? 64 : al);
         if (arg_is(x, i, "ID")) {
-            if (cm_str_to_ll(x->argv[i + 1], x->argvlen[i + 1], &v) != 0 || v <= 0) {
+            if (cm_str_to_ll(a, al, &v) != 0 || v <= 0) {
                 reply_err(x, "ERR client-id should be greater than 0");
                 return;
             }
-            id = (unsigned long long)v;
+            f.id = (unsigned long long)v;
         } else if (arg_is(x, i, "ADDR") || arg_is(x, i, "LADDR")) {
-            laddr = arg_is(x, i, "LADDR");
-            addr = x->argv[i + 1];
-            addrlen = x->argvlen[i + 1];
+            f.laddr = arg_is(x, i, "LADDR");
+            f.addr = a;
+            f.addrlen = al;
         } else if (arg_is(x, i, "SKIPME")) {
             if (arg_is(x, i + 1, "yes"))
-                skipme = true;
+                f.skipme = true;
             else if (arg_is(x, i + 1, "no"))
-                skipme = false;
+                f.skipme = false;
             else {
                 reply_syntax(x);
                 return;
             }
-        } else if (arg_is(x, i, "TYPE") || arg_is(x, i, "USER") || arg_is(x, i, "MAXAGE")) {
-            /* Accepted for compatibility: every client is a normal 'default' user. */
+        } else if (arg_is(x, i, "TYPE")) {
+            if (arg_is(x, i + 1, "master") || arg_is(x, i + 1, "replica") ||
+                arg_is(x, i + 1, "slave") || arg_is(x, i + 1, "pubsub")) {
+                f.none = true;
+            } else if (!arg_is(x, i + 1, "normal")) {
+                reply_errf(x, "ERR Unknown client type '%.*s'", show, a);
+                return;
+            }
+        } else if (arg_is(x, i, "USER")) {
+            if (!(al == 7 && memcmp(a, "default", 7) == 0)) { /* user names are case-sensitive */
+                reply_errf(x, "ERR No such user '%.*s'", show, a);
+                return;
+            }
+        } else if (arg_is(x, i, "MAXAGE")) { /* Redis 7.4: clients at least this many seconds old */
+            if (cm_str_to_ll(a, al, &v) != 0 || v < 0 || v > LLONG_MAX / 1000) {
+                reply_err(x, "ERR maxage is not an integer or out of range");
+                return;
+            }
+            f.maxage_ms = v * 1000;
         } else {
             reply_syntax(x);
             return;
         }
     }
-    resp_add_int(x->out, kill_matching(x, id, addr, addrlen, laddr, skipme));
+    resp_add_int(x->out, kill_matching(x, &f));
 }
 
 static void client_cmd(struct cmd_ctx *x)

@@ -421,19 +421,22 @@ static void setrange_cmd(struct cmd_ctx *x)
         return;
     }
     size_t vlen = x->argvlen[3];
-    if (off + (long long)vlen > NET_CFG(x->srv->cfg, max_bulk)) {
-        reply_err(x, "ERR string exceeds maximum allowed size (proto-max-bulk-len)");
-        return;
-    }
     struct eng_item it;
     int rc = kv_get(x, x->argv[1], x->argvlen[1], &it);
     if (rc != 0 && rc != CM_ENOTFOUND)
         return;
     size_t oldlen = rc == 0 ? it.len : 0;
-    if (vlen == 0) {
+    if (vlen == 0) { /* as Redis: nothing to write, so no size check */
         resp_add_int(x->out, (long long)oldlen);
         if (rc == 0)
             eng_item_release(&it);
+        return;
+    }
+    long long max = NET_CFG(x->srv->cfg, max_bulk);
+    if ((long long)vlen > max || off > max - (long long)vlen) { /* off + vlen, no overflow */
+        if (rc == 0)
+            eng_item_release(&it);
+        reply_err(x, "ERR string exceeds maximum allowed size (proto-max-bulk-len)");
         return;
     }
     size_t newlen = (size_t)off + vlen > oldlen ? (size_t)off + vlen : oldlen;

@@ -158,12 +158,35 @@ void net_config_password(struct net_config *cfg, char *buf, size_t cap)
     pthread_mutex_unlock(&str_lock);
 }
 
-/* Sets one option from text. Returns 0 or CM_EINVAL with msg. */
+/* Stores an int-sized (or long long) number into an option's field. */
+static void store_num(char *field, size_t size, long long v)
+{
+    if (size == sizeof(int))
+        __atomic_store_n((int *)field, (int)v, __ATOMIC_RELAXED);
+    else
+        __atomic_store_n((long long *)field, v, __ATOMIC_RELAXED);
+}
+
+/* Matches val against names[0..n-1] (case-insensitive); the index or -1. */
+static int pick(const char *val, const char *const *names, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (strcasecmp(val, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+/* Sets one option from text; with c NULL only checks the value. Returns 0 or
+ * CM_EINVAL with msg. */
 static int set_opt(struct net_config *c, const struct opt *o, const char *val, char *msg,
                    size_t cap)
 {
-    char *field = (char *)c + o->offset;
+    static const char *const fsyncs[] = {"always", "everysec", "no"};
+    static const int fsync_vals[] = {ENG_FSYNC_ALWAYS, ENG_FSYNC_EVERYSEC, ENG_FSYNC_NO};
+    static const char *const noyes[] = {"no", "yes", "local"};
+    char *field = c != NULL ? (char *)c + o->offset : NULL;
     long long v;
+    int i;
     switch (o->type) {
     case OPT_INT:
         if (cm_str_to_ll(val, strlen(val), &v) != 0 || v < o->min || v > o->max) {
@@ -171,79 +194,63 @@ static int set_opt(struct net_config *c, const struct opt *o, const char *val, c
                      o->max);
             return CM_EINVAL;
         }
-        if (o->size == sizeof(int))
-            __atomic_store_n((int *)field, (int)v, __ATOMIC_RELAXED);
-        else
-            __atomic_store_n((long long *)field, v, __ATOMIC_RELAXED);
-        return 0;
+        break;
     case OPT_MEM:
-        if (net_parse_memory(val, &v) != 0 || (v != 0 && v < o->min)) {
-            snprintf(msg, cap, "argument must be a memory value");
+        /* 0 only where it means something (no limit, off): its minimum is 0. */
+        if (net_parse_memory(val, &v) != 0 || v < o->min) {
+            snprintf(msg, cap, "argument must be a memory value of at least %lld bytes", o->min);
             return CM_EINVAL;
         }
-        __atomic_store_n((long long *)field, v, __ATOMIC_RELAXED);
-        return 0;
+        break;
     case OPT_STR:
         if (strlen(val) >= o->size) {
             snprintf(msg, cap, "value is too long");
             return CM_EINVAL;
         }
-        pthread_mutex_lock(&str_lock);
-        strcpy(field, val);
-        pthread_mutex_unlock(&str_lock);
+        if (field != NULL) {
+            pthread_mutex_lock(&str_lock);
+            strcpy(field, val);
+            pthread_mutex_unlock(&str_lock);
+        }
         return 0;
     case OPT_FSYNC:
-        if (strcasecmp(val, "always") == 0)
-            __atomic_store_n((int *)field, ENG_FSYNC_ALWAYS, __ATOMIC_RELAXED);
-        else if (strcasecmp(val, "everysec") == 0)
-            __atomic_store_n((int *)field, ENG_FSYNC_EVERYSEC, __ATOMIC_RELAXED);
-        else if (strcasecmp(val, "no") == 0)
-            __atomic_store_n((int *)field, ENG_FSYNC_NO, __ATOMIC_RELAXED);
-        else {
+        if ((i = pick(val, fsyncs, 3)) < 0) {
             snprintf(msg, cap, "argument(s) must be one of the following: always, everysec, no");
             return CM_EINVAL;
         }
-        return 0;
-    case OPT_LOGLEVEL: {
-        int l = cm_log_level_parse(val);
-        if (l < 0) {
+        v = fsync_vals[i];
+        break;
+    case OPT_LOGLEVEL:
+        if ((v = cm_log_level_parse(val)) < 0) {
             snprintf(msg, cap,
                      "argument(s) must be one of the following: debug, verbose, notice, warning");
             return CM_EINVAL;
         }
-        __atomic_store_n((int *)field, l, __ATOMIC_RELAXED);
-        return 0;
-    }
+        break;
     case OPT_BOOL:
-        if (strcasecmp(val, "yes") == 0)
-            __atomic_store_n((int *)field, 1, __ATOMIC_RELAXED);
-        else if (strcasecmp(val, "no") == 0)
-            __atomic_store_n((int *)field, 0, __ATOMIC_RELAXED);
-        else {
+        if ((v = pick(val, noyes, 2)) < 0) {
             snprintf(msg, cap, "argument must be 'yes' or 'no'");
             return CM_EINVAL;
         }
-        return 0;
+        break;
     case OPT_YESNOLOCAL:
-        if (strcasecmp(val, "no") == 0)
-            __atomic_store_n((int *)field, 0, __ATOMIC_RELAXED);
-        else if (strcasecmp(val, "yes") == 0)
-            __atomic_store_n((int *)field, 1, __ATOMIC_RELAXED);
-        else if (strcasecmp(val, "local") == 0)
-            __atomic_store_n((int *)field, 2, __ATOMIC_RELAXED);
-        else {
+        if ((v = pick(val, noyes, 3)) < 0) {
             snprintf(msg, cap, "argument(s) must be one of the following: no, yes, local");
             return CM_EINVAL;
         }
-        return 0;
+        break;
     case OPT_YESNO_FIXED:
         if (strcasecmp(val, o->fixed) != 0) {
             snprintf(msg, cap, "eddy only supports '%s' for this option", o->fixed);
             return CM_EINVAL;
         }
         return 0;
+    default:
+        return CM_EINVAL;
     }
-    return CM_EINVAL;
+    if (field != NULL)
+        store_num(field, o->type == OPT_INT || o->type == OPT_MEM ? o->size : sizeof(int), v);
+    return 0;
 }
 
 static void format_opt(const struct net_config *c, const struct opt *o, char *buf, size_t cap)
@@ -323,7 +330,7 @@ int net_config_set(struct net_config *cfg, const char *name, size_t nlen, const 
     memcpy(v, val, vlen);
     v[vlen] = '\0';
     char detail[200];
-    int rc = set_opt(cfg, o, v, detail, sizeof(detail));
+    int rc = set_opt(cfg, o, v, detail, sizeof(detail)); /* cfg NULL: a check only */
     cm_free(v);
     if (rc != 0)
         snprintf(msg, msgcap, "CONFIG SET failed (possibly related to argument '%s') - %s",

@@ -262,6 +262,10 @@ static void process_input(struct conn *c)
     while (!c->paused && c->wc.call == NULL && c->job == NULL &&
            !(c->flags & CONN_CLOSE_AFTER_REPLY) &&
            c->qpos < c->in.len) {
+        /* Limits as they are now (CONFIG SET applies to connections already open),
+         * and Redis's small ones for a client that must AUTH first. */
+        c->req.max_bulk = NET_CFG(s->cfg, max_bulk);
+        c->req.unauth = !c->authed;
         int rc = resp_req_parse(&c->req, c->in.p + c->qpos, c->in.len - c->qpos);
         if (rc == RESP_MORE)
             break;
@@ -320,9 +324,12 @@ static int read_in(struct conn *c)
     if (fresh)
         c->frame_ms = c->last_ms;
     atomic_fetch_add_explicit(&s->net_in, (unsigned long long)n, memory_order_relaxed);
-    if ((long long)(c->in.len - c->qpos) > NET_CFG(s->cfg, query_limit)) {
+    /* The parser's arrays count too: 24 bytes per argument of the frame in progress,
+     * more than the argument's own bytes when they are short. */
+    size_t q = c->in.len - c->qpos + resp_req_mem(&c->req);
+    if ((long long)q > NET_CFG(s->cfg, query_limit)) {
         cm_log(CM_LOG_WARNING, "Closing client %s that reached max query buffer length (%zu bytes)",
-               c->addr, c->in.len - c->qpos);
+               c->addr, q);
         conn_close(c);
         return -1;
     }
@@ -373,6 +380,11 @@ void conn_serve(struct conn *c)
 void conn_batch_end(void *ud)
 {
     struct worker *w = ud;
+    /* A connection closed in its batch (its output limit, CLIENT KILL) left the
+     * ready list, but not its staged writes and held stripes: apply and release them
+     * even when no other connection is ready, or the stripes stay locked. */
+    if (w->ready == NULL)
+        cmd_flush_writes(w);
     while (w->ready != NULL) {
         cmd_flush_writes(w);
         persist_batch(w);

@@ -82,7 +82,8 @@ void net_config_password(struct net_config *cfg, char *buf, size_t cap);
 /* CONFIG GET: appends the matching name/value pairs as a map. */
 int net_config_get(struct net_config *cfg, const char *pattern, size_t plen, struct cm_buf *out,
                    int proto);
-/* CONFIG SET of one name; returns 0 or CM_EINVAL with msg set (Redis's wording). */
+/* CONFIG SET of one name; returns 0 or CM_EINVAL with msg set (Redis's wording).
+ * With cfg NULL it only checks the name and the value. */
 int net_config_set(struct net_config *cfg, const char *name, size_t nlen, const char *val,
                    size_t vlen, char *msg, size_t msgcap);
 /* Parses "1gb", "64mb", "100" into bytes. */
@@ -136,6 +137,7 @@ struct server {
     pthread_mutex_t clients_lock;
     struct conn *clients;
     atomic_long nclients;
+    atomic_long handing;  /* accepted, on their way to another worker (hand_to_worker) */
     atomic_ullong next_client_id;
     unsigned next_worker;
 

@@ -22,6 +22,11 @@ void resp_req_init(struct resp_req *r)
     cm_buf_init(&r->inl);
 }
 
+size_t resp_req_mem(const struct resp_req *r)
+{
+    return r->cap * (2 * sizeof(size_t) + sizeof(char *)) + r->inl.cap;
+}
+
 void resp_req_deinit(struct resp_req *r)
 {
     cm_free(r->argv);
@@ -43,6 +48,14 @@ void resp_req_next(struct resp_req *r)
     r->is_inline = false;
     r->inl.len = 0;
     cm_buf_shrink(&r->inl, 64 * 1024);
+    if (r->cap > 4096) { /* a huge command's arrays go back */
+        cm_free(r->argv);
+        cm_free(r->argvlen);
+        cm_free(r->argoff);
+        r->argv = NULL;
+        r->argvlen = r->argoff = NULL;
+        r->cap = 0;
+    }
 }
 
 static int bad(struct resp_req *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -134,6 +147,8 @@ static int parse_multibulk(struct resp_req *r, const char *buf, size_t len)
             return bad(r, "Protocol error: too big mbulk count string");
         if (rc == -2 || n > INT_MAX || n > r->max_args)
             return bad(r, "Protocol error: invalid multibulk length");
+        if (r->unauth && n > RESP_UNAUTH_ARGS)
+            return bad(r, "Protocol error: unauthenticated multibulk length");
         r->pos = next;
         if (n <= 0) {
             r->frame_len = next;
@@ -157,6 +172,8 @@ static int parse_multibulk(struct resp_req *r, const char *buf, size_t len)
                 return bad(r, "Protocol error: too big bulk count string");
             if (rc == -2 || n < 0 || n > r->max_bulk)
                 return bad(r, "Protocol error: invalid bulk length");
+            if (r->unauth && n > RESP_UNAUTH_BULK)
+                return bad(r, "Protocol error: unauthenticated bulk length");
             r->bulk = n;
             r->pos = next;
         }

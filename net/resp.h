@@ -20,6 +20,8 @@ enum { RESP_MORE = 0, RESP_DONE = 1, RESP_BAD = -1 };
 #define RESP_MAX_BULK (512LL * 1024 * 1024)  /* proto-max-bulk-len */
 #define RESP_MAX_ARGS (1024LL * 1024 * 1024) /* multibulk count limit (INT_MAX in Redis) */
 #define RESP_BIG_ARG (32 * 1024)             /* PROTO_MBULK_BIG_ARG */
+#define RESP_UNAUTH_ARGS 10                  /* multibulk count before AUTH (Redis) */
+#define RESP_UNAUTH_BULK 16384               /* bulk length before AUTH (Redis) */
 
 /* ---- Request parser ------------------------------------------------------------
  * Parses one command at a time from a buffer that the caller owns and grows.
@@ -32,6 +34,8 @@ struct resp_req {
     long long max_bulk;   /* longest bulk argument */
     long long max_args;   /* most arguments in a multibulk */
     size_t max_inline;    /* longest inline line or count line */
+    bool unauth;          /* a client before AUTH: at most RESP_UNAUTH_ARGS arguments of
+                           * RESP_UNAUTH_BULK bytes, as Redis */
 
     /* Result of the last RESP_DONE: argc arguments, the frame's size in bytes. */
     size_t argc;
@@ -55,6 +59,8 @@ struct resp_req {
 };
 
 void resp_req_init(struct resp_req *r);
+/* Bytes the parser holds for the frame in progress (argument arrays, inline text). */
+size_t resp_req_mem(const struct resp_req *r);
 void resp_req_deinit(struct resp_req *r);
 /* Parses the next command from buf[0..len). The frame must start at buf[0].
  * RESP_DONE: argc/argv/frame_len are set (argc may be 0 for an empty line or

@@ -91,8 +91,10 @@ static void worker_wake(void *ud)
     }
     w->inbox_len = n - take;
     pthread_mutex_unlock(&w->inbox_lock);
-    for (int i = 0; i < take; i++)
+    for (int i = 0; i < take; i++) {
         conn_accept(w, fds[i]);
+        atomic_fetch_sub(&w->srv->handing, 1); /* now in nclients (or closed) */
+    }
     if (n > take)
         loop_async_send(w->wake);
     run_tasks(w);
@@ -252,6 +254,7 @@ static void hand_to_worker(struct worker *w, int fd)
         if (p == NULL) {
             pthread_mutex_unlock(&w->inbox_lock);
             close(fd);
+            atomic_fetch_sub(&w->srv->handing, 1);
             return;
         }
         w->inbox = p;
@@ -324,17 +327,21 @@ static void accept_cb(void *ud, int events)
             return;
         }
         atomic_fetch_add(&s->conns_received, 1);
-        if (atomic_load(&s->nclients) >= NET_CFG(s->cfg, maxclients)) {
+        /* Connections handed to other workers count: a burst must not get past
+         * maxclients before those workers take them. */
+        if (atomic_load(&s->nclients) + atomic_load(&s->handing) >= NET_CFG(s->cfg, maxclients)) {
             refuse(s, fd);
             continue;
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         struct worker *w = s->workers[s->next_worker++ % (unsigned)s->nworkers];
-        if (w->id == 0)
+        if (w->id == 0) {
             conn_accept(w, fd);
-        else
+        } else {
+            atomic_fetch_add(&s->handing, 1);
             hand_to_worker(w, fd);
+        }
     }
 }
 

@@ -1213,6 +1213,143 @@ static void t_bug_eval_empty_script_null_offset(void)
     h_server_free(s);
 }
 
+/* Found by a review (hostile clients): a client closed for its output buffer limit in
+ * its own batch (a write, then a reply over the limit, in one pipeline) left the
+ * stripe of its write locked and the write staged: conn_close took it off the ready
+ * list and conn_batch_end only applied writes while some connection was ready. The
+ * cron's expire cycle then locked that stripe (the key had a TTL) and the server hung
+ * for good. Now the write is applied and the stripe released; the server answers, the
+ * key is writable, the cron goes on. With one I/O thread and with two. */
+static void t_bug_output_limit_close_keeps_stripes(void)
+{
+    enum { BIG = 2 << 20 };
+    char *big = malloc(BIG);
+    CHECK(big != NULL);
+    memset(big, 'b', BIG);
+    for (int threads = 1; threads <= 2; threads++) {
+        struct h_server *s = h_server_start("--threads", threads == 1 ? "1" : "2",
+                                            "--client-output-buffer-limit", "1mb", NULL);
+        eddy_ctx *c = h_connect_port(s->port);
+        const char *set[] = {"SET", "big", big};
+        size_t setl[] = {3, 3, BIG};
+        h_expect_status(H_AT, h_cmdv(H_AT, c, 3, set, setl), "OK");
+        for (int round = 0; round < 4; round++) {
+            int v = h_raw_connect(s->port);
+            CHECK(v >= 0);
+            static const char px[] = "*5\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n$2\r\nPX\r\n$2\r\n20\r\n";
+            CHECK(h_raw_send(v, px, sizeof(px) - 1) == 0);
+            char buf[8];
+            bool closed;
+            h_raw_recv(v, buf, 5, 3000, &closed);
+            CHECK_STR(buf, "+OK\r\n");
+            h_sleep_ms(30); /* k expired; the expire cycle has not removed it yet */
+            static const char pipe[] = "*3\r\n$6\r\nAPPEND\r\n$1\r\nk\r\n$1\r\nx\r\n"
+                                       "*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n";
+            CHECK(h_raw_send(v, pipe, sizeof(pipe) - 1) == 0);
+            size_t got;
+            CHECK(h_raw_wait_close(v, NULL, 0, &got, 5000));
+            close(v);
+            h_sleep_ms(300); /* a few cron runs (hz 10) */
+            EXPECT_ALIVE(s->port);
+            EXPECT_BULK("x", c, "GET", "k"); /* the APPEND to the expired k applied */
+            EXPECT_OK(c, "SET", "k", "y", "PX", "20");
+            h_sleep_ms(300);
+            EXPECT_INT(0, c, "EXISTS", "k");
+        }
+        eddy_free(c);
+        h_server_free(s);
+    }
+    free(big);
+}
+
+/* Found by a review (hostile clients): before AUTH a client could send a multibulk
+ * of a billion arguments (the server's RSS went from 16 MB to 691 MB for 200 MB sent)
+ * or 512 MB bulks, and 200,000 wrong AUTHs a second wrote 200,000 log lines. As
+ * Redis, a client that must AUTH first may send at most 10 arguments of 16384 bytes;
+ * AUTH failures are logged at most 10 times a second (all are counted). And as Redis,
+ * the user name is case-sensitive, and without requirepass the default user takes
+ * any password while another user name is WRONGPASS. */
+static void t_bug_unauthenticated_limits(void)
+{
+    struct h_server *s = h_server_start("--requirepass", "s3cret", NULL);
+    static const struct {
+        const char *req, *reply;
+    } cases[] = {
+        {"*11\r\n", "-ERR Protocol error: unauthenticated multibulk length\r\n"},
+        {"*1000000000\r\n", "-ERR Protocol error: unauthenticated multibulk length\r\n"},
+        {"*2\r\n$4\r\nAUTH\r\n$16385\r\n", "-ERR Protocol error: unauthenticated bulk length\r\n"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int fd = h_raw_connect(s->port);
+        CHECK(fd >= 0);
+        CHECK(h_raw_send(fd, cases[i].req, strlen(cases[i].req)) == 0);
+        char buf[128];
+        size_t got;
+        CHECK(h_raw_wait_close(fd, buf, sizeof(buf), &got, 5000));
+        close(fd);
+        CHECK_STR(buf, cases[i].reply);
+    }
+    /* At the limits, and past them once authenticated. */
+    eddy_ctx *c = h_connect_port(s->port);
+    char pw[16385];
+    memset(pw, 'x', sizeof(pw) - 1);
+    pw[sizeof(pw) - 1] = '\0';
+    EXPECT_ERR("WRONGPASS invalid username-password pair or user is disabled.", c, "AUTH", pw);
+    EXPECT_ERR("WRONGPASS invalid username-password pair or user is disabled.", c, "AUTH",
+               "DEFAULT", "s3cret");
+    EXPECT_ERR("NOAUTH Authentication required.", c, "MSET", "a", "1", "b", "2", "c", "3", "d",
+               "4", "e"); /* 10 arguments */
+    EXPECT_OK(c, "AUTH", "default", "s3cret");
+    EXPECT_OK(c, "MSET", "a", "1", "b", "2", "c", "3", "d", "4", "e", "5", "f", "6");
+    EXPECT_OK(c, "SET", "long", pw);
+    eddy_free(c);
+    /* 5,000 wrong AUTHs in one pipeline: all counted, few logged. */
+    enum { N = 5000 };
+    int fd = h_raw_connect(s->port);
+    CHECK(fd >= 0);
+    static const char bad[] = "*2\r\n$4\r\nAUTH\r\n$5\r\nwrong\r\n";
+    char *req = malloc(N * (sizeof(bad) - 1));
+    for (int i = 0; i < N; i++)
+        memcpy(req + (size_t)i * (sizeof(bad) - 1), bad, sizeof(bad) - 1);
+    int64_t t0 = h_now_ms();
+    CHECK(h_raw_send(fd, req, N * (sizeof(bad) - 1)) == 0);
+    free(req);
+    static const char wp[] = "-WRONGPASS invalid username-password pair or user is disabled.\r\n";
+    size_t want = N * (sizeof(wp) - 1);
+    char *rep = malloc(want + 1);
+    bool closed;
+    size_t got = h_raw_recv(fd, rep, want, 10000, &closed);
+    int64_t secs = (h_now_ms() - t0) / 1000 + 2;
+    close(fd);
+    CHECK_EQ_INT((long long)got, (long long)want);
+    free(rep);
+    c = h_connect_port(s->port);
+    EXPECT_OK(c, "AUTH", "s3cret");
+    CHECK_EQ_INT(h_info_field(c, "stats", "auth_failures"), N + 2);
+    eddy_free(c);
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "grep -c 'AUTH failed for client' '%s/eddyd.log'", s->dir);
+    FILE *p = popen(cmd, "r");
+    int lines = 0;
+    CHECK(p != NULL && fscanf(p, "%d", &lines) == 1);
+    pclose(p);
+    if (lines < 2 || lines > 10 * secs + 2)
+        FAILF("%d log lines for %d AUTH failures in under %lld s (at most 10 a second)", lines,
+              N + 2, (long long)secs);
+    h_server_free(s);
+    /* Without requirepass: the default user takes any password, no other user exists. */
+    s = h_server_start(NULL);
+    c = h_connect_port(s->port);
+    EXPECT_OK(c, "AUTH", "default", "anything");
+    EXPECT_ERR("WRONGPASS invalid username-password pair or user is disabled.", c, "AUTH", "a",
+               "b");
+    struct eddy_reply *r = CMD(c, "HELLO", "3", "AUTH", "default", "x");
+    CHECK(r->type == EDDY_REPLY_MAP);
+    eddy_reply_free(r);
+    eddy_free(c);
+    h_server_free(s);
+}
+
 /* Seen in hardening_kill9_during_function_load on a machine at load 6: at restart a
  * stored library ran out of FUNCTION LOAD's 500 ms while being loaded again, and the
  * server came up without it ("Function not found"). An accepted library now gets
@@ -1405,6 +1542,9 @@ void suite_hardening(void)
     h_run("bug_accept_out_of_descriptors", t_bug_accept_out_of_descriptors, H_OWN, 60);
     h_run("bug_client_list_no_match_null_offset", t_bug_client_list_no_match_null_offset, H_OWN,
           30);
+    h_run("bug_output_limit_close_keeps_stripes", t_bug_output_limit_close_keeps_stripes, H_OWN,
+          60);
+    h_run("bug_unauthenticated_limits", t_bug_unauthenticated_limits, H_OWN, 60);
     if (!slow())
         return;
     h_run("hardening_slow_kill9_always_20_rounds", t_kill9_always_20, H_OWN, 600);

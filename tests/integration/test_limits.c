@@ -240,6 +240,84 @@ static void t_output_buffer_limit(void)
     h_server_free(s);
 }
 
+/* Found by a review (hostile clients): the parser's arrays (24 bytes per argument)
+ * were not counted against client-query-buffer-limit, so "*1000000000" and short
+ * arguments held 3.4 times the bytes sent outside the limit. With a 1 MB limit, 100,000
+ * one-byte arguments (700 kB sent; the arrays 3 MB more) close the client;
+ * 5,000 do not. */
+static void t_query_limit_counts_arguments(void)
+{
+    struct h_server *s = h_server_start("--client-query-buffer-limit", "1mb", NULL);
+    for (int big = 0; big <= 1; big++) {
+        int n = big ? 100000 : 5000;
+        int fd = h_raw_connect(s->port);
+        CHECK(fd >= 0);
+        char head[32];
+        int hl = snprintf(head, sizeof(head), "*%d\r\n", n + 2);
+        CHECK(h_raw_send(fd, head, (size_t)hl) == 0);
+        CHECK(h_raw_send(fd, "$4\r\nMSET\r\n$1\r\nk\r\n", 17) == 0);
+        /* n one-byte arguments: the frame stays open (one value short) */
+        size_t len = (size_t)n * 7;
+        char *args = malloc(len);
+        for (int i = 0; i < n; i++)
+            memcpy(args + (size_t)i * 7, "$1\r\na\r\n", 7);
+        int rc = h_raw_send(fd, args, len);
+        free(args);
+        char buf[64];
+        size_t got;
+        bool closed = h_raw_wait_close(fd, buf, sizeof(buf), &got, big ? 5000 : 1000);
+        close(fd);
+        if (big && !(rc != 0 || closed))
+            FAILF("a client with %d arguments pending (%zu bytes sent, ~%zu with the "
+                  "parser's arrays) was not closed at a 1 MB query buffer limit",
+                  n, len, len + (size_t)n * 24);
+        if (!big && closed)
+            FAILF("a client with %d arguments pending was closed at a 1 MB limit", n);
+    }
+    EXPECT_ALIVE(s->port);
+    h_server_free(s);
+}
+
+/* Found by a review (hostile clients): with two I/O threads the connections handed to
+ * the second were counted only once it took them, so a burst of 50 connections got
+ * 10 clients in with --maxclients 5 (100 became up to 132). Those in transit count
+ * now. */
+static void t_maxclients_burst(void)
+{
+    enum { N = 50, MAX = 5 };
+    struct h_server *s = h_server_start("--threads", "2", "--maxclients", "5", NULL);
+    eddy_ctx *admin = h_connect_port(s->port);
+    for (int round = 0; round < 3; round++) {
+        /* Earlier connections (the harness's, the last round's) have left. */
+        int64_t end = h_now_ms() + 5000;
+        while (h_info_field(admin, "clients", "connected_clients") != 1 && h_now_ms() < end)
+            h_sleep_ms(20);
+        int fds[N];
+        for (int i = 0; i < N; i++)
+            fds[i] = h_raw_connect(s->port);
+        int served = 0;
+        for (int i = 0; i < N; i++) {
+            if (fds[i] < 0)
+                continue;
+            char buf[64];
+            bool closed;
+            if (h_raw_send(fds[i], "PING\r\n", 6) == 0 &&
+                h_raw_recv(fds[i], buf, 7, 2000, &closed) == 7 && strcmp(buf, "+PONG\r\n") == 0)
+                served++;
+        }
+        for (int i = 0; i < N; i++)
+            if (fds[i] >= 0)
+                close(fds[i]);
+        if (served != MAX - 1) /* the admin connection is the fifth */
+            FAILF("round %d: %d of %d connections served with --maxclients %d and one "
+                  "client connected",
+                  round, served, N, MAX);
+    }
+    eddy_free(admin);
+    EXPECT_ALIVE(s->port);
+    h_server_free(s);
+}
+
 /* --proto-max-bulk-len 1mb: a 1 MB argument passes, one byte more is a protocol
  * error; APPEND and SETRANGE cannot grow a string past it. */
 static void t_proto_max_bulk_len(void)
@@ -398,6 +476,9 @@ void suite_limits(void)
     h_run("idle_connections_10000", t_10000_idle_connections, H_OWN, 90);
     h_run("client_query_buffer_limit", t_query_buffer_limit, H_OWN, 30);
     h_run("client_output_buffer_limit", t_output_buffer_limit, H_OWN, 30);
+    h_run("client_query_buffer_limit_counts_arguments", t_query_limit_counts_arguments, H_OWN,
+          30);
+    h_run("maxclients_burst_two_threads", t_maxclients_burst, H_OWN, 60);
     h_run("proto_max_bulk_len_limit", t_proto_max_bulk_len, H_OWN, 30);
     h_run("timeout_closes_idle_clients", t_idle_timeout, H_OWN, 30);
     h_run("setrange_append_512mb_memory_bounded", t_big_string_memory, H_OWN, 180);

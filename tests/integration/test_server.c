@@ -369,6 +369,118 @@ static void t_config_set_while_serving(void)
     h_server_free(s);
 }
 
+/* Found by a review (hostile clients): CONFIG SET of several pairs set the pairs
+ * before a bad one and then failed (CONFIG GET said appendfsync always while the
+ * engine still synced every second); a name could appear twice; 0 was accepted for
+ * the query buffer limit and proto-max-bulk-len, after which every client was closed
+ * on its first command; a changed proto-max-bulk-len did not reach the connections
+ * already open. Now all or nothing, as Redis. */
+static void t_config_set_all_or_nothing(void)
+{
+    struct h_server *s = h_server_start(NULL);
+    eddy_ctx *c = h_connect_port(s->port);
+    EXPECT_ERR_PREFIX("ERR CONFIG SET failed (possibly related to argument 'hz')", c, "CONFIG",
+                      "SET", "appendfsync", "always", "hz", "0");
+    EXPECT_CONFIG(c, "appendfsync", "everysec");
+    char *t = CMD_TEXT(c, "INFO", "persistence");
+    CHECK(strstr(t, "appendfsync:everysec") != NULL);
+    free(t);
+    EXPECT_ERR_PREFIX("ERR CONFIG SET failed (possibly related to argument 'hz')", c, "CONFIG",
+                      "SET", "timeout", "7", "hz", "abc");
+    EXPECT_CONFIG(c, "timeout", "0");
+    EXPECT_ERR("ERR CONFIG SET failed (possibly related to argument 'TIMEOUT') - duplicate "
+               "parameter",
+               c, "CONFIG", "SET", "timeout", "5", "TIMEOUT", "0");
+    EXPECT_CONFIG(c, "timeout", "0");
+    EXPECT_ERR("ERR syntax error", c, "CONFIG", "SET", "timeout", "0", "hz");
+    EXPECT_ERR("ERR Unknown option or number of arguments for CONFIG SET - 'nope'", c, "CONFIG",
+               "SET", "timeout", "9", "nope", "1");
+    EXPECT_CONFIG(c, "timeout", "0");
+    EXPECT_OK(c, "CONFIG", "SET", "timeout", "9", "hz", "20");
+    EXPECT_CONFIG(c, "timeout", "9");
+    EXPECT_CONFIG(c, "hz", "20");
+    EXPECT_OK(c, "CONFIG", "SET", "timeout", "0", "hz", "10");
+    /* 0 only where it means "no limit". */
+    static const char *const no_zero[] = {"client-query-buffer-limit", "proto-max-bulk-len",
+                                          "udf-memory-limit"};
+    for (int i = 0; i < 3; i++)
+        EXPECT_ERR_PREFIX("ERR CONFIG SET failed (possibly related to argument", c, "CONFIG",
+                          "SET", no_zero[i], "0");
+    EXPECT_CONFIG(c, "client-query-buffer-limit", "1073741824");
+    EXPECT_CONFIG(c, "proto-max-bulk-len", "536870912");
+    EXPECT_OK(c, "CONFIG", "SET", "client-output-buffer-limit", "0");
+    EXPECT_CONFIG(c, "client-output-buffer-limit", "0");
+    EXPECT_OK(c, "CONFIG", "SET", "client-output-buffer-limit", "1gb");
+    EXPECT_STATUS("PONG", c, "PING");
+    /* proto-max-bulk-len applies to connections already open, both ways. */
+    enum { MB2 = 2 << 20 };
+    char *v = malloc(MB2);
+    CHECK(v != NULL);
+    memset(v, 'p', MB2);
+    eddy_ctx *old = h_connect_port(s->port);
+    EXPECT_OK(c, "CONFIG", "SET", "proto-max-bulk-len", "1mb");
+    eddy_ctx *during = h_connect_port(s->port);
+    const char *set[] = {"SET", "pm:k", v};
+    size_t setl[] = {3, 4, MB2};
+    struct eddy_reply *r = eddy_command_argv(old, 3, set, setl);
+    CHECK(r != NULL && r->type == EDDY_REPLY_ERROR &&
+          strcmp(r->str, "ERR Protocol error: invalid bulk length") == 0);
+    eddy_reply_free(r);
+    EXPECT_OK(c, "CONFIG", "SET", "proto-max-bulk-len", "512mb");
+    h_expect_status(H_AT, h_cmdv(H_AT, during, 3, set, setl), "OK");
+    EXPECT_INT(MB2, c, "STRLEN", "pm:k");
+    EXPECT_INT(1, c, "DEL", "pm:k");
+    free(v);
+    eddy_free(old);
+    eddy_free(during);
+    eddy_free(c);
+    h_server_free(s);
+}
+
+/* Found by a review (hostile clients): CLIENT KILL TYPE, USER and MAXAGE were parsed
+ * and ignored, so `CLIENT KILL TYPE pubsub` killed every other client. Every client is
+ * a normal one of user "default" (as docs/PROTOCOL.md says): TYPE normal and USER
+ * default select all, the other types none, an unknown type or user is an error;
+ * MAXAGE (Redis 7.4) selects clients at least that many seconds old. */
+static void t_client_kill_filters(void)
+{
+    struct h_server *s = h_server_start(NULL);
+    eddy_ctx *c = h_connect_port(s->port);
+    eddy_ctx *o[3];
+    for (int i = 0; i < 3; i++)
+        o[i] = h_connect_port(s->port);
+    static const char *const none[] = {"pubsub", "master", "replica", "slave"};
+    for (int i = 0; i < 4; i++)
+        EXPECT_INT(0, c, "CLIENT", "KILL", "TYPE", none[i]);
+    EXPECT_ERR("ERR Unknown client type 'foo'", c, "CLIENT", "KILL", "TYPE", "foo");
+    EXPECT_ERR("ERR No such user 'nosuchuser'", c, "CLIENT", "KILL", "USER", "nosuchuser");
+    EXPECT_ERR("ERR No such user 'DEFAULT'", c, "CLIENT", "KILL", "USER", "DEFAULT");
+    EXPECT_ERR("ERR maxage is not an integer or out of range", c, "CLIENT", "KILL", "MAXAGE",
+               "-1");
+    EXPECT_INT(0, c, "CLIENT", "KILL", "MAXAGE", "100000");
+    EXPECT_INT(0, c, "CLIENT", "KILL", "TYPE", "normal", "USER", "default", "MAXAGE", "100000");
+    for (int i = 0; i < 3; i++)
+        EXPECT_STATUS("PONG", o[i], "PING");
+    /* An ID with TYPE normal and USER default: that one. */
+    long long id = CMD_INT(o[0], "CLIENT", "ID");
+    char ids[32];
+    snprintf(ids, sizeof(ids), "%lld", id);
+    EXPECT_INT(1, c, "CLIENT", "KILL", "ID", ids, "TYPE", "normal", "USER", "default");
+    h_sleep_ms(1100);
+    eddy_ctx *young = h_connect_port(s->port);
+    EXPECT_INT(2, c, "CLIENT", "KILL", "MAXAGE", "1"); /* o[1], o[2]; not c (SKIPME), not young */
+    EXPECT_STATUS("PONG", young, "PING");
+    EXPECT_STATUS("PONG", c, "PING");
+    struct eddy_reply *r = eddy_command(o[1], "PING", (char *)NULL);
+    CHECK(r == NULL); /* closed */
+    eddy_reply_free(r);
+    for (int i = 0; i < 3; i++)
+        eddy_free(o[i]);
+    eddy_free(young);
+    eddy_free(c);
+    h_server_free(s);
+}
+
 void suite_server(void)
 {
     h_run("info_sections", t_info_sections, 0, 10);
@@ -380,4 +492,6 @@ void suite_server(void)
     h_run("shutdown_nosave", t_shutdown, H_OWN, 40);
     h_run("sigterm_clean_exit", t_sigterm, H_OWN, 30);
     h_run("config_set_while_serving", t_config_set_while_serving, H_OWN, 60);
+    h_run("config_set_all_or_nothing", t_config_set_all_or_nothing, H_OWN, 30);
+    h_run("client_kill_filters", t_client_kill_filters, H_OWN, 30);
 }

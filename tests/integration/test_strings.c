@@ -399,6 +399,15 @@ static void t_getrange_setrange(void)
     EXPECT_ERR("ERR offset is out of range", c, "SETRANGE", "s:r", "-1", "x");
     EXPECT_ERR("ERR string exceeds maximum allowed size (proto-max-bulk-len)", c, "SETRANGE",
                "s:r", "536870912", "x");
+    /* Found by a review: offset + length overflowed (undefined) and wrapped negative,
+     * so the check passed and the server tried a 2^63-byte allocation ("-OOM"). And as
+     * Redis, an empty value writes nothing, so no size check: the current length. */
+    EXPECT_ERR("ERR string exceeds maximum allowed size (proto-max-bulk-len)", c, "SETRANGE",
+               "s:r", "9223372036854775807", "x");
+    EXPECT_ERR("ERR string exceeds maximum allowed size (proto-max-bulk-len)", c, "SETRANGE",
+               "s:r", "9223372036854775806", "xyz");
+    EXPECT_INT(13, c, "SETRANGE", "s:r", "600000000", "");
+    EXPECT_INT(0, c, "SETRANGE", "s:r3", "9223372036854775807", "");
     EXPECT_ERR(NOTINT, c, "SETRANGE", "s:r", "x", "y");
     EXPECT_BULK("Hello Redis!!", c, "GET", "s:r");
     EXPECT_INT(2, c, "DEL", "s:r", "s:r2");
