@@ -2,6 +2,8 @@
  * SCAN, KEYS, DBSIZE, FLUSHALL, RANDOMKEY. */
 #include "net_int.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -309,16 +311,19 @@ static void emit_keys(struct cmd_ctx *x, struct collect *c)
 
 static void scan_cmd(struct cmd_ctx *x)
 {
+    /* Parsed as Redis does (strtoul): "" is 0 and "-1" wraps to the largest cursor;
+     * leading space, trailing bytes and overflow are invalid. */
     char *end;
-    char tmp[32];
-    if (x->argvlen[1] == 0 || x->argvlen[1] >= sizeof(tmp)) {
+    char tmp[128];
+    if (x->argvlen[1] >= sizeof(tmp)) {
         reply_err(x, "ERR invalid cursor");
         return;
     }
     memcpy(tmp, x->argv[1], x->argvlen[1]);
     tmp[x->argvlen[1]] = '\0';
+    errno = 0;
     unsigned long long cur = strtoull(tmp, &end, 10);
-    if (*end != '\0' || tmp[0] == '-') {
+    if (isspace((unsigned char)tmp[0]) || *end != '\0' || errno == ERANGE) {
         reply_err(x, "ERR invalid cursor");
         return;
     }

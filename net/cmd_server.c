@@ -335,32 +335,7 @@ static void config_cmd(struct cmd_ctx *x)
 {
     struct net_config *cfg = x->srv->cfg;
     if (arg_is(x, 1, "GET") && x->argc >= 3) {
-        if (x->argc == 3) {
-            net_config_get(cfg, x->argv[2], x->argvlen[2], x->out, x->resp);
-            return;
-        }
-        /* Several patterns: merge the maps. */
-        struct cm_buf tmp;
-        cm_buf_init(&tmp);
-        size_t pairs = 0;
-        for (size_t i = 2; i < x->argc; i++) {
-            struct cm_buf one;
-            cm_buf_init(&one);
-            net_config_get(cfg, x->argv[i], x->argvlen[i], &one, 3);
-            /* one is "%<n>\r\n<pairs>" and not NUL-terminated. */
-            const char *nl = one.len > 1 ? memchr(one.p, '\r', one.len) : NULL;
-            long long n;
-            if (nl != NULL && one.len - (size_t)(nl - one.p) >= 2 &&
-                cm_str_to_ll(one.p + 1, (size_t)(nl - one.p) - 1, &n) == 0 && n >= 0) {
-                const char *body = nl + 2;
-                pairs += (size_t)n;
-                cm_buf_append(&tmp, body, one.len - (size_t)(body - one.p));
-            }
-            cm_buf_deinit(&one);
-        }
-        resp_add_map(x->out, pairs, x->resp);
-        cm_buf_append(x->out, tmp.p, tmp.len);
-        cm_buf_deinit(&tmp);
+        net_config_get(cfg, x->argv + 2, x->argvlen + 2, x->argc - 2, x->out, x->resp);
     } else if (arg_is(x, 1, "SET") && x->argc >= 4 && x->argc % 2 == 1) {
         reply_syntax(x);
     } else if (arg_is(x, 1, "SET") && x->argc >= 4) {
@@ -576,8 +551,12 @@ static void client_cmd(struct cmd_ctx *x)
         cm_buf_deinit(&b);
     } else if (arg_is(x, 1, "KILL") && x->argc >= 3) {
         client_kill(x);
-    } else if ((arg_is(x, 1, "SETINFO") && x->argc == 4) || (arg_is(x, 1, "NO-EVICT") && x->argc == 3)) {
+    } else if ((arg_is(x, 1, "SETINFO") && x->argc == 4) ||
+               (arg_is(x, 1, "NO-EVICT") && x->argc == 3 &&
+                (arg_is(x, 2, "on") || arg_is(x, 2, "off")))) {
         reply_ok(x);
+    } else if (arg_is(x, 1, "NO-EVICT") && x->argc == 3) {
+        reply_syntax(x);
     } else {
         static const char *const subs[] = {"id", "setname", "getname", "list", "info", "kill",
                                            "setinfo", "no-evict", NULL};
@@ -635,7 +614,14 @@ static void command_cmd(struct cmd_ctx *x)
         for (int i = 0; i < n; i++)
             describe_cmd(x, cmd_at(i));
     } else if (arg_is(x, 1, "COUNT")) {
-        resp_add_int(x->out, n);
+        if (x->argc != 2)
+            reply_err(x, "ERR wrong number of arguments for 'command|count' command");
+        else
+            resp_add_int(x->out, n);
+    } else if (arg_is(x, 1, "INFO") && x->argc == 2) { /* all, as Redis 7 */
+        resp_add_array(x->out, (size_t)n);
+        for (int i = 0; i < n; i++)
+            describe_cmd(x, cmd_at(i));
     } else if (arg_is(x, 1, "INFO")) {
         resp_add_array(x->out, x->argc - 2);
         for (size_t i = 2; i < x->argc; i++) {
@@ -646,9 +632,30 @@ static void command_cmd(struct cmd_ctx *x)
                 resp_add_null_array(x->out, x->resp);
         }
     } else if (arg_is(x, 1, "LIST")) {
-        resp_add_array(x->out, (size_t)n);
-        for (int i = 0; i < n; i++)
-            resp_add_cstr(x->out, cmd_at(i)->name);
+        /* COMMAND LIST [FILTERBY MODULE name | ACLCAT group | PATTERN glob]: eddy has no
+         * modules; its command groups stand for ACL categories. */
+        bool filter = x->argc == 5 && arg_is(x, 2, "FILTERBY");
+        if (x->argc != 2 && !(filter && (arg_is(x, 3, "MODULE") || arg_is(x, 3, "ACLCAT") ||
+                                         arg_is(x, 3, "PATTERN")))) {
+            reply_syntax(x);
+            return;
+        }
+        size_t count = 0;
+        for (int pass = 0; pass < 2; pass++) {
+            if (pass == 1)
+                resp_add_array(x->out, count);
+            for (int i = 0; i < n; i++) {
+                const struct cmd_def *d = cmd_at(i);
+                bool in = !filter ||
+                          (arg_is(x, 3, "ACLCAT") && cm_streq_ci(x->argv[4], x->argvlen[4], d->group)) ||
+                          (arg_is(x, 3, "PATTERN") && cm_glob_match(x->argv[4], x->argvlen[4], d->name,
+                                                                    strlen(d->name), true));
+                if (in && pass == 0)
+                    count++;
+                else if (in)
+                    resp_add_cstr(x->out, d->name);
+            }
+        }
     } else if (arg_is(x, 1, "DOCS")) {
         /* Name -> {summary, group}: enough for redis-cli's hints. */
         size_t count = 0;

@@ -39,9 +39,20 @@ static void get_cmd(struct cmd_ctx *x)
 
 enum { SET_NX = 1, SET_XX = 2, SET_GET = 4, SET_KEEPTTL = 8, SET_EXPIRE = 16 };
 
+/* Which of EX PX EXAT PXAT (1..4) argument i is, or 0. As in Redis, one of them may
+ * be given again (the last counts), but not two different ones. */
+static int expire_kind(struct cmd_ctx *x, size_t i)
+{
+    static const char *const kinds[] = {"EX", "PX", "EXAT", "PXAT"};
+    for (int k = 0; k < 4; k++)
+        if (arg_is(x, i, kinds[k]))
+            return k + 1;
+    return 0;
+}
+
 static void set_cmd(struct cmd_ctx *x)
 {
-    int flags = 0;
+    int flags = 0, kind = 0, k;
     int64_t expire = 0;
     for (size_t i = 3; i < x->argc; i++) {
         bool more = i + 1 < x->argc;
@@ -53,14 +64,13 @@ static void set_cmd(struct cmd_ctx *x)
             flags |= SET_GET;
         else if (arg_is(x, i, "KEEPTTL") && !(flags & SET_EXPIRE))
             flags |= SET_KEEPTTL;
-        else if (more && !(flags & (SET_EXPIRE | SET_KEEPTTL)) &&
-                 (arg_is(x, i, "EX") || arg_is(x, i, "PX") || arg_is(x, i, "EXAT") ||
-                  arg_is(x, i, "PXAT"))) {
-            bool secs = arg_is(x, i, "EX") || arg_is(x, i, "EXAT");
-            bool abs = arg_is(x, i, "EXAT") || arg_is(x, i, "PXAT");
+        else if (more && !(flags & SET_KEEPTTL) && (k = expire_kind(x, i)) != 0 &&
+                 (kind == 0 || kind == k)) {
+            bool secs = k == 1 || k == 3, abs = k >= 3;
             if (!parse_expire(x, i + 1, secs ? 1000 : 1, abs, "set", &expire))
                 return;
             flags |= SET_EXPIRE;
+            kind = k;
             i++;
         } else {
             reply_syntax(x);
@@ -147,16 +157,16 @@ static void getdel_cmd(struct cmd_ctx *x)
 static void getex_cmd(struct cmd_ctx *x)
 {
     int64_t expire = -1; /* -1: leave the TTL as it is; 0: persist */
+    int kind = 0, k;     /* expire_kind; 5: PERSIST. Each may repeat, as in Redis. */
     for (size_t i = 2; i < x->argc; i++) {
-        if (arg_is(x, i, "PERSIST") && expire == -1) {
+        if (arg_is(x, i, "PERSIST") && (kind == 0 || kind == 5)) {
             expire = 0;
-        } else if (i + 1 < x->argc && expire == -1 &&
-                   (arg_is(x, i, "EX") || arg_is(x, i, "PX") || arg_is(x, i, "EXAT") ||
-                    arg_is(x, i, "PXAT"))) {
-            bool secs = arg_is(x, i, "EX") || arg_is(x, i, "EXAT");
-            bool abs = arg_is(x, i, "EXAT") || arg_is(x, i, "PXAT");
+            kind = 5;
+        } else if (i + 1 < x->argc && (k = expire_kind(x, i)) != 0 && (kind == 0 || kind == k)) {
+            bool secs = k == 1 || k == 3, abs = k >= 3;
             if (!parse_expire(x, i + 1, secs ? 1000 : 1, abs, "getex", &expire))
                 return;
+            kind = k;
             i++;
         } else {
             reply_syntax(x);

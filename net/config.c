@@ -61,7 +61,8 @@ static const struct opt opts[] = {
     {"value-cache-size", OPT_MEM, F(value_cache), false, 0, LLONG_MAX,
      "memory for recently read and written small values, so reads skip RocksDB "
      "(default 64mb; 0 = off)", NULL},
-    {"hz", OPT_INT, F(hz), true, 1, 500, "background tasks per second (default 10)", NULL},
+    {"hz", OPT_INT, F(hz), true, 0, INT_MAX, "background tasks per second, 1 to 500 (default 10)",
+     NULL},
     {"udf-time-limit", OPT_INT, F(udf_time_limit), true, 1, 86400000,
      "milliseconds a function call may run before it is killed (default 5000)", NULL},
     {"udf-memory-limit", OPT_MEM, F(udf_memory_limit), true, 1024 * 1024, LLONG_MAX,
@@ -194,6 +195,8 @@ static int set_opt(struct net_config *c, const struct opt *o, const char *val, c
                      o->max);
             return CM_EINVAL;
         }
+        if (o->offset == offsetof(struct net_config, hz)) /* clamped, as Redis's hz */
+            v = v < 1 ? 1 : v > 500 ? 500 : v;
         break;
     case OPT_MEM:
         /* 0 only where it means something (no limit, off): its minimum is 0. */
@@ -289,16 +292,25 @@ static void format_opt(const struct net_config *c, const struct opt *o, char *bu
     }
 }
 
-int net_config_get(struct net_config *cfg, const char *pattern, size_t plen, struct cm_buf *out,
-                   int proto)
+/* Whether option o matches one of the n patterns. */
+static bool opt_matches(const struct opt *o, const char *const *pats, const size_t *plens,
+                        size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (cm_glob_match(pats[i], plens[i], o->name, strlen(o->name), true))
+            return true;
+    return false;
+}
+
+int net_config_get(struct net_config *cfg, const char *const *pats, const size_t *plens,
+                   size_t npats, struct cm_buf *out, int proto)
 {
     size_t n = 0;
     for (size_t i = 0; i < NOPTS; i++)
-        if (cm_glob_match(pattern, plen, opts[i].name, strlen(opts[i].name), true))
-            n++;
+        n += opt_matches(&opts[i], pats, plens, npats);
     resp_add_map(out, n, proto);
     for (size_t i = 0; i < NOPTS; i++) {
-        if (!cm_glob_match(pattern, plen, opts[i].name, strlen(opts[i].name), true))
+        if (!opt_matches(&opts[i], pats, plens, npats))
             continue;
         char val[1100];
         format_opt(cfg, &opts[i], val, sizeof(val));

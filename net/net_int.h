@@ -79,9 +79,10 @@ struct net_config {
 bool net_config_has_password(struct net_config *cfg);
 void net_config_password(struct net_config *cfg, char *buf, size_t cap);
 
-/* CONFIG GET: appends the matching name/value pairs as a map. */
-int net_config_get(struct net_config *cfg, const char *pattern, size_t plen, struct cm_buf *out,
-                   int proto);
+/* CONFIG GET: appends the name/value pairs of the options matching any of the npats
+ * patterns as a map, each option once (as Redis). */
+int net_config_get(struct net_config *cfg, const char *const *pats, const size_t *plens,
+                   size_t npats, struct cm_buf *out, int proto);
 /* CONFIG SET of one name; returns 0 or CM_EINVAL with msg set (Redis's wording).
  * With cfg NULL it only checks the name and the value. */
 int net_config_set(struct net_config *cfg, const char *name, size_t nlen, const char *val,

@@ -259,6 +259,38 @@ same evalsha_noscript 2 EVALSHA ffffffffffffffffffffffffffffffffffffffff 0
 same script_flush 2 SCRIPT FLUSH
 same evalsha_after_flush 2 EVALSHA "$sha" 0 x
 
+# Plain commands that a review found different (each was fixed to match).
+same set_ex_twice 2 SET rk v EX 100 EX 200
+same ttl_after_ex_twice 2 TTL rk
+same set_ex_px 2 SET rk v EX 10 PX 100
+same getex_persist_twice 2 GETEX rk PERSIST PERSIST
+same ttl_after_persist 2 TTL rk
+same getex_persist_ex 2 GETEX rk PERSIST EX 10
+same setrange_overflow 2 SETRANGE rk 9223372036854775807 x
+same setrange_empty_far 2 SETRANGE rk 600000000 ""
+same setrange_empty_missing 2 SETRANGE rk_missing 600000000 ""
+same scan_leading_space 2 SCAN " 0"
+same scan_overflow 2 SCAN 99999999999999999999999
+same scan_trailing 2 SCAN 0x
+same config_set_duplicate 2 CONFIG SET timeout 5 timeout 0
+same config_set_odd 2 CONFIG SET timeout 0 hz
+same config_get_twice 2 CONFIG GET timeout timeout
+same config_set_hz_high 2 CONFIG SET hz 1000
+same config_get_hz_clamped 2 CONFIG GET hz
+same config_set_hz_zero 2 CONFIG SET hz 0
+same config_get_hz_one 2 CONFIG GET hz
+same config_set_hz_back 2 CONFIG SET hz 10
+same command_count_arg 2 COMMAND COUNT x
+same command_list_module 2 COMMAND LIST FILTERBY MODULE x
+same client_no_evict_bad 2 CLIENT NO-EVICT maybe
+same client_no_evict_on 2 CLIENT NO-EVICT on
+same client_kill_pubsub 2 CLIENT KILL TYPE pubsub
+same client_kill_type_bad 2 CLIENT KILL TYPE foo
+same client_kill_user_bad 2 CLIENT KILL USER nosuchuser
+same auth_other_user_nopass 2 AUTH a b
+same auth_default_nopass 2 AUTH default anything
+same del_rk 2 DEL rk
+
 # The data written by both is the same.
 same data_after 2 MGET ck cn cr cc cp ek nokey
 

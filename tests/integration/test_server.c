@@ -380,7 +380,7 @@ static void t_config_set_all_or_nothing(void)
     struct h_server *s = h_server_start(NULL);
     eddy_ctx *c = h_connect_port(s->port);
     EXPECT_ERR_PREFIX("ERR CONFIG SET failed (possibly related to argument 'hz')", c, "CONFIG",
-                      "SET", "appendfsync", "always", "hz", "0");
+                      "SET", "appendfsync", "always", "hz", "-1");
     EXPECT_CONFIG(c, "appendfsync", "everysec");
     char *t = CMD_TEXT(c, "INFO", "persistence");
     CHECK(strstr(t, "appendfsync:everysec") != NULL);
