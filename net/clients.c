@@ -8,8 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_IDS 64
-
 struct clist_job {
     struct conn_job base;   /* first: the connection's c->job */
     struct worker *home;
@@ -19,8 +17,8 @@ struct clist_job {
     bool starting;          /* client_list_start is still running on the home thread */
     bool failed;            /* a part could not be posted (out of memory) */
     size_t nids;            /* 0: every client */
-    unsigned long long ids[MAX_IDS];
     struct cm_buf text;     /* the lines that came back, in arrival order */
+    unsigned long long ids[]; /* nids of them */
 };
 
 /* One worker's share: its lines, made on its thread, appended on the home thread. */
@@ -116,14 +114,15 @@ static void part_arrived(struct worker *w, void *arg)
         finish(j);
 }
 
+static int cmp_id(const void *a, const void *b)
+{
+    unsigned long long x = *(const unsigned long long *)a, y = *(const unsigned long long *)b;
+    return x < y ? -1 : x > y;
+}
+
 static bool wanted(const struct clist_job *j, unsigned long long id)
 {
-    if (j->nids == 0)
-        return true;
-    for (size_t i = 0; i < j->nids; i++)
-        if (j->ids[i] == id)
-            return true;
-    return false;
+    return j->nids == 0 || bsearch(&id, j->ids, j->nids, sizeof(id), cmp_id) != NULL;
 }
 
 /* On each worker's thread: describe its own connections, then report home. The job's
@@ -151,7 +150,7 @@ void client_list_start(struct cmd_ctx *x, const unsigned long long *ids, size_t 
 {
     struct server *s = x->srv;
     struct worker *home = x->c->w;
-    struct clist_job *j = cm_calloc(1, sizeof(*j));
+    struct clist_job *j = cm_calloc(1, sizeof(*j) + nids * sizeof(*ids));
     if (j == NULL) {
         reply_err(x, "OOM out of memory listing the clients");
         return;
@@ -160,8 +159,11 @@ void client_list_start(struct cmd_ctx *x, const unsigned long long *ids, size_t 
     j->home = home;
     j->c = x->c;
     j->resp = x->resp;
-    j->nids = nids < MAX_IDS ? nids : MAX_IDS;
-    memcpy(j->ids, ids, j->nids * sizeof(*ids));
+    j->nids = nids;
+    if (nids > 0) { /* sorted for wanted() */
+        memcpy(j->ids, ids, nids * sizeof(*ids));
+        qsort(j->ids, nids, sizeof(*ids), cmp_id);
+    }
     cm_buf_init(&j->text);
     j->pending = s->nworkers;
     j->starting = true;

@@ -516,7 +516,7 @@ static void client_cmd(struct cmd_ctx *x)
             resp_add_null(x->out, x->resp);
     } else if (arg_is(x, 1, "LIST")) {
         /* CLIENT LIST [TYPE normal] [ID id ...]: every client is a normal one. */
-        unsigned long long want_ids[64];
+        unsigned long long *want_ids = NULL; /* any number of them, as Redis */
         size_t nids = 0;
         if (x->argc == 4 && arg_is(x, 2, "TYPE")) {
             if (!arg_is(x, 3, "normal") && !arg_is(x, 3, "master") && !arg_is(x, 3, "replica") &&
@@ -529,9 +529,15 @@ static void client_cmd(struct cmd_ctx *x)
                 return;
             }
         } else if (x->argc >= 4 && arg_is(x, 2, "ID")) {
-            for (size_t i = 3; i < x->argc && nids < 64; i++) {
+            want_ids = cm_malloc((x->argc - 3) * sizeof(*want_ids));
+            if (want_ids == NULL) {
+                reply_err(x, "OOM out of memory");
+                return;
+            }
+            for (size_t i = 3; i < x->argc; i++) {
                 long long v;
                 if (cm_str_to_ll(x->argv[i], x->argvlen[i], &v) != 0 || v <= 0) {
+                    cm_free(want_ids);
                     reply_err(x, "ERR Invalid client ID");
                     return;
                 }
@@ -543,6 +549,7 @@ static void client_cmd(struct cmd_ctx *x)
         }
         /* Each I/O thread describes its own connections (clients.c). */
         client_list_start(x, want_ids, nids);
+        cm_free(want_ids);
     } else if (arg_is(x, 1, "INFO") && x->argc == 2) {
         struct cm_buf b;
         cm_buf_init(&b);

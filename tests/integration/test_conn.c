@@ -435,6 +435,22 @@ static void t_client_list_all_threads(void)
     CHECK(strstr(list, "name=thr-0 ") == NULL && strstr(list, "name=thr-7 ") == NULL);
     CHECK(strstr(list, "name=thr-1 ") < strstr(list, "name=thr-6 "));
     free(list);
+    /* Any number of IDs (the review found those past the 64th ignored): 100 that match
+     * no one, then client 3. */
+    const char *av[104] = {"CLIENT", "LIST", "ID"};
+    size_t al[104] = {6, 4, 2};
+    char nums[100][24];
+    for (int i = 0; i < 100; i++) {
+        snprintf(nums[i], sizeof(nums[i]), "%d", 900000 + i);
+        av[3 + i] = nums[i];
+        al[3 + i] = strlen(nums[i]);
+    }
+    snprintf(a, sizeof(a), "%lld", ids[3]);
+    av[103] = a;
+    al[103] = strlen(a);
+    list = h_text(H_AT, eddy_command_argv(cs[0], 104, av, al));
+    CHECK(strstr(list, "name=thr-3 ") != NULL && strstr(list, "name=thr-1 ") == NULL);
+    free(list);
     /* Pipelined: the reply of CLIENT LIST comes before those of the commands after it. */
     const char *cl[] = {"CLIENT", "LIST"}, *echo[] = {"ECHO", "after"};
     for (int k = 0; k < 20; k++) {
