@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -26,6 +27,8 @@ struct th {
     struct resp_value *reply;
     int status;                /* of the running th_exec: 1 = still waiting */
     char reason[256];
+    int timeout_ms;            /* of the running th_exec, and when it began: */
+    int64_t start_ms, start_cpu_ms;
 };
 
 static struct th *the_hook;
@@ -109,11 +112,26 @@ static void peer_io(void *ud, int events)
         loop_stop(h->w->loop);
 }
 
+/* CPU milliseconds of the whole process (every thread). */
+static int64_t cpu_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Runs timeout_ms after th_exec began, then every second. A hang is timeout_ms of the
+ * process's CPU time (a loop) or 60 times timeout_ms of wall time (waiting on
+ * nothing): on a busy machine a fuzzer at nice 19 may get a few percent of a core,
+ * and an input that needs 1 s of CPU then takes far longer than timeout_ms. */
 static void on_timeout(void *ud)
 {
     struct th *h = ud;
-    if (h->status == 1) {
+    int64_t cpu = cpu_ms() - h->start_cpu_ms, wall = cm_mono_us() / 1000 - h->start_ms;
+    if (h->status == 1 && (cpu >= h->timeout_ms || wall >= 60LL * h->timeout_ms)) {
         h->status = TH_TIMEOUT;
+        snprintf(h->reason, sizeof(h->reason), "%lld ms of CPU, %lld ms of wall time",
+                 (long long)cpu, (long long)wall);
         loop_stop(h->w->loop);
     }
 }
@@ -313,7 +331,10 @@ int th_exec(struct th *h, int argc, const char *const *argv, const size_t *argvl
     /* A reply may already be complete in the reader (never, for one command at a
      * time; kept for safety). */
     loop_io_set(h->peer_io, LOOP_READ | LOOP_WRITE);
-    struct loop_timer *t = loop_timer_new(h->w->loop, timeout_ms / 1000.0, 0, on_timeout, h);
+    h->timeout_ms = timeout_ms;
+    h->start_ms = cm_mono_us() / 1000;
+    h->start_cpu_ms = cpu_ms();
+    struct loop_timer *t = loop_timer_new(h->w->loop, timeout_ms / 1000.0, 1.0, on_timeout, h);
     if (t == NULL)
         return CM_ENOMEM;
     loop_run(h->w->loop);

@@ -35,7 +35,7 @@ static struct resp_value *run(int argc, const char **argv, const size_t *lens)
         abort();
     }
     if (rc == TH_TIMEOUT) {
-        fprintf(stderr, "no reply within 10 s for %s %s\n", argv[0], argc > 1 ? argv[1] : "");
+        fprintf(stderr, "no reply for %s %s (%s)\n", argv[0], argc > 1 ? argv[1] : "", why);
         abort();
     }
     return r; /* NULL when the connection closed */

@@ -29,10 +29,11 @@ enum {
     TH_CLOSED = -100,  /* the server closed the connection (QUIT, CLIENT KILL, ...);
                           the hook has opened a new one */
     TH_BADREPLY = -101,/* the server sent bytes that are not RESP: a server bug */
-    TH_TIMEOUT = -102  /* no whole reply within timeout_ms: a hang */
+    TH_TIMEOUT = -102  /* a hang: no whole reply within timeout_ms of the process's CPU
+                          time, or 60 times timeout_ms of wall time (reason says which) */
 };
 
-/* Sends one command and waits up to timeout_ms for its reply. Returns 0 with *reply
+/* Sends one command and waits up to timeout_ms (see TH_TIMEOUT) for its reply. Returns 0 with *reply
  * set (owned; resp_value_free) or one of TH_*; reason (if not NULL, 256 bytes) gets
  * the reader's error for TH_BADREPLY. */
 int th_exec(struct th *h, int argc, const char *const *argv, const size_t *argvlen,
