@@ -1748,6 +1748,13 @@ size_t eng_txn_write_count(const struct eng_txn *t)
     return (size_t)rocksdb_writebatch_wi_count(t->wb);
 }
 
+size_t eng_txn_write_bytes(const struct eng_txn *t)
+{
+    size_t n = 0;
+    rocksdb_writebatch_wi_data(t->wb, &n);
+    return n;
+}
+
 int eng_txn_commit(struct eng_txn *t, struct cm_err *err)
 {
     struct eng *e = t->e;

@@ -187,6 +187,8 @@ int eng_txn_del(struct eng_txn *t, const char *key, size_t klen);
 /* Records a key as read without reading it (e.g. EXISTS-like checks done elsewhere). */
 int eng_txn_note_read(struct eng_txn *t, const char *key, size_t klen);
 size_t eng_txn_write_count(const struct eng_txn *t);
+/* Bytes of the writes staged by t (its batch). */
+size_t eng_txn_write_bytes(const struct eng_txn *t);
 /* Validates and applies. Returns 0, CM_ECONFLICT (nothing applied), CM_EIO or
  * CM_ENOMEM. The transaction cannot be used afterwards except to free it. */
 int eng_txn_commit(struct eng_txn *t, struct cm_err *err);

@@ -88,8 +88,19 @@ static int push_script(struct udf_vm *vm, const char *sha, int *flags, bool *she
         return CM_EINVAL;
     }
     cm_buf_deinit(&src);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, sha);
+    /* The cache lives in the state, inside udf-memory-limit: 10,000 distinct scripts
+     * filled it and every call of the thread failed for memory. It is emptied when it
+     * holds UDF_SCRIPT_CACHE scripts or half the limit is in use. */
+    if (vm->nscripts >= UDF_SCRIPT_CACHE || vm->mem_used > vm->mem_limit / 2) {
+        lua_newtable(L);
+        lua_rawseti(L, LUA_REGISTRYINDEX, vm->scripts_ref);
+        vm->nscripts = 0;
+        lua_gc(L, LUA_GCCOLLECT, 0);
+    } else {
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, sha);
+        vm->nscripts++;
+    }
     lua_remove(L, -2);
     return 0;
 }
@@ -445,8 +456,10 @@ static void error_reply(struct udf_call *c, int status)
     const char *msg = NULL;
     size_t n = 0;
     if (lua_istable(co, -1)) {
-        lua_getfield(co, -1, "err");
-        msg = lua_tolstring(co, -1, &n);
+        lua_pushliteral(co, "err"); /* raw: no metamethod runs here (see raw_field) */
+        lua_rawget(co, -2);
+        int t = lua_type(co, -1);
+        msg = t == LUA_TSTRING || t == LUA_TNUMBER ? lua_tolstring(co, -1, &n) : NULL;
         lua_pop(co, 1); /* the table keeps the string alive */
     } else if (lua_type(co, -1) == LUA_TSTRING) {
         msg = lua_tolstring(co, -1, &n);
@@ -585,6 +598,8 @@ int udf_call_run(struct udf_call *c)
         break;
     }
     end_attempt(c);
+    if (vm->reseed)
+        udf__vm_reseed(vm);
     if (collect) {
         /* After the coroutine is released, so its garbage goes too. */
         lua_gc(L, LUA_GCCOLLECT, 0);

@@ -22,9 +22,19 @@ struct udf_call *udf__current(lua_State *L)
 
 /* ---- Lua -> RESP (return values) --------------------------------------------------------- */
 
+/* The conversion runs after the call's coroutine returned, outside any protected call
+ * and outside the hook's reach: it reads tables raw, so no metamethod (which could
+ * raise, a panic there, or loop for ever) runs. As Redis does. */
+static int raw_field(lua_State *L, int idx, const char *name)
+{
+    idx = lua_absindex(L, idx);
+    lua_pushstring(L, name);
+    return lua_rawget(L, idx);
+}
+
 static bool field_string(lua_State *L, int idx, const char *name)
 {
-    lua_getfield(L, idx, name);
+    raw_field(L, idx, name);
     if (lua_type(L, -1) == LUA_TSTRING)
         return true;
     lua_pop(L, 1);
@@ -77,7 +87,7 @@ static void table_to_resp(lua_State *L, int idx, struct cm_buf *out, int resp, i
         lua_pop(L, 1);
         return;
     }
-    if (lua_getfield(L, idx, "double") == LUA_TNUMBER) {
+    if (raw_field(L, idx, "double") == LUA_TNUMBER) {
         resp_add_double(out, lua_tonumber(L, -1), resp);
         lua_pop(L, 1);
         return;
@@ -104,10 +114,10 @@ static void table_to_resp(lua_State *L, int idx, struct cm_buf *out, int resp, i
         lua_pop(L, 1);
         return;
     }
-    if (lua_getfield(L, idx, "verbatim_string") == LUA_TTABLE) {
+    if (raw_field(L, idx, "verbatim_string") == LUA_TTABLE) {
         int v = lua_gettop(L);
-        lua_getfield(L, v, "format");
-        lua_getfield(L, v, "string");
+        raw_field(L, v, "format");
+        raw_field(L, v, "string");
         size_t n;
         size_t fn = 0;
         const char *fmt = lua_tolstring(L, -2, &fn), *s = lua_tolstring(L, -1, &n);
@@ -119,12 +129,12 @@ static void table_to_resp(lua_State *L, int idx, struct cm_buf *out, int resp, i
         return;
     }
     lua_pop(L, 1);
-    if (lua_getfield(L, idx, "map") == LUA_TTABLE) {
+    if (raw_field(L, idx, "map") == LUA_TTABLE) {
         keyed_to_resp(L, out, resp, depth, true);
         return;
     }
     lua_pop(L, 1);
-    if (lua_getfield(L, idx, "set") == LUA_TTABLE) {
+    if (raw_field(L, idx, "set") == LUA_TTABLE) {
         keyed_to_resp(L, out, resp, depth, false);
         return;
     }
@@ -147,6 +157,11 @@ static void table_to_resp(lua_State *L, int idx, struct cm_buf *out, int resp, i
 static void to_resp(lua_State *L, int idx, struct cm_buf *out, int resp, int depth)
 {
     idx = lua_absindex(L, idx);
+    struct udf_vm *vm = udf__vm_of(L);
+    if (vm->conv_over || out->len > vm->conv_cap || vm->conv_nodes-- == 0) {
+        vm->conv_over = true; /* udf__lua_to_resp replaces the whole reply */
+        return;
+    }
     if (depth > MAX_DEPTH || !lua_checkstack(L, 8)) {
         resp_add_error(out, "ERR reached lua stack limit");
         return;
@@ -193,9 +208,29 @@ static void to_resp(lua_State *L, int idx, struct cm_buf *out, int resp, int dep
     }
 }
 
+/* A reply is at most REPLY_CAP_FACTOR times udf-memory-limit, and has at most one
+ * value per 16 bytes of it: the values converted fit in the Lua state (16 bytes a
+ * value at least), so only a table that holds the same values many times (itself,
+ * say) makes more, and its conversion would take unbounded time and memory. */
+#define REPLY_CAP_FACTOR 4
+
 void udf__lua_to_resp(lua_State *L, int idx, struct cm_buf *out, int resp)
 {
+    struct udf_vm *vm = udf__vm_of(L);
+    size_t start = out->len, limit = vm->u->limits.memory;
+    if (limit < (1u << 20))
+        limit = 1u << 20;
+    vm->conv_cap = start + REPLY_CAP_FACTOR * limit;
+    vm->conv_nodes = limit / 16 + 1024;
+    vm->conv_over = false;
     to_resp(L, idx, out, resp, 0);
+    if (vm->conv_over) {
+        out->len = start;
+        cm_buf_shrink(out, 64 * 1024);
+        resp_add_errorf(out, "ERR the reply is larger than udf-memory-limit allows (a table "
+                             "that holds itself, or the same values many times)");
+        vm->conv_over = false;
+    }
 }
 
 /* ---- RESP -> Lua (redis.call replies) --------------------------------------------------------- */
@@ -391,6 +426,19 @@ static bool push_simple_reply(lua_State *L, struct udf_call *c, struct cm_buf *b
     return true;
 }
 
+/* Before each command of the call and after eddy.set: the time limit is checked (one
+ * command can take long: an 8 MB SET, say), and the writes the call staged must fit in
+ * udf-memory-limit. They are kept outside the Lua state (the transaction's batch), so
+ * without this a loop of 8 MB SETs grew eddyd to 7.8 GB under a 32 MB limit. */
+static void check_staged(lua_State *L, struct udf_call *c)
+{
+    udf__tick(L);
+    size_t limit = c->vm->u->limits.memory, staged;
+    if (c->txn != NULL && (staged = eng_txn_write_bytes(c->txn)) > limit)
+        luaL_error(L, "ERR the writes of %s exceed udf-memory-limit (%zu bytes staged, limit %zu)",
+                   c->label, staged, limit);
+}
+
 /* Returns 1 when it pushed the reply itself (push_simple_reply), else 0 with the
  * parsed reply in *out. */
 static int run_command(lua_State *L, struct resp_value **out, bool protected_call)
@@ -399,6 +447,7 @@ static int run_command(lua_State *L, struct resp_value **out, bool protected_cal
     if (vm->loading)
         return luaL_error(L, "Script attempted to access nonexistent global variable 'call'");
     struct udf_call *c = udf__current(L);
+    check_staged(L, c); /* before cmd_out is used: it must be empty when this raises */
     int argc = lua_gettop(L);
     if (argc == 0) {
         lua_pushliteral(L, "ERR Please specify at least one argument for this redis lib call");
@@ -774,6 +823,7 @@ static int udflib_set(lua_State *L)
     int64_t expire = ttl > 0 ? cm_now_ms() + ttl : 0;
     if (eng_txn_put(c->txn, k, n, ENG_T_STRING, expire, v, vn) != 0)
         return luaL_error(L, "eddy.set: out of memory");
+    check_staged(L, c);
     lua_pushboolean(L, 1);
     return 1;
 }

@@ -19,10 +19,13 @@
 #define UDF_REDIS_VERSION "7.0.0"
 #define UDF_REDIS_VERSION_NUM 0x070000
 #define UDF_LOAD_TIME_MS 500 /* FUNCTION LOAD timeout, as in Redis */
+#define UDF_SCRIPT_CACHE 500 /* compiled EVAL scripts kept per state (Redis 7.4: 500) */
 /* Running an accepted library's code again (from the store at start, in each thread's
- * state): it once ran within UDF_LOAD_TIME_MS, so this only stops what a starved CPU
- * cannot explain; a library must not vanish because the machine was busy. */
-#define UDF_RELOAD_TIME_MS 30000
+ * state): it once ran within UDF_LOAD_TIME_MS, so ten times that is left for a starved
+ * CPU (a library must not vanish because the machine was busy). It is not preempted:
+ * a library whose code runs longer later (it reads os.time) stalls its thread this
+ * long at each library change, and then is missing from that thread's state. */
+#define UDF_RELOAD_TIME_MS 5000
 
 struct udf_func {
     char *name;
@@ -78,6 +81,12 @@ struct udf_vm {
     int scripts_ref;               /* registry: sha -> compiled chunk */
     struct udf_call *current;      /* the call whose code runs now, or NULL */
     struct udf_call *converting;   /* the call whose result is being converted */
+    size_t conv_cap;               /* udf__lua_to_resp: the reply's size limit, */
+    bool conv_over;                /* and whether it was reached */
+    size_t conv_nodes;             /* values it may still convert */
+    size_t alloc_since_check;      /* vm_alloc: bytes since its last time check */
+    bool reseed;                   /* math.randomseed ran: reseed after the call */
+    int nscripts;                  /* compiled scripts cached (call.c) */
     /* FUNCTION LOAD in progress in this state. */
     bool loading;
     int load_ref;                  /* registry: the library's name -> {fn, flags} */
@@ -172,6 +181,8 @@ int udf__ser_decode(lua_State *L, const void *p, size_t n);
 void udf__open_redis(lua_State *L);  /* redis, eddy (without vec) into the globals */
 /* Converts the Lua value at idx to a RESP reply in out for a client speaking resp. */
 void udf__lua_to_resp(lua_State *L, int idx, struct cm_buf *out, int resp);
+/* Seeds the state's math.random afresh (after a call ran math.randomseed). */
+void udf__vm_reseed(struct udf_vm *vm);
 /* Pushes the Lua form of a RESP reply (the redis.call conversion). */
 void udf__push_resp(lua_State *L, const struct resp_value *v, int script_resp);
 /* The running call of L's VM (raises if none). */

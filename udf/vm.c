@@ -13,6 +13,28 @@
 
 /* ---- Allocator ------------------------------------------------------------------------ */
 
+#define ALLOC_CHECK (1u << 20) /* bytes allocated between the allocator's time checks */
+
+/* Whether the running call is out of time or killed (then marked so). The count hook
+ * checks every HOOK_COUNT instructions, but one instruction can be a C function that
+ * works on megabytes (s:upper() of 8 MB, say): 10,000 of them overran a 200 ms limit
+ * by 48 s. Such work allocates, so the allocator checks too, every ALLOC_CHECK bytes,
+ * and fails the allocation of a call out of time: Lua raises, and the call's error
+ * reply says it timed out (the kill is recorded). */
+static bool call_expired(struct udf_vm *vm)
+{
+    struct udf_call *c = vm->current;
+    if (c == NULL || vm->loading)
+        return false;
+    if (c->killing || atomic_load(&c->kill) != 0)
+        return true;
+    if (cm_mono_us() > c->deadline_us) {
+        atomic_store(&c->kill, KILL_TIMEOUT);
+        return true;
+    }
+    return false;
+}
+
 static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     struct udf_vm *vm = ud;
@@ -24,6 +46,11 @@ static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     }
     if (nsize > old && vm->mem_used + (nsize - old) > vm->mem_limit)
         return NULL; /* Lua collects garbage and retries, then raises "not enough memory" */
+    if (nsize > old && (vm->alloc_since_check += nsize - old) >= ALLOC_CHECK) {
+        vm->alloc_since_check = 0;
+        if (call_expired(vm))
+            return NULL;
+    }
     void *p = realloc(ptr, nsize);
     if (p == NULL)
         return NULL;
@@ -387,6 +414,220 @@ bool udf__push_builtin_reducer(lua_State *L, const char *name)
     return false;
 }
 
+/* ---- Guards around standard functions ---------------------------------------------
+ * Some C functions of the standard library loop without running Lua code or
+ * allocating, so neither the hook nor the memory limit can stop them; others run a
+ * script's function where the hook is off. Each guard checks its arguments (or takes
+ * the risky part over) and then calls the original, its upvalue 1. */
+
+static int call_original(lua_State *L)
+{
+    int n = lua_gettop(L);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, n, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+/* string.rep: an empty string (and separator) repeated math.maxinteger times loops
+ * for ever without allocating. (A result over the memory limit fails its allocation
+ * at once.) */
+static int guard_str_rep(lua_State *L)
+{
+    size_t l, lsep;
+    luaL_checklstring(L, 1, &l);
+    lua_Integer n = luaL_checkinteger(L, 2);
+    luaL_optlstring(L, 3, "", &lsep);
+    if (n <= 0 || l + lsep == 0) {
+        lua_pushliteral(L, "");
+        return 1;
+    }
+    return call_original(L);
+}
+
+/* The most elements a table can hold within the memory limit (16 bytes each). */
+static lua_Integer max_elements(lua_State *L)
+{
+    return (lua_Integer)(udf__vm_of(L)->mem_limit / 16) + 1;
+}
+
+/* table.move(a1, f, e, t): e - f + 1 moves, each of a nil costs nothing to store. */
+static int guard_tmove(lua_State *L)
+{
+    lua_Integer f = luaL_checkinteger(L, 2), e = luaL_checkinteger(L, 3);
+    if (e >= f && (lua_Unsigned)e - (lua_Unsigned)f >= (lua_Unsigned)max_elements(L))
+        return luaL_error(L, "table.move: too many elements to move (udf-memory-limit)");
+    return call_original(L);
+}
+
+/* table.insert(t, pos, v) and table.remove(t, pos) shift every element up to #t, and
+ * __len can claim any length. */
+static int guard_tshift(lua_State *L)
+{
+    if (lua_gettop(L) >= (lua_toboolean(L, lua_upvalueindex(2)) ? 3 : 2)) {
+        lua_Integer n = luaL_len(L, 1);
+        if (n > max_elements(L) || n < -max_elements(L))
+            return luaL_error(L, "table length %I is more than udf-memory-limit can hold",
+                              (LUAI_UACINT)n);
+    }
+    return call_original(L);
+}
+
+/* xpcall: Lua calls the message handler before the error unwinds. When the error is
+ * the hook's (a kill, the time limit, FUNCTION LOAD's budget) the hook is off while
+ * the handler runs, and a handler that loops could never be stopped. The handler is
+ * wrapped: for those errors it is not called; for the script's own errors it runs
+ * with the hook on. */
+static int xpcall_msgh(lua_State *L)
+{
+    struct udf_vm *vm = udf__vm_of(L);
+    struct udf_call *c = vm->current;
+    if ((c != NULL && (c->killing || atomic_load(&c->kill) != 0)) ||
+        (vm->loading && cm_mono_us() > vm->load_deadline_us))
+        return 1; /* the error as it is */
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_pcall(L, lua_gettop(L) - 1, 1, 0); /* its result, or its own error */
+    return 1;
+}
+
+NO_TSAN static int xpcall_finish(lua_State *L, int status, lua_KContext extra)
+{
+    if (status != LUA_OK && status != LUA_YIELD) {
+        lua_pushboolean(L, 0);
+        lua_pushvalue(L, -2);
+        return 2;
+    }
+    return lua_gettop(L) - (int)extra;
+}
+
+NO_TSAN static int guard_xpcall(lua_State *L)
+{
+    int n = lua_gettop(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, xpcall_msgh, 1);
+    lua_replace(L, 2);
+    lua_pushboolean(L, 1); /* as luaB_xpcall: true, the function, below its arguments */
+    lua_pushvalue(L, 1);
+    lua_rotate(L, 3, 2);
+    int status = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, xpcall_finish);
+    return xpcall_finish(L, status, 2);
+}
+
+/* cjson's settings live in the Lua state, which every library of the thread shares:
+ * one library's encode_max_depth(1) broke another's encode, and a depth of 2^31-1
+ * let decode overflow the C stack. They are fixed here (read them with no
+ * arguments). */
+static int guard_cjson_setting(lua_State *L)
+{
+    if (lua_gettop(L) > 0)
+        return luaL_error(L, "cjson settings are fixed in eddy (every library of a thread "
+                             "shares them)");
+    return call_original(L);
+}
+
+/* How many bytes cjson may write for a string: quotes, escapes (\uXXXX for control
+ * characters). */
+static size_t json_string_bound(const char *s, size_t n, size_t left)
+{
+    size_t need = 2;
+    for (size_t i = 0; i < n && need <= left; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        need += ch < 32 || ch == 127 ? 6 : ch == '"' || ch == '\\' || ch == '/' ? 2 : 1;
+    }
+    return need;
+}
+
+/* Whether cjson.encode's output for the value at idx fits in *left bytes (counted
+ * down). Raw reads, as cjson's; past cjson's own depth limit it raises by itself. */
+static bool json_fits(lua_State *L, int idx, int depth, size_t *left)
+{
+    idx = lua_absindex(L, idx);
+    size_t need;
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        need = json_string_bound(s, n, *left);
+        break;
+    }
+    case LUA_TNUMBER:
+        need = 34; /* "%.14g", quoted as a key */
+        break;
+    case LUA_TTABLE:
+        if (depth > 1000 || !lua_checkstack(L, 4))
+            return true;
+        need = 2;
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            if (!json_fits(L, -2, depth + 1, left) || !json_fits(L, -1, depth + 1, left)) {
+                lua_pop(L, 2);
+                return false;
+            }
+            lua_pop(L, 1);
+            need += 2; /* : and , */
+        }
+        break;
+    default:
+        need = 5; /* true, false, null */
+        break;
+    }
+    if (need > *left)
+        return false;
+    *left -= need;
+    return true;
+}
+
+/* cjson.encode writes into a buffer of its own, outside the memory limit (2,000
+ * references to a 1 MB string took 2 GB): refused when the result cannot fit in what
+ * is left of udf-memory-limit. */
+static int guard_cjson_encode(lua_State *L)
+{
+    struct udf_vm *vm = udf__vm_of(L);
+    size_t left = vm->mem_limit > vm->mem_used ? vm->mem_limit - vm->mem_used : 0;
+    luaL_checkany(L, 1);
+    if (!json_fits(L, 1, 0, &left))
+        return luaL_error(L, "cjson.encode: the result would exceed udf-memory-limit");
+    return call_original(L);
+}
+
+/* math.randomseed seeds the generator every library of the thread shares: after a
+ * call that seeded it, the next call begins with a fresh random seed. */
+static int guard_randomseed(lua_State *L)
+{
+    udf__vm_of(L)->reseed = true;
+    return call_original(L);
+}
+
+void udf__vm_reseed(struct udf_vm *vm)
+{
+    lua_State *L = vm->L;
+    vm->reseed = false;
+    lua_getfield(L, LUA_REGISTRYINDEX, "eddy.randomseed");
+    if (lua_pcall(L, 0, 0, 0) != LUA_OK)
+        lua_pop(L, 1);
+}
+
+/* Replaces table.name (the real table, before it is proxied) with guard, which gets
+ * the original as upvalue 1 (and extra as upvalue 2). */
+static void guard(lua_State *L, const char *table, const char *name, lua_CFunction g, int extra)
+{
+    lua_getglobal(L, table);
+    if (lua_getfield(L, -1, name) != LUA_TFUNCTION) {
+        lua_pop(L, 2);
+        return;
+    }
+    int nup = 1;
+    if (extra >= 0) {
+        lua_pushboolean(L, extra);
+        nup = 2;
+    }
+    lua_pushcclosure(L, g, nup);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+}
+
 static void remove_global(lua_State *L, const char *name)
 {
     lua_pushnil(L);
@@ -455,6 +696,34 @@ static int open_all(lua_State *L)
 
     luaopen_cjson(L);
     lua_setglobal(L, "cjson");
+    /* cjson frees its output buffer after each encode (it kept the largest one). */
+    lua_getglobal(L, "cjson");
+    if (lua_getfield(L, -1, "encode_keep_buffer") == LUA_TFUNCTION) {
+        lua_pushboolean(L, 0);
+        lua_call(L, 1, 0);
+    } else {
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    static const char *const cjson_settings[] = {
+        "encode_sparse_array", "encode_max_depth", "decode_max_depth", "encode_number_precision",
+        "encode_keep_buffer", "encode_invalid_numbers", "decode_invalid_numbers",
+        "encode_escape_forward_slash", "encode_empty_table_as_object", "decode_array_with_array_mt",
+        NULL};
+    for (int i = 0; cjson_settings[i] != NULL; i++)
+        guard(L, "cjson", cjson_settings[i], guard_cjson_setting, -1);
+    guard(L, "cjson", "encode", guard_cjson_encode, -1);
+    guard(L, LUA_STRLIBNAME, "rep", guard_str_rep, -1);
+    guard(L, LUA_TABLIBNAME, "move", guard_tmove, -1);
+    guard(L, LUA_TABLIBNAME, "insert", guard_tshift, 1);
+    guard(L, LUA_TABLIBNAME, "remove", guard_tshift, 0);
+    lua_getglobal(L, LUA_MATHLIBNAME);
+    lua_getfield(L, -1, "randomseed");
+    lua_setfield(L, LUA_REGISTRYINDEX, "eddy.randomseed");
+    lua_pop(L, 1);
+    guard(L, LUA_MATHLIBNAME, "randomseed", guard_randomseed, -1);
+    lua_pushcfunction(L, guard_xpcall);
+    lua_setglobal(L, "xpcall");
     udf__open_redis(L);
     lua_getglobal(L, "eddy");
     udf__open_vec(L);
@@ -817,6 +1086,7 @@ int udf__vm_sync(struct udf_vm *vm, struct cm_err *err)
     lua_rawseti(L, LUA_REGISTRYINDEX, vm->funcs_ref);
     lua_newtable(L);
     lua_rawseti(L, LUA_REGISTRYINDEX, vm->scripts_ref); /* scripts recompile lazily */
+    vm->nscripts = 0;
     vm->generation = gen;
     lua_gc(L, LUA_GCCOLLECT, 0);
     return rc;

@@ -417,21 +417,29 @@ static void t_config_set_all_or_nothing(void)
     char *v = malloc(MB2);
     CHECK(v != NULL);
     memset(v, 'p', MB2);
-    eddy_ctx *old = h_connect_port(s->port);
+    int old = h_raw_connect(s->port);
+    CHECK(old >= 0);
+    EXPECT_STATUS("PONG", c, "PING");
+    CHECK(h_raw_send(old, "PING\r\n", 6) == 0); /* it is connected and served */
+    char buf[128];
+    bool closed;
+    h_raw_recv(old, buf, 7, 3000, &closed);
+    CHECK_STR(buf, "+PONG\r\n");
     EXPECT_OK(c, "CONFIG", "SET", "proto-max-bulk-len", "1mb");
     eddy_ctx *during = h_connect_port(s->port);
     const char *set[] = {"SET", "pm:k", v};
     size_t setl[] = {3, 4, MB2};
-    struct eddy_reply *r = eddy_command_argv(old, 3, set, setl);
-    CHECK(r != NULL && r->type == EDDY_REPLY_ERROR &&
-          strcmp(r->str, "ERR Protocol error: invalid bulk length") == 0);
-    eddy_reply_free(r);
+    static const char head[] = "*3\r\n$3\r\nSET\r\n$4\r\npm:k\r\n$2097152\r\n";
+    CHECK(h_raw_send(old, head, sizeof(head) - 1) == 0);
+    size_t got;
+    CHECK(h_raw_wait_close(old, buf, sizeof(buf), &got, 5000));
+    CHECK_STR(buf, "-ERR Protocol error: invalid bulk length\r\n");
+    close(old);
     EXPECT_OK(c, "CONFIG", "SET", "proto-max-bulk-len", "512mb");
     h_expect_status(H_AT, h_cmdv(H_AT, during, 3, set, setl), "OK");
     EXPECT_INT(MB2, c, "STRLEN", "pm:k");
     EXPECT_INT(1, c, "DEL", "pm:k");
     free(v);
-    eddy_free(old);
     eddy_free(during);
     eddy_free(c);
     h_server_free(s);

@@ -2016,6 +2016,129 @@ static void t_txn_torn_reads_retried(void)
 
 /* ---- Suite ------------------------------------------------------------------------------------- */
 
+/* Found by a review (hostile scripts), each fixed in udf/: one attack per row, on one
+ * thread's state (--threads 1) with a 200 ms and 32 MB budget. Every call must answer
+ * (what it answers is in the row) within 5 s, the server stays up and serves others,
+ * and a plain call works after it. Before the fixes: rows 0-1 aborted eddyd (a
+ * metamethod raised in the reply conversion, outside any protected call); 2-6 and 8
+ * hung the thread for good (a metamethod, a stock C loop, an xpcall handler, none of
+ * which the hook reached); 9 crashed it (cjson depth); 10 took 2 GB of memory and
+ * 7.6 s; 11 ran for ever, growing 80 MB/s; 12 grew eddyd to 7.8 GB; 13 overran the
+ * time limit by 48 s. */
+static void t_sandbox_review_attacks(void)
+{
+    char tl[24];
+    snprintf(tl, sizeof(tl), "%d", h_scaled(200));
+    struct h_server *s = h_server_start("--threads", "1", "--udf-time-limit", tl,
+                                        "--udf-memory-limit", "32mb", NULL);
+    eddy_ctx *a = h_connect_port(s->port), *b = h_connect_port(s->port);
+    static const struct {
+        const char *script, *want; /* the reply: "ERR x" an error containing x, "(empty)" an
+                                    * empty array, text the second element of an array, or
+                                    * an integer */
+    } rows[] = {
+        {"error(setmetatable({}, {__index = function() error('boom') end}))", "ERR unknown error"},
+        {"return setmetatable({}, {__index = function() error('boom') end})", "(empty)"},
+        {"return setmetatable({}, {__index = function() while true do end end})", "(empty)"},
+        {"return #string.rep('', math.maxinteger)", "0"},
+        {"return table.move({}, 1, 1e15, 1, {})", "ERR table.move: too many elements"},
+        {"local t = setmetatable({}, {__len = function() return 1e15 end}) table.insert(t, 1, 'x')",
+         "ERR table length 1000000000000000 is more"},
+        {"local t = setmetatable({}, {__len = function() return 1e15 end}) table.remove(t, 1)",
+         "ERR table length 1000000000000000 is more"},
+        {"return {xpcall(function() error('x', 0) end, function(m) return 'handled ' .. m end)}",
+         "handled x"},
+        {"xpcall(function() error('x') end, function(m) while true do end end)",
+         "ERR Script timed out"},
+        {"cjson.decode_max_depth(2^31 - 1) return cjson.decode(string.rep('[', 4e5) .. "
+         "string.rep(']', 4e5))",
+         "ERR user_script:1: cjson settings are fixed"},
+        {"local s = string.rep('a', 1e6) local t = {} for i = 1, 2000 do t[i] = s end "
+         "return #cjson.encode(t)",
+         "ERR user_script:1: cjson.encode: the result would exceed udf-memory-limit"},
+        {"local t = {} t[1] = t t[2] = t return t", "ERR the reply is larger than udf-memory-limit"},
+        {"local s = string.rep('a', 8e6) local i = 0 while true do i = i + 1 "
+         "redis.call('SET', 'sbx:k' .. i, s) end",
+         "ERR"},
+        {"local s = string.rep('a', 8e6) while true do local x = s:upper() end",
+         "ERR Script timed out"},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        int64_t t0 = h_now_ms();
+        send_cmd(a, "EVAL", rows[i].script, "0", (char *)NULL);
+        struct eddy_reply *r = READ_REPLY(a);
+        int64_t ms = h_now_ms() - t0;
+        char got[400];
+        snprintf(got, sizeof(got), "%s", h_describe(r));
+        bool ok;
+        if (strncmp(rows[i].want, "ERR", 3) == 0) /* an error containing the rest */
+            ok = r->type == EDDY_REPLY_ERROR && strncmp(r->str, "ERR", 3) == 0 &&
+                 strstr(r->str, rows[i].want + (rows[i].want[3] == ' ' ? 4 : 3)) != NULL;
+        else if (strcmp(rows[i].want, "(empty)") == 0)
+            ok = r->type == EDDY_REPLY_ARRAY && r->elements == 0;
+        else if (r->type == EDDY_REPLY_ARRAY)
+            ok = r->elements == 2 && is_str(r->element[1], rows[i].want);
+        else
+            ok = r->type == EDDY_REPLY_INTEGER && r->integer == atoll(rows[i].want);
+        eddy_reply_free(r);
+        if (!ok)
+            FAILF("row %zu (%.70s): expected \"%s\", got %s", i, rows[i].script, rows[i].want, got);
+        if (ms > h_scaled(5000))
+            FAILF("row %zu (%.70s): answered after %lld ms", i, rows[i].script, (long long)ms);
+        PING_MS(b);
+        EXPECT_INT(3, a, "EVAL", "local t = {} for i = 1, 3 do t[i] = i end return #t", "0");
+    }
+    EXPECT_INT(0, a, "DBSIZE");
+    EXPECT_BULK("{\"a\":[1,2]}", a, "EVAL", "return cjson.encode({a = {1, 2}})", "0");
+    EXPECT_INT(1000, a, "EVAL", "return cjson.encode_max_depth()", "0");
+    /* math.randomseed in one call does not fix the next call's numbers. */
+    long long seeded = CMD_INT(a, "EVAL", "math.randomseed(42) return math.random(1, 2^40)", "0");
+    long long after = CMD_INT(a, "EVAL", "return math.random(1, 2^40)", "0");
+    CHECK(seeded == CMD_INT(a, "EVAL", "math.randomseed(42) return math.random(1, 2^40)", "0"));
+    if (after == seeded)
+        FAILF("the call after math.randomseed(42) drew %lld, the seeded first number", after);
+    /* FUNCTION LOAD whose xpcall handler loops: its budget still ends it. */
+    int64_t t0 = h_now_ms();
+    EXPECT_ERR_HAS("ERR Error registering functions", "FUNCTION LOAD timeout", a, "FUNCTION",
+                   "LOAD",
+                   "#!lua name=xl\nxpcall(function() while true do end end, "
+                   "function() while true do end end)");
+    CHECK(h_now_ms() - t0 < h_scaled(5000));
+    EXPECT_ALIVE(s->port);
+    eddy_free(a);
+    eddy_free(b);
+    h_server_free(s);
+}
+
+/* Found by the same review: compiled EVAL scripts were cached in the state without a
+ * bound; 10,000 distinct ones filled udf-memory-limit and every later call of the
+ * thread failed for memory. */
+static void t_sandbox_script_cache_bounded(void)
+{
+    struct h_server *s = h_server_start("--threads", "1", "--udf-memory-limit", "16mb", NULL);
+    eddy_ctx *a = h_connect_port(s->port);
+    LOAD_LIB(a, "victim", "#!lua name=victim\nredis.register_function('v', function() return 'ok' end)\n");
+    char pad[4001];
+    memset(pad, 'p', sizeof(pad) - 1);
+    pad[sizeof(pad) - 1] = '\0';
+    enum { N = 6000 };
+    for (int i = 0; i < N; i++) {
+        char src[4100];
+        snprintf(src, sizeof(src), "local pad = '%s' return %d", pad, i);
+        send_cmd(a, "EVAL", src, "0", (char *)NULL);
+        if (i % 100 == 99 || i == N - 1)
+            for (int j = i - i % 100; j <= i; j++) {
+                struct eddy_reply *r = READ_REPLY(a);
+                if (r->type != EDDY_REPLY_INTEGER || r->integer != j)
+                    FAILF("EVAL %d of %d distinct scripts: %s", j, N, h_describe(r));
+                eddy_reply_free(r);
+            }
+    }
+    EXPECT_BULK("ok", a, "FCALL", "v", "0");
+    eddy_free(a);
+    h_server_free(s);
+}
+
 void suite_udf(void); /* until harness.h lists it with the other suites */
 
 void suite_udf(void)
@@ -2049,6 +2172,8 @@ void suite_udf(void)
     h_run("udf_memory_limit_config_set", t_memory_limit_config_set, H_OWN, 20);
     h_run("udf_preemption", t_preemption, H_OWN, 30);
     h_run("udf_kill_and_timeout", t_kill_and_timeout, H_OWN, 40);
+    h_run("udf_sandbox_review_attacks", t_sandbox_review_attacks, H_OWN, 120);
+    h_run("udf_sandbox_script_cache_bounded", t_sandbox_script_cache_bounded, H_OWN, 120);
     h_run("udf_txn_counters", t_txn_counters, 0, 90);
     h_run("udf_txn_transfer", t_txn_transfer, 0, 60);
     h_run("udf_txn_slow_call_not_starved", t_txn_slow_call_not_starved, 0, 90);
