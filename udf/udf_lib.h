@@ -67,5 +67,8 @@ typedef void (*udf_tick_fn)(lua_State *L);
  * limited to 200 ("pattern too complex"), as in Lua. Leaves the stack unchanged; may
  * raise a memory error. */
 void udf__open_patterns(lua_State *L, udf_tick_fn tick);
+/* The tick vector and matrix operations (udf__open_vec) call every 4 million elements
+ * they handle (it may raise to end the call); NULL (the default): none. */
+void udf__vec_set_tick(udf_tick_fn tick);
 
 #endif

@@ -678,6 +678,7 @@ static int open_all(lua_State *L)
     lua_pushnil(L);
     lua_setfield(L, -2, "dump");
     udf__open_patterns(L, udf__tick);
+    udf__vec_set_tick(udf__tick);
     lua_pop(L, 1);
     set_field_fn(L, LUA_COLIBNAME, "resume", udflib_co_resume);
     set_field_fn(L, LUA_COLIBNAME, "yield", udflib_co_yield);
