@@ -120,6 +120,7 @@ struct udf_call {
     atomic_bool started;
     struct eng_txn *txn;
     int attempts;
+    unsigned ncommands;   /* redis.call/eddy.set of the call (check_staged) */
     int conflicts;        /* attempts that lost to another writer (UDF_HOLD_AFTER) */
     bool held;            /* this attempt holds its keys: it runs without yielding */
     int64_t start_us, deadline_us, slice_start_us;
