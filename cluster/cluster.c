@@ -179,8 +179,20 @@ static int install(struct cluster *cl, struct clu_map *m, bool exact, const char
         clu_map_free(m);
         return cm_err_set(err, CM_ENOMEM, "ERR out of memory");
     }
-    pthread_mutex_lock(&cl->install_lock);
+    /* A stale map is refused without the lock, which a push may hold (for at most
+     * PUSH_TIMEOUT_MS): old maps are never freed while the node runs, so cur stays
+     * valid. */
     struct clu_map *cur = atomic_load(&cl->map);
+    if (m->epoch < cur->epoch) {
+        rc = cm_err_set(err, CM_EINVAL,
+                        "ERR the map's epoch %llu is not newer than this node's epoch %llu",
+                        m->epoch, cur->epoch);
+        cm_free(o);
+        clu_map_free(m);
+        return rc;
+    }
+    pthread_mutex_lock(&cl->install_lock);
+    cur = atomic_load(&cl->map);
     if (m->epoch == cur->epoch && clu_map_same(m, cur)) {
         rc = 0; /* a repeated push: nothing to do */
         goto drop;

@@ -32,6 +32,9 @@
  * where a range is "lo-hi" or a single slot "n" (0 <= lo <= hi <= 16383). A slot may
  * be owned by one node only; slots listed by nobody are unassigned. */
 #define CLU_MAX_NODES 1000
+/* The largest epoch a map may have: far from overflow (a move makes base + 1, and the
+ * stored map is parsed back as a signed number at start). */
+#define CLU_EPOCH_MAX (1ULL << 62)
 
 struct clu_node {
     char id[CLU_ID_LEN + 1];

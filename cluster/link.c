@@ -61,16 +61,30 @@ out:
     return fd >= 0 ? fd : rc;
 }
 
+/* What is left of timeout_ms since start_ms (at least 1 ms; 0: no timeout). A
+ * command's timeout covers all of it, not each wait: a peer sending a byte now and then
+ * held a node in a map push for ever. */
+static int left_ms(int timeout_ms, int64_t start_ms)
+{
+    if (timeout_ms <= 0)
+        return 0;
+    int64_t left = timeout_ms - (cm_mono_us() / 1000 - start_ms);
+    return left > 0 ? (int)left : 1;
+}
+
 static int send_all(int fd, const char *p, size_t n, int timeout_ms, const char *peer,
                     struct cm_err *err)
 {
+    int64_t start = cm_mono_us() / 1000;
     while (n > 0) {
+        if (timeout_ms > 0 && cm_mono_us() / 1000 - start >= timeout_ms)
+            return cm_err_set(err, CM_EIO, "%s: timeout", peer);
         ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
         if (w > 0) {
             p += w;
             n -= (size_t)w;
         } else if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
-            if (wait_fd(fd, POLLOUT, timeout_ms, peer, err) != 0)
+            if (wait_fd(fd, POLLOUT, left_ms(timeout_ms, start), peer, err) != 0)
                 return CM_EIO;
         } else {
             return cm_err_set(err, CM_EIO, "%s: %s", peer, strerror(errno));
@@ -83,7 +97,10 @@ static int read_reply(int fd, struct resp_reader *rd, int timeout_ms, const char
                       struct resp_value **out, struct cm_err *err)
 {
     char buf[16384];
+    int64_t start = cm_mono_us() / 1000;
     for (;;) {
+        if (timeout_ms > 0 && cm_mono_us() / 1000 - start >= timeout_ms)
+            return cm_err_set(err, CM_EIO, "%s: timeout", peer);
         int st = resp_reader_get(rd, out);
         if (st == RESP_DONE)
             return 0;
@@ -96,7 +113,7 @@ static int read_reply(int fd, struct resp_reader *rd, int timeout_ms, const char
         } else if (n == 0) {
             return cm_err_set(err, CM_EIO, "%s: connection closed", peer);
         } else if (errno == EAGAIN || errno == EINTR) {
-            if (wait_fd(fd, POLLIN, timeout_ms, peer, err) != 0)
+            if (wait_fd(fd, POLLIN, left_ms(timeout_ms, start), peer, err) != 0)
                 return CM_EIO;
         } else {
             return cm_err_set(err, CM_EIO, "%s: %s", peer, strerror(errno));

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct clu_map *clu_map_new(void)
 {
@@ -218,6 +219,8 @@ int clu_map_parse(const char *p, size_t n, unsigned long long epoch, struct clu_
                   struct cm_err *err)
 {
     *out = NULL;
+    if (epoch == 0 || epoch > CLU_EPOCH_MAX)
+        return cm_err_set(err, CM_EINVAL, "ERR epoch out of range (1 to %llu)", CLU_EPOCH_MAX);
     struct clu_map *m = clu_map_new();
     char *text = cm_malloc(n + 1);
     int rc = 0;
@@ -239,6 +242,15 @@ int clu_map_parse(const char *p, size_t n, unsigned long long epoch, struct clu_
         if ((rc = parse_line(m, line, lineno, err)) != 0)
             goto fail;
     }
+    /* Two ids at one address: MOVED could send a client back to the node it asked. */
+    for (int i = 0; i < m->nnodes; i++)
+        for (int j = i + 1; j < m->nnodes; j++)
+            if (m->nodes[i].port == m->nodes[j].port &&
+                strcasecmp(m->nodes[i].host, m->nodes[j].host) == 0) {
+                rc = cm_err_set(err, CM_EINVAL, "ERR nodes %.8s and %.8s have one address %s:%d",
+                                m->nodes[i].id, m->nodes[j].id, m->nodes[i].host, m->nodes[i].port);
+                goto fail;
+            }
     cm_free(text);
     *out = m;
     return 0;

@@ -87,6 +87,7 @@ struct clu_mig {
     char error[256];
     long long keys, bytes_raw, bytes_wire, snap_keys, rounds, catchup_keys;
     int64_t t_start, t_end, t_fence, fence_ms;
+    int64_t rate_due;   /* when the bytes sent so far are paid for at RATE (0: no RATE) */
 
     /* The incoming migration (this node is the target). */
     bool in_on;
@@ -522,10 +523,14 @@ static int send_batch(struct stream *st, struct cm_err *err)
     st->n = 0;
     cm_buf_shrink(&st->raw, 4 * BATCH_BYTES);
     if (rate > 0) {
+        /* In steps of 50 ms, so CANCEL and shutdown are seen (a tiny RATE made one
+         * sleep of minutes). */
         int64_t due = start + (int64_t)((double)raw / (rate * 1e6) * 1000.0);
-        int64_t now = cm_now_ms();
-        if (due > now)
-            usleep((useconds_t)((due - now) * 1000));
+        pthread_mutex_lock(&g->mu);
+        g->rate_due = due; /* a move cancelled in this sleep still reports its RATE */
+        pthread_mutex_unlock(&g->mu);
+        for (int64_t now = cm_now_ms(); due > now && !atomic_load(&g->cancel); now = cm_now_ms())
+            usleep((useconds_t)((due - now < 50 ? due - now : 50) * 1000));
     }
     return 0;
 }
@@ -810,7 +815,7 @@ static void out_rollback(struct clu_mig *g, const char *why)
     pthread_mutex_lock(&g->mu);
     g->phase = atomic_load(&g->cancel) && !atomic_load(&g->closing) ? OUT_CANCELLED : OUT_FAILED;
     snprintf(g->error, sizeof(g->error), "%s", why);
-    g->t_end = cm_now_ms();
+    g->t_end = cm_now_ms() > g->rate_due ? cm_now_ms() : g->rate_due;
     pthread_mutex_unlock(&g->mu);
     cm_log(CM_LOG_WARNING, "Migration %s of %d slot(s) to %s:%d rolled back: %s", g->id, g->nslots,
            g->host, g->port, why);
@@ -978,7 +983,7 @@ int clu_mig_start(struct cluster *cl, const struct clu_mig_req *rq, char id[64],
     g->error[0] = '\0';
     g->keys = g->bytes_raw = g->bytes_wire = g->snap_keys = g->rounds = g->catchup_keys = 0;
     g->t_start = cm_now_ms();
-    g->t_end = g->t_fence = g->fence_ms = 0;
+    g->t_end = g->t_fence = g->fence_ms = g->rate_due = 0;
     g->phase = OUT_STREAM;
     atomic_store(&g->cancel, false);
     int rc = save_out(g, "stream", err);
@@ -1122,6 +1127,11 @@ static void imp_begin(struct clu_mig *g, int argc, const char *const *argv, cons
     }
     memcpy(src, argv[2], CLU_ID_LEN);
     src[CLU_ID_LEN] = '\0';
+    if (strcmp(src, clu_myid(g->cl)) == 0) {
+        /* It would drop this node's own data of those slots at once (drop_slots). */
+        resp_add_error(out, "ERR the source of an import cannot be this node");
+        return;
+    }
     const struct clu_map *m = clu_map_get(g->cl);
     if (m->epoch != (unsigned long long)base) {
         resp_add_errorf(out, "ERR this node's map has epoch %llu, the source's %lld", m->epoch,

@@ -57,8 +57,7 @@ static void link_reset(struct bus_link *l)
     l->out.len = 0;
     l->sent = 0;
     resp_reader_deinit(&l->rd);
-    resp_reader_init(&l->rd);
-    l->rd.max_bulk = LLONG_MAX; /* partial results of any size */
+    resp_reader_init(&l->rd); /* bulks up to RESP_MAX_BULK (512 MB), as any reply */
 }
 
 /* The connection broke: every call in flight fails with why; the next call reconnects. */
@@ -230,8 +229,7 @@ static struct bus_link *link_get(struct worker *w, const char *host, int port, i
     snprintf(l->peer, sizeof(l->peer), "%s:%d", host, port);
     l->fd = -1;
     cm_buf_init(&l->out);
-    resp_reader_init(&l->rd);
-    l->rd.max_bulk = LLONG_MAX;
+    resp_reader_init(&l->rd); /* a peer announcing more is cut off (it grew to GBs) */
     l->next = w->bus;
     w->bus = l;
     return l;

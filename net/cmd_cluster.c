@@ -8,12 +8,21 @@
 
 #include "../cluster/cluster.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Milliseconds a command on a fenced slot waits for the end of the fence. */
-#define FENCE_WAIT_MS 3000
+/* Milliseconds a command on a fenced slot waits for the end of the fence (its thread
+ * blocks). A fence that outlasts it (a source restarted with its target down keeps
+ * its slots fenced until the target answers) is remembered for FENCE_STUCK_MS: the
+ * commands on that slot meanwhile get -TRYAGAIN at once, instead of blocking their
+ * thread (and its other clients) 3 s each, as they did. */
+#define FENCE_WAIT_MS 500
+#define FENCE_STUCK_MS 5000
+
+static _Atomic int fence_stuck_slot = -1;
+static _Atomic int64_t fence_stuck_at;
 
 /* ---- Key positions ------------------------------------------------------------------ */
 
@@ -80,8 +89,16 @@ bool net_cluster_route(struct conn *c, const struct cmd_def *d, size_t argc, con
          * handoff, then routes again (-ASK, or MOVED once the map moved). Its own
          * pending writes go first, so none of them waits behind the fence. */
         cmd_flush_writes(c->w);
-        clu_mig_wait(cl, slot, FENCE_WAIT_MS);
-        r = clu_route_mig(cl, slot, asking, msg, sizeof(msg));
+        bool stuck = atomic_load(&fence_stuck_slot) == (int)slot &&
+                     cm_now_ms() - atomic_load(&fence_stuck_at) < FENCE_STUCK_MS;
+        if (!stuck) {
+            clu_mig_wait(cl, slot, FENCE_WAIT_MS);
+            r = clu_route_mig(cl, slot, asking, msg, sizeof(msg));
+            if (r == CLU_WAIT) {
+                atomic_store(&fence_stuck_at, cm_now_ms());
+                atomic_store(&fence_stuck_slot, (int)slot);
+            }
+        }
     }
     if (r == CLU_LOCAL)
         return true;
@@ -426,7 +443,8 @@ static void cluster_migrateslots(struct cmd_ctx *x, struct cluster *cl)
             }
             i++;
         } else if (clu_slots_parse(x->argv[i], x->argvlen[i], rq.slots) != 0) {
-            reply_errf(x, "ERR bad slot or range '%.32s'", x->argv[i]);
+            reply_errf(x, "ERR bad slot or range '%.*s'",
+                       (int)(x->argvlen[i] > 32 ? 32 : x->argvlen[i]), x->argv[i]);
             return;
         }
     }

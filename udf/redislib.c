@@ -956,11 +956,15 @@ static int udflib_scan(lua_State *L)
         return luaL_error(L, "eddy.scan: slots must satisfy 0 <= slot_lo <= slot_hi <= 16383");
     if (plen > 512)
         return luaL_error(L, "eddy.scan: the prefix is longer than 512 bytes");
+    bool none = false; /* the prefix's slot is outside the range: no key */
     if (prefix != NULL && memchr(prefix, '{', plen) != NULL && memchr(prefix, '}', plen) != NULL) {
         const char *o = memchr(prefix, '{', plen);
         const char *cl = memchr(o, '}', plen - (size_t)(o - prefix));
-        if (cl != NULL && cl > o + 1) /* a complete hash tag: one slot */
-            lo = hi = cm_key_slot(prefix, plen);
+        if (cl != NULL && cl > o + 1) { /* a complete hash tag: one slot, if in the range */
+            lua_Integer t = cm_key_slot(prefix, plen);
+            none = t < lo || t > hi; /* a map's other partitions must not see it again */
+            lo = hi = t;
+        }
     }
     struct scan_state *s = lua_newuserdatauv(L, sizeof(*s), 0);
     s->it = NULL;
@@ -977,10 +981,12 @@ static int udflib_scan(lua_State *L)
     lua_pop(L, 1);
     /* Function scans fill the block cache: a map runs again (every epoch of a training
      * run), and its blocks should then be read without decompressing them again. */
-    s->it = eng_iter_new(c->vm->u->eng, c->txn, ENG_ITER_FILL_CACHE, (unsigned)lo, (unsigned)hi,
-                         NULL, 0);
-    if (s->it == NULL || eng_iter_set_prefix(s->it, prefix, plen) != 0)
-        return luaL_error(L, "eddy.scan: out of memory");
+    if (!none) {
+        s->it = eng_iter_new(c->vm->u->eng, c->txn, ENG_ITER_FILL_CACHE, (unsigned)lo,
+                             (unsigned)hi, NULL, 0);
+        if (s->it == NULL || eng_iter_set_prefix(s->it, prefix, plen) != 0)
+            return luaL_error(L, "eddy.scan: out of memory");
+    }
     lua_pushcclosure(L, udflib_scan_next, 1);
     return 1;
 }

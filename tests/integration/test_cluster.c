@@ -687,6 +687,57 @@ static void t_epochs_restart(void)
     stop_nodes(&t);
 }
 
+/* Found by a review (hostile clients): an epoch near 2^63 was accepted, the next move
+ * made 2^63 (GETMAP answered it negative) and no node could start again; a map with two
+ * node ids at one address was accepted (MOVED back to the node asked). */
+static void t_review_map_checks(void)
+{
+    struct three t;
+    char p[1024];
+    start_nodes(&t);
+    payload(&t, false, p, sizeof(p));
+    EXPECT_ERR_PREFIX("ERR epoch out of range", t.c[0], "CLUSTER", "SETMAP", "9223372036854775807",
+                      p);
+    EXPECT_ERR_PREFIX("ERR epoch out of range", t.c[0], "CLUSTER", "SETMAP", "4611686018427387905",
+                      p);
+    EXPECT_OK(t.c[0], "CLUSTER", "SETMAP", "4611686018427387904", p); /* 2^62: the largest */
+    char dup[1024];
+    snprintf(dup, sizeof(dup), "node %s 127.0.0.1 %d\nnode %s 127.0.0.1 %d\nslots %s 0-16383\n",
+             t.id[1], t.s[1]->port, t.id[2], t.s[1]->port, t.id[1]);
+    EXPECT_ERR_PREFIX("ERR nodes", t.c[1], "CLUSTER", "SETMAP", "2", dup);
+    /* A node restarts with the largest epoch. */
+    eddy_free(t.c[0]);
+    h_server_restart(t.s[0]);
+    t.c[0] = h_connect_port(t.s[0]->port);
+    struct eddy_reply *r = CMD(t.c[0], "CLUSTER", "GETMAP");
+    CHECK(r->type == EDDY_REPLY_ARRAY && r->element[0]->integer == 4611686018427387904LL);
+    eddy_reply_free(r);
+    stop_nodes(&t);
+}
+
+/* Found by the same review (not cluster-specific): eddy.scan with a prefix holding a
+ * {hash tag} visited the tag's slot in every partition of a MAPREDUCE, so each key
+ * counted once per I/O thread. */
+static void t_review_scan_tag_partitions(void)
+{
+    struct h_server *s = h_server_start("--threads", "3", NULL);
+    eddy_ctx *c = h_connect_port(s->port);
+    for (int i = 0; i < 10; i++) {
+        char k[32];
+        snprintf(k, sizeof(k), "{t}k%d", i);
+        EXPECT_OK(c, "SET", k, "v");
+    }
+    EXPECT_OK(c, "SET", "other", "v");
+    struct eddy_reply *r = CMD(c, "FUNCTION", "LOAD",
+                               "#!lua name=tagc\nredis.register_function('tagc', function(keys, args, part)\n"
+                               "  local n = 0 for k in eddy.scan{prefix = '{t}'} do n = n + 1 end return n end)\n");
+    CHECK(r->type == EDDY_REPLY_STRING);
+    eddy_reply_free(r);
+    EXPECT_INT(10, c, "MAPREDUCE", "tagc", "@sum");
+    eddy_free(c);
+    h_server_free(s);
+}
+
 static void t_keys_in_slot(void)
 {
     struct three t;
@@ -778,5 +829,7 @@ void suite_cluster(void)
     h_run("cluster_function_order", t_function_order, H_OWN, 60);
     h_run("cluster_epochs_restart", t_epochs_restart, H_OWN, 30);
     h_run("cluster_keys_in_slot", t_keys_in_slot, H_OWN, 30);
+    h_run("cluster_review_map_checks", t_review_map_checks, H_OWN, 30);
+    h_run("cluster_review_scan_tag_partitions", t_review_scan_tag_partitions, H_OWN, 30);
     h_run("cluster_libeddy_routing", t_libeddy_cluster, H_OWN, 30);
 }
