@@ -714,26 +714,30 @@ int resp_reader_get(struct resp_reader *r, struct resp_value **out)
             r->root = v;
         } else {
             struct resp_value *parent = r->stack[r->depth - 1].v;
-            size_t total = r->stack[r->depth - 1].total;
+            size_t *total = &r->stack[r->depth - 1].total, *cap = &r->stack[r->depth - 1].cap;
             size_t idx = parent->elements;
-            if (idx > 0 && idx >= 1024 && (idx & (idx - 1)) == 0) {
-                /* Slots come in powers of two from 1024 up to the announced total. */
-                size_t cap = idx * 2 < total ? idx * 2 : total;
-                struct resp_value **e = cm_realloc(parent->element, cap * sizeof(*e));
+            if (idx == *cap) {
+                /* Slots double from 1024 up to the total (an attribute adds one). */
+                size_t n = *cap * 2 < *total ? *cap * 2 : *total;
+                struct resp_value **e = cm_realloc(parent->element, (n > idx ? n : idx + 1) * sizeof(*e));
                 if (e == NULL) {
                     resp_value_free(v);
                     return rbad(r, "Out of memory");
                 }
                 parent->element = e;
+                *cap = n > idx ? n : idx + 1;
             }
             parent->element[idx] = v;
             parent->elements = idx + 1;
+            if (v->type == RESP_T_ATTR) /* it precedes the element it describes */
+                (*total)++;
         }
         if (is_aggregate(v) && r->announced > 0) {
             if (r->depth >= r->max_depth || r->depth >= 64)
                 return rbad(r, "Protocol error: nesting too deep");
             r->stack[r->depth].v = v;
             r->stack[r->depth].total = r->announced;
+            r->stack[r->depth].cap = r->announced < 1024 ? r->announced : 1024; /* read_one's */
             r->depth++;
         }
         /* Pop finished aggregates. */

@@ -141,7 +141,9 @@ struct resp_reader {
     int depth;
     struct {
         struct resp_value *v;
-        size_t total; /* announced elements; v->elements counts the filled ones */
+        size_t total; /* announced elements, plus the attributes among them (RESP3
+                       * does not count those); v->elements counts the filled ones */
+        size_t cap;   /* slots allocated in v->element */
     } stack[65];
     size_t announced; /* set by the element parser for aggregates */
 };

@@ -349,6 +349,37 @@ static void end_attempt(struct udf_call *c)
     c->remote_reply = NULL;
 }
 
+/* lua_CFunction (protected, on the call's coroutine): pushes the call's arguments:
+ * keys, args, and a map's partition or a reducer's partial results. */
+static int push_args(lua_State *co)
+{
+    struct udf_call *c = lua_touserdata(co, 1);
+    lua_pop(co, 1);
+    push_array(co, c->keys, c->keylens, c->nkeys);
+    push_array(co, c->args, c->arglens, c->nargs);
+    if (c->kind == UDF_MAP) {
+        lua_createtable(co, 0, 4);
+        lua_pushinteger(co, c->part.index);
+        lua_setfield(co, -2, "index");
+        lua_pushinteger(co, c->part.count);
+        lua_setfield(co, -2, "count");
+        lua_pushinteger(co, c->part.slot_lo);
+        lua_setfield(co, -2, "slot_lo");
+        lua_pushinteger(co, c->part.slot_hi);
+        lua_setfield(co, -2, "slot_hi");
+    } else if (c->kind == UDF_REDUCE) {
+        lua_createtable(co, c->npartials, 1);
+        for (int i = 0; i < c->npartials; i++) {
+            if (udf__ser_decode(co, c->partials[i], c->partial_lens[i]) != 0)
+                return luaL_error(co, "corrupt partial result");
+            lua_rawseti(co, -2, i + 1);
+        }
+        lua_pushinteger(co, c->npartials);
+        lua_setfield(co, -2, "n");
+    }
+    return lua_gettop(co);
+}
+
 /* Begins an attempt; returns the number of arguments pushed on the coroutine, or -1
  * with an error reply. */
 static int start_attempt(struct udf_call *c)
@@ -387,36 +418,24 @@ static int start_attempt(struct udf_call *c)
         }
     }
     lua_xmove(L, c->co, 1);
-    push_array(c->co, c->keys, c->keylens, c->nkeys);
-    push_array(c->co, c->args, c->arglens, c->nargs);
     c->started = true;
     c->attempts++;
-    if (c->kind == UDF_MAP) {
-        lua_createtable(c->co, 0, 4);
-        lua_pushinteger(c->co, c->part.index);
-        lua_setfield(c->co, -2, "index");
-        lua_pushinteger(c->co, c->part.count);
-        lua_setfield(c->co, -2, "count");
-        lua_pushinteger(c->co, c->part.slot_lo);
-        lua_setfield(c->co, -2, "slot_lo");
-        lua_pushinteger(c->co, c->part.slot_hi);
-        lua_setfield(c->co, -2, "slot_hi");
-        return 3;
-    }
-    if (c->kind == UDF_REDUCE) {
-        lua_createtable(c->co, c->npartials, 1);
-        for (int i = 0; i < c->npartials; i++) {
-            if (udf__ser_decode(c->co, c->partials[i], c->partial_lens[i]) != 0) {
-                resp_add_error(&c->reply, "ERR a partial result of the map is corrupt");
-                return -1;
-            }
-            lua_rawseti(c->co, -2, i + 1);
-        }
-        lua_pushinteger(c->co, c->npartials);
-        lua_setfield(c->co, -2, "n");
-        return 3;
-    }
-    return 2;
+    /* The arguments are pushed in protected mode: they can be larger than what is left
+     * of udf-memory-limit (a 40 MB argument, two 24 MB vectors for a reducer), and an
+     * allocation that fails outside a protected call is a Lua panic: eddyd aborted. */
+    lua_pushcfunction(c->co, push_args);
+    lua_pushlightuserdata(c->co, c);
+    int st = lua_pcall(c->co, 1, LUA_MULTRET, 0);
+    if (st == LUA_OK)
+        return lua_gettop(c->co) - 1; /* below them: the function */
+    if (st == LUA_ERRMEM)
+        resp_add_errorf(&c->reply,
+                        "ERR Out of memory: the arguments of %s exceed udf-memory-limit (%zu "
+                        "bytes)",
+                        c->label, vm->u->limits.memory);
+    else
+        resp_add_error(&c->reply, "ERR a partial result of the map is corrupt");
+    return -1;
 }
 
 static bool has_error_code(const char *s, size_t n)
@@ -434,23 +453,23 @@ static void error_reply(struct udf_call *c, int status)
     lua_State *co = c->co;
     struct udf_limits lim = c->vm->u->limits;
     int why = atomic_load(&c->kill);
+    /* What eddy.commit() applied stays applied (docs/UDF.md). */
+    const char *applied = c->stepped ? "What it wrote before its last eddy.commit() stays "
+                                       "applied; nothing after it was."
+                                     : "Nothing it wrote was applied.";
     if (why == KILL_USER) {
-        resp_add_errorf(&c->reply, "ERR Script killed by user with %s. Nothing it wrote was applied.",
-                        c->kind == UDF_FCALL ? "FUNCTION KILL" : "SCRIPT KILL");
+        resp_add_errorf(&c->reply, "ERR Script killed by user with %s. %s",
+                        c->kind == UDF_FCALL ? "FUNCTION KILL" : "SCRIPT KILL", applied);
         return;
     }
     if (why == KILL_TIMEOUT) {
-        resp_add_errorf(&c->reply,
-                        "ERR Script timed out: %s exceeded udf-time-limit (%lld ms). Nothing it "
-                        "wrote was applied.",
-                        c->label, (long long)lim.time_ms);
+        resp_add_errorf(&c->reply, "ERR Script timed out: %s exceeded udf-time-limit (%lld ms). %s",
+                        c->label, (long long)lim.time_ms, applied);
         return;
     }
     if (status == LUA_ERRMEM) {
-        resp_add_errorf(&c->reply,
-                        "ERR Out of memory: %s exceeded udf-memory-limit (%zu bytes). Nothing it "
-                        "wrote was applied.",
-                        c->label, lim.memory);
+        resp_add_errorf(&c->reply, "ERR Out of memory: %s exceeded udf-memory-limit (%zu bytes). %s",
+                        c->label, lim.memory, applied);
         return;
     }
     const char *msg = NULL;
@@ -550,8 +569,8 @@ int udf_call_run(struct udf_call *c)
             const char *why = NULL;
             if (nres == 0)
                 lua_pushnil(c->co);
-            if (udf__ser_encode(c->co, lua_gettop(c->co) - (nres ? nres : 1) + 1, &c->reply,
-                                &why) != 0) {
+            if (udf__ser_encode(c->co, lua_gettop(c->co) - (nres ? nres : 1) + 1,
+                                vm->u->limits.memory, &c->reply, &why) != 0) {
                 resp_add_errorf(&c->reply, "ERR the result of map function %s cannot be sent: %s",
                                 c->label, why);
                 break;

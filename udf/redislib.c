@@ -886,7 +886,7 @@ static int udflib_commit(lua_State *L)
     if (rc != 0)
         return luaL_error(L, "eddy.commit: %s", err.msg);
     if (writes > 0)
-        c->wrote = true;
+        c->wrote = c->stepped = true;
     return 0;
 }
 

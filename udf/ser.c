@@ -19,9 +19,22 @@ static void put32(struct cm_buf *b, uint32_t v)
     cm_buf_append(b, h, 4);
 }
 
-static int enc(lua_State *L, int idx, struct cm_buf *b, int depth, const char **why)
+/* What an encoding may still use: a result holding the same table many times (a few
+ * hundred bytes of Lua: t = {t, t} forty times) expanded without end, in C, where the
+ * time limit and kills cannot reach. */
+struct budget {
+    size_t end;   /* b->len may not pass this */
+    size_t nodes; /* values left */
+};
+
+static int enc(lua_State *L, int idx, struct cm_buf *b, int depth, struct budget *bd,
+               const char **why)
 {
     idx = lua_absindex(L, idx);
+    if (bd->nodes-- == 0 || b->len > bd->end) {
+        *why = "it is larger than udf-memory-limit allows (a table held many times?)";
+        return CM_ELIMIT;
+    }
     switch (lua_type(L, idx)) {
     case LUA_TNIL:
         return cm_buf_appendc(b, 'n');
@@ -71,9 +84,9 @@ static int enc(lua_State *L, int idx, struct cm_buf *b, int depth, const char **
         put32(b, pairs);
         lua_pushnil(L);
         while (lua_next(L, idx)) {
-            int rc = enc(L, -2, b, depth + 1, why);
+            int rc = enc(L, -2, b, depth + 1, bd, why);
             if (rc == 0)
-                rc = enc(L, -1, b, depth + 1, why);
+                rc = enc(L, -1, b, depth + 1, bd, why);
             lua_pop(L, 1);
             if (rc != 0) {
                 lua_pop(L, 1);
@@ -89,11 +102,14 @@ static int enc(lua_State *L, int idx, struct cm_buf *b, int depth, const char **
     return CM_EINVAL;
 }
 
-int udf__ser_encode(lua_State *L, int idx, struct cm_buf *out, const char **why)
+int udf__ser_encode(lua_State *L, int idx, size_t limit, struct cm_buf *out, const char **why)
 {
     *why = "out of memory";
     size_t mark = out->len;
-    int rc = enc(L, idx, out, 0, why);
+    if (limit < (1u << 20))
+        limit = 1u << 20;
+    struct budget bd = {mark + 4 * limit, limit / 16 + 1024};
+    int rc = enc(L, idx, out, 0, &bd, why);
     if (rc == 0 && out->len == mark)
         rc = CM_ENOMEM;
     if (rc != 0)

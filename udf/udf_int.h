@@ -129,6 +129,7 @@ struct udf_call {
     bool inner_preempt;   /* the hook yielded a coroutine the script created */
     bool done, wrote, ok;
     bool commit_conflict; /* eddy.commit failed with a conflict in this attempt */
+    bool stepped;         /* an eddy.commit applied writes (they stay, whatever follows) */
     udf_commit_fn commit; /* udf_call_set_commit */
     void *commit_ud;
     const struct eng_batch *pending;
@@ -174,8 +175,10 @@ void udf__running_remove(struct udf *u, struct udf_call *c);
 int udf__script_code(struct udf *u, const char *sha, struct cm_buf *out);
 
 /* ser.c: Lua values <-> bytes, for partial results of map calls. encode returns 0
- * or an error with *why; decode pushes the value, or returns CM_EINVAL for bad input. */
-int udf__ser_encode(lua_State *L, int idx, struct cm_buf *out, const char **why);
+ * or an error with *why (also past 4 x limit bytes or limit / 16 values: limit is
+ * udf-memory-limit); decode pushes the value, or returns CM_EINVAL for bad input. */
+int udf__ser_encode(lua_State *L, int idx, size_t limit, struct cm_buf *out,
+                     const char **why);
 int udf__ser_decode(lua_State *L, const void *p, size_t n);
 
 /* redislib.c */

@@ -769,11 +769,21 @@ static int open_all(lua_State *L)
     return 0;
 }
 
+/* An error outside any protected call: Lua aborts the process after this. eddy runs
+ * every call's code protected; this only says what happened, in the log. */
+static int panic_log(lua_State *L)
+{
+    const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(not a string)";
+    cm_log(CM_LOG_WARNING, "Lua panic (an error outside a protected call): %s", msg);
+    return 0;
+}
+
 lua_State *udf__state_new(struct udf_vm *vm)
 {
     lua_State *L = lua_newstate(vm_alloc, vm);
     if (L == NULL)
         return NULL;
+    lua_atpanic(L, panic_log);
     lua_pushcfunction(L, open_all);
     lua_pushlightuserdata(L, vm);
     if (lua_pcall(L, 1, 0, 0) != LUA_OK) {

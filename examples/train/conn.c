@@ -95,7 +95,12 @@ static int open_cluster(struct tr_conn *c, const struct tr_opts *o)
         for (size_t i = 0; i < r->elements && rc == 0; i++) {
             const struct eddy_reply *e = r->element[i];
             if (e->type != EDDY_REPLY_ARRAY || e->elements < 3 ||
-                e->element[2]->type != EDDY_REPLY_ARRAY || e->element[2]->elements < 2) {
+                e->element[0]->type != EDDY_REPLY_INTEGER ||
+                e->element[1]->type != EDDY_REPLY_INTEGER || e->element[0]->integer < 0 ||
+                e->element[1]->integer >= CM_SLOTS ||
+                e->element[2]->type != EDDY_REPLY_ARRAY || e->element[2]->elements < 2 ||
+                e->element[2]->element[0]->type != EDDY_REPLY_STRING ||
+                e->element[2]->element[1]->type != EDDY_REPLY_INTEGER) {
                 fprintf(stderr, "eddy-train: CLUSTER SLOTS: unexpected reply\n");
                 rc = -1;
                 break;

@@ -150,7 +150,7 @@ static int ser_roundtrip(lua_State *S)
     struct cm_buf b;
     cm_buf_init(&b);
     const char *why = NULL;
-    int rc = udf__ser_encode(S, -1, &b, &why);
+    int rc = udf__ser_encode(S, -1, 64u << 20, &b, &why);
     if (rc != 0) {
         /* Everything the decoder builds can be encoded again. */
         fprintf(stderr, "re-encoding a decoded value failed: %s\n", why ? why : "?");
@@ -160,7 +160,7 @@ static int ser_roundtrip(lua_State *S)
         abort();
     struct cm_buf c;
     cm_buf_init(&c);
-    if (udf__ser_encode(S, -1, &c, &why) != 0 || c.len != b.len)
+    if (udf__ser_encode(S, -1, 64u << 20, &c, &why) != 0 || c.len != b.len)
         abort();
     cm_buf_deinit(&b);
     cm_buf_deinit(&c);

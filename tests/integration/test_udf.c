@@ -2111,6 +2111,53 @@ static void t_sandbox_review_attacks(void)
     h_server_free(s);
 }
 
+/* Found by a review (hostile MAPREDUCE): a map's result holding one table many times
+ * was serialized without end (RSS +115 MB/s; no kill reached it); arguments or
+ * partial results larger than what was left of udf-memory-limit (a 40 MB FCALL
+ * argument, two 24 MB vectors for @sum) were pushed outside a protected call and
+ * eddyd aborted; and a call killed after eddy.commit() said nothing it wrote was
+ * applied. */
+static void t_mapreduce_review(void)
+{
+    char tl[24];
+    snprintf(tl, sizeof(tl), "%d", h_scaled(500));
+    struct h_server *s = h_server_start("--threads", "2", "--udf-time-limit", tl,
+                                        "--udf-memory-limit", "32mb", NULL);
+    eddy_ctx *a = h_connect_port(s->port);
+    LOAD_LIB(a, "mr",
+             "#!lua name=mr\n"
+             "redis.register_function('m_dag', function() local t = {1}\n"
+             "  for i = 1, 40 do t = {t, t} end return t end)\n"
+             "redis.register_function('m_vec', function() return eddy.vec.zeros(3e6) end)\n"
+             "redis.register_function('f_len', function(keys, args) return #args[1] end)\n"
+             "redis.register_function('f_step', function(keys)\n"
+             "  redis.call('SET', keys[1], 'kept') eddy.commit()\n"
+             "  redis.call('SET', keys[1] .. 'x', 'lost') while true do end end)\n");
+    int64_t t0 = h_now_ms();
+    EXPECT_ERR_HAS("ERR map partition", "larger than udf-memory-limit allows", a, "MAPREDUCE",
+                   "m_dag", "@partials");
+    CHECK(h_now_ms() - t0 < h_scaled(3000));
+    EXPECT_ERR_HAS("ERR Out of memory: the arguments of @sum exceed udf-memory-limit", NULL, a,
+                   "MAPREDUCE", "m_vec", "@sum");
+    enum { BIG = 40 << 20 };
+    char *big = malloc(BIG);
+    CHECK(big != NULL);
+    memset(big, 'b', BIG);
+    const char *av[] = {"FCALL", "f_len", "0", big};
+    size_t al[] = {5, 5, 1, BIG};
+    expect_err_has(H_AT, h_cmdv(H_AT, a, 4, av, al),
+                   "ERR Out of memory: the arguments of mr.f_len exceed udf-memory-limit", NULL);
+    free(big);
+    EXPECT_INT(3, a, "FCALL", "f_len", "0", "abc");
+    EXPECT_ERR_HAS("ERR Script timed out: mr.f_step", "before its last eddy.commit() stays applied",
+                   a, "FCALL", "f_step", "1", "st:k");
+    EXPECT_BULK("kept", a, "GET", "st:k");
+    EXPECT_INT(0, a, "EXISTS", "st:kx");
+    EXPECT_ALIVE(s->port);
+    eddy_free(a);
+    h_server_free(s);
+}
+
 /* Found by the same review: compiled EVAL scripts were cached in the state without a
  * bound; 10,000 distinct ones filled udf-memory-limit and every later call of the
  * thread failed for memory. */
@@ -2175,6 +2222,7 @@ void suite_udf(void)
     h_run("udf_kill_and_timeout", t_kill_and_timeout, H_OWN, 40);
     h_run("udf_sandbox_review_attacks", t_sandbox_review_attacks, H_OWN, 120);
     h_run("udf_sandbox_script_cache_bounded", t_sandbox_script_cache_bounded, H_OWN, 120);
+    h_run("udf_mapreduce_review", t_mapreduce_review, H_OWN, 60);
     h_run("udf_txn_counters", t_txn_counters, 0, 90);
     h_run("udf_txn_transfer", t_txn_transfer, 0, 60);
     h_run("udf_txn_slow_call_not_starved", t_txn_slow_call_not_starved, 0, 90);

@@ -233,7 +233,7 @@ static const char resp3_bytes[] =
     "(12345678901234567890\r\n~2\r\n#f\r\n,inf\r\n"
     "=8\r\ntxt:verb\r\n>2\r\n$7\r\nmessage\r\n*-1\r\n"
     "!5\r\nERR x\r\n$-1\r\n"
-    "|1\r\n+ttl\r\n:3\r\n-ERR simple\r\n";
+    "|1\r\n+ttl\r\n:3\r\n-ERR simple\r\n:7\r\n"; /* the attribute is not one of the 14 */
 
 static void peer_resp3(int fd)
 {
@@ -247,7 +247,7 @@ TEST(resp3_types_split_at_every_byte)
     int port = start_peer(peer_resp3);
     eddy_ctx *c = connect_to(port);
     struct eddy_reply *r = eddy_command(c, "TYPE", (char *)NULL);
-    CHECK(r != NULL && r->type == EDDY_REPLY_MAP && r->elements == 14);
+    CHECK(r != NULL && r->type == EDDY_REPLY_MAP && r->elements == 15);
     struct eddy_reply **e = r->element;
     CHECK(e[0]->type == EDDY_REPLY_STATUS && strcmp(e[0]->str, "status") == 0);
     CHECK(e[1]->type == EDDY_REPLY_INTEGER && e[1]->integer == -42);
@@ -271,6 +271,7 @@ TEST(resp3_types_split_at_every_byte)
     CHECK(e[12]->type == EDDY_REPLY_ATTR && e[12]->elements == 2);
     CHECK(e[13]->type == EDDY_REPLY_ERROR);
     CHECK_STR(e[13]->str, "ERR simple");
+    CHECK(e[14]->type == EDDY_REPLY_INTEGER && e[14]->integer == 7);
     eddy_reply_free(r);
     CHECK_EQ_INT(eddy_err(c), EDDY_OK);
     eddy_free(c);

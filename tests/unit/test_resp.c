@@ -926,6 +926,18 @@ static struct resp_value *read_value(const char *s, size_t len)
     return v;
 }
 
+/* Found by a review: an attribute inside an aggregate counted against the
+ * aggregate's length (RESP3 does not count it), so the aggregate ended one element
+ * early and its last element became the reply to the next command. */
+TEST(reader_attribute_inside_aggregate)
+{
+    check_reader(S("*2\r\n|1\r\n+k\r\n+v\r\n:1\r\n:2\r\n+PONG\r\n"), NULL,
+                 "[|{+k +v} :1 :2]\n+PONG\n");
+    check_reader(S("*3\r\n|1\r\n+a\r\n+b\r\n:1\r\n|1\r\n+c\r\n+d\r\n:2\r\n:3\r\n"
+                   "%1\r\n|1\r\n+e\r\n+f\r\n+key\r\n:4\r\n"),
+                 NULL, "[|{+a +b} :1 |{+c +d} :2 :3]\n%{|{+e +f} +key :4}\n");
+}
+
 TEST(reader_resp2_types)
 {
     check_reader(S("+OK\r\n-ERR bad thing\r\n:-42\r\n:9223372036854775807\r\n"
@@ -1006,9 +1018,9 @@ TEST(reader_nested_every_split)
     check_reader(S("*3\r\n*2\r\n*1\r\n*0\r\n%1\r\n~1\r\n:1\r\n>1\r\n$1\r\n*\r\n"
                    "|0\r\n"
                    "*2\r\n%2\r\n+a\r\n*1\r\n*1\r\n*-1\r\n,2\r\n$0\r\n\r\n_\r\n"
-                   "+after\r\n"),
-                 NULL,
-                 "[[[[]] %{~{:1} >['*']}] |{} [%{+a [[nil]] ,2 ''} nil]]\n+after\n");
+                   "+third\r\n+after\r\n"),
+                 NULL, /* the attribute is not one of the 3 (RESP3) */
+                 "[[[[]] %{~{:1} >['*']}] |{} [%{+a [[nil]] ,2 ''} nil] +third]\n+after\n");
 }
 
 TEST(reader_large_array)
@@ -1400,6 +1412,7 @@ int main(void)
     RUN(reader_resp2_types);
     RUN(reader_resp3_types);
     RUN(reader_nested_every_split);
+    RUN(reader_attribute_inside_aggregate);
     RUN(reader_large_array);
     RUN(reader_big_bulk);
     RUN(reader_limits);
