@@ -29,6 +29,7 @@ struct bus_call {
     bus_reply_fn fn;         /* NULL for the AUTH of a new connection */
     void *ud;
     bool cancelled;          /* its owner went away: drop the reply */
+    int64_t t_ms;            /* when it was queued */
 };
 
 struct bus_link {
@@ -260,6 +261,7 @@ int bus_call_raw(struct worker *w, const char *addr, int lane, const char *passw
     }
     c->fn = fn;
     c->ud = ud;
+    c->t_ms = cm_now_ms();
     if (l->tail != NULL)
         l->tail->next = c;
     else
@@ -284,6 +286,27 @@ int bus_call(struct worker *w, const char *host, int port, int lane, const char 
                  : bus_call_raw(w, addr, lane, password, b.p, b.len, fn, ud, NULL, err);
     cm_buf_deinit(&b);
     return rc;
+}
+
+/* A short call (the keys lane: a function's access to a key of another node, a
+ * function change for the coordinator) that has had no reply for this long fails with
+ * its link: the peer is up but does not answer (a stopped process), and its callers
+ * would wait for ever. Calls of the bulk lane (MAPREDUCE's maps, which may run for
+ * minutes) have no such limit. EDDY_TEST_BUS_TIMEOUT_MS shortens it for tests. */
+#define BUS_KEYS_TIMEOUT_MS 30000
+
+static int64_t keys_timeout_ms(void)
+{
+    const char *e = getenv("EDDY_TEST_BUS_TIMEOUT_MS");
+    return e != NULL && atoi(e) > 0 ? atoi(e) : BUS_KEYS_TIMEOUT_MS;
+}
+
+void bus_cron(struct worker *w)
+{
+    int64_t now = cm_now_ms(), limit = keys_timeout_ms();
+    for (struct bus_link *l = w->bus; l != NULL; l = l->next)
+        if (l->lane == BUS_LANE_KEYS && l->head != NULL && now - l->head->t_ms > limit)
+            link_fail(l, "no reply within %lld ms", (long long)limit);
 }
 
 void bus_cancel(struct worker *w, struct bus_call *c)

@@ -667,6 +667,7 @@ void worker_resume_calls(struct worker *w)
 
 void conn_worker_cron(struct worker *w)
 {
+    bus_cron(w);
     long long timeout = NET_CFG(w->srv->cfg, timeout);
     int64_t now = cm_now_ms();
     for (struct conn *c = w->conns, *next; c != NULL; c = next) {

@@ -199,6 +199,8 @@ int bus_call_raw(struct worker *w, const char *addr, int lane, const char *passw
 void bus_cancel(struct worker *w, struct bus_call *c);
 /* Closes every connection without calling back (worker teardown). */
 void bus_close_all(struct worker *w);
+/* From the worker's cron: fails the links whose oldest short call waited too long. */
+void bus_cron(struct worker *w);
 
 /* Requests shutdown from any thread (SHUTDOWN, signals). */
 void server_shutdown(struct server *s, int exit_code);

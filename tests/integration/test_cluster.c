@@ -4,6 +4,7 @@
  * functions loaded once and run everywhere with one version, map epochs and a
  * restart that keeps the map, and the slot key commands. eddy-cli --cluster and
  * redis-cli -c are tested by cluster_cli.sh. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -715,6 +716,43 @@ static void t_review_map_checks(void)
     stop_nodes(&t);
 }
 
+/* Found by a review (hostile clusters): a call on the node bus had no time limit, so
+ * with another node stopped (SIGSTOP: up, but not answering) an FCALL reading one of
+ * its keys waited for ever. A short call now fails after BUS_KEYS_TIMEOUT_MS (30 s;
+ * EDDY_TEST_BUS_TIMEOUT_MS makes it 1.5 s here), and the bus reconnects after. */
+static void t_review_frozen_peer(void)
+{
+    struct three t;
+    char k0[64], k1[64];
+    setenv("EDDY_TEST_BUS_TIMEOUT_MS", "1500", 1);
+    start_nodes(&t);
+    unsetenv("EDDY_TEST_BUS_TIMEOUT_MS");
+    push_map(&t, "1", false);
+    EXPECT_BULK("fz", t.c[0], "FUNCTION", "LOAD",
+                "#!lua name=fz\nredis.register_function('fz_get', function(keys)\n"
+                "  return redis.call('GET', keys[2]) end)\n");
+    key_on(t.c[0], 0, "fz0:", k0, sizeof(k0));
+    key_on(t.c[1], 1, "fz1:", k1, sizeof(k1));
+    EXPECT_OK(t.c[1], "SET", k1, "remote");
+    EXPECT_BULK("remote", t.c[0], "FCALL", "fz_get", "2", k0, k1);
+    CHECK(kill(t.s[1]->pid, SIGSTOP) == 0);
+    int64_t t0 = h_now_ms();
+    struct eddy_reply *r = CMD(t.c[0], "FCALL", "fz_get", "2", k0, k1);
+    int64_t ms = h_now_ms() - t0;
+    CHECK(kill(t.s[1]->pid, SIGCONT) == 0);
+    bool ok = r->type == EDDY_REPLY_ERROR && strstr(r->str, "remote access to") != NULL &&
+              strstr(r->str, "no reply within 1500 ms") != NULL;
+    char got[300];
+    snprintf(got, sizeof(got), "%s", h_describe(r));
+    eddy_reply_free(r);
+    if (!ok)
+        FAILF("FCALL reading a key of a stopped node: %s", got);
+    if (ms > h_scaled(6000))
+        FAILF("FCALL reading a key of a stopped node answered after %lld ms", (long long)ms);
+    EXPECT_BULK("remote", t.c[0], "FCALL", "fz_get", "2", k0, k1); /* reconnected */
+    stop_nodes(&t);
+}
+
 /* Found by the same review (not cluster-specific): eddy.scan with a prefix holding a
  * {hash tag} visited the tag's slot in every partition of a MAPREDUCE, so each key
  * counted once per I/O thread. */
@@ -830,6 +868,7 @@ void suite_cluster(void)
     h_run("cluster_epochs_restart", t_epochs_restart, H_OWN, 30);
     h_run("cluster_keys_in_slot", t_keys_in_slot, H_OWN, 30);
     h_run("cluster_review_map_checks", t_review_map_checks, H_OWN, 30);
+    h_run("cluster_review_frozen_peer", t_review_frozen_peer, H_OWN, 60);
     h_run("cluster_review_scan_tag_partitions", t_review_scan_tag_partitions, H_OWN, 30);
     h_run("cluster_libeddy_routing", t_libeddy_cluster, H_OWN, 30);
 }
