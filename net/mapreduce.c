@@ -43,6 +43,8 @@ struct mr_job {
     bool packed;             /* @zpartials: the same, each packed with mr_pack */
     int nremote;             /* cluster: slots in remote (one per node of the map) */
     struct mr_remote *remote;
+    bool has_owned;          /* cluster: the slots this node owns when the job began */
+    unsigned char owned[CM_SLOTS / 8];
 };
 
 /* The home thread's request to one other node. */
@@ -391,7 +393,7 @@ static void part_start(struct worker *w, void *arg)
         .resp = j->resp,
         .owner = NULL,
         .part = {p->index, n, (unsigned)(p->index * CM_SLOTS / n),
-                 (unsigned)((p->index + 1) * CM_SLOTS / n - 1)},
+                 (unsigned)((p->index + 1) * CM_SLOTS / n - 1), j->has_owned ? j->owned : NULL},
     };
     p->wc.done = part_done;
     p->wc.call = udf_call_new(w->vm, &req, &p->result);
@@ -461,6 +463,14 @@ static void mapreduce_cmd(struct cmd_ctx *x)
         parts[i]->job = j;
         parts[i]->index = i;
         cm_buf_init(&parts[i]->result);
+    }
+    if (s->cluster != NULL) {
+        const struct clu_map *m = clu_map_get(s->cluster);
+        int self = clu_map_self(s->cluster, m);
+        for (unsigned slot = 0; slot < CM_SLOTS; slot++)
+            if (self >= 0 && m->owner[slot] == self)
+                j->owned[slot / 8] |= (unsigned char)(1u << (slot % 8));
+        j->has_owned = true;
     }
     j->base.detach = job_detach;
     x->c->job = &j->base; /* the connection waits for the job */

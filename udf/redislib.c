@@ -902,6 +902,7 @@ static int udflib_slot(lua_State *L)
  * node in (slot, key) order, reading the call's snapshot. */
 struct scan_state {
     struct eng_iter *it;
+    const unsigned char *owned; /* a map's udf_part.owned: keys of other slots skipped */
 };
 
 static int udflib_scan_next(lua_State *L)
@@ -916,7 +917,13 @@ static int udflib_scan_next(lua_State *L)
     size_t klen;
     struct eng_item item;
     struct cm_err err = {0};
-    int rc = eng_iter_next(s->it, cm_now_ms(), &key, &klen, &item, &err);
+    int rc;
+    while ((rc = eng_iter_next(s->it, cm_now_ms(), &key, &klen, &item, &err)) > 0 &&
+           s->owned != NULL) {
+        unsigned slot = cm_key_slot(key, klen);
+        if (s->owned[slot / 8] & (1u << (slot % 8)))
+            break; /* (an iterator's items need no release) */
+    }
     if (rc < 0)
         return luaL_error(L, "eddy.scan: %s", err.msg);
     if (rc == 0) {
@@ -968,6 +975,7 @@ static int udflib_scan(lua_State *L)
     }
     struct scan_state *s = lua_newuserdatauv(L, sizeof(*s), 0);
     s->it = NULL;
+    s->owned = c->kind == UDF_MAP ? c->part.owned : NULL;
     /* Owned by the call: closed when it ends, whatever the script does. The call's
      * table of them is made by its first scan. */
     if (c->iters_ref == LUA_NOREF) {

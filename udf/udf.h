@@ -121,6 +121,9 @@ enum udf_kind { UDF_FCALL, UDF_EVAL, UDF_EVALSHA, UDF_MAP, UDF_REDUCE };
 struct udf_part {
     int index, count;
     unsigned slot_lo, slot_hi;
+    const unsigned char *owned; /* cluster mode: a bit per slot this node owns (NULL: all);
+                                 * eddy.scan in the map skips the others (a move's staged
+                                 * keys on its target were counted twice) */
 };
 
 struct udf_call_req {

@@ -513,6 +513,45 @@ static void t_review_rate_cancel_and_self_import(void)
     stop_nodes(&t);
 }
 
+/* Found by a review (hostile clusters): during a move, MAPREDUCE's maps on the target
+ * scanned the keys it had staged for the slot as well, and the source still had them:
+ * 100 keys counted as 128. A map's eddy.scan now skips slots its node does not own. */
+static void t_review_mapreduce_during_move(void)
+{
+    struct nodes t;
+    char tag[16], slot[16];
+    start_nodes(&t, 2);
+    unsigned s = tag_on(2, 0, 0, tag, sizeof(tag));
+    snprintf(slot, sizeof(slot), "%u", s);
+    preload(t.c[0], tag, 2000, 1000);
+    char lib[512];
+    snprintf(lib, sizeof(lib),
+             "#!lua name=mrc\nredis.register_function{function_name='mrc', flags={'no-writes'},\n"
+             "  callback=function() local n = 0\n"
+             "  for k in eddy.scan() do if k:sub(1, %zu) == '%s' then n = n + 1 end end\n"
+             "  return n end}\n",
+             strlen(tag), tag);
+    EXPECT_BULK("mrc", t.c[0], "FUNCTION", "LOAD", lib);
+    EXPECT_INT(2000, t.c[0], "MAPREDUCE", "mrc", "@sum");
+    move_slots(&t, 0, 1, slot, "0.5");
+    int64_t end = h_now_ms() + 10000;
+    for (;;) {
+        char *st = status_of(t.c[1]);
+        long long staged = atoll(field(st, "import_keys"));
+        free(st);
+        if (staged > 0)
+            break;
+        if (h_now_ms() > end)
+            FAILF("the target staged no key");
+        h_sleep_ms(20);
+    }
+    EXPECT_INT(2000, t.c[0], "MAPREDUCE", "mrc", "@sum");
+    EXPECT_INT(2000, t.c[1], "MAPREDUCE", "mrc", "@sum");
+    EXPECT_OK(t.c[0], "CLUSTER", "MIGRATION", "CANCEL");
+    free(wait_state(t.c[0], NULL, 20));
+    stop_nodes(&t);
+}
+
 static void t_cancel(void)
 {
     struct nodes t;
@@ -1264,6 +1303,7 @@ void suite_migrate(void)
     h_run("migrate_move_data", t_move_data, H_OWN, 120);
     h_run("migrate_ask_asking", t_ask, H_OWN, 60);
     h_run("migrate_cancel", t_cancel, H_OWN, 90);
+    h_run("migrate_review_mapreduce_during_move", t_review_mapreduce_during_move, H_OWN, 60);
     h_run("migrate_review_rate_cancel_self_import", t_review_rate_cancel_and_self_import, H_OWN,
           60);
     h_run("migrate_call_spans_move", t_call_spans_move, H_OWN, 60);
