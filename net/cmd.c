@@ -370,7 +370,7 @@ void cmd_execute(struct conn *c, size_t argc, const char **argv, size_t *argvlen
     c->ncmds++;
     const struct cmd_def *d = cmd_lookup(argv[0], argvlen[0]);
     if (d == NULL) {
-        if (!c->authed)
+        if (conn_needs_auth(c))
             resp_add_error(&c->out, "NOAUTH Authentication required.");
         else
             unknown_command(c, argc, argv, argvlen);
@@ -381,7 +381,7 @@ void cmd_execute(struct conn *c, size_t argc, const char **argv, size_t *argvlen
         nl = sizeof(c->last_cmd) - 1;
     memcpy(c->last_cmd, d->name, nl);
     c->last_cmd[nl] = '\0';
-    if (!c->authed && !(d->flags & CMD_NOAUTH)) {
+    if (!c->authed && !(d->flags & CMD_NOAUTH) && conn_needs_auth(c)) {
         resp_add_error(&c->out, "NOAUTH Authentication required.");
         goto replied;
     }

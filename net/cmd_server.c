@@ -162,7 +162,7 @@ static void hello_cmd(struct cmd_ctx *x)
             return;
         }
     }
-    if (!x->c->authed) {
+    if (conn_needs_auth(x->c)) {
         reply_err(x, "NOAUTH HELLO must be called with the client already authenticated, "
                      "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "
                      "authenticate the client and select the RESP protocol version at the "

@@ -120,6 +120,11 @@ void conn_accept(struct worker *w, int fd)
     cm_log(CM_LOG_VERBOSE, "Accepted %s (id %llu)", c->addr, c->id);
 }
 
+bool conn_needs_auth(const struct conn *c)
+{
+    return !c->authed && net_config_has_password(c->w->srv->cfg);
+}
+
 void conn_close(struct conn *c)
 {
     struct worker *w = c->w;
@@ -265,7 +270,7 @@ static void process_input(struct conn *c)
         /* Limits as they are now (CONFIG SET applies to connections already open),
          * and Redis's small ones for a client that must AUTH first. */
         c->req.max_bulk = NET_CFG(s->cfg, max_bulk);
-        c->req.unauth = !c->authed;
+        c->req.unauth = conn_needs_auth(c);
         int rc = resp_req_parse(&c->req, c->in.p + c->qpos, c->in.len - c->qpos);
         if (rc == RESP_MORE)
             break;

@@ -273,6 +273,9 @@ struct conn_job {
 
 void conn_accept(struct worker *w, int fd);
 void conn_close(struct conn *c);
+/* Whether c must AUTH before other commands: it has not, and a password is set now
+ * (as Redis: clearing requirepass lets in the connections that never authenticated). */
+bool conn_needs_auth(const struct conn *c);
 /* Appends the CLIENT LIST line of c to out. Only c's own thread may call it: the
  * fields it reads are written by that thread without a lock (clients.c gathers the
  * lines of other threads' connections through server_post). */

@@ -736,6 +736,21 @@ static void t_review_frozen_peer(void)
     EXPECT_OK(t.c[1], "SET", k1, "remote");
     EXPECT_BULK("remote", t.c[0], "FCALL", "fz_get", "2", k0, k1);
     CHECK(kill(t.s[1]->pid, SIGSTOP) == 0);
+    /* Stopped for real (state T in /proc) before the call: a stop signal takes effect
+     * when the process next enters the kernel, and it could still have answered. */
+    char path[64], st[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)t.s[1]->pid);
+    for (int i = 0; i < 500; i++) {
+        FILE *f = fopen(path, "r");
+        size_t n = f ? fread(st, 1, sizeof(st) - 1, f) : 0;
+        if (f)
+            fclose(f);
+        st[n] = '\0';
+        const char *paren = strrchr(st, ')');
+        if (paren != NULL && paren[1] == ' ' && paren[2] == 'T')
+            break;
+        h_sleep_ms(10);
+    }
     int64_t t0 = h_now_ms();
     struct eddy_reply *r = CMD(t.c[0], "FCALL", "fz_get", "2", k0, k1);
     int64_t ms = h_now_ms() - t0;

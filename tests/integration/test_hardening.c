@@ -1279,7 +1279,7 @@ static void t_bug_output_limit_close_keeps_stripes(void)
  * any password while another user name is WRONGPASS. */
 static void t_bug_unauthenticated_limits(void)
 {
-    struct h_server *s = h_server_start("--requirepass", "s3cret", NULL);
+    struct h_server *s = h_server_start("--requirepass", "s3cret", NULL), *s2;
     static const struct {
         const char *req, *reply;
     } cases[] = {
@@ -1340,6 +1340,22 @@ static void t_bug_unauthenticated_limits(void)
         FAILF("%d log lines for %d AUTH failures in under %lld s (at most 10 a second)", lines,
               N + 2, (long long)secs);
     h_server_free(s);
+    /* Found by fuzz_commands (tenth session): a connection opened while requirepass
+     * was set stayed locked out after it was cleared. As Redis, the password is checked
+     * as it is now: cleared, every connection is let in; set again, those that never
+     * authenticated must AUTH again. */
+    s2 = h_server_start("--requirepass", "s3cret", NULL);
+    eddy_ctx *locked = h_connect_port(s2->port), *admin = h_connect_port(s2->port);
+    EXPECT_ERR("NOAUTH Authentication required.", locked, "PING");
+    EXPECT_OK(admin, "AUTH", "s3cret");
+    EXPECT_OK(admin, "CONFIG", "SET", "requirepass", "");
+    EXPECT_STATUS("PONG", locked, "PING");
+    EXPECT_OK(admin, "CONFIG", "SET", "requirepass", "again");
+    EXPECT_ERR("NOAUTH Authentication required.", locked, "PING");
+    EXPECT_STATUS("PONG", admin, "PING"); /* it did authenticate */
+    eddy_free(locked);
+    eddy_free(admin);
+    h_server_free(s2);
     /* Without requirepass: the default user takes any password, no other user exists. */
     s = h_server_start(NULL);
     c = h_connect_port(s->port);
