@@ -474,6 +474,15 @@ static void check_preload(eddy_ctx *c, const char *tag, int n, size_t vlen)
     }
 }
 
+/* Two nodes; 2,000 keys of 1,000 bytes with a hash tag (tag) of one slot of node 0
+ * (slot, as text). */
+static void two_nodes_preloaded(struct nodes *t, char tag[16], char slot[16])
+{
+    start_nodes(t, 2);
+    snprintf(slot, 16, "%u", tag_on(2, 0, 0, tag, 16));
+    preload(t->c[0], tag, 2000, 1000);
+}
+
 /* Found by a review (hostile clients): one sleep covered a batch's whole rate debt,
  * so with RATE 0.001 CANCEL answered OK and the move went on streaming (SHUTDOWN then
  * waited minutes); and CLUSTER IMPORT BEGIN naming this node as its own source dropped
@@ -482,10 +491,7 @@ static void t_review_rate_cancel_and_self_import(void)
 {
     struct nodes t;
     char tag[16], slot[16];
-    start_nodes(&t, 2);
-    unsigned s = tag_on(2, 0, 0, tag, sizeof(tag));
-    snprintf(slot, sizeof(slot), "%u", s);
-    preload(t.c[0], tag, 2000, 1000);
+    two_nodes_preloaded(&t, tag, slot);
     long long before = CMD_INT(t.c[0], "DBSIZE");
     char epoch[32];
     struct eddy_reply *m = CMD(t.c[0], "CLUSTER", "GETMAP");
@@ -520,10 +526,7 @@ static void t_review_mapreduce_during_move(void)
 {
     struct nodes t;
     char tag[16], slot[16];
-    start_nodes(&t, 2);
-    unsigned s = tag_on(2, 0, 0, tag, sizeof(tag));
-    snprintf(slot, sizeof(slot), "%u", s);
-    preload(t.c[0], tag, 2000, 1000);
+    two_nodes_preloaded(&t, tag, slot);
     char lib[512];
     snprintf(lib, sizeof(lib),
              "#!lua name=mrc\nredis.register_function{function_name='mrc', flags={'no-writes'},\n"
