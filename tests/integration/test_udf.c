@@ -2014,7 +2014,15 @@ static void t_txn_torn_reads_retried(void)
     eddy_free(c);
 }
 
-/* ---- Suite ------------------------------------------------------------------------------------- */
+/* A server with threads I/O threads, udf-time-limit time_ms (scaled for slow builds)
+ * and udf-memory-limit 32 MB, for the review tests below. */
+static struct h_server *start_budgeted(const char *threads, int time_ms)
+{
+    char tl[24];
+    snprintf(tl, sizeof(tl), "%d", h_scaled(time_ms));
+    return h_server_start("--threads", threads, "--udf-time-limit", tl, "--udf-memory-limit",
+                          "32mb", NULL);
+}
 
 /* Found by a review (hostile scripts), each fixed in udf/: one attack per row, on one
  * thread's state (--threads 1) with a 200 ms and 32 MB budget. Every call must answer
@@ -2027,10 +2035,7 @@ static void t_txn_torn_reads_retried(void)
  * time limit by 48 s; 14 by 5-7 s. */
 static void t_sandbox_review_attacks(void)
 {
-    char tl[24];
-    snprintf(tl, sizeof(tl), "%d", h_scaled(200));
-    struct h_server *s = h_server_start("--threads", "1", "--udf-time-limit", tl,
-                                        "--udf-memory-limit", "32mb", NULL);
+    struct h_server *s = start_budgeted("1", 200);
     eddy_ctx *a = h_connect_port(s->port), *b = h_connect_port(s->port);
     static const struct {
         const char *script, *want; /* the reply: "ERR x" an error containing x, "(empty)" an
@@ -2119,10 +2124,7 @@ static void t_sandbox_review_attacks(void)
  * applied. */
 static void t_mapreduce_review(void)
 {
-    char tl[24];
-    snprintf(tl, sizeof(tl), "%d", h_scaled(500));
-    struct h_server *s = h_server_start("--threads", "2", "--udf-time-limit", tl,
-                                        "--udf-memory-limit", "32mb", NULL);
+    struct h_server *s = start_budgeted("2", 500);
     eddy_ctx *a = h_connect_port(s->port);
     LOAD_LIB(a, "mr",
              "#!lua name=mr\n"
@@ -2186,6 +2188,8 @@ static void t_sandbox_script_cache_bounded(void)
     eddy_free(a);
     h_server_free(s);
 }
+
+/* ---- Suite ------------------------------------------------------------------------------------- */
 
 void suite_udf(void); /* until harness.h lists it with the other suites */
 
