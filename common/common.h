@@ -110,6 +110,17 @@ void cm_log_set_file(int fd);
 int cm_log_level_parse(const char *name); /* -1 if unknown */
 void cm_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* A rate limit for lines one client can cause at will (failed AUTH, failed writes on
+ * a full disk): cm_log_allow is true for at most per_sec events a second, and then
+ * *dropped is how many it refused since the last it allowed (-1 when it refuses).
+ * Zero-initialised. */
+struct cm_log_limit {
+    _Atomic long long window; /* the second being counted */
+    _Atomic int in_window;    /* events in it */
+    _Atomic long long dropped;
+};
+bool cm_log_allow(struct cm_log_limit *l, int per_sec, long long *dropped);
+
 /* ---- Strings ---------------------------------------------------------------------
  * Strict conversions in Redis's sense: the whole string must be a number with no
  * spaces; return 0 or CM_EINVAL. */

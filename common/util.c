@@ -116,6 +116,20 @@ void cm_log_set_file(int fd)
     atomic_store_explicit(&log_fd, fd, memory_order_relaxed);
 }
 
+bool cm_log_allow(struct cm_log_limit *l, int per_sec, long long *dropped)
+{
+    long long sec = cm_mono_us() / 1000000, w = atomic_load(&l->window);
+    if (w != sec && atomic_compare_exchange_strong(&l->window, &w, sec))
+        atomic_store(&l->in_window, 0);
+    if (atomic_fetch_add(&l->in_window, 1) >= per_sec) {
+        atomic_fetch_add(&l->dropped, 1);
+        *dropped = -1;
+        return false;
+    }
+    *dropped = atomic_exchange(&l->dropped, 0);
+    return true;
+}
+
 int cm_log_level_parse(const char *name)
 {
     static const char *names[] = {"debug", "verbose", "notice", "warning"};

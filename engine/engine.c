@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -49,9 +50,11 @@ struct eng {
     atomic_uint writing;
     atomic_int hold_write_ms; /* DEBUG HOLD-WRITE: the next write waits this long */
     atomic_bool wal_failed;  /* a write or WAL flush failed: no flush until a write succeeds */
+    atomic_bool wal_poisoned; /* writes refused until restart (write_result) */
     atomic_ullong flushed_seq; /* in the OS */
     atomic_ullong synced_seq;  /* on disk */
     pthread_mutex_t sync_lock;
+    char wal_error[200];       /* the last failure's error (under sync_lock) */
 
     atomic_ullong n_expired, n_writes, n_syncs, n_flushes;
     pthread_mutex_t stripes[STRIPES];
@@ -278,10 +281,21 @@ static void pkey_free(struct pkey *k)
         cm_free(k->p);
 }
 
+/* The error of a write refused because the WAL is poisoned (write_result); static, so
+ * rerr_free leaves it. */
+static char wal_refusal[] = "IO error: an append to the write-ahead log failed earlier (see "
+                            "the server log); writes are refused until eddyd restarts";
+
+static void rerr_free(char *rerr)
+{
+    if (rerr != wal_refusal)
+        rocksdb_free(rerr);
+}
+
 static int rocks_err(struct cm_err *err, char *rerr, const char *what)
 {
     cm_err_set(err, CM_EIO, "%s: %s", what, rerr ? rerr : "unknown RocksDB error");
-    rocksdb_free(rerr);
+    rerr_free(rerr);
     return CM_EIO;
 }
 
@@ -451,7 +465,14 @@ struct eng *eng_open(const struct eng_options *o, struct cm_err *err)
     rocksdb_options_set_max_background_jobs(e->opts, 2);
     rocksdb_options_set_max_total_wal_size(e->opts, 4 * mem);
     rocksdb_options_set_keep_log_file_num(e->opts, 4);
-    rocksdb_options_set_info_log_level(e->opts, 2 /* WARN */);
+    /* RocksDB's info log (LOG in the data directory) gets only the header written at
+     * open (version, options). Its writer ignores a failed write, and Debian's build
+     * asserts on the next one (WritableFileWriter::AssertFalseAndGetStatusForPrevError):
+     * at WARN, a full disk aborted eddyd at the second warning RocksDB logged about it
+     * (2 runs in 57 of hardening_diskfull.sh under load). At HEADER level nothing is
+     * written after open; eddy logs the errors it is given (writes, WAL flushes) and
+     * the count of RocksDB's background errors (eng_background_errors). */
+    rocksdb_options_set_info_log_level(e->opts, 5 /* HEADER */);
     rocksdb_options_set_max_open_files(e->opts, 1000);
     rocksdb_options_set_manual_wal_flush(e->opts, 1);
 
@@ -538,15 +559,82 @@ void eng_debug_hold_write(struct eng *e, int ms)
     atomic_store(&e->hold_write_ms, ms);
 }
 
-/* rocksdb_write (between write_enter and write_leave), remembering a failure: after
- * one, RocksDB's WAL writer may hold an error, and flushing it again would trip an
- * assertion in Debian's RocksDB build. A write that succeeds again means RocksDB
- * recovered (it refuses writes until then, and its recovery starts a new WAL file). */
+/* Every RocksDB write (between write_enter and write_leave) is
+ *     if (!write_refused(e, &rerr)) rocksdb_...(..., &rerr);
+ *     write_result(e, rerr);
+ *
+ * A WAL file writer that saw a failed write keeps the error, and Debian's RocksDB
+ * (built with assertions) aborts the process when it is used again
+ * (WritableFileWriter::AssertFalseAndGetStatusForPrevError). After a failed write or
+ * WAL flush, RocksDB refuses writes until it recovers, and its recovery replaces the
+ * WAL file when it flushes a memtable; eddy flushes the WAL by hand only once a write
+ * has succeeded again (wal_failed, persist_upto). But RocksDB 7.8 recovers without
+ * replacing the WAL file when every active memtable is empty (the failed write is not
+ * in one), and the next write then aborts: seen with a 3 MB SET as the first write on
+ * a nearly full disk, once space came back. So when a write fails appending to the WAL
+ * while every active memtable is empty, eddy refuses writes itself until it restarts
+ * (reads go on; a restart opens a new WAL file). */
+static bool write_refused(struct eng *e, char **rerr)
+{
+    if (fault_hit(e, ENG_FAULT_WRITE, rerr)) /* an injected one counts as a failure too */
+        return true;
+    if (!atomic_load_explicit(&e->wal_poisoned, memory_order_relaxed))
+        return false;
+    *rerr = wal_refusal;
+    return true;
+}
+
+/* True if a RocksDB error is a failed append to a WAL file ("...: While appending to
+ * file: <dir>/000012.log: <reason>"). */
+static bool wal_append_error(const char *rerr)
+{
+    static const char what[] = "While appending to file: ";
+    const char *p = strstr(rerr, what);
+    if (p == NULL)
+        return false;
+    p += sizeof(what) - 1;
+    const char *end = strstr(p, ": ");
+    if (end == NULL)
+        end = p + strlen(p);
+    return end - p >= 4 && memcmp(end - 4, ".log", 4) == 0;
+}
+
+static bool active_memtables_empty(struct eng *e)
+{
+    for (int i = 0; i < NCF; i++) {
+        uint64_t n = 1;
+        if (rocksdb_property_int_cf(e->db, e->cf[i], "rocksdb.num-entries-active-mem-table",
+                                    &n) != 0 || n != 0)
+            return false;
+    }
+    return true;
+}
+
+static void note_failure(struct eng *e, const char *what, const char *why)
+{
+    pthread_mutex_lock(&e->sync_lock);
+    snprintf(e->wal_error, sizeof(e->wal_error), "%s: %s", what, why);
+    pthread_mutex_unlock(&e->sync_lock);
+}
+
+static void write_result(struct eng *e, const char *rerr)
+{
+    atomic_store(&e->wal_failed, rerr != NULL);
+    if (rerr != NULL)
+        note_failure(e, "write failed", rerr);
+    if (rerr == NULL || rerr == wal_refusal || !wal_append_error(rerr) ||
+        !active_memtables_empty(e))
+        return;
+    if (!atomic_exchange(&e->wal_poisoned, true))
+        cm_log(CM_LOG_WARNING, "Storage: %s. RocksDB would reuse this WAL file after it "
+                               "recovers, so writes are refused until eddyd restarts", rerr);
+}
+
 static void db_write(struct eng *e, rocksdb_writebatch_t *wb, char **rerr)
 {
-    if (!fault_hit(e, ENG_FAULT_WRITE, rerr)) /* an injected one counts as a failure too */
+    if (!write_refused(e, rerr))
         rocksdb_write(e->db, e->wopts, wb, rerr);
-    atomic_store(&e->wal_failed, *rerr != NULL);
+    write_result(e, *rerr);
 }
 
 /* ---- Durability ---------------------------------------------------------------------------- */
@@ -574,6 +662,8 @@ static int persist_upto(struct eng *e, unsigned long long seq, bool sync, struct
             /* nothing to add */
         } else if (rerr != NULL) {
             atomic_store(&e->wal_failed, true);
+            snprintf(e->wal_error, sizeof(e->wal_error), "%s: %s",
+                     sync ? "WAL sync failed" : "WAL write failed", rerr);
             rc = rocks_err(err, rerr, sync ? "WAL sync failed" : "WAL write failed");
         } else {
             if (atomic_load(&e->flushed_seq) < target)
@@ -613,6 +703,16 @@ int eng_sync_all(struct eng *e, struct cm_err *err)
 int eng_flush_all_wal(struct eng *e, struct cm_err *err)
 {
     return persist_upto(e, atomic_load(&e->written_seq), false, err);
+}
+
+bool eng_failing(struct eng *e, char *why, size_t n)
+{
+    if (!atomic_load(&e->wal_failed))
+        return false;
+    pthread_mutex_lock(&e->sync_lock);
+    snprintf(why, n, "%s", e->wal_error);
+    pthread_mutex_unlock(&e->sync_lock);
+    return true;
 }
 
 bool eng_dirty(const struct eng *e)
@@ -1792,9 +1892,9 @@ int eng_txn_commit(struct eng_txn *t, struct cm_err *err)
     }
     slot_remark(e, t->slot_gen, &t->ukeys);
     write_enter(e);
-    if (!fault_hit(e, ENG_FAULT_WRITE, &rerr))
+    if (!write_refused(e, &rerr))
         rocksdb_write_writebatch_wi(e->db, e->wopts, t->wb, &rerr);
-    atomic_store(&e->wal_failed, rerr != NULL); /* as db_write */
+    write_result(e, rerr);
     cache_drop_keys(e, &t->ukeys);
     if (rerr == NULL && w > 0)
         watch_record(e, &t->ukeys);
@@ -2340,7 +2440,7 @@ long eng_expire_cycle(struct eng *e, int64_t now_ms, long max, struct cm_err *er
             write_enter(e);
             db_write(e, wb, &rerr);
             write_leave(e, rerr == NULL);
-            rocksdb_free(rerr);
+            rerr_free(rerr);
         }
     }
     rocksdb_writebatch_destroy(wb);
@@ -2375,9 +2475,9 @@ int eng_meta_put(struct eng *e, const char *key, size_t klen, const void *val, s
 {
     char *rerr = NULL;
     write_enter(e);
-    if (!fault_hit(e, ENG_FAULT_WRITE, &rerr))
+    if (!write_refused(e, &rerr))
         rocksdb_put_cf(e->db, e->wopts, e->cf[CF_META], key, klen, val, vlen, &rerr);
-    atomic_store(&e->wal_failed, rerr != NULL); /* as db_write */
+    write_result(e, rerr);
     write_leave(e, rerr == NULL);
     if (rerr != NULL)
         return rocks_err(err, rerr, "metadata write failed");
@@ -2388,9 +2488,9 @@ int eng_meta_del(struct eng *e, const char *key, size_t klen, struct cm_err *err
 {
     char *rerr = NULL;
     write_enter(e);
-    if (!fault_hit(e, ENG_FAULT_WRITE, &rerr))
+    if (!write_refused(e, &rerr))
         rocksdb_delete_cf(e->db, e->wopts, e->cf[CF_META], key, klen, &rerr);
-    atomic_store(&e->wal_failed, rerr != NULL); /* as db_write */
+    write_result(e, rerr);
     write_leave(e, rerr == NULL);
     if (rerr != NULL)
         return rocks_err(err, rerr, "metadata delete failed");
@@ -2458,4 +2558,11 @@ void eng_get_stats(struct eng *e, struct eng_stats *st)
     st->writes = atomic_load(&e->n_writes);
     st->syncs = atomic_load(&e->n_syncs);
     st->flushes = atomic_load(&e->n_flushes);
+    st->bg_errors = eng_background_errors(e);
+    st->writes_refused = atomic_load(&e->wal_poisoned);
+}
+
+unsigned long long eng_background_errors(struct eng *e)
+{
+    return prop(e, "rocksdb.background-errors"); /* counted on "default", CF_DATA */
 }

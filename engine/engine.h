@@ -61,6 +61,9 @@ void eng_set_fsync(struct eng *e, enum eng_fsync mode);
 enum eng_fsync eng_get_fsync(const struct eng *e);
 /* Writes made since the last eng_sync (for the everysec timer). */
 bool eng_dirty(const struct eng *e);
+/* True while the last write or WAL flush failed (until a write succeeds again), with
+ * its error in why (n bytes): for the cron's log line. */
+bool eng_failing(struct eng *e, char *why, size_t n);
 
 /* ---- Values ---------------------------------------------------------------------- */
 
@@ -382,8 +385,13 @@ struct eng_stats {
     unsigned long long writes;       /* eng_write calls */
     unsigned long long syncs;        /* WAL syncs */
     unsigned long long flushes;      /* eng_flush_all calls */
+    unsigned long long bg_errors;    /* RocksDB's failed flushes and compactions */
+    int writes_refused;              /* 1: a failed WAL append stops writes until restart */
 };
 void eng_get_stats(struct eng *e, struct eng_stats *st);
+/* RocksDB's count of failed background flushes and compactions (its info log keeps
+ * no messages after open: the server's cron logs when this grows). */
+unsigned long long eng_background_errors(struct eng *e);
 
 /* ---- Key encoding (exposed for tests) -------------------------------------------------------------- */
 /* Writes slot(2) + key into out (cleared first). Returns 0 or CM_ENOMEM. */

@@ -239,6 +239,22 @@ static void release_held(struct worker *w, unsigned from)
     w->held.n = from;
 }
 
+void net_log_write_failure(struct server *s, const char *fmt, ...)
+{
+    long long unlogged;
+    if (!cm_log_allow(&s->write_fail_log, 10, &unlogged))
+        return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (unlogged > 0)
+        cm_log(CM_LOG_WARNING, "%s (%lld lines like it not logged)", line, unlogged);
+    else
+        cm_log(CM_LOG_WARNING, "%s", line);
+}
+
 void cmd_flush_writes(struct worker *w)
 {
     struct cm_err err = {0};
@@ -254,7 +270,7 @@ int cmd_apply_writes(struct worker *w, struct cm_err *errp)
         rc = eng_write(s->eng, w->batch, &err);
         if (rc != 0) {
             cm_err_set(errp, err.code, "%s", err.msg);
-            cm_log(CM_LOG_WARNING, "Write failed: %s", err.msg);
+            net_log_write_failure(s, "Write failed: %s", err.msg);
         }
         for (struct conn *c = w->ready; c != NULL; c = c->rnext) {
             if (!c->wpend)

@@ -58,17 +58,10 @@ static bool password_ok(struct cmd_ctx *x, const char *p, size_t n)
 
 static void log_auth_failure(const char *addr)
 {
-    static atomic_llong window;  /* the second being counted */
-    static atomic_int in_window; /* failures in it */
-    static atomic_llong unlogged;
-    long long sec = cm_now_ms() / 1000, w = atomic_load(&window);
-    if (w != sec && atomic_compare_exchange_strong(&window, &w, sec))
-        atomic_store(&in_window, 0);
-    if (atomic_fetch_add(&in_window, 1) >= AUTH_LOG_PER_SEC) {
-        atomic_fetch_add(&unlogged, 1);
+    static struct cm_log_limit limit;
+    long long n;
+    if (!cm_log_allow(&limit, AUTH_LOG_PER_SEC, &n))
         return;
-    }
-    long long n = atomic_exchange(&unlogged, 0);
     if (n > 0)
         cm_log(CM_LOG_WARNING, "AUTH failed for client %s (%lld more failures not logged)", addr,
                n);
@@ -295,8 +288,11 @@ static void info_cmd(struct cmd_ctx *x)
         cm_buf_appendf(&b,
                        "# Persistence\r\nloading:0\r\naof_enabled:1\r\nappendfsync:%s\r\n"
                        "engine:rocksdb\r\nengine_sst_bytes:%llu\r\nengine_writes:%llu\r\n"
-                       "engine_wal_syncs:%llu\r\nrdb_changes_since_last_save:0\r\n\r\n",
-                       modes[eng_get_fsync(s->eng)], st.sst_bytes, st.writes, st.syncs);
+                       "engine_wal_syncs:%llu\r\nengine_background_errors:%llu\r\n"
+                       "engine_writes_refused_until_restart:%d\r\n"
+                       "rdb_changes_since_last_save:0\r\n\r\n",
+                       modes[eng_get_fsync(s->eng)], st.sst_bytes, st.writes, st.syncs,
+                       st.bg_errors, st.writes_refused);
     }
     unsigned long long cmds = atomic_load(&s->commands), hits = 0, misses = 0;
     for (int i = 0; i < s->nworkers; i++) {

@@ -250,8 +250,8 @@ static void persist_batch(struct worker *w)
          * instead and keeps serving: a full disk is the common cause, and the engine
          * flushes nothing more until RocksDB has recovered, so no later write is
          * acknowledged on top of the failed one. docs/STORAGE.md) */
-        cm_log(CM_LOG_WARNING, "Can't write the WAL (%s): failing %u commands", err.msg,
-               c->rcmds);
+        net_log_write_failure(w->srv, "Can't write the WAL (%s): failing %u commands",
+                              err.msg, c->rcmds);
         c->out.len = c->rmark > c->opos ? c->rmark : c->opos;
         for (unsigned i = 0; i < c->rcmds; i++)
             resp_add_errorf(&c->out, "ERR write-ahead log write failed: %s", err.msg);

@@ -350,7 +350,9 @@ static void accept_cb(void *ud, int events)
 static void server_cron(void *ud)
 {
     struct server *s = ud;
-    static int64_t last_sync_us;
+    static int64_t last_sync_us, last_bg_check_us;
+    static unsigned long long bg_errors;
+    static bool failing; /* logged when it starts and when it ends, not each tick */
     int64_t now_us = cm_mono_us();
     struct cm_err err = {0};
     /* Active expiry: delete keys whose TTL passed, in slices of at most ~20 ms. */
@@ -364,12 +366,31 @@ static void server_cron(void *ud)
     } while (n == 200 && cm_mono_us() - now_us < 20000);
     if (eng_get_fsync(s->eng) == ENG_FSYNC_EVERYSEC && now_us - last_sync_us >= 1000000) {
         last_sync_us = now_us;
-        if (eng_dirty(s->eng) && eng_sync_all(s->eng, &err) != 0)
-            cm_log(CM_LOG_WARNING, "Background WAL sync failed: %s", err.msg);
+        if (eng_dirty(s->eng))
+            (void)eng_sync_all(s->eng, &err); /* a failure: see eng_failing below */
+    }
+    if (now_us - last_bg_check_us >= 1000000) {
+        last_bg_check_us = now_us;
+        unsigned long long nbg = eng_background_errors(s->eng);
+        if (nbg > bg_errors)
+            cm_log(CM_LOG_WARNING, "Storage: %llu RocksDB background flush or compaction "
+                                   "error(s) (%llu in all); writes answer the error while "
+                                   "RocksDB refuses them", nbg - bg_errors, nbg);
+        bg_errors = nbg;
     }
     /* Writes nobody acknowledged (active expiry) still leave the WAL buffer. */
-    if (eng_unflushed(s->eng) && eng_flush_all_wal(s->eng, &err) != 0)
-        cm_log(CM_LOG_WARNING, "Background WAL write failed: %s", err.msg);
+    if (eng_unflushed(s->eng))
+        (void)eng_flush_all_wal(s->eng, &err);
+    char why[200];
+    bool now = eng_failing(s->eng, why, sizeof(why));
+    if (now != failing) {
+        failing = now;
+        if (now)
+            cm_log(CM_LOG_WARNING, "Storage writes are failing: %s (logged again once a write "
+                                   "works)", why);
+        else
+            cm_log(CM_LOG_WARNING, "Storage writes work again");
+    }
 }
 
 static void on_signal(void *ud)

@@ -244,6 +244,19 @@ void h_server_log_tail(const struct h_server *s, int lines)
         fprintf(stderr, "  (cannot show %s)\n", path);
 }
 
+int h_server_log_lines(const struct h_server *s, const char *text)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "grep -c '%s' '%s/eddyd.log'", text, s->dir);
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    if (p == NULL || fscanf(p, "%d", &n) != 1)
+        n = -1;
+    if (p != NULL)
+        pclose(p);
+    return n;
+}
+
 /* Starts s (dir set); with pick_port, on a fresh port, trying others if it fails. */
 static bool start_server(struct h_server *s, bool pick_port)
 {

@@ -106,6 +106,9 @@ void h_server_restart(struct h_server *s);
 void h_server_free(struct h_server *s);
 /* Prints the last lines of the server's log to stderr (for diagnosing failures). */
 void h_server_log_tail(const struct h_server *s, int lines);
+/* The number of lines of the server's log that contain text (no quote in it), -1 if
+ * it cannot be read. */
+int h_server_log_lines(const struct h_server *s, const char *text);
 
 /* ---- Connections and commands ---------------------------------------------------------- */
 

@@ -198,9 +198,14 @@ static void read_faults(eddy_ctx *c)
 }
 
 /* WAL flush errors under everysec: the batch's replies become errors and the client is
- * closed (the write may or may not survive: it was not acknowledged). */
+ * closed (the write may or may not survive: it was not acknowledged). The log says
+ * when writes start failing and when they work again, not at each cron tick (it had a
+ * line every 100 ms while the WAL failed: 36,000 an hour of a full disk). */
 static void sync_faults(struct h_server *s, eddy_ctx *c)
 {
+    int lines0 = h_server_log_lines(s, "");
+    int failing0 = h_server_log_lines(s, "Storage writes are failing: WAL write failed");
+    int again0 = h_server_log_lines(s, "Storage writes work again");
     EXPECT_OK(c, "DEBUG", "FAULT", "sync", "-1");
     struct eddy_reply *r = CMD(c, "SET", "sync:1", "x");
     if (r->type != EDDY_REPLY_ERROR ||
@@ -214,9 +219,43 @@ static void sync_faults(struct h_server *s, eddy_ctx *c)
               h_describe(r));
     eddy_ctx *c2 = h_connect_port(s->port);
     expect_value(c2, "ack:2");
+    h_sleep_ms(1500); /* 15 cron ticks with the WAL failing */
     EXPECT_OK(c2, "DEBUG", "FAULT", "sync", "0");
     EXPECT_OK(c2, "SET", "sync:2", "y");
     eddy_free(c2);
+    for (int i = 0; i < 100 && h_server_log_lines(s, "Storage writes work again") == again0; i++)
+        h_sleep_ms(20);
+    CHECK_EQ_INT(h_server_log_lines(s, "Storage writes are failing: WAL write failed"),
+                 failing0 + 1);
+    CHECK_EQ_INT(h_server_log_lines(s, "Storage writes work again"), again0 + 1);
+    int added = h_server_log_lines(s, "") - lines0;
+    if (added > 6)
+        FAILF("%d log lines for one WAL failure of 1.5 s", added);
+}
+
+/* A client retrying writes on a failing disk: each failed write had its log line
+ * (200 here); at most 10 a second are logged, and the next line logged says how many
+ * were not. */
+static void write_fault_log_bounded(struct h_server *s)
+{
+    eddy_ctx *c = h_connect_port(s->port);
+    int lines0 = h_server_log_lines(s, "Write failed: write failed: IO error: injected fault");
+    EXPECT_OK(c, "DEBUG", "FAULT", "write", "201");
+    for (int i = 0; i < 200; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "flood:%d", i);
+        EXPECT_ERR(WRITE_ERR, c, "SET", key, "x");
+    }
+    int added = h_server_log_lines(s, "Write failed: write failed: IO error: injected fault") -
+                lines0;
+    if (added < 1 || added > 30)
+        FAILF("%d log lines for 200 failed writes", added);
+    h_sleep_ms(1100);
+    EXPECT_ERR(WRITE_ERR, c, "SET", "flood:last", "x");
+    if (h_server_log_lines(s, "lines like it not logged)") < 1)
+        FAILF("no log line says how many failed writes were not logged");
+    EXPECT_INT(0, c, "EXISTS", "flood:0", "flood:199", "flood:last");
+    eddy_free(c);
 }
 
 static void t_faults_everysec(void)
@@ -233,6 +272,7 @@ static void t_faults_everysec(void)
     write_acked(c, 300, 100);
     sync_faults(s, c);
     eddy_free(c);
+    write_fault_log_bounded(s);
     /* Nothing acknowledged is lost; nothing refused by a write fault appears. */
     h_server_kill9(s);
     h_server_restart(s);

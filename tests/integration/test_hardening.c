@@ -961,20 +961,6 @@ static void t_pipeline_1m_commands(void)
 
 /* ---- AUTH ---------------------------------------------------------------------------------- */
 
-/* The number of lines of the server's log that contain text (no quote in it). */
-static int log_lines(struct h_server *s, const char *text)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "grep -c '%s' '%s/eddyd.log'", text, s->dir);
-    FILE *p = popen(cmd, "r");
-    int n = -1;
-    if (p == NULL || fscanf(p, "%d", &n) != 1)
-        n = -1;
-    if (p != NULL)
-        pclose(p);
-    return n;
-}
-
 static void t_auth_failures_counted_and_logged(void)
 {
     struct h_server *s = h_server_start("--requirepass", "s3cret", NULL);
@@ -1002,7 +988,7 @@ static void t_auth_failures_counted_and_logged(void)
     eddy_reply_free(r);
     EXPECT_BULK("v", c, "GET", "k");
     eddy_free(c);
-    CHECK_EQ_INT(log_lines(s, "AUTH failed for client 127.0.0.1"), 9);
+    CHECK_EQ_INT(h_server_log_lines(s, "AUTH failed for client 127.0.0.1"), 9);
     h_server_free(s);
 }
 
@@ -1335,7 +1321,7 @@ static void t_bug_unauthenticated_limits(void)
     EXPECT_OK(c, "AUTH", "s3cret");
     CHECK_EQ_INT(h_info_field(c, "stats", "auth_failures"), N + 2);
     eddy_free(c);
-    int lines = log_lines(s, "AUTH failed for client");
+    int lines = h_server_log_lines(s, "AUTH failed for client");
     if (lines < 2 || lines > 10 * secs + 2)
         FAILF("%d log lines for %d AUTH failures in under %lld s (at most 10 a second)", lines,
               N + 2, (long long)secs);
