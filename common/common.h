@@ -26,7 +26,8 @@ enum {
     CM_EINVAL = -6,   /* bad argument from a caller or a user */
     CM_ELIMIT = -7,   /* a configured limit was exceeded */
     CM_ECONFLICT = -8, /* a transaction conflicted and may be retried */
-    CM_EAGAIN = -9     /* refused for now (a slot being migrated is fenced); retry */
+    CM_EAGAIN = -9,    /* refused for now (a slot being migrated is fenced); retry */
+    CM_ESYNC = -10     /* applied, but its WAL sync failed: it may not survive a crash */
 };
 
 /* Names a code ("out of memory"); the string is static. */

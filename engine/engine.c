@@ -2481,7 +2481,7 @@ int eng_meta_put(struct eng *e, const char *key, size_t klen, const void *val, s
     write_leave(e, rerr == NULL);
     if (rerr != NULL)
         return rocks_err(err, rerr, "metadata write failed");
-    return eng_sync(e, err); /* metadata is rare and must survive */
+    return eng_sync(e, err) != 0 ? CM_ESYNC : 0; /* metadata is rare and must survive */
 }
 
 int eng_meta_del(struct eng *e, const char *key, size_t klen, struct cm_err *err)
@@ -2494,7 +2494,7 @@ int eng_meta_del(struct eng *e, const char *key, size_t klen, struct cm_err *err
     write_leave(e, rerr == NULL);
     if (rerr != NULL)
         return rocks_err(err, rerr, "metadata delete failed");
-    return eng_sync(e, err);
+    return eng_sync(e, err) != 0 ? CM_ESYNC : 0;
 }
 
 int eng_meta_scan(struct eng *e, const char *prefix, size_t plen, eng_meta_fn fn, void *ud,

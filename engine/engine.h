@@ -334,6 +334,8 @@ int eng_drop_slots(struct eng *e, unsigned slot_lo, unsigned slot_hi, struct cm_
 /* Reads a metadata value into out (cleared first). 0, CM_ENOTFOUND or CM_EIO. */
 int eng_meta_get(struct eng *e, const char *key, size_t klen, struct cm_buf *out,
                  struct cm_err *err);
+/* Writes or deletes a metadata key and syncs the WAL. 0; CM_EIO (nothing applied); or
+ * CM_ESYNC: applied (readers see it, a clean shutdown keeps it) but the sync failed. */
 int eng_meta_put(struct eng *e, const char *key, size_t klen, const void *val, size_t vlen,
                  struct cm_err *err);
 int eng_meta_del(struct eng *e, const char *key, size_t klen, struct cm_err *err);

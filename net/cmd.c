@@ -242,7 +242,7 @@ static void release_held(struct worker *w, unsigned from)
 void net_log_write_failure(struct server *s, const char *fmt, ...)
 {
     long long unlogged;
-    if (!cm_log_allow(&s->write_fail_log, 10, &unlogged))
+    if (!cm_log_allow(&s->write_fail_log, 1, &unlogged))
         return;
     char line[512];
     va_list ap;

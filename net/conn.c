@@ -419,7 +419,11 @@ static void conn_call_done(struct worker *w, struct wcall *wc)
     const struct cm_buf *r = udf_call_reply(call);
     wc->call = NULL;
     cm_buf_append(&c->out, r->p, r->len);
-    if (udf_call_wrote(call))
+    /* Writes still in the worker's batch (wpend): the batch end marks the connection
+     * dirty if they apply, and replaces the reply with the error if they fail (as a
+     * SET's); marked dirty here, a failed batch also failed the WAL flush of the
+     * connection's reads and closed it (a full disk, found by review). */
+    if (udf_call_wrote(call) && !c->wpend)
         c->dirty = true;
     udf_call_free(call);
 }

@@ -144,8 +144,7 @@ struct server {
 
     /* Counters for INFO stats. */
     atomic_ullong conns_received, conns_rejected, commands, net_in, net_out, auth_failures;
-    /* Lines about failed writes and WAL flushes (every client retrying on a full disk
-     * adds some): at most 10 a second, the next says how many were not logged. */
+    /* Lines about failed writes, WAL flushes and expiry: net_log_write_failure. */
     struct cm_log_limit write_fail_log; /* net_log_write_failure */
     /* commands counts those run from scripts; workers count the rest (st_*). */
     struct loop_timer *cron;
@@ -370,8 +369,9 @@ void cmd_execute(struct conn *c, size_t argc, const char **argv, size_t *argvlen
  * key stripes (batch end, or before a command that must see them). On a storage
  * error the pending commands' replies become error replies. */
 void cmd_flush_writes(struct worker *w);
-/* Logs a line about a failed write or WAL flush, at most 10 a second (the next line
- * logged says how many were not). */
+/* Logs a line about a failed write, WAL flush or expiry, at most one a second (the
+ * next line logged says how many were not): on a full disk every client's retry and
+ * every cron tick fails. */
 void net_log_write_failure(struct server *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* cmd_flush_writes, returning 0 or the write's error (err set). */

@@ -360,7 +360,7 @@ static void server_cron(void *ud)
     do {
         n = eng_expire_cycle(s->eng, cm_now_ms(), 200, &err);
         if (n < 0) {
-            cm_log(CM_LOG_WARNING, "Active expire: %s", err.msg);
+            net_log_write_failure(s, "Active expire: %s", err.msg);
             break;
         }
     } while (n == 200 && cm_mono_us() - now_us < 20000);
@@ -374,8 +374,9 @@ static void server_cron(void *ud)
         unsigned long long nbg = eng_background_errors(s->eng);
         if (nbg > bg_errors)
             cm_log(CM_LOG_WARNING, "Storage: %llu RocksDB background flush or compaction "
-                                   "error(s) (%llu in all); writes answer the error while "
-                                   "RocksDB refuses them", nbg - bg_errors, nbg);
+                                   "error(s) (%llu in all); RocksDB slows writes down or "
+                                   "refuses them while its flushes or compactions fail",
+                   nbg - bg_errors, nbg);
         bg_errors = nbg;
     }
     /* Writes nobody acknowledged (active expiry) still leave the WAL buffer. */

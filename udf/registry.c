@@ -82,6 +82,21 @@ static const char *clash(struct udf *u, const struct udf_lib *lib, const struct 
     return NULL;
 }
 
+/* A storage error as a reply: "ERR storage error: ..."; when the change was applied
+ * but not synced (CM_ESYNC), the caller applies it in memory too, so that what runs is
+ * what the store holds (and a restart loads), and the reply says so. */
+static int storage_err(struct cm_err *err, int rc)
+{
+    if (err == NULL)
+        return rc;
+    char why[sizeof(err->msg)];
+    snprintf(why, sizeof(why), "%s", err->msg);
+    if (rc == CM_ESYNC)
+        return cm_err_set(err, rc, "ERR storage error: %s (the change is applied, but may "
+                                   "not survive a crash)", why);
+    return cm_err_set(err, rc, "ERR storage error: %s", why);
+}
+
 static int persist_lib(struct udf *u, const struct udf_lib *lib, struct cm_err *err)
 {
     struct cm_buf k;
@@ -90,16 +105,15 @@ static int persist_lib(struct udf *u, const struct udf_lib *lib, struct cm_err *
         return cm_err_set(err, CM_ENOMEM, "ERR out of memory");
     int rc = eng_meta_put(u->eng, k.p, k.len, lib->code, lib->len, err);
     cm_buf_deinit(&k);
-    if (rc != 0)
-        cm_err_set(err, rc, "ERR storage error: %s", err ? err->msg : "");
-    return rc;
+    return rc != 0 ? storage_err(err, rc) : 0;
 }
 
 static int unpersist_lib(struct udf *u, const char *name, struct cm_err *err)
 {
     char k[160];
     int n = snprintf(k, sizeof(k), "lib:%s", name);
-    return eng_meta_del(u->eng, k, (size_t)n, err);
+    int rc = eng_meta_del(u->eng, k, (size_t)n, err);
+    return rc != 0 ? storage_err(err, rc) : 0;
 }
 
 /* Links lib (validated) in place of any library of the same name. Caller holds lock. */
@@ -111,8 +125,9 @@ static int install(struct udf *u, struct udf_lib *lib, bool replace, struct cm_e
     const char *dup = clash(u, lib, old);
     if (dup != NULL)
         return cm_err_set(err, CM_EINVAL, "ERR Function %s already exists", dup);
-    if (persist_lib(u, lib, err) != 0)
-        return CM_EIO;
+    int rc = persist_lib(u, lib, err);
+    if (rc != 0 && rc != CM_ESYNC)
+        return rc;
     if (old != NULL) {
         unlink_lib(u, old);
         free_lib(old);
@@ -120,7 +135,7 @@ static int install(struct udf *u, struct udf_lib *lib, bool replace, struct cm_e
     lib->next = u->libs;
     u->libs = lib;
     atomic_fetch_add(&u->generation, 1);
-    return 0;
+    return rc;
 }
 
 int udf_lib_load(struct udf *u, const char *code, size_t len, bool replace, struct cm_buf *name,
@@ -129,10 +144,11 @@ int udf_lib_load(struct udf *u, const char *code, size_t len, bool replace, stru
     pthread_mutex_lock(&u->lock);
     struct udf_lib *lib = validate(u, code, len, false, err);
     int rc = lib == NULL ? CM_EINVAL : install(u, lib, replace, err);
-    if (rc == 0) {
+    if (rc == 0 || rc == CM_ESYNC) { /* CM_ESYNC: installed, the reply is an error */
         name->len = 0;
         cm_buf_append(name, lib->name, strlen(lib->name));
-        cm_log(CM_LOG_NOTICE, "Library %s loaded (%d functions)", lib->name, lib->nfuncs);
+        cm_log(CM_LOG_NOTICE, "Library %s loaded (%d functions)%s", lib->name, lib->nfuncs,
+               rc == CM_ESYNC ? ", its WAL sync failed" : "");
     } else {
         free_lib(lib);
     }
@@ -147,7 +163,7 @@ int udf_lib_delete(struct udf *u, const char *name, size_t len, struct cm_err *e
     struct udf_lib *lib = find_lib(u, name, len);
     if (lib == NULL) {
         rc = cm_err_set(err, CM_ENOTFOUND, "ERR Library not found");
-    } else if ((rc = unpersist_lib(u, lib->name, err)) == 0) {
+    } else if ((rc = unpersist_lib(u, lib->name, err)) == 0 || rc == CM_ESYNC) {
         unlink_lib(u, lib);
         free_lib(lib);
         atomic_fetch_add(&u->generation, 1);
@@ -160,10 +176,15 @@ static int flush_locked(struct udf *u, struct cm_err *err)
 {
     while (u->libs != NULL) {
         struct udf_lib *l = u->libs;
-        if (unpersist_lib(u, l->name, err) != 0)
-            return CM_EIO;
+        int rc = unpersist_lib(u, l->name, err);
+        if (rc != 0 && rc != CM_ESYNC)
+            return rc;
         u->libs = l->next;
         free_lib(l);
+        if (rc == CM_ESYNC) {
+            atomic_fetch_add(&u->generation, 1);
+            return rc;
+        }
     }
     atomic_fetch_add(&u->generation, 1);
     return 0;
@@ -303,8 +324,11 @@ int udf_lib_restore(struct udf *u, const char *p, size_t n, enum udf_restore pol
     while (parsed != NULL) {
         struct udf_lib *l = parsed;
         parsed = l->next;
-        if (rc == 0 && (rc = install(u, l, true, err)) == 0)
-            continue; /* linked */
+        if (rc == 0) {
+            rc = install(u, l, true, err);
+            if (rc == 0 || rc == CM_ESYNC)
+                continue; /* linked (CM_ESYNC: the rest is not installed) */
+        }
         free_lib(l);
     }
     pthread_mutex_unlock(&u->lock);
@@ -426,13 +450,18 @@ static int add_script(struct udf *u, const char *code, size_t len, const char *s
     memcpy(s->sha, sha, 41);
     s->len = len;
     if (persist) {
+        /* Kept so that EVALSHA works after a restart (Redis forgets its scripts). A
+         * failure (a full disk) leaves the script cached until restart, as Redis's:
+         * EVAL of a new script must not fail because the disk is full. */
         char k[48];
         int n = snprintf(k, sizeof(k), "script:%s", sha);
-        if (eng_meta_put(u->eng, k, (size_t)n, code, len, err) != 0) {
-            cm_free(s->code);
-            cm_free(s);
-            return CM_EIO;
-        }
+        struct cm_err perr = {0};
+        static struct cm_log_limit limit;
+        long long unlogged;
+        if (eng_meta_put(u->eng, k, (size_t)n, code, len, &perr) != 0 &&
+            cm_log_allow(&limit, 1, &unlogged))
+            cm_log(CM_LOG_WARNING, "Script %s is cached but not stored: %s (%lld lines like "
+                                   "it not logged)", sha, perr.msg, unlogged);
     }
     s->next = u->scripts[bucket(sha)];
     u->scripts[bucket(sha)] = s;
