@@ -54,7 +54,8 @@ struct eng {
     atomic_ullong flushed_seq; /* in the OS */
     atomic_ullong synced_seq;  /* on disk */
     pthread_mutex_t sync_lock;
-    char wal_error[200];       /* the last failure's error (under sync_lock) */
+    pthread_mutex_t err_lock;  /* guards wal_error only: a leaf lock */
+    char wal_error[200];       /* the last failure's error */
 
     atomic_ullong n_expired, n_writes, n_syncs, n_flushes;
     pthread_mutex_t stripes[STRIPES];
@@ -424,6 +425,7 @@ struct eng *eng_open(const struct eng_options *o, struct cm_err *err)
     }
     atomic_store(&e->fsync, o->fsync);
     pthread_mutex_init(&e->sync_lock, NULL);
+    pthread_mutex_init(&e->err_lock, NULL);
     pthread_mutex_init(&e->spare_lock, NULL);
     for (int i = 0; i < STRIPES; i++)
         pthread_mutex_init(&e->stripes[i], NULL);
@@ -526,6 +528,7 @@ void eng_close(struct eng *e)
     for (int i = 0; i < STRIPES; i++)
         pthread_mutex_destroy(&e->stripes[i]);
     pthread_mutex_destroy(&e->sync_lock);
+    pthread_mutex_destroy(&e->err_lock);
     pthread_rwlock_destroy(&e->watch_lock);
     pthread_mutex_destroy(&e->watch_mu);
     cm_buf_deinit(&e->watch_keys);
@@ -610,18 +613,19 @@ static bool active_memtables_empty(struct eng *e)
     return true;
 }
 
+/* Before wal_failed is set: the cron reads the reason when it sees the flag. */
 static void note_failure(struct eng *e, const char *what, const char *why)
 {
-    pthread_mutex_lock(&e->sync_lock);
+    pthread_mutex_lock(&e->err_lock);
     snprintf(e->wal_error, sizeof(e->wal_error), "%s: %s", what, why);
-    pthread_mutex_unlock(&e->sync_lock);
+    pthread_mutex_unlock(&e->err_lock);
 }
 
 static void write_result(struct eng *e, const char *rerr)
 {
-    atomic_store(&e->wal_failed, rerr != NULL);
     if (rerr != NULL)
         note_failure(e, "write failed", rerr);
+    atomic_store(&e->wal_failed, rerr != NULL);
     if (rerr == NULL || rerr == wal_refusal || !wal_append_error(rerr) ||
         !active_memtables_empty(e))
         return;
@@ -661,9 +665,8 @@ static int persist_upto(struct eng *e, unsigned long long seq, bool sync, struct
         if (rc != 0) {
             /* nothing to add */
         } else if (rerr != NULL) {
+            note_failure(e, sync ? "WAL sync failed" : "WAL write failed", rerr);
             atomic_store(&e->wal_failed, true);
-            snprintf(e->wal_error, sizeof(e->wal_error), "%s: %s",
-                     sync ? "WAL sync failed" : "WAL write failed", rerr);
             rc = rocks_err(err, rerr, sync ? "WAL sync failed" : "WAL write failed");
         } else {
             if (atomic_load(&e->flushed_seq) < target)
@@ -709,9 +712,9 @@ bool eng_failing(struct eng *e, char *why, size_t n)
 {
     if (!atomic_load(&e->wal_failed))
         return false;
-    pthread_mutex_lock(&e->sync_lock);
+    pthread_mutex_lock(&e->err_lock);
     snprintf(why, n, "%s", e->wal_error);
-    pthread_mutex_unlock(&e->sync_lock);
+    pthread_mutex_unlock(&e->err_lock);
     return true;
 }
 

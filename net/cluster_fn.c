@@ -140,11 +140,14 @@ static void order(struct worker *w, void *arg)
         .out = &j->reply,
         .resp = 2,
     };
+    unsigned long long gen = udf_lib_generation(s->udf);
     cmd_function_local(&y);
-    if (y.failed) {
+    if (y.failed && udf_lib_generation(s->udf) == gen) {
         post_finish(j);
         return;
     }
+    /* Changed here (a failed one part-way, or applied without its WAL sync: the reply
+     * is its error): the other nodes take the change, or they would differ for good. */
     char ebuf[24];
     snprintf(ebuf, sizeof(ebuf), "%llu", net_cluster_fn_epoch_next(s));
     int argc = j->argc + 3;

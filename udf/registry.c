@@ -92,8 +92,8 @@ static int storage_err(struct cm_err *err, int rc)
     char why[sizeof(err->msg)];
     snprintf(why, sizeof(why), "%s", err->msg);
     if (rc == CM_ESYNC)
-        return cm_err_set(err, rc, "ERR storage error: %s (the change is applied, but may "
-                                   "not survive a crash)", why);
+        return cm_err_set(err, rc, "ERR storage error: %s (the change is applied up to "
+                                   "this write, which may not survive a crash)", why);
     return cm_err_set(err, rc, "ERR storage error: %s", why);
 }
 
@@ -174,20 +174,24 @@ int udf_lib_delete(struct udf *u, const char *name, size_t len, struct cm_err *e
 
 static int flush_locked(struct udf *u, struct cm_err *err)
 {
-    while (u->libs != NULL) {
+    int rc = 0;
+    while (u->libs != NULL && rc == 0) {
         struct udf_lib *l = u->libs;
-        int rc = unpersist_lib(u, l->name, err);
+        rc = unpersist_lib(u, l->name, err);
         if (rc != 0 && rc != CM_ESYNC)
-            return rc;
+            break;
         u->libs = l->next;
         free_lib(l);
-        if (rc == CM_ESYNC) {
-            atomic_fetch_add(&u->generation, 1);
-            return rc;
-        }
     }
+    /* Every path: a library removed before a failure must stop running too (the
+     * threads re-instantiate at a new generation). */
     atomic_fetch_add(&u->generation, 1);
-    return 0;
+    return rc;
+}
+
+unsigned long long udf_lib_generation(struct udf *u)
+{
+    return atomic_load(&u->generation);
 }
 
 int udf_lib_flush(struct udf *u, struct cm_err *err)
@@ -460,8 +464,8 @@ static int add_script(struct udf *u, const char *code, size_t len, const char *s
         long long unlogged;
         if (eng_meta_put(u->eng, k, (size_t)n, code, len, &perr) != 0 &&
             cm_log_allow(&limit, 1, &unlogged))
-            cm_log(CM_LOG_WARNING, "Script %s is cached but not stored: %s (%lld lines like "
-                                   "it not logged)", sha, perr.msg, unlogged);
+            cm_log(CM_LOG_WARNING, "Script %s is cached but not stored: %s%s", sha, perr.msg,
+                   unlogged > 0 ? " (more such lines not logged)" : "");
     }
     s->next = u->scripts[bucket(sha)];
     u->scripts[bucket(sha)] = s;
@@ -511,16 +515,34 @@ int udf__script_code(struct udf *u, const char *sha, struct cm_buf *out)
     return rc;
 }
 
+struct del_meta {
+    struct udf *u;
+    struct cm_err *err;
+    bool unsynced; /* a delete applied without its WAL sync: go on, report it */
+};
+
 static int del_meta_fn(void *ud, const char *key, size_t klen, const char *val, size_t vlen)
 {
-    struct udf *u = ud;
-    return eng_meta_del(u->eng, key, klen, NULL);
+    struct del_meta *d = ud;
+    int rc = eng_meta_del(d->u->eng, key, klen, d->err);
+    if (rc == CM_ESYNC) {
+        d->unsynced = true;
+        return 0;
+    }
+    return rc;
 }
 
 int udf_script_flush(struct udf *u, struct cm_err *err)
 {
     pthread_mutex_lock(&u->lock);
-    int rc = eng_meta_scan(u->eng, "script:", 7, del_meta_fn, u, err);
+    struct del_meta d = {u, err, false};
+    int rc = eng_meta_scan(u->eng, "script:", 7, del_meta_fn, &d, err);
+    if (rc != 0) {
+        /* Nothing forgotten: the scripts deleted from the store so far stay cached
+         * until restart; SCRIPT FLUSH again finishes it. */
+        pthread_mutex_unlock(&u->lock);
+        return storage_err(err, rc);
+    }
     for (int i = 0; i < SCRIPT_BUCKETS; i++)
         while (u->scripts[i] != NULL) {
             struct udf_script *s = u->scripts[i];
@@ -531,9 +553,11 @@ int udf_script_flush(struct udf *u, struct cm_err *err)
     for (size_t i = 0; i < u->naccess; i++)
         cm_free(u->access[i].label);
     cm_free(u->access);
+    u->access = NULL; /* they were left set: the next counted access used freed memory */
+    u->naccess = u->access_cap = 0;
     atomic_fetch_add(&u->generation, 1);
     pthread_mutex_unlock(&u->lock);
-    return rc;
+    return d.unsynced ? storage_err(err, CM_ESYNC) : 0;
 }
 
 /* ---- Start-up and shutdown ---------------------------------------------------------------------- */
