@@ -212,8 +212,24 @@ static int install(struct cluster *cl, struct clu_map *m, bool exact, const char
     int f = first != NULL && strcmp(first, cl->myid) != 0 ? clu_map_find(m, first) : -1;
     if (f >= 0)
         push_node(m, f, password);
-    if ((rc = cl->store.save_map(cl->store.ud, m, err)) != 0)
+    /* CM_ESYNC: the store has the map but its WAL sync failed. It is installed, as the
+     * store would load it at a restart (it was refused before, while the store kept
+     * it, and the node took it at its next start); a crash before the WAL is flushed
+     * again brings back the old one, which the coordinator's catch-up replaces. */
+    rc = cl->store.save_map(cl->store.ud, m, err);
+    if (rc == CM_ESYNC) {
+        cm_log(CM_LOG_WARNING, "Slot map of epoch %llu: %s (installed; a crash before the "
+                               "next WAL flush would bring back epoch %llu)",
+               m->epoch, err != NULL ? err->msg : "WAL sync failed", cur->epoch);
+        rc = 0;
+    } else if (rc != 0) {
+        if (err != NULL) {
+            char why[sizeof(err->msg)];
+            snprintf(why, sizeof(why), "%s", err->msg);
+            cm_err_set(err, rc, "ERR storage error: %s", why);
+        }
         goto drop;
+    }
     o->m = cur;
     o->next = cl->old;
     cl->old = o;

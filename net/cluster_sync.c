@@ -33,7 +33,10 @@ static void persist(struct server *s, unsigned long long e)
     char buf[24];
     int n = snprintf(buf, sizeof(buf), "%llu", e);
     struct cm_err err = {0};
-    if (eng_meta_put(s->eng, EPOCH_KEY, strlen(EPOCH_KEY), buf, (size_t)n, &err) != 0)
+    int rc = eng_meta_put(s->eng, EPOCH_KEY, strlen(EPOCH_KEY), buf, (size_t)n, &err);
+    if (rc == CM_ESYNC)
+        cm_log(CM_LOG_WARNING, "Function epoch %llu saved, but not synced: %s", e, err.msg);
+    else if (rc != 0)
         cm_log(CM_LOG_WARNING, "Cannot save the function epoch: %s", err.msg);
 }
 

@@ -290,6 +290,13 @@ static void t_functions(void)
     key_on(t.c[0], 0, "heal", key, sizeof(key));
     EXPECT_OK(t.c[0], "SET", key, "1"); /* a write works again on node 0 */
     EXPECT_OK(t.c[0], "FUNCTION", "DELETE", "everywhere");
+    /* A map whose WAL sync fails on a node is installed there (the store has it); it
+     * was refused ("-WAL sync failed", no ERR) while the store kept it for the next
+     * start (review). */
+    EXPECT_OK(t.c[1], "DEBUG", "FAULT", "sync", "1");
+    push_map(&t, "2", false);
+    key_on(t.c[1], 1, "heal", key, sizeof(key));
+    EXPECT_OK(t.c[1], "SET", key, "1");
     /* A node that is down: the change fails with a clear error, the others keep it. */
     h_server_stop(t.s[2]);
     EXPECT_ERR_PREFIX("ERR FUNCTION LOAD was applied on this node and 1 other node(s) but "
