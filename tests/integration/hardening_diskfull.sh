@@ -58,6 +58,8 @@ start() {
     return 1
 }
 
+# Stops eddyd with SIGTERM; it must exit by itself, with status 0 (an abort at shutdown,
+# say on a WAL writer that failed, would be 134).
 stop() {
     kill "$pid" 2>/dev/null
     i=0
@@ -67,8 +69,12 @@ stop() {
         kill -9 "$pid"
     fi
     wait "$pid" 2>/dev/null
+    rc=$?
+    [ $rc -eq 0 ] || fail "stop_$stops" "eddyd exited with status $rc after SIGTERM"
+    stops=$((stops + 1))
     pid=
 }
+stops=1
 
 # A filler file gives 8 MB back later.
 dd if=/dev/zero of="$mnt/filler" bs=1M count=8 2>/dev/null
