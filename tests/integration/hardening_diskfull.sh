@@ -2,7 +2,9 @@
 # hardening_diskfull.sh - eddyd with --dir on a 64 MB tmpfs that fills up: writes get a
 # clear error reply (no crash, no hang), reads and PING keep working, writes work again
 # once space is freed (after a restart if RocksDB stays read-only: the output says
-# which), and nothing acknowledged is lost across the restart.
+# which), and nothing acknowledged is lost across the restart. Part two: a write that
+# fails appending to the WAL while every memtable is empty leaves writes refused until
+# a restart, with a clear error, instead of an abort once space is back.
 # Needs root (mount); without it, or if mount fails, prints a SKIP note and no FAIL.
 # Env: EDDYD (default bin/eddyd). Talks to 127.0.0.1 only; cleans up with a trap.
 EDDYD=${EDDYD:-bin/eddyd}
