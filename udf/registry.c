@@ -174,7 +174,7 @@ int udf_lib_delete(struct udf *u, const char *name, size_t len, struct cm_err *e
 
 static int flush_locked(struct udf *u, struct cm_err *err)
 {
-    int rc = 0;
+    int rc = 0, removed = 0;
     while (u->libs != NULL && rc == 0) {
         struct udf_lib *l = u->libs;
         rc = unpersist_lib(u, l->name, err);
@@ -182,10 +182,13 @@ static int flush_locked(struct udf *u, struct cm_err *err)
             break;
         u->libs = l->next;
         free_lib(l);
+        removed++;
     }
-    /* Every path: a library removed before a failure must stop running too (the
-     * threads re-instantiate at a new generation). */
-    atomic_fetch_add(&u->generation, 1);
+    /* Also after a failure: a library removed before it must stop running too (the
+     * threads re-instantiate at a new generation). Not when nothing changed: a
+     * cluster's coordinator forwards a change whenever the generation moved. */
+    if (removed > 0 || rc == 0)
+        atomic_fetch_add(&u->generation, 1);
     return rc;
 }
 

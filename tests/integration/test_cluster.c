@@ -289,6 +289,14 @@ static void t_functions(void)
     }
     key_on(t.c[0], 0, "heal", key, sizeof(key));
     EXPECT_OK(t.c[0], "SET", key, "1"); /* a write works again on node 0 */
+    /* A FLUSH that fails at its first delete changed nothing: it is not forwarded. */
+    EXPECT_OK(t.c[0], "DEBUG", "FAULT", "write", "1");
+    EXPECT_ERR_PREFIX("ERR storage error: metadata delete failed: IO error: injected fault",
+                      t.c[0], "FUNCTION", "FLUSH");
+    for (int i = 0; i < NNODES; i++) {
+        key_on(t.c[i], i, "sync", key, sizeof(key));
+        EXPECT_BULK("hi nobody", t.c[i], "FCALL", "hello", "1", key);
+    }
     EXPECT_OK(t.c[0], "FUNCTION", "DELETE", "everywhere");
     /* A map whose WAL sync fails on a node is installed there (the store has it); it
      * was refused ("-WAL sync failed", no ERR) while the store kept it for the next
