@@ -223,11 +223,8 @@ static int install(struct cluster *cl, struct clu_map *m, bool exact, const char
                m->epoch, err != NULL ? err->msg : "WAL sync failed", cur->epoch);
         rc = 0;
     } else if (rc != 0) {
-        if (err != NULL) {
-            char why[sizeof(err->msg)];
-            snprintf(why, sizeof(why), "%s", err->msg);
-            cm_err_set(err, rc, "ERR storage error: %s", why);
-        }
+        if (err != NULL)
+            cm_err_set(err, rc, "ERR storage error: %s", err->msg);
         goto drop;
     }
     o->m = cur;

@@ -27,6 +27,7 @@ const char *cm_strerror(int code)
     case CM_ELIMIT: return "limit exceeded";
     case CM_ECONFLICT: return "conflict";
     case CM_EAGAIN: return "try again";
+    case CM_ESYNC: return "applied, not synced";
     }
     return "unknown error";
 }

@@ -89,12 +89,10 @@ static int storage_err(struct cm_err *err, int rc)
 {
     if (err == NULL)
         return rc;
-    char why[sizeof(err->msg)];
-    snprintf(why, sizeof(why), "%s", err->msg);
-    if (rc == CM_ESYNC)
+    if (rc == CM_ESYNC) /* cm_err_set formats aside: err->msg may be an argument */
         return cm_err_set(err, rc, "ERR storage error: %s (the change is applied up to "
-                                   "this write, which may not survive a crash)", why);
-    return cm_err_set(err, rc, "ERR storage error: %s", why);
+                                   "this write, which may not survive a crash)", err->msg);
+    return cm_err_set(err, rc, "ERR storage error: %s", err->msg);
 }
 
 static int persist_lib(struct udf *u, const struct udf_lib *lib, struct cm_err *err)

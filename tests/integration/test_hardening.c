@@ -109,14 +109,7 @@ static void t_bug_accept_out_of_descriptors(void)
         close(fds[i]);
     h_sleep_ms(200);
     EXPECT_ALIVE(s->port);
-    char cmd[400];
-    snprintf(cmd, sizeof(cmd), "grep -c 'Too many open files' %s/eddyd.log", s->dir);
-    FILE *p = popen(cmd, "r");
-    int warnings = -1;
-    if (p == NULL || fscanf(p, "%d", &warnings) != 1)
-        warnings = -1;
-    if (p != NULL)
-        pclose(p);
+    int warnings = h_server_log_lines(s, "Too many open files");
     if (warnings < 1 || warnings > 10)
         FAILF("%d warnings about the descriptor limit in the log, expected 1 to 10", warnings);
     h_server_stop(s);
