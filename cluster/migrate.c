@@ -987,6 +987,8 @@ int clu_mig_start(struct cluster *cl, const struct clu_mig_req *rq, char id[64],
     g->phase = OUT_STREAM;
     atomic_store(&g->cancel, false);
     int rc = save_out(g, "stream", err);
+    if (rc == CM_ESYNC) /* in the store but not synced: a restart would fence the slots */
+        eng_meta_del(g->e, KEY_OUT, strlen(KEY_OUT), NULL);
     if (rc == 0) {
         g->out_busy = true;
         if (pthread_create(&g->thread, NULL, out_main, g) != 0) {
@@ -1293,6 +1295,23 @@ static void imp_load(struct clu_mig *g, int argc, const char *const *argv, const
         resp_add_int(out, n);
 }
 
+/* The commit record was written but its WAL sync failed (CM_ESYNC): the store holds
+ * "handoff", perhaps not durably, while the source is told the import did not commit
+ * and rolls back. Left so, a restart (or the memtable's flush once the disk works)
+ * would commit the import here too, and both nodes would own the slots. The record is
+ * rewritten as "importing" (its write usually succeeds: a failed sync does not refuse
+ * writes), which a restart drops. Caller holds mu, in_phase is 1. */
+static void take_back_handoff(struct clu_mig *g)
+{
+    struct cm_err err = {0};
+    int rc = save_in(g, &err);
+    if (rc != 0 && rc != CM_ESYNC)
+        cm_log(CM_LOG_WARNING,
+               "Import %s: its handoff record could not be taken back (%s); a restart "
+               "may find the import committed while the source keeps the slots",
+               g->in_id, err.msg);
+}
+
 static void imp_handoff(struct clu_mig *g, const char *id, size_t idlen, struct cm_buf *out)
 {
     pthread_mutex_lock(&g->mu);
@@ -1315,6 +1334,8 @@ static void imp_handoff(struct clu_mig *g, const char *id, size_t idlen, struct 
         g->in_phase = 2;
         if ((rc = eng_sync_all(g->e, &err)) != 0 || (rc = save_in(g, &err)) != 0)
             g->in_phase = 1;
+        if (rc == CM_ESYNC)
+            take_back_handoff(g);
     }
     if (rc == 0)
         for (unsigned s = 0; s < CM_SLOTS; s++)

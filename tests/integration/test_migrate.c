@@ -44,7 +44,7 @@ static void start_nodes(struct nodes *t, int n)
     size_t len = 0;
     t->n = n;
     for (int i = 0; i < n; i++) {
-        t->s[i] = h_server_start("--cluster-enabled", "yes", NULL);
+        t->s[i] = h_server_start("--cluster-enabled", "yes", "--enable-debug-command", "yes", NULL);
         t->c[i] = h_connect_port(t->s[i]->port);
         char *id = CMD_TEXT(t->c[i], "CLUSTER", "MYID");
         CHECK(strlen(id) == 40);
@@ -637,6 +637,54 @@ static void t_flushall_rolls_back(void)
         EXPECT_OK(t.c[0], "SET", key, "still-mine");
         CHECK_EQ_INT(epoch_of(t.c[1]), 1);
     }
+    stop_nodes(&t);
+}
+
+/* A failed WAL sync of a migration record (DEBUG FAULT sync): the target's commit
+ * record ("handoff") written but not synced is answered as not committed, and a
+ * restart of the target must agree (the old target committed the import alone at its
+ * next start while the source, told otherwise, kept the slots: both owned them). The
+ * source's first record not synced: the move is refused and a restart of the source
+ * finds nothing to resolve. */
+static void t_record_sync_faults(void)
+{
+    struct nodes t;
+    char tag[16], slot[16], key[48], target[64];
+    start_nodes(&t, 2);
+    unsigned s = tag_on(2, 0, 0, tag, sizeof(tag));
+    snprintf(slot, sizeof(slot), "%u", s);
+    snprintf(key, sizeof(key), "%sk", tag);
+    EXPECT_OK(t.c[0], "SET", key, "v");
+    /* The target, driven by hand as a source would. */
+    EXPECT_OK(t.c[1], "CLUSTER", "IMPORT", "BEGIN", "imp-sync", t.id[0], "1", slot);
+    EXPECT_OK(t.c[1], "DEBUG", "FAULT", "sync", "1");
+    EXPECT_ERR_PREFIX("ERR handoff not recorded: ", t.c[1], "CLUSTER", "IMPORT", "HANDOFF",
+                      "imp-sync");
+    EXPECT_STATUS("importing", t.c[1], "CLUSTER", "IMPORT", "QUERY", "imp-sync");
+    h_server_restart(t.s[1]);
+    reconnect(&t, 1);
+    EXPECT_STATUS("none", t.c[1], "CLUSTER", "IMPORT", "QUERY", "imp-sync");
+    CHECK_EQ_INT(h_server_log_lines(t.s[1], "was interrupted before its handoff"), 1);
+    CHECK_EQ_INT(h_server_log_lines(t.s[1], "had committed"), 0);
+    h_sleep_ms(300); /* a committed import would propose epoch 2 at once */
+    CHECK_EQ_INT(epoch_of(t.c[0]), 1);
+    CHECK_EQ_INT(epoch_of(t.c[1]), 1);
+    EXPECT_BULK("v", t.c[0], "GET", key);
+    expect_moved(t.c[1], key, s, t.s[0]->port);
+    /* The source. */
+    snprintf(target, sizeof(target), "127.0.0.1:%d", t.s[1]->port);
+    EXPECT_OK(t.c[0], "DEBUG", "FAULT", "sync", "1");
+    EXPECT_ERR_PREFIX("ERR cannot record the migration: ", t.c[0], "CLUSTER", "MIGRATESLOTS",
+                      target, slot);
+    h_server_restart(t.s[0]);
+    reconnect(&t, 0);
+    CHECK_EQ_INT(h_server_log_lines(t.s[0], "was interrupted"), 0);
+    EXPECT_OK(t.c[0], "SET", key, "v2");
+    move_slots(&t, 0, 1, slot, NULL);
+    char *st = wait_state(t.c[0], NULL, 30);
+    CHECK_STR(field(st, "state"), "done");
+    free(st);
+    EXPECT_BULK("v2", t.c[1], "GET", key);
     stop_nodes(&t);
 }
 
@@ -1311,6 +1359,7 @@ void suite_migrate(void)
           60);
     h_run("migrate_call_spans_move", t_call_spans_move, H_OWN, 60);
     h_run("migrate_flushall_rolls_back", t_flushall_rolls_back, H_OWN, 90);
+    h_run("migrate_record_sync_faults", t_record_sync_faults, H_OWN, 60);
     h_run("migrate_requirepass", t_requirepass, H_OWN, 60);
     h_run("migrate_coordinator", t_coordinator, H_OWN, 90);
     h_run("migrate_moves_under_load", t_load_moves, H_OWN, 180);
