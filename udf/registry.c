@@ -114,6 +114,15 @@ static int unpersist_lib(struct udf *u, const char *name, struct cm_err *err)
     return rc != 0 ? storage_err(err, rc) : 0;
 }
 
+/* A library came, went or changed: the threads re-instantiate (generation), and a
+ * cluster's coordinator sees a change to forward (lib_changes: a SCRIPT FLUSH on
+ * another thread moves generation only, so it cannot pass for one). Lock held. */
+static void libs_changed(struct udf *u)
+{
+    atomic_fetch_add(&u->lib_changes, 1);
+    atomic_fetch_add(&u->generation, 1);
+}
+
 /* Links lib (validated) in place of any library of the same name. Caller holds lock. */
 static int install(struct udf *u, struct udf_lib *lib, bool replace, struct cm_err *err)
 {
@@ -132,7 +141,7 @@ static int install(struct udf *u, struct udf_lib *lib, bool replace, struct cm_e
     }
     lib->next = u->libs;
     u->libs = lib;
-    atomic_fetch_add(&u->generation, 1);
+    libs_changed(u);
     return rc;
 }
 
@@ -164,7 +173,7 @@ int udf_lib_delete(struct udf *u, const char *name, size_t len, struct cm_err *e
     } else if ((rc = unpersist_lib(u, lib->name, err)) == 0 || rc == CM_ESYNC) {
         unlink_lib(u, lib);
         free_lib(lib);
-        atomic_fetch_add(&u->generation, 1);
+        libs_changed(u);
     }
     pthread_mutex_unlock(&u->lock);
     return rc;
@@ -184,15 +193,15 @@ static int flush_locked(struct udf *u, struct cm_err *err)
     }
     /* Also after a failure: a library removed before it must stop running too (the
      * threads re-instantiate at a new generation). Not when nothing changed: a
-     * cluster's coordinator forwards a change whenever the generation moved. */
+     * cluster's coordinator forwards a change whenever udf_lib_generation moved. */
     if (removed > 0 || rc == 0)
-        atomic_fetch_add(&u->generation, 1);
+        libs_changed(u);
     return rc;
 }
 
 unsigned long long udf_lib_generation(struct udf *u)
 {
-    return atomic_load(&u->generation);
+    return atomic_load(&u->lib_changes);
 }
 
 int udf_lib_flush(struct udf *u, struct cm_err *err)

@@ -1,5 +1,5 @@
 /* test_udflib.c - unit tests for udf/udf_lib.h: SHA-1 (FIPS test vectors and block
- * boundaries), eddy.vec (values against naive C loops, errors, encode/decode round
+ * boundaries), the registry's library generation (udf.h) over a real engine, eddy.vec (values against naive C loops, errors, encode/decode round
  * trips, corrupt inputs, sparse operations) and the budgeted pattern functions, which
  * are compared with Lua 5.4's own string library on hundreds of hand-written and a few
  * thousand random cases, and stopped on pathological patterns. Uses tests/unit/unit.h.
@@ -7,6 +7,8 @@
 #include "../../common/common.h"
 #include "unit.h"
 
+#include "../../engine/engine.h"
+#include "../../udf/udf.h"
 #include "../../udf/udf_lib.h"
 
 #include <lauxlib.h>
@@ -1077,10 +1079,57 @@ TEST(patterns_open_replaces_fields)
     lua_close(L);
 }
 
+/* ---- The registry's library generation ---------------------------------------------------- */
+
+/* udf_lib_generation moves with every change of the libraries and with nothing else: a
+ * cluster's coordinator forwards a failed FUNCTION command when it moved (the change
+ * was applied here), so a SCRIPT FLUSH on another thread must not move it. */
+TEST(lib_generation_counts_library_changes_only)
+{
+    char dir[] = "/tmp/eddy-test-udflib-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    struct eng_options o;
+    eng_options_init(&o);
+    o.dir = dir;
+    o.block_cache_bytes = 8 << 20;
+    o.memtable_bytes = 8 << 20;
+    struct cm_err err = {0};
+    struct eng *e = eng_open(&o, &err);
+    CHECK(e != NULL);
+    struct udf *u = udf_new(e, NULL, &err);
+    CHECK(u != NULL);
+    static const char lib[] = "#!lua name=genlib\n"
+                              "redis.register_function('genf', function() return 1 end)";
+    struct cm_buf name;
+    cm_buf_init(&name);
+    char sha[41];
+    unsigned long long g = udf_lib_generation(u);
+    CHECK_EQ_INT(udf_lib_load(u, lib, strlen(lib), false, &name, &err), 0);
+    CHECK(udf_lib_generation(u) == g + 1);
+    CHECK(udf_lib_load(u, lib, strlen(lib), false, &name, &err) != 0); /* exists */
+    CHECK(udf_lib_load(u, "#!lua name=bad\n(", 17, false, &name, &err) != 0);
+    CHECK(udf_lib_generation(u) == g + 1);
+    CHECK_EQ_INT(udf_script_load(u, "return 1", 8, sha, &err), 0);
+    CHECK_EQ_INT(udf_script_flush(u, &err), 0);
+    CHECK(!udf_script_exists(u, sha, 40));
+    CHECK(udf_lib_generation(u) == g + 1);
+    CHECK(udf_lib_delete(u, "nolib", 5, &err) != 0);
+    CHECK(udf_lib_generation(u) == g + 1);
+    CHECK_EQ_INT(udf_lib_delete(u, "genlib", 6, &err), 0);
+    CHECK(udf_lib_generation(u) == g + 2);
+    cm_buf_deinit(&name);
+    udf_free(u);
+    eng_close(e);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    CHECK_EQ_INT(system(cmd), 0);
+}
+
 int main(void)
 {
     RUN(sha1_fips_vectors);
     RUN(sha1_block_boundaries);
+    RUN(lib_generation_counts_library_changes_only);
     RUN(vec_c_api);
     RUN(vec_c_api_errors);
     RUN(vec_basics);
