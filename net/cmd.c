@@ -195,6 +195,22 @@ int kv_del(struct cmd_ctx *x, const char *key, size_t klen)
 
 /* ---- Dispatch --------------------------------------------------------------------------- */
 
+/* A command that adds data while the disk is below min-free-disk (the cron measures it):
+ * true with the error reply in out. RocksDB needs free space to flush and compact;
+ * out of it, writes stay refused even after space comes back (docs/STORAGE.md). */
+static bool disk_refuses(struct server *s, const struct cmd_def *d, struct cm_buf *out)
+{
+    if (!(d->flags & CMD_DENYOOM) || !atomic_load_explicit(&s->disk_low, memory_order_relaxed))
+        return false;
+    atomic_fetch_add_explicit(&s->disk_refused, 1, memory_order_relaxed);
+    resp_add_errorf(out,
+                    "ERR disk space low: %.1f MB free, below min-free-disk (%.1f MB); "
+                    "commands that add data are refused until space is freed",
+                    (double)atomic_load(&s->disk_free) / (1 << 20),
+                    (double)atomic_load(&s->disk_min) / (1 << 20));
+    return true;
+}
+
 static void unknown_command(struct conn *c, size_t argc, const char **argv, size_t *argvlen)
 {
     /* Like Redis: quote arguments until the list reaches 128 bytes, cutting the last. */
@@ -407,6 +423,8 @@ void cmd_execute(struct conn *c, size_t argc, const char **argv, size_t *argvlen
     }
     if (s->cluster != NULL && !net_cluster_route(c, d, argc, argv, argvlen))
         goto replied; /* CROSSSLOT, MOVED or CLUSTERDOWN */
+    if (disk_refuses(s, d, &c->out))
+        goto replied;
     struct cmd_ctx x = {
         .c = c, .srv = s, .eng = s->eng, .cmd = d, .argc = argc, .argv = argv,
         .argvlen = argvlen, .out = &c->out, .resp = c->resp, .now_ms = cm_now_ms(),
@@ -479,6 +497,8 @@ int cmd_exec_from_script(void *owner, struct eng_txn *txn, int resp, int flags, 
         resp_add_error(out, "ERR Wrong number of args calling Redis command from script");
     else if ((flags & UDF_EXEC_READONLY) && (d->flags & CMD_WRITE))
         resp_add_error(out, "ERR Write commands are not allowed from read-only scripts.");
+    else if (disk_refuses(s, d, out))
+        ; /* the function sees the error, as in Redis under maxmemory */
     else if (s->cluster != NULL &&
              (where = net_cluster_script_check(d, (size_t)argc, argv, argvlen, out)) != 0)
         return where > 0 ? UDF_EXEC_REMOTE : 0; /* another node's key, or an error reply */

@@ -290,9 +290,13 @@ static void info_cmd(struct cmd_ctx *x)
                        "engine:rocksdb\r\nengine_sst_bytes:%llu\r\nengine_writes:%llu\r\n"
                        "engine_wal_syncs:%llu\r\nengine_background_errors:%llu\r\n"
                        "engine_writes_refused_until_restart:%d\r\n"
+                       "disk_free_bytes:%lld\r\nmin_free_disk_bytes:%lld\r\n"
+                       "disk_space_low:%d\r\ndisk_space_low_refused:%llu\r\n"
                        "rdb_changes_since_last_save:0\r\n\r\n",
                        modes[eng_get_fsync(s->eng)], st.sst_bytes, st.writes, st.syncs,
-                       st.bg_errors, st.writes_refused);
+                       st.bg_errors, st.writes_refused, (long long)atomic_load(&s->disk_free),
+                       (long long)atomic_load(&s->disk_min), (int)atomic_load(&s->disk_low),
+                       (unsigned long long)atomic_load(&s->disk_refused));
     }
     unsigned long long cmds = atomic_load(&s->commands), hits = 0, misses = 0;
     for (int i = 0; i < s->nworkers; i++) {
@@ -577,10 +581,12 @@ static void client_cmd(struct cmd_ctx *x)
 
 static void add_flags(struct cmd_ctx *x, const struct cmd_def *d)
 {
-    const char *names[6];
+    const char *names[7];
     size_t n = 0;
     if (d->flags & CMD_WRITE)
         names[n++] = "write";
+    if (d->flags & CMD_DENYOOM)
+        names[n++] = "denyoom";
     if (d->flags & CMD_READONLY)
         names[n++] = "readonly";
     if (d->flags & CMD_FAST)

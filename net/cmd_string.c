@@ -470,27 +470,28 @@ static void setrange_cmd(struct cmd_ctx *x)
 }
 
 #define W CMD_WRITE
+#define D CMD_DENYOOM
 #define R (CMD_READONLY | CMD_FAST)
 const struct cmd_def cmd_string_table[] = {
     {"get", get_cmd, 2, R, 1, 1, 1, "string"},
-    {"set", set_cmd, -3, W, 1, 1, 1, "string"},
-    {"setnx", setnx_cmd, 3, W, 1, 1, 1, "string"},
-    {"setex", setex_cmd, 4, W, 1, 1, 1, "string"},
-    {"psetex", psetex_cmd, 4, W, 1, 1, 1, "string"},
+    {"set", set_cmd, -3, W | D, 1, 1, 1, "string"},
+    {"setnx", setnx_cmd, 3, W | D, 1, 1, 1, "string"},
+    {"setex", setex_cmd, 4, W | D, 1, 1, 1, "string"},
+    {"psetex", psetex_cmd, 4, W | D, 1, 1, 1, "string"},
     {"getdel", getdel_cmd, 2, W, 1, 1, 1, "string"},
     {"getex", getex_cmd, -2, W, 1, 1, 1, "string"},
     {"mget", mget_cmd, -2, CMD_READONLY, 1, -1, 1, "string"},
-    {"mset", mset_cmd, -3, W, 1, -1, 2, "string"},
-    {"msetnx", msetnx_cmd, -3, W, 1, -1, 2, "string"},
-    {"incr", incr_cmd, 2, W, 1, 1, 1, "string"},
-    {"decr", decr_cmd, 2, W, 1, 1, 1, "string"},
-    {"incrby", incrby_cmd, 3, W, 1, 1, 1, "string"},
-    {"decrby", decrby_cmd, 3, W, 1, 1, 1, "string"},
-    {"incrbyfloat", incrbyfloat_cmd, 3, W, 1, 1, 1, "string"},
-    {"append", append_cmd, 3, W, 1, 1, 1, "string"},
+    {"mset", mset_cmd, -3, W | D, 1, -1, 2, "string"},
+    {"msetnx", msetnx_cmd, -3, W | D, 1, -1, 2, "string"},
+    {"incr", incr_cmd, 2, W | D, 1, 1, 1, "string"},
+    {"decr", decr_cmd, 2, W | D, 1, 1, 1, "string"},
+    {"incrby", incrby_cmd, 3, W | D, 1, 1, 1, "string"},
+    {"decrby", decrby_cmd, 3, W | D, 1, 1, 1, "string"},
+    {"incrbyfloat", incrbyfloat_cmd, 3, W | D, 1, 1, 1, "string"},
+    {"append", append_cmd, 3, W | D, 1, 1, 1, "string"},
     {"strlen", strlen_cmd, 2, R, 1, 1, 1, "string"},
     {"getrange", getrange_cmd, 4, CMD_READONLY, 1, 1, 1, "string"},
     {"substr", getrange_cmd, 4, CMD_READONLY, 1, 1, 1, "string"},
-    {"setrange", setrange_cmd, 4, W, 1, 1, 1, "string"},
+    {"setrange", setrange_cmd, 4, W | D, 1, 1, 1, "string"},
     {NULL, NULL, 0, 0, 0, 0, 0, NULL},
 };

@@ -12,7 +12,8 @@
 
 enum opt_type {
     OPT_INT, OPT_MEM, OPT_STR, OPT_FSYNC, OPT_LOGLEVEL, OPT_YESNO_FIXED, OPT_BOOL,
-    OPT_YESNOLOCAL /* no = 0, yes = 1, local = 2 */
+    OPT_YESNOLOCAL, /* no = 0, yes = 1, local = 2 */
+    OPT_SPACE       /* a memory value, or N% (stored as -N) */
 };
 
 struct opt {
@@ -61,6 +62,10 @@ static const struct opt opts[] = {
     {"value-cache-size", OPT_MEM, F(value_cache), false, 0, LLONG_MAX,
      "memory for recently read and written small values, so reads skip RocksDB "
      "(default 64mb; 0 = off)", NULL},
+    {"min-free-disk", OPT_SPACE, F(min_free_disk), true, 0, 0,
+     "refuse commands that add data while the data directory's file system has less "
+     "free space than this: bytes (64mb) or a percentage (5%) of it (default 2%; 0 = off)",
+     NULL},
     {"hz", OPT_INT, F(hz), true, 0, INT_MAX, "background tasks per second, 1 to 500 (default 10)",
      NULL},
     {"udf-time-limit", OPT_INT, F(udf_time_limit), true, 1, 86400000,
@@ -100,6 +105,7 @@ static void defaults(struct net_config *c)
     c->hz = 10;
     c->udf_time_limit = 5000;
     c->udf_memory_limit = 64LL * 1024 * 1024;
+    c->min_free_disk = -2; /* 2% */
 }
 
 static const struct opt *find_opt(const char *name, size_t n)
@@ -242,6 +248,20 @@ static int set_opt(struct net_config *c, const struct opt *o, const char *val, c
             return CM_EINVAL;
         }
         break;
+    case OPT_SPACE: {
+        size_t n = strlen(val);
+        if (n > 1 && val[n - 1] == '%') {
+            if (cm_str_to_ll(val, n - 1, &v) != 0 || v < 0 || v > 100) {
+                snprintf(msg, cap, "argument must be a percentage from 0%% to 100%%");
+                return CM_EINVAL;
+            }
+            v = -v;
+        } else if (net_parse_memory(val, &v) != 0) {
+            snprintf(msg, cap, "argument must be a memory value or a percentage (5%%)");
+            return CM_EINVAL;
+        }
+        break;
+    }
     case OPT_YESNO_FIXED:
         if (strcasecmp(val, o->fixed) != 0) {
             snprintf(msg, cap, "eddy only supports '%s' for this option", o->fixed);
@@ -252,7 +272,10 @@ static int set_opt(struct net_config *c, const struct opt *o, const char *val, c
         return CM_EINVAL;
     }
     if (field != NULL)
-        store_num(field, o->type == OPT_INT || o->type == OPT_MEM ? o->size : sizeof(int), v);
+        store_num(field, o->type == OPT_INT || o->type == OPT_MEM || o->type == OPT_SPACE
+                             ? o->size
+                             : sizeof(int),
+                  v);
     return 0;
 }
 
@@ -269,6 +292,11 @@ static void format_opt(const struct net_config *c, const struct opt *o, char *bu
     case OPT_MEM:
         snprintf(buf, cap, "%lld", __atomic_load_n((const long long *)field, __ATOMIC_RELAXED));
         break;
+    case OPT_SPACE: {
+        long long v = __atomic_load_n((const long long *)field, __ATOMIC_RELAXED);
+        snprintf(buf, cap, v < 0 ? "%lld%%" : "%lld", v < 0 ? -v : v);
+        break;
+    }
     case OPT_STR:
         pthread_mutex_lock(&str_lock);
         snprintf(buf, cap, "%s", field);

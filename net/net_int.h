@@ -69,6 +69,7 @@ struct net_config {
     char config_file[1024];
     int cluster_enabled;       /* --cluster-enabled yes: slot map, routing (cmd_cluster.c) */
     int enable_debug;          /* DEBUG command: 0 no, 1 yes, 2 local (loopback clients) */
+    long long min_free_disk;   /* bytes; -N: N% of the data directory's file system; 0 off */
 };
 
 /* A number of cfg that CONFIG SET may change on another thread: read it with this
@@ -144,6 +145,11 @@ struct server {
 
     /* Counters for INFO stats. */
     atomic_ullong conns_received, conns_rejected, commands, net_in, net_out, auth_failures;
+    /* Free space of the data directory's file system, measured by the cron (disk_check);
+     * while below min-free-disk, CMD_DENYOOM commands are refused (cmd_disk_low). */
+    _Atomic long long disk_free, disk_min; /* bytes; -1 free: not measured */
+    atomic_bool disk_low;
+    atomic_ullong disk_refused; /* commands refused for it */
     /* Lines about failed writes, WAL flushes and expiry: net_log_write_failure. */
     struct cm_log_limit write_fail_log; /* net_log_write_failure */
     /* commands counts those run from scripts; workers count the rest (st_*). */
@@ -325,9 +331,10 @@ enum {
     CMD_LOADING = 32,
     CMD_NOSCRIPT = 64, /* not allowed from redis.call */
     CMD_ANYSLOT = 128, /* cluster: keys may be in any slots, routed by the first (calls) */
-    CMD_OWNTXN = 256   /* a function call: reads in its own transaction, which sees the
+    CMD_OWNTXN = 256,  /* a function call: reads in its own transaction, which sees the
                         * worker's pending writes (no flush before it), and its commit
                         * joins the worker's batch (conn.c worker_commit) */
+    CMD_DENYOOM = 512  /* adds data: refused while the disk is below min-free-disk */
 };
 
 struct cmd_ctx;

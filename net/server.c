@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 struct server *g_server;
@@ -347,6 +348,35 @@ static void accept_cb(void *ud, int events)
 
 /* ---- Background tasks (worker 0) --------------------------------------------------------------- */
 
+/* Measures the free space of the data directory's file system (statvfs: a system call,
+ * no I/O) and sets disk_low against min-free-disk, logging when it changes. Each cron
+ * tick, so that a fast writer does not run far past the threshold between checks. */
+static void disk_check(struct server *s)
+{
+    static bool low;
+    struct statvfs v;
+    if (statvfs(s->cfg->dir, &v) != 0)
+        return; /* keeps the last measure */
+    long long avail = (long long)v.f_bavail * (long long)v.f_frsize;
+    long long size = (long long)v.f_blocks * (long long)v.f_frsize;
+    long long opt = NET_CFG(s->cfg, min_free_disk);
+    long long min = opt < 0 ? (long long)((double)size * (double)-opt / 100.0) : opt;
+    atomic_store(&s->disk_free, avail);
+    atomic_store(&s->disk_min, min);
+    bool now = avail < min;
+    atomic_store(&s->disk_low, now);
+    if (now == low)
+        return;
+    low = now;
+    if (now)
+        cm_log(CM_LOG_WARNING, "Disk space low: %.1f MB free in %s, below min-free-disk "
+                               "(%.1f MB): commands that add data are refused",
+               (double)avail / (1 << 20), s->cfg->dir, (double)min / (1 << 20));
+    else
+        cm_log(CM_LOG_WARNING, "Disk space back above min-free-disk (%.1f MB free): commands "
+                               "that add data run again", (double)avail / (1 << 20));
+}
+
 static void server_cron(void *ud)
 {
     struct server *s = ud;
@@ -355,6 +385,7 @@ static void server_cron(void *ud)
     static bool failing; /* logged when it starts and when it ends, not each tick */
     int64_t now_us = cm_mono_us();
     struct cm_err err = {0};
+    disk_check(s);
     /* Active expiry: delete keys whose TTL passed, in slices of at most ~20 ms. */
     long n;
     do {
@@ -501,6 +532,8 @@ int net_server_run(struct net_config *cfg)
                                  (void *)(intptr_t)srv.listen_fds[i]);
         loop_io_set(accepts[i], LOOP_READ);
     }
+    atomic_store(&srv.disk_free, -1);
+    disk_check(&srv);
     srv.cron = loop_timer_new(main_loop, 1.0 / cfg->hz, 1.0 / cfg->hz, server_cron, &srv);
     loop_on_signal(main_loop, SIGTERM, on_signal, &srv);
     loop_on_signal(main_loop, SIGINT, on_signal, &srv);

@@ -4,7 +4,10 @@
 # once space is freed (after a restart if RocksDB stays read-only: the output says
 # which), and nothing acknowledged is lost across the restart. Part two: a write that
 # fails appending to the WAL while every memtable is empty leaves writes refused until
-# a restart, with a clear error, instead of an abort once space is back.
+# a restart, with a clear error, instead of an abort once space is back. Parts one and
+# two run with --min-free-disk 0, to reach RocksDB's own errors. Part three: with
+# --min-free-disk 16mb, writes are refused with "disk space low" before RocksDB sees a
+# full disk, reads go on, and writes run again without a restart once space is freed.
 # Needs root (mount); without it, or if mount fails, prints a SKIP note and no FAIL.
 # Env: EDDYD (default bin/eddyd). Talks to 127.0.0.1 only; cleans up with a trap.
 EDDYD=${EDDYD:-bin/eddyd}
@@ -34,15 +37,17 @@ fail() { echo "FAIL hardening_disk_full_$1: $2"; tail -5 "$log" 2>/dev/null | se
 
 # Starts eddyd on $port and waits until it answers as itself (INFO's process_id: the
 # random port may be taken, by another server or a connection's local end); if it
-# exits because the port is taken, tries another port (5 attempts in all).
+# exits because the port is taken, tries another port (5 attempts in all). Arguments:
+# more eddyd flags (default --min-free-disk 0).
 start() {
+    [ $# -gt 0 ] || set -- --min-free-disk 0
     tries=0
     while [ $tries -lt 5 ]; do
         tries=$((tries + 1))
         : >>"$log"
         seen=$(wc -l <"$log")
         "$EDDYD" --port "$port" --bind 127.0.0.1 --dir "$mnt/data" --appendfsync always \
-            --memtable-size 4mb --threads 2 >>"$log" 2>&1 &
+            --memtable-size 4mb --threads 2 "$@" >>"$log" 2>&1 &
         pid=$!
         i=0
         while [ $i -lt 100 ]; do
@@ -78,6 +83,28 @@ stop() {
 }
 stops=1
 
+# SETs 256 kB values to keys $1:1, $1:2 ... until one is refused (at most $2): acked is
+# the last acknowledged, err the refusal.
+fill() {
+    acked=0
+    err=
+    n=0
+    while [ $n -lt "$2" ]; do
+        n=$((n + 1))
+        out=$(timeout 20 "$CLI" -h 127.0.0.1 -p "$port" -x SET "$1:$n" <"$val" 2>&1)
+        if [ $? -eq 124 ]; then
+            err="SET hung for 20 s"
+            break
+        fi
+        if [ "$out" = OK ]; then
+            acked=$n
+        else
+            err=$out
+            break
+        fi
+    done
+}
+
 # A filler file gives 8 MB back later.
 dd if=/dev/zero of="$mnt/filler" bs=1M count=8 2>/dev/null
 val=$(dirname "$mnt")/eddy-full-val.$$
@@ -90,24 +117,7 @@ if ! start; then
 fi
 
 # Fill until a write is refused. Every acknowledged key is recorded.
-acked=0
-err=
-n=0
-while [ $n -lt 1000 ]; do
-    n=$((n + 1))
-    out=$(timeout 20 "$CLI" -h 127.0.0.1 -p "$port" -x SET "full:$n" <"$val" 2>&1)
-    rc=$?
-    if [ $rc -eq 124 ]; then
-        err="SET hung for 20 s"
-        break
-    fi
-    if [ "$out" = OK ]; then
-        acked=$n
-    else
-        err=$out
-        break
-    fi
-done
+fill full 1000
 echo "  disk full after $acked acknowledged 256 kB writes; error: $err" >&2
 if ! kill -0 "$pid" 2>/dev/null; then
     fail clear_error "eddyd exited when the disk filled up (last reply: $err)"
@@ -227,6 +237,44 @@ if start && [ "$(cli SET wal:restart 1)" = OK ] && [ "$(cli GET wal:before)" = 1
     pass wal_writes_after_restart
 else
     fail wal_writes_after_restart "no write or no wal:before after the restart"
+fi
+stop
+
+# Part three: --min-free-disk 16mb. Refused before the disk is full, with nothing of
+# RocksDB's errors; freeing space lets writes run again, without a restart.
+rm -rf "$mnt/data" "$mnt/filler"
+dd if=/dev/zero of="$mnt/filler" bs=1M count=8 2>/dev/null
+start --min-free-disk 16mb || { fail threshold_setup "eddyd did not start"; exit 0; }
+fill low 400
+avail=$(df -B1 --output=avail "$mnt" | tail -1)
+echo "  min-free-disk 16mb: refused after $acked 256 kB writes with $((avail >> 20)) MB free: $err" >&2
+info=$(cli INFO persistence | tr -d '\r')
+case "$err" in
+*"disk space low"*"below min-free-disk (16.0 MB)"*)
+    if [ "$(echo "$info" | sed -n 's/^engine_background_errors://p')" = 0 ] &&
+        [ "$(echo "$info" | sed -n 's/^disk_space_low://p')" = 1 ] &&
+        [ "$avail" -gt $((8 << 20)) ] && [ "$(cli GET low:1 | head -c 16)" = "$(head -c 16 "$val")" ] &&
+        [ "$(cli DEL low:1)" = 1 ] && grep -q 'Disk space low' "$log"; then
+        pass threshold_refuses_before_full
+    else
+        fail threshold_refuses_before_full "INFO, free space ($avail), GET, DEL or the log line is wrong"
+    fi ;;
+*) fail threshold_refuses_before_full "after $acked writes: '$err'" ;;
+esac
+rm -f "$mnt/filler"
+w=0
+out=
+while [ $w -lt 30 ]; do
+    out=$(cli SET low:again 1 2>&1)
+    [ "$out" = OK ] && break
+    sleep 0.1
+    w=$((w + 1))
+done
+if [ "$out" = OK ] && [ "$(cli INFO persistence | tr -d '\r' | sed -n 's/^disk_space_low://p')" = 0 ] &&
+    grep -q 'Disk space back above min-free-disk' "$log"; then
+    pass threshold_writes_resume
+else
+    fail threshold_writes_resume "SET after freeing 8 MB: '$out'"
 fi
 stop
 exit 0

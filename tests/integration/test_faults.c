@@ -468,10 +468,78 @@ static void t_debug_fault_syntax(void)
     h_server_free(s);
 }
 
+/* --min-free-disk above the free space (100%: the whole file system): commands that add
+ * data are refused with a clear error, also inside a function, while reads, DEL and
+ * EXPIRE run; INFO and COMMAND show it; CONFIG SET 0 lets writes run again within a
+ * cron tick. The real thing, on a tmpfs that fills up, is in hardening_diskfull.sh. */
+static void t_min_free_disk(void)
+{
+    struct h_server *s = h_server_start("--min-free-disk", "10mb", NULL);
+    eddy_ctx *c = h_connect_port(s->port);
+    EXPECT_OK(c, "SET", "mfd:k", "v");
+    EXPECT_OK(c, "SET", "mfd:n", "1");
+    EXPECT_BULK("faultlib", c, "FUNCTION", "LOAD", lib_src);
+    CHECK_EQ_INT(h_info_field(c, "persistence", "disk_space_low"), 0);
+    CHECK(h_info_field(c, "persistence", "disk_free_bytes") > 0);
+    CHECK_EQ_INT(h_info_field(c, "persistence", "min_free_disk_bytes"), 10 << 20);
+    EXPECT_OK(c, "CONFIG", "SET", "min-free-disk", "100%");
+    struct eddy_reply *r = CMD(c, "CONFIG", "GET", "min-free-disk");
+    CHECK(r->type == EDDY_REPLY_ARRAY && r->elements == 2);
+    CHECK_STR(r->element[1]->str, "100%");
+    eddy_reply_free(r);
+    int64_t end = h_now_ms() + h_scaled(5000);
+    while (h_info_field(c, "persistence", "disk_space_low") != 1 && h_now_ms() < end)
+        h_sleep_ms(20);
+    CHECK_EQ_INT(h_info_field(c, "persistence", "disk_space_low"), 1);
+    const char *cmds[][4] = {{"SET", "mfd:k", "w", NULL},   {"INCR", "mfd:n", NULL, NULL},
+                             {"APPEND", "mfd:k", "x", NULL}, {"MSET", "mfd:a", "1", NULL},
+                             {"SETRANGE", "mfd:k", "0", "x"}};
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        int argc = cmds[i][3] ? 4 : cmds[i][2] ? 3 : 2;
+        r = h_cmdv(H_AT, c, argc, cmds[i], NULL);
+        if (r->type != EDDY_REPLY_ERROR || strncmp(r->str, "ERR disk space low: ", 20) != 0 ||
+            strstr(r->str, "below min-free-disk") == NULL)
+            FAILF("%s while the disk is low: %s", cmds[i][0], h_describe(r));
+        eddy_reply_free(r);
+    }
+    r = CMD(c, "FCALL", "put", "2", "mfd:f", "mfd:n", "1");
+    CHECK(r->type == EDDY_REPLY_ERROR && strstr(r->str, "disk space low") != NULL);
+    eddy_reply_free(r);
+    EXPECT_BULK("v", c, "GET", "mfd:k");
+    EXPECT_BULK("1", c, "GET", "mfd:n");
+    EXPECT_NIL(c, "GET", "mfd:f");
+    EXPECT_INT(1, c, "EXPIRE", "mfd:n", "1000");
+    EXPECT_INT(1, c, "DEL", "mfd:n");
+    CHECK(h_info_field(c, "persistence", "disk_space_low_refused") >= 6);
+    r = CMD(c, "COMMAND", "INFO", "set", "del");
+    CHECK(r->type == EDDY_REPLY_ARRAY && r->elements == 2);
+    bool set_deny = false, del_deny = false;
+    for (size_t i = 0; i < r->element[0]->element[2]->elements; i++)
+        set_deny |= strcmp(r->element[0]->element[2]->element[i]->str, "denyoom") == 0;
+    for (size_t i = 0; i < r->element[1]->element[2]->elements; i++)
+        del_deny |= strcmp(r->element[1]->element[2]->element[i]->str, "denyoom") == 0;
+    CHECK(set_deny && !del_deny);
+    eddy_reply_free(r);
+    EXPECT_ERR("ERR CONFIG SET failed (possibly related to argument 'min-free-disk') - "
+               "argument must be a percentage from 0% to 100%",
+               c, "CONFIG", "SET", "min-free-disk", "101%");
+    EXPECT_OK(c, "CONFIG", "SET", "min-free-disk", "0");
+    end = h_now_ms() + h_scaled(5000);
+    while (h_info_field(c, "persistence", "disk_space_low") != 0 && h_now_ms() < end)
+        h_sleep_ms(20);
+    EXPECT_OK(c, "SET", "mfd:k", "w");
+    EXPECT_INT(1, c, "FCALL", "put", "2", "mfd:f", "mfd:n", "1");
+    CHECK_EQ_INT(h_server_log_lines(s, "Disk space low"), 1);
+    CHECK_EQ_INT(h_server_log_lines(s, "Disk space back above min-free-disk"), 1);
+    eddy_free(c);
+    h_server_free(s);
+}
+
 void suite_faults(void)
 {
     h_run("faults_debug_command_off_by_default", t_debug_command_off_by_default, 0, 10);
     h_run("faults_debug_fault_syntax", t_debug_fault_syntax, H_OWN, 30);
     h_run("faults_injected_storage_errors_everysec", t_faults_everysec, H_OWN, 120);
     h_run("faults_always_failed_fsync_refused_nothing_lost", t_faults_always_sync, H_OWN, 60);
+    h_run("faults_min_free_disk", t_min_free_disk, H_OWN, 30);
 }
