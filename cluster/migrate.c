@@ -92,6 +92,7 @@ struct clu_mig {
     /* The incoming migration (this node is the target). */
     bool in_on;
     int in_phase; /* 1 importing, 2 handoff (committed) */
+    bool in_unsure; /* the record of in_phase is not durable, the other may be (settle) */
     char in_id[64];
     char in_source[CLU_ID_LEN + 1];
     unsigned long long in_base;
@@ -780,8 +781,9 @@ static int out_handoff(struct stream *st, struct cm_err *err)
     resp_value_free(r);
     if (rc == 0)
         return 1;
-    if (rc == CM_EINVAL)
+    if (rc == CM_EINVAL && strstr(err->msg, ": TRYAGAIN ") == NULL)
         return 0; /* an error reply: the target did not commit */
+    /* Unanswered, or TRYAGAIN: the target cannot tell yet (its record is not durable). */
     cm_log(CM_LOG_WARNING, "Migration %s: handoff to %s:%d unanswered (%s); asking the target",
            g->id, g->host, g->port, err->msg);
     bool known;
@@ -987,8 +989,12 @@ int clu_mig_start(struct cluster *cl, const struct clu_mig_req *rq, char id[64],
     g->phase = OUT_STREAM;
     atomic_store(&g->cancel, false);
     int rc = save_out(g, "stream", err);
-    if (rc == CM_ESYNC) /* in the store but not synced: a restart would fence the slots */
-        eng_meta_del(g->e, KEY_OUT, strlen(KEY_OUT), NULL);
+    struct cm_err derr = {0};
+    int drc = rc == CM_ESYNC ? eng_meta_del(g->e, KEY_OUT, strlen(KEY_OUT), &derr) : 0;
+    if (drc != 0 && drc != CM_ESYNC)
+        /* in the store: a restart fences the slots until the target says "none" */
+        cm_log(CM_LOG_WARNING, "Migration %s: its refused record stays (%s); a restart will "
+                               "ask %s:%d about it", g->id, derr.msg, g->host, g->port);
     if (rc == 0) {
         g->out_busy = true;
         if (pthread_create(&g->thread, NULL, out_main, g) != 0) {
@@ -1102,6 +1108,63 @@ static void in_drop(struct clu_mig *g)
     pthread_cond_broadcast(&g->cv);
 }
 
+/* The commit record was written but its WAL sync failed (CM_ESYNC): the store holds
+ * "handoff", perhaps not durably. Answered as not committed, the source would roll
+ * back while a restart (or the memtable's flush once the disk works) commits the
+ * import here too: both nodes would own the slots. So the record is rewritten as
+ * "importing"; once that is durable the answer is a refusal. Until then neither
+ * outcome can be promised: the import is unsure (the source keeps its fence and asks
+ * with QUERY, which settles it when the store takes a durable write again, or a restart
+ * of this node decides from what the store kept). Caller holds mu, in_phase is 1.
+ * 0: refused for sure. */
+static int take_back_handoff(struct clu_mig *g)
+{
+    struct cm_err err = {0};
+    int rc = save_in(g, &err);
+    if (rc == 0)
+        return 0;
+    g->in_unsure = true;
+    if (rc != CM_ESYNC)
+        g->in_phase = 2; /* not rewritten: the store's last record says handoff */
+    cm_log(CM_LOG_WARNING, "Import %s: its handoff record is not durable and could not be "
+                           "taken back (%s); the outcome waits for a durable write",
+           g->in_id, err.msg);
+    return rc;
+}
+
+/* An unsure import (take_back_handoff): writes the record of in_phase again; once that
+ * is durable, the outcome is in_phase. Caller holds mu. 0 when settled. */
+static int settle(struct clu_mig *g, struct cm_err *err)
+{
+    if (!g->in_unsure)
+        return 0;
+    int rc = save_in(g, err);
+    if (rc != 0)
+        return rc;
+    g->in_unsure = false;
+    cm_log(CM_LOG_NOTICE, "Import %s: settled as %s", g->in_id,
+           g->in_phase == 2 ? "committed" : "not committed");
+    return 0;
+}
+
+/* After the commit: ASKING clients are served here, and if the source does not finish
+ * (it dies now), this node finishes by itself. Called without mu. */
+static void in_committed(struct clu_mig *g)
+{
+    pthread_mutex_lock(&g->mu);
+    bool on = g->in_on && g->in_phase == 2 && !g->in_unsure;
+    for (unsigned s = 0; s < CM_SLOTS && on; s++)
+        if (has(g->in_slots, s))
+            atomic_store(&g->ss[s], SS_IN_ASK);
+    pthread_mutex_unlock(&g->mu);
+    if (!on)
+        return;
+    pthread_mutex_lock(&g->in_thread_mu);
+    if (start_in_finish(g, HANDOFF_WAIT_MS) != 0)
+        cm_log(CM_LOG_WARNING, "Import %s: no watchdog thread", g->in_id);
+    pthread_mutex_unlock(&g->in_thread_mu);
+}
+
 static void imp_begin(struct clu_mig *g, int argc, const char *const *argv, const size_t *al,
                       struct cm_buf *out)
 {
@@ -1145,6 +1208,13 @@ static void imp_begin(struct clu_mig *g, int argc, const char *const *argv, cons
         return;
     }
     pthread_mutex_lock(&g->mu);
+    struct cm_err serr = {0};
+    if (g->in_on && settle(g, &serr) != 0) {
+        pthread_mutex_unlock(&g->mu);
+        resp_add_errorf(out, "ERR import %s is not settled (its handoff is not durable yet: %s)",
+                        g->in_id, serr.msg);
+        return;
+    }
     if (g->in_on && g->in_phase == 2) {
         pthread_mutex_unlock(&g->mu);
         resp_add_errorf(out, "ERR import %s has committed and is not finished", g->in_id);
@@ -1295,23 +1365,6 @@ static void imp_load(struct clu_mig *g, int argc, const char *const *argv, const
         resp_add_int(out, n);
 }
 
-/* The commit record was written but its WAL sync failed (CM_ESYNC): the store holds
- * "handoff", perhaps not durably, while the source is told the import did not commit
- * and rolls back. Left so, a restart (or the memtable's flush once the disk works)
- * would commit the import here too, and both nodes would own the slots. The record is
- * rewritten as "importing" (its write usually succeeds: a failed sync does not refuse
- * writes), which a restart drops. Caller holds mu, in_phase is 1. */
-static void take_back_handoff(struct clu_mig *g)
-{
-    struct cm_err err = {0};
-    int rc = save_in(g, &err);
-    if (rc != 0 && rc != CM_ESYNC)
-        cm_log(CM_LOG_WARNING,
-               "Import %s: its handoff record could not be taken back (%s); a restart "
-               "may find the import committed while the source keeps the slots",
-               g->in_id, err.msg);
-}
-
 static void imp_handoff(struct clu_mig *g, const char *id, size_t idlen, struct cm_buf *out)
 {
     pthread_mutex_lock(&g->mu);
@@ -1322,6 +1375,11 @@ static void imp_handoff(struct clu_mig *g, const char *id, size_t idlen, struct 
     }
     struct cm_err err = {0};
     int rc = 0;
+    if (settle(g, &err) != 0) {
+        pthread_mutex_unlock(&g->mu);
+        resp_add_errorf(out, "TRYAGAIN the handoff is not durable yet: %s", err.msg);
+        return;
+    }
     struct eng_stats es;
     eng_get_stats(g->e, &es);
     if (g->in_phase == 1 && es.flushes != g->in_flushes) {
@@ -1334,30 +1392,31 @@ static void imp_handoff(struct clu_mig *g, const char *id, size_t idlen, struct 
         g->in_phase = 2;
         if ((rc = eng_sync_all(g->e, &err)) != 0 || (rc = save_in(g, &err)) != 0)
             g->in_phase = 1;
-        if (rc == CM_ESYNC)
-            take_back_handoff(g);
+        if (rc == CM_ESYNC && take_back_handoff(g) != 0) {
+            pthread_mutex_unlock(&g->mu);
+            resp_add_errorf(out, "TRYAGAIN the handoff is not durable yet: %s", err.msg);
+            return;
+        }
     }
-    if (rc == 0)
-        for (unsigned s = 0; s < CM_SLOTS; s++)
-            if (has(g->in_slots, s))
-                atomic_store(&g->ss[s], SS_IN_ASK);
     pthread_mutex_unlock(&g->mu);
     if (rc != 0) {
         resp_add_errorf(out, "ERR handoff not recorded: %s", err.msg);
         return;
     }
     cm_log(CM_LOG_NOTICE, "Import %s: committed (%lld keys received)", g->in_id, g->in_keys);
-    /* If the source does not finish (it dies now), this node finishes by itself. */
-    pthread_mutex_lock(&g->in_thread_mu);
-    if (start_in_finish(g, HANDOFF_WAIT_MS) != 0)
-        cm_log(CM_LOG_WARNING, "Import %s: no watchdog thread", g->in_id);
-    pthread_mutex_unlock(&g->in_thread_mu);
+    in_committed(g);
     resp_add_simple(out, "OK");
 }
 
 static void imp_abort(struct clu_mig *g, const char *id, size_t idlen, struct cm_buf *out)
 {
     pthread_mutex_lock(&g->mu);
+    struct cm_err err = {0};
+    if (g->in_on && arg_eq(id, idlen, g->in_id) && settle(g, &err) != 0) {
+        pthread_mutex_unlock(&g->mu);
+        resp_add_errorf(out, "TRYAGAIN the handoff is not durable yet: %s", err.msg);
+        return;
+    }
     if (g->in_on && arg_eq(id, idlen, g->in_id)) {
         if (g->in_phase == 2) {
             pthread_mutex_unlock(&g->mu);
@@ -1376,8 +1435,12 @@ int clu_mig_import_cmd(struct cluster *cl, int argc, const char *const *argv, co
 {
     struct clu_mig *g = clu__mig(cl);
     size_t mark = out->len;
+    char msg[200];
     if (g == NULL || argc < 2) {
         resp_add_error(out, "ERR usage: CLUSTER IMPORT BEGIN|LOAD|HANDOFF|ABORT|QUERY <id> ...");
+    } else if ((arg_eq(argv[0], argvlen[0], "BEGIN") || arg_eq(argv[0], argvlen[0], "LOAD")) &&
+               eng_space_refuses(g->e, msg, sizeof(msg))) {
+        resp_add_errorf(out, "ERR %s", msg); /* the source rolls the move back */
     } else if (arg_eq(argv[0], argvlen[0], "BEGIN")) {
         imp_begin(g, argc, argv, argvlen, out);
     } else if (arg_eq(argv[0], argvlen[0], "LOAD")) {
@@ -1389,6 +1452,14 @@ int clu_mig_import_cmd(struct cluster *cl, int argc, const char *const *argv, co
     } else if (arg_eq(argv[0], argvlen[0], "QUERY") && argc == 2) {
         pthread_mutex_lock(&g->mu);
         bool mine = g->in_on && arg_eq(argv[1], argvlen[1], g->in_id);
+        struct cm_err err = {0};
+        bool unsure = mine && g->in_unsure;
+        if (unsure && settle(g, &err) != 0) {
+            pthread_mutex_unlock(&g->mu);
+            resp_add_errorf(out, "TRYAGAIN the handoff is not durable yet: %s", err.msg);
+            return out->len > mark ? 0 : CM_ENOMEM;
+        }
+        bool now_committed = unsure && g->in_phase == 2;
         struct cm_buf done;
         cm_buf_init(&done);
         bool was_done = !mine &&
@@ -1401,6 +1472,8 @@ int clu_mig_import_cmd(struct cluster *cl, int argc, const char *const *argv, co
                              : g->in_phase == 2 ? "handoff"
                                                 : "importing");
         pthread_mutex_unlock(&g->mu);
+        if (now_committed)
+            in_committed(g); /* settled as committed just now */
     } else {
         resp_add_error(out, "ERR usage: CLUSTER IMPORT BEGIN|LOAD|HANDOFF|ABORT|QUERY <id> ...");
     }

@@ -58,6 +58,10 @@ struct eng {
     char wal_error[200];       /* the last failure's error */
 
     atomic_ullong n_expired, n_writes, n_syncs, n_flushes;
+    /* Free space of the store's file system and the server's threshold (eng_set_space);
+     * space_free -1: not measured. */
+    _Atomic long long space_free, space_min;
+    atomic_ullong n_space_refused;
     pthread_mutex_t stripes[STRIPES];
     /* Optimistic transactions: commit_seq counts commits; stripe_seq[s] is the
      * commit_seq of the last write to stripe s (read and written under its mutex). */
@@ -424,6 +428,7 @@ struct eng *eng_open(const struct eng_options *o, struct cm_err *err)
         return NULL;
     }
     atomic_store(&e->fsync, o->fsync);
+    atomic_store(&e->space_free, -1);
     pthread_mutex_init(&e->sync_lock, NULL);
     pthread_mutex_init(&e->err_lock, NULL);
     pthread_mutex_init(&e->spare_lock, NULL);
@@ -2574,6 +2579,36 @@ void eng_get_stats(struct eng *e, struct eng_stats *st)
     st->flushes = atomic_load(&e->n_flushes);
     st->bg_errors = eng_background_errors(e);
     st->writes_refused = atomic_load(&e->wal_poisoned);
+    st->space_refused = atomic_load(&e->n_space_refused);
+}
+
+void eng_set_space(struct eng *e, long long free_bytes, long long min_bytes)
+{
+    atomic_store(&e->space_min, min_bytes);
+    atomic_store(&e->space_free, free_bytes);
+}
+
+bool eng_space_low(struct eng *e, long long *free_bytes, long long *min_bytes)
+{
+    long long f = atomic_load(&e->space_free), m = atomic_load(&e->space_min);
+    if (free_bytes != NULL)
+        *free_bytes = f;
+    if (min_bytes != NULL)
+        *min_bytes = m;
+    return f >= 0 && f < m;
+}
+
+bool eng_space_refuses(struct eng *e, char *msg, size_t cap)
+{
+    long long f, m;
+    if (!eng_space_low(e, &f, &m))
+        return false;
+    atomic_fetch_add_explicit(&e->n_space_refused, 1, memory_order_relaxed);
+    snprintf(msg, cap,
+             "disk space low: %.1f MB free, below min-free-disk (%.1f MB); commands that add "
+             "data are refused until space is freed",
+             (double)f / (1 << 20), (double)m / (1 << 20));
+    return true;
 }
 
 unsigned long long eng_background_errors(struct eng *e)

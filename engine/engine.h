@@ -389,11 +389,21 @@ struct eng_stats {
     unsigned long long flushes;      /* eng_flush_all calls */
     unsigned long long bg_errors;    /* RocksDB's failed flushes and compactions */
     int writes_refused;              /* 1: a failed WAL append stops writes until restart */
+    unsigned long long space_refused; /* writes refused by eng_space_refuses */
 };
 void eng_get_stats(struct eng *e, struct eng_stats *st);
 /* RocksDB's count of failed background flushes and compactions (its info log keeps
  * no messages after open: the server's cron logs when this grows). */
 unsigned long long eng_background_errors(struct eng *e);
+
+/* Free space of the store's file system against the server's min-free-disk. The engine
+ * keeps what the server's cron measured (eng_set_space) for every writer that adds
+ * data: commands, function calls (eddy.set), slot imports. eng_space_low: below the
+ * threshold (free and min may be NULL). eng_space_refuses: if low, counts a refusal
+ * and writes the reply text (without "ERR ") into msg. */
+void eng_set_space(struct eng *e, long long free_bytes, long long min_bytes);
+bool eng_space_low(struct eng *e, long long *free_bytes, long long *min_bytes);
+bool eng_space_refuses(struct eng *e, char *msg, size_t cap);
 
 /* ---- Key encoding (exposed for tests) -------------------------------------------------------------- */
 /* Writes slot(2) + key into out (cleared first). Returns 0 or CM_ENOMEM. */

@@ -200,14 +200,10 @@ int kv_del(struct cmd_ctx *x, const char *key, size_t klen)
  * out of it, writes stay refused even after space comes back (docs/STORAGE.md). */
 static bool disk_refuses(struct server *s, const struct cmd_def *d, struct cm_buf *out)
 {
-    if (!(d->flags & CMD_DENYOOM) || !atomic_load_explicit(&s->disk_low, memory_order_relaxed))
+    char msg[200];
+    if (!(d->flags & CMD_DENYOOM) || !eng_space_refuses(s->eng, msg, sizeof(msg)))
         return false;
-    atomic_fetch_add_explicit(&s->disk_refused, 1, memory_order_relaxed);
-    resp_add_errorf(out,
-                    "ERR disk space low: %.1f MB free, below min-free-disk (%.1f MB); "
-                    "commands that add data are refused until space is freed",
-                    (double)atomic_load(&s->disk_free) / (1 << 20),
-                    (double)atomic_load(&s->disk_min) / (1 << 20));
+    resp_add_errorf(out, "ERR %s", msg);
     return true;
 }
 
@@ -497,11 +493,12 @@ int cmd_exec_from_script(void *owner, struct eng_txn *txn, int resp, int flags, 
         resp_add_error(out, "ERR Wrong number of args calling Redis command from script");
     else if ((flags & UDF_EXEC_READONLY) && (d->flags & CMD_WRITE))
         resp_add_error(out, "ERR Write commands are not allowed from read-only scripts.");
-    else if (disk_refuses(s, d, out))
-        ; /* the function sees the error, as in Redis under maxmemory */
     else if (s->cluster != NULL &&
              (where = net_cluster_script_check(d, (size_t)argc, argv, argvlen, out)) != 0)
         return where > 0 ? UDF_EXEC_REMOTE : 0; /* another node's key, or an error reply */
+    else if (disk_refuses(s, d, out))
+        ; /* the function sees the error, as under Redis's maxmemory; a remote key's owner
+           * checks its own disk */
     else if (d->first_key <= 0 && (flags & UDF_EXEC_HELD))
         return UDF_EXEC_UNHOLD; /* cluster commands wait for g->mu, slot drops for stripes */
     else if (d->first_key <= 0 && txn != NULL && eng_txn_pending_any(txn))

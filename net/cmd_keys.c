@@ -444,21 +444,22 @@ static void randomkey_cmd(struct cmd_ctx *x)
 }
 
 #define W CMD_WRITE
+#define D CMD_DENYOOM
 #define R CMD_READONLY
 const struct cmd_def cmd_keys_table[] = {
     {"del", del_cmd, -2, W, 1, -1, 1, "keyspace"},
     {"unlink", del_cmd, -2, W, 1, -1, 1, "keyspace"},
     {"exists", exists_cmd, -2, R | CMD_FAST, 1, -1, 1, "keyspace"},
     {"type", type_cmd, 2, R | CMD_FAST, 1, 1, 1, "keyspace"},
-    {"expire", expire_cmd, -3, W, 1, 1, 1, "keyspace"},
-    {"pexpire", pexpire_cmd, -3, W, 1, 1, 1, "keyspace"},
-    {"expireat", expireat_cmd, -3, W, 1, 1, 1, "keyspace"},
-    {"pexpireat", pexpireat_cmd, -3, W, 1, 1, 1, "keyspace"},
+    {"expire", expire_cmd, -3, W | D, 1, 1, 1, "keyspace"},
+    {"pexpire", pexpire_cmd, -3, W | D, 1, 1, 1, "keyspace"},
+    {"expireat", expireat_cmd, -3, W | D, 1, 1, 1, "keyspace"},
+    {"pexpireat", pexpireat_cmd, -3, W | D, 1, 1, 1, "keyspace"},
     {"ttl", ttl_cmd, 2, R | CMD_FAST, 1, 1, 1, "keyspace"},
     {"pttl", pttl_cmd, 2, R | CMD_FAST, 1, 1, 1, "keyspace"},
     {"expiretime", expiretime_cmd, 2, R | CMD_FAST, 1, 1, 1, "keyspace"},
     {"pexpiretime", pexpiretime_cmd, 2, R | CMD_FAST, 1, 1, 1, "keyspace"},
-    {"persist", persist_cmd, 2, W, 1, 1, 1, "keyspace"},
+    {"persist", persist_cmd, 2, W | D, 1, 1, 1, "keyspace"},
     {"scan", scan_cmd, -2, R, 0, 0, 0, "keyspace"},
     {"keys", keys_cmd, 2, R, 0, 0, 0, "keyspace"},
     {"dbsize", dbsize_cmd, 1, R, 0, 0, 0, "keyspace"},

@@ -273,6 +273,8 @@ static void info_cmd(struct cmd_ctx *x)
                        atomic_load(&s->nclients), NET_CFG(s->cfg, maxclients));
     struct eng_stats st;
     eng_get_stats(s->eng, &st);
+    long long dfree, dmin;
+    bool dlow = eng_space_low(s->eng, &dfree, &dmin);
     if (want(x, "memory", true)) {
         size_t rss = rss_bytes();
         cm_buf_appendf(&b,
@@ -294,9 +296,7 @@ static void info_cmd(struct cmd_ctx *x)
                        "disk_space_low:%d\r\ndisk_space_low_refused:%llu\r\n"
                        "rdb_changes_since_last_save:0\r\n\r\n",
                        modes[eng_get_fsync(s->eng)], st.sst_bytes, st.writes, st.syncs,
-                       st.bg_errors, st.writes_refused, (long long)atomic_load(&s->disk_free),
-                       (long long)atomic_load(&s->disk_min), (int)atomic_load(&s->disk_low),
-                       (unsigned long long)atomic_load(&s->disk_refused));
+                       st.bg_errors, st.writes_refused, dfree, dmin, (int)dlow, st.space_refused);
     }
     unsigned long long cmds = atomic_load(&s->commands), hits = 0, misses = 0;
     for (int i = 0; i < s->nworkers; i++) {

@@ -479,7 +479,7 @@ const struct cmd_def cmd_string_table[] = {
     {"setex", setex_cmd, 4, W | D, 1, 1, 1, "string"},
     {"psetex", psetex_cmd, 4, W | D, 1, 1, 1, "string"},
     {"getdel", getdel_cmd, 2, W, 1, 1, 1, "string"},
-    {"getex", getex_cmd, -2, W, 1, 1, 1, "string"},
+    {"getex", getex_cmd, -2, W | D, 1, 1, 1, "string"},
     {"mget", mget_cmd, -2, CMD_READONLY, 1, -1, 1, "string"},
     {"mset", mset_cmd, -3, W | D, 1, -1, 2, "string"},
     {"msetnx", msetnx_cmd, -3, W | D, 1, -1, 2, "string"},

@@ -145,11 +145,7 @@ struct server {
 
     /* Counters for INFO stats. */
     atomic_ullong conns_received, conns_rejected, commands, net_in, net_out, auth_failures;
-    /* Free space of the data directory's file system, measured by the cron (disk_check);
-     * while below min-free-disk, CMD_DENYOOM commands are refused (cmd_disk_low). */
-    _Atomic long long disk_free, disk_min; /* bytes; -1 free: not measured */
-    atomic_bool disk_low;
-    atomic_ullong disk_refused; /* commands refused for it */
+
     /* Lines about failed writes, WAL flushes and expiry: net_log_write_failure. */
     struct cm_log_limit write_fail_log; /* net_log_write_failure */
     /* commands counts those run from scripts; workers count the rest (st_*). */

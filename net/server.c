@@ -349,8 +349,9 @@ static void accept_cb(void *ud, int events)
 /* ---- Background tasks (worker 0) --------------------------------------------------------------- */
 
 /* Measures the free space of the data directory's file system (statvfs: a system call,
- * no I/O) and sets disk_low against min-free-disk, logging when it changes. Each cron
- * tick, so that a fast writer does not run far past the threshold between checks. */
+ * no I/O) and gives it to the engine with min-free-disk (eng_set_space), logging when
+ * it goes below or back above. Each cron tick, so that a fast writer does not run far
+ * past the threshold between checks. */
 static void disk_check(struct server *s)
 {
     static bool low;
@@ -361,10 +362,8 @@ static void disk_check(struct server *s)
     long long size = (long long)v.f_blocks * (long long)v.f_frsize;
     long long opt = NET_CFG(s->cfg, min_free_disk);
     long long min = opt < 0 ? (long long)((double)size * (double)-opt / 100.0) : opt;
-    atomic_store(&s->disk_free, avail);
-    atomic_store(&s->disk_min, min);
-    bool now = avail < min;
-    atomic_store(&s->disk_low, now);
+    eng_set_space(s->eng, avail, min);
+    bool now = eng_space_low(s->eng, NULL, NULL);
     if (now == low)
         return;
     low = now;
@@ -532,7 +531,6 @@ int net_server_run(struct net_config *cfg)
                                  (void *)(intptr_t)srv.listen_fds[i]);
         loop_io_set(accepts[i], LOOP_READ);
     }
-    atomic_store(&srv.disk_free, -1);
     disk_check(&srv);
     srv.cron = loop_timer_new(main_loop, 1.0 / cfg->hz, 1.0 / cfg->hz, server_cron, &srv);
     loop_on_signal(main_loop, SIGTERM, on_signal, &srv);

@@ -469,8 +469,9 @@ static void t_debug_fault_syntax(void)
 }
 
 /* --min-free-disk above the free space (100%: the whole file system): commands that add
- * data are refused with a clear error, also inside a function, while reads, DEL and
- * EXPIRE run; INFO and COMMAND show it; CONFIG SET 0 lets writes run again within a
+ * data are refused with a clear error, also inside a function (redis.call and
+ * eddy.set), EXPIRE and PERSIST too (they rewrite the value), while reads, DEL and
+ * GETDEL run; INFO and COMMAND show it; CONFIG SET 0 lets writes run again within a
  * cron tick. The real thing, on a tmpfs that fills up, is in hardening_diskfull.sh. */
 static void t_min_free_disk(void)
 {
@@ -479,6 +480,9 @@ static void t_min_free_disk(void)
     EXPECT_OK(c, "SET", "mfd:k", "v");
     EXPECT_OK(c, "SET", "mfd:n", "1");
     EXPECT_BULK("faultlib", c, "FUNCTION", "LOAD", lib_src);
+    EXPECT_BULK("mfdlib", c, "FUNCTION", "LOAD",
+                "#!lua name=mfdlib\nredis.register_function('eset', function(k, a) "
+                "eddy.set(k[1], a[1]) return 'ok' end)");
     CHECK_EQ_INT(h_info_field(c, "persistence", "disk_space_low"), 0);
     CHECK(h_info_field(c, "persistence", "disk_free_bytes") > 0);
     CHECK_EQ_INT(h_info_field(c, "persistence", "min_free_disk_bytes"), 10 << 20);
@@ -491,9 +495,10 @@ static void t_min_free_disk(void)
     while (h_info_field(c, "persistence", "disk_space_low") != 1 && h_now_ms() < end)
         h_sleep_ms(20);
     CHECK_EQ_INT(h_info_field(c, "persistence", "disk_space_low"), 1);
-    const char *cmds[][4] = {{"SET", "mfd:k", "w", NULL},   {"INCR", "mfd:n", NULL, NULL},
-                             {"APPEND", "mfd:k", "x", NULL}, {"MSET", "mfd:a", "1", NULL},
-                             {"SETRANGE", "mfd:k", "0", "x"}};
+    const char *cmds[][4] = {{"SET", "mfd:k", "w", NULL},      {"INCR", "mfd:n", NULL, NULL},
+                             {"APPEND", "mfd:k", "x", NULL},    {"MSET", "mfd:a", "1", NULL},
+                             {"SETRANGE", "mfd:k", "0", "x"},   {"EXPIRE", "mfd:k", "100", NULL},
+                             {"PERSIST", "mfd:k", NULL, NULL},  {"GETEX", "mfd:k", "PERSIST", NULL}};
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
         int argc = cmds[i][3] ? 4 : cmds[i][2] ? 3 : 2;
         r = h_cmdv(H_AT, c, argc, cmds[i], NULL);
@@ -505,12 +510,17 @@ static void t_min_free_disk(void)
     r = CMD(c, "FCALL", "put", "2", "mfd:f", "mfd:n", "1");
     CHECK(r->type == EDDY_REPLY_ERROR && strstr(r->str, "disk space low") != NULL);
     eddy_reply_free(r);
+    r = CMD(c, "FCALL", "eset", "1", "mfd:e", "1");
+    CHECK(r->type == EDDY_REPLY_ERROR && strstr(r->str, "eddy.set: disk space low") != NULL);
+    eddy_reply_free(r);
+    EXPECT_NIL(c, "GET", "mfd:e");
     EXPECT_BULK("v", c, "GET", "mfd:k");
     EXPECT_BULK("1", c, "GET", "mfd:n");
     EXPECT_NIL(c, "GET", "mfd:f");
-    EXPECT_INT(1, c, "EXPIRE", "mfd:n", "1000");
-    EXPECT_INT(1, c, "DEL", "mfd:n");
-    CHECK(h_info_field(c, "persistence", "disk_space_low_refused") >= 6);
+    EXPECT_INT(-1, c, "TTL", "mfd:k");
+    EXPECT_BULK("1", c, "GETDEL", "mfd:n");
+    EXPECT_INT(1, c, "DEL", "mfd:k");
+    CHECK(h_info_field(c, "persistence", "disk_space_low_refused") >= 10);
     r = CMD(c, "COMMAND", "INFO", "set", "del");
     CHECK(r->type == EDDY_REPLY_ARRAY && r->elements == 2);
     bool set_deny = false, del_deny = false;
@@ -529,6 +539,7 @@ static void t_min_free_disk(void)
         h_sleep_ms(20);
     EXPECT_OK(c, "SET", "mfd:k", "w");
     EXPECT_INT(1, c, "FCALL", "put", "2", "mfd:f", "mfd:n", "1");
+    EXPECT_BULK("ok", c, "FCALL", "eset", "1", "mfd:e", "1");
     CHECK_EQ_INT(h_server_log_lines(s, "Disk space low"), 1);
     CHECK_EQ_INT(h_server_log_lines(s, "Disk space back above min-free-disk"), 1);
     eddy_free(c);

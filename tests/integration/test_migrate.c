@@ -641,11 +641,14 @@ static void t_flushall_rolls_back(void)
 }
 
 /* A failed WAL sync of a migration record (DEBUG FAULT sync): the target's commit
- * record ("handoff") written but not synced is answered as not committed, and a
- * restart of the target must agree (the old target committed the import alone at its
- * next start while the source, told otherwise, kept the slots: both owned them). The
- * source's first record not synced: the move is refused and a restart of the source
- * finds nothing to resolve. */
+ * record ("handoff") written but not synced is taken back and answered as not
+ * committed, and a restart of the target must agree (the old target committed the
+ * import alone at its next start while the source, told otherwise, kept the slots:
+ * both owned them). When the take-back is not durable either, the target answers
+ * TRYAGAIN (HANDOFF, QUERY, ABORT, a new BEGIN) until a durable write settles it, or
+ * a restart decides from what the store kept: never "handoff" here. The source's
+ * first record not synced: the move is refused and a restart of the source finds
+ * nothing to resolve. */
 static void t_record_sync_faults(void)
 {
     struct nodes t;
@@ -671,6 +674,32 @@ static void t_record_sync_faults(void)
     CHECK_EQ_INT(epoch_of(t.c[1]), 1);
     EXPECT_BULK("v", t.c[0], "GET", key);
     expect_moved(t.c[1], key, s, t.s[0]->port);
+    /* The take-back not durable: unsure until QUERY's write settles it as refused. */
+    EXPECT_OK(t.c[1], "CLUSTER", "IMPORT", "BEGIN", "imp-sync2", t.id[0], "1", slot);
+    EXPECT_OK(t.c[1], "DEBUG", "FAULT", "sync", "2");
+    EXPECT_ERR_PREFIX("TRYAGAIN the handoff is not durable yet: ", t.c[1], "CLUSTER", "IMPORT",
+                      "HANDOFF", "imp-sync2");
+    EXPECT_STATUS("importing", t.c[1], "CLUSTER", "IMPORT", "QUERY", "imp-sync2");
+    CHECK_EQ_INT(h_server_log_lines(t.s[1], "Import imp-sync2: settled as not committed"), 1);
+    EXPECT_OK(t.c[1], "CLUSTER", "IMPORT", "ABORT", "imp-sync2");
+    EXPECT_STATUS("none", t.c[1], "CLUSTER", "IMPORT", "QUERY", "imp-sync2");
+    /* Never settled: every answer is TRYAGAIN, and a restart drops the import. */
+    EXPECT_OK(t.c[1], "CLUSTER", "IMPORT", "BEGIN", "imp-sync3", t.id[0], "1", slot);
+    EXPECT_OK(t.c[1], "DEBUG", "FAULT", "sync", "-1");
+    EXPECT_ERR_PREFIX("TRYAGAIN the handoff is not durable yet: ", t.c[1], "CLUSTER", "IMPORT",
+                      "HANDOFF", "imp-sync3");
+    EXPECT_ERR_PREFIX("TRYAGAIN the handoff is not durable yet: ", t.c[1], "CLUSTER", "IMPORT",
+                      "QUERY", "imp-sync3");
+    EXPECT_ERR_PREFIX("TRYAGAIN the handoff is not durable yet: ", t.c[1], "CLUSTER", "IMPORT",
+                      "ABORT", "imp-sync3");
+    EXPECT_ERR_PREFIX("ERR import imp-sync3 is not settled", t.c[1], "CLUSTER", "IMPORT",
+                      "BEGIN", "imp-sync4", t.id[0], "1", slot);
+    h_server_restart(t.s[1]);
+    reconnect(&t, 1);
+    EXPECT_STATUS("none", t.c[1], "CLUSTER", "IMPORT", "QUERY", "imp-sync3");
+    h_sleep_ms(300);
+    CHECK_EQ_INT(epoch_of(t.c[1]), 1);
+    CHECK_EQ_INT(h_server_log_lines(t.s[1], "had committed"), 0);
     /* The source. */
     snprintf(target, sizeof(target), "127.0.0.1:%d", t.s[1]->port);
     EXPECT_OK(t.c[0], "DEBUG", "FAULT", "sync", "1");
@@ -682,6 +711,44 @@ static void t_record_sync_faults(void)
     EXPECT_OK(t.c[0], "SET", key, "v2");
     move_slots(&t, 0, 1, slot, NULL);
     char *st = wait_state(t.c[0], NULL, 30);
+    CHECK_STR(field(st, "state"), "done");
+    free(st);
+    EXPECT_BULK("v2", t.c[1], "GET", key);
+    stop_nodes(&t);
+}
+
+/* A target below --min-free-disk refuses CLUSTER IMPORT BEGIN and LOAD, so a move to it
+ * rolls back with the reason, and the source keeps serving the slot; with space back
+ * (min-free-disk 0 here) the same move goes through. */
+static void t_target_disk_low(void)
+{
+    struct nodes t;
+    char tag[16], slot[16], key[48];
+    start_nodes(&t, 2);
+    unsigned s = tag_on(2, 0, 0, tag, sizeof(tag));
+    snprintf(slot, sizeof(slot), "%u", s);
+    snprintf(key, sizeof(key), "%sk", tag);
+    EXPECT_OK(t.c[0], "SET", key, "v");
+    EXPECT_OK(t.c[1], "CONFIG", "SET", "min-free-disk", "100%");
+    int64_t end = h_now_ms() + h_scaled(5000);
+    while (h_info_field(t.c[1], "persistence", "disk_space_low") != 1 && h_now_ms() < end)
+        h_sleep_ms(20);
+    EXPECT_ERR_PREFIX("ERR disk space low: ", t.c[1], "CLUSTER", "IMPORT", "BEGIN", "imp-low",
+                      t.id[0], "1", slot);
+    move_slots(&t, 0, 1, slot, NULL);
+    char *st = wait_state(t.c[0], NULL, 30);
+    CHECK_STR(field(st, "state"), "failed");
+    if (strstr(field(st, "error"), "disk space low") == NULL)
+        FAILF("the failure does not name the target's disk: %s", st);
+    free(st);
+    EXPECT_BULK("v", t.c[0], "GET", key);
+    EXPECT_OK(t.c[0], "SET", key, "v2");
+    EXPECT_OK(t.c[1], "CONFIG", "SET", "min-free-disk", "0");
+    end = h_now_ms() + h_scaled(5000);
+    while (h_info_field(t.c[1], "persistence", "disk_space_low") != 0 && h_now_ms() < end)
+        h_sleep_ms(20);
+    move_slots(&t, 0, 1, slot, NULL);
+    st = wait_state(t.c[0], NULL, 30);
     CHECK_STR(field(st, "state"), "done");
     free(st);
     EXPECT_BULK("v2", t.c[1], "GET", key);
@@ -1360,6 +1427,7 @@ void suite_migrate(void)
     h_run("migrate_call_spans_move", t_call_spans_move, H_OWN, 60);
     h_run("migrate_flushall_rolls_back", t_flushall_rolls_back, H_OWN, 90);
     h_run("migrate_record_sync_faults", t_record_sync_faults, H_OWN, 60);
+    h_run("migrate_target_disk_low", t_target_disk_low, H_OWN, 60);
     h_run("migrate_requirepass", t_requirepass, H_OWN, 60);
     h_run("migrate_coordinator", t_coordinator, H_OWN, 90);
     h_run("migrate_moves_under_load", t_load_moves, H_OWN, 180);
