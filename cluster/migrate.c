@@ -64,6 +64,7 @@ struct clu_mig {
 
     /* The outgoing migration (this node is the source). */
     bool out_busy; /* its thread runs */
+    bool asking;   /* HANDOFF sent: the target decides, CANCEL is refused */
     bool joinable;
     pthread_t thread;
     int phase;
@@ -92,7 +93,7 @@ struct clu_mig {
     /* The incoming migration (this node is the target). */
     bool in_on;
     int in_phase; /* 1 importing, 2 handoff (committed) */
-    bool in_unsure; /* the record of in_phase is not durable, the other may be (settle) */
+    bool in_unsure; /* "importing" not durable again yet, a "handoff" record may be (settle) */
     char in_id[64];
     char in_source[CLU_ID_LEN + 1];
     unsigned long long in_base;
@@ -788,6 +789,8 @@ static int out_handoff(struct stream *st, struct cm_err *err)
            g->id, g->host, g->port, err->msg);
     bool known;
     bool committed = resolve(g, &known);
+    if (known && !committed) /* cm_err_set formats aside: err->msg may be an argument */
+        cm_err_set(err, CM_EINVAL, "the target did not commit (asked after: %s)", err->msg);
     return !known ? -1 : committed ? 1 : 0;
 }
 
@@ -879,6 +882,7 @@ static void out_finish_thread(struct clu_mig *g)
 {
     pthread_mutex_lock(&g->mu);
     g->out_busy = false;
+    g->asking = false;
     pthread_cond_broadcast(&g->cv);
     pthread_mutex_unlock(&g->mu);
 }
@@ -892,8 +896,18 @@ static void *out_main(void *arg)
     cm_buf_init(&st.z);
     int rc = out_stream(&st, &err);
     int committed = 0;
-    if (rc == 0 && cancelled(g, &err))
-        rc = CM_EINVAL; /* the last moment a cancel can win */
+    if (rc == 0) {
+        pthread_mutex_lock(&g->mu);
+        if (cancelled(g, &err))
+            rc = CM_EINVAL; /* the last moment a cancel can win */
+        else
+            g->asking = true;
+        pthread_mutex_unlock(&g->mu);
+        /* Tests widen the window before HANDOFF to fail the target's syncs in it. */
+        const char *pause = getenv("EDDY_TEST_MIGRATE_ASK_PAUSE_MS");
+        if (rc == 0 && pause != NULL && atoi(pause) > 0)
+            usleep((useconds_t)atoi(pause) * 1000);
+    }
     if (rc == 0)
         committed = out_handoff(&st, &err);
     clu_link_close(st.link);
@@ -1034,6 +1048,11 @@ int clu_mig_cancel(struct cluster *cl, struct cm_err *err)
     else if (g->phase == OUT_HANDOFF || g->phase == OUT_RECOVER)
         rc = cm_err_set(err, CM_EINVAL, "ERR migration %s has committed; it cannot be cancelled",
                         g->id);
+    else if (g->asking)
+        rc = cm_err_set(err, CM_EINVAL,
+                        "ERR migration %s has asked the target to commit; it completes or rolls "
+                        "back as the target answers",
+                        g->id);
     else
         atomic_store(&g->cancel, true);
     pthread_mutex_unlock(&g->mu);
@@ -1070,6 +1089,7 @@ int clu_mig_status(struct cluster *cl, struct cm_buf *out)
     if (rc == 0)
         rc = cm_buf_appendf(out, "import_state:%s\r\n",
                             !g->in_on          ? "none"
+                            : g->in_unsure     ? "unsure"
                             : g->in_phase == 2 ? "handoff"
                                                : "importing");
     if (rc == 0 && g->in_on) {
@@ -1105,6 +1125,7 @@ static void in_drop(struct clu_mig *g)
         if (has(g->in_slots, s))
             atomic_store(&g->ss[s], SS_NONE);
     g->in_on = false;
+    g->in_unsure = false;
     pthread_cond_broadcast(&g->cv);
 }
 
@@ -1113,10 +1134,11 @@ static void in_drop(struct clu_mig *g)
  * back while a restart (or the memtable's flush once the disk works) commits the
  * import here too: both nodes would own the slots. So the record is rewritten as
  * "importing"; once that is durable the answer is a refusal. Until then neither
- * outcome can be promised: the import is unsure (the source keeps its fence and asks
- * with QUERY, which settles it when the store takes a durable write again, or a restart
- * of this node decides from what the store kept). Caller holds mu, in_phase is 1.
- * 0: refused for sure. */
+ * outcome can be promised: the import is unsure. The source keeps its fence and asks
+ * with QUERY, which settles it as not committed once an "importing" record is durable
+ * (nothing was promised to the source, so that is always allowed), or a restart of this
+ * node decides from what the store kept. Caller holds mu, in_phase is 1. 0: refused for
+ * sure. */
 static int take_back_handoff(struct clu_mig *g)
 {
     struct cm_err err = {0};
@@ -1124,16 +1146,16 @@ static int take_back_handoff(struct clu_mig *g)
     if (rc == 0)
         return 0;
     g->in_unsure = true;
-    if (rc != CM_ESYNC)
-        g->in_phase = 2; /* not rewritten: the store's last record says handoff */
     cm_log(CM_LOG_WARNING, "Import %s: its handoff record is not durable and could not be "
                            "taken back (%s); the outcome waits for a durable write",
            g->in_id, err.msg);
     return rc;
 }
 
-/* An unsure import (take_back_handoff): writes the record of in_phase again; once that
- * is durable, the outcome is in_phase. Caller holds mu. 0 when settled. */
+/* An unsure import (take_back_handoff): writes "importing" again; once that is durable
+ * the import is not committed (the source, told TRYAGAIN so far, rolls back). While the
+ * store refuses writes (RocksDB after a real I/O error), only a restart settles it.
+ * Caller holds mu. 0 when settled (or never unsure). */
 static int settle(struct clu_mig *g, struct cm_err *err)
 {
     if (!g->in_unsure)
@@ -1142,8 +1164,7 @@ static int settle(struct clu_mig *g, struct cm_err *err)
     if (rc != 0)
         return rc;
     g->in_unsure = false;
-    cm_log(CM_LOG_NOTICE, "Import %s: settled as %s", g->in_id,
-           g->in_phase == 2 ? "committed" : "not committed");
+    cm_log(CM_LOG_NOTICE, "Import %s: settled as not committed", g->in_id);
     return 0;
 }
 
@@ -1453,13 +1474,11 @@ int clu_mig_import_cmd(struct cluster *cl, int argc, const char *const *argv, co
         pthread_mutex_lock(&g->mu);
         bool mine = g->in_on && arg_eq(argv[1], argvlen[1], g->in_id);
         struct cm_err err = {0};
-        bool unsure = mine && g->in_unsure;
-        if (unsure && settle(g, &err) != 0) {
+        if (mine && settle(g, &err) != 0) {
             pthread_mutex_unlock(&g->mu);
             resp_add_errorf(out, "TRYAGAIN the handoff is not durable yet: %s", err.msg);
             return out->len > mark ? 0 : CM_ENOMEM;
         }
-        bool now_committed = unsure && g->in_phase == 2;
         struct cm_buf done;
         cm_buf_init(&done);
         bool was_done = !mine &&
@@ -1472,8 +1491,6 @@ int clu_mig_import_cmd(struct cluster *cl, int argc, const char *const *argv, co
                              : g->in_phase == 2 ? "handoff"
                                                 : "importing");
         pthread_mutex_unlock(&g->mu);
-        if (now_committed)
-            in_committed(g); /* settled as committed just now */
     } else {
         resp_add_error(out, "ERR usage: CLUSTER IMPORT BEGIN|LOAD|HANDOFF|ABORT|QUERY <id> ...");
     }
@@ -1491,7 +1508,8 @@ void clu__mig_on_map(struct clu_mig *g, const struct clu_map *m)
             add(mine, s);
     eng_slots_refuse(g->e, mine, false);
     pthread_mutex_lock(&g->mu);
-    if (g->in_on && g->in_phase == 2 && owns_all(g, m, g->in_slots, clu_myid(g->cl))) {
+    if (g->in_on && g->in_phase == 2 && !g->in_unsure &&
+        owns_all(g, m, g->in_slots, clu_myid(g->cl))) {
         /* Remembered so that a source asking late still learns it committed. */
         eng_meta_put(g->e, KEY_IN_DONE, strlen(KEY_IN_DONE), g->in_id, strlen(g->in_id), NULL);
         eng_meta_del(g->e, KEY_IN, strlen(KEY_IN), NULL);

@@ -143,6 +143,17 @@ static void move_slots(struct nodes *t, int from, int to, const char *slots, con
     eddy_reply_free(r);
 }
 
+/* Moves slot from node `from` to node `to` and waits for the end of the move, which
+ * must be in state `want`; returns the source's status text (free it). */
+static char *move_until_end(struct nodes *t, int from, int to, const char *slot,
+                            const char *want)
+{
+    move_slots(t, from, to, slot, NULL);
+    char *st = wait_state(t->c[from], NULL, 30);
+    CHECK_STR(field(st, "state"), want);
+    return st;
+}
+
 static void expect_moved(eddy_ctx *c, const char *key, unsigned slot, int port)
 {
     char want[64];
@@ -694,6 +705,9 @@ static void t_record_sync_faults(void)
                       "ABORT", "imp-sync3");
     EXPECT_ERR_PREFIX("ERR import imp-sync3 is not settled", t.c[1], "CLUSTER", "IMPORT",
                       "BEGIN", "imp-sync4", t.id[0], "1", slot);
+    char *ust = status_of(t.c[1]);
+    CHECK_STR(field(ust, "import_state"), "unsure");
+    free(ust);
     h_server_restart(t.s[1]);
     reconnect(&t, 1);
     EXPECT_STATUS("none", t.c[1], "CLUSTER", "IMPORT", "QUERY", "imp-sync3");
@@ -709,11 +723,65 @@ static void t_record_sync_faults(void)
     reconnect(&t, 0);
     CHECK_EQ_INT(h_server_log_lines(t.s[0], "was interrupted"), 0);
     EXPECT_OK(t.c[0], "SET", key, "v2");
-    move_slots(&t, 0, 1, slot, NULL);
-    char *st = wait_state(t.c[0], NULL, 30);
-    CHECK_STR(field(st, "state"), "done");
-    free(st);
+    free(move_until_end(&t, 0, 1, slot, "done"));
     EXPECT_BULK("v2", t.c[1], "GET", key);
+    stop_nodes(&t);
+}
+
+/* The whole unsure path with a source: the target's syncs fail from just before the
+ * HANDOFF (the source waits 1.5 s before sending it: EDDY_TEST_MIGRATE_ASK_PAUSE_MS;
+ * appendfsync always on the target, so nothing of the stream is left to sync), so its
+ * record and the take-back are not durable: it answers TRYAGAIN, the source keeps the
+ * fence and asks with QUERY, CANCEL is refused meanwhile; once syncs work, QUERY settles
+ * the import as not committed and the move rolls back with nothing lost. */
+static void t_handoff_unsure(void)
+{
+    struct nodes t;
+    char tag[16], slot[16], key[48];
+    setenv("EDDY_TEST_MIGRATE_ASK_PAUSE_MS", "1500", 1);
+    start_nodes(&t, 2);
+    unsetenv("EDDY_TEST_MIGRATE_ASK_PAUSE_MS");
+    unsigned s = tag_on(2, 0, 0, tag, sizeof(tag));
+    snprintf(slot, sizeof(slot), "%u", s);
+    EXPECT_OK(t.c[1], "CONFIG", "SET", "appendfsync", "always");
+    preload(t.c[0], tag, 200, 100);
+    move_slots(&t, 0, 1, slot, NULL);
+    free(wait_state(t.c[0], "fenced", 10));
+    h_sleep_ms(500); /* the last catch-up round is applied and synced */
+    EXPECT_OK(t.c[1], "DEBUG", "FAULT", "sync", "-1");
+    int64_t end = h_now_ms() + h_scaled(10000);
+    char *st;
+    for (;;) {
+        st = status_of(t.c[1]);
+        if (strcmp(field(st, "import_state"), "unsure") == 0)
+            break;
+        if (h_now_ms() > end)
+            FAILF("the target's import is not unsure: %s", st);
+        free(st);
+        h_sleep_ms(20);
+    }
+    free(st);
+    EXPECT_ERR_PREFIX("ERR migration ", t.c[0], "CLUSTER", "MIGRATION", "CANCEL");
+    st = status_of(t.c[0]);
+    CHECK_STR(field(st, "state"), "fenced");
+    free(st);
+    h_sleep_ms(700); /* a few QUERYs answered TRYAGAIN */
+    CHECK(h_server_log_lines(t.s[0], "TRYAGAIN the handoff is not durable yet") >= 1);
+    EXPECT_OK(t.c[1], "DEBUG", "FAULT", "sync", "0");
+    st = wait_state(t.c[0], NULL, 30);
+    CHECK_STR(field(st, "state"), "failed");
+    if (strstr(field(st, "error"), "the target did not commit") == NULL)
+        FAILF("the failure does not say the target did not commit: %s", st);
+    free(st);
+    CHECK_EQ_INT(h_server_log_lines(t.s[1], "settled as not committed"), 1);
+    check_preload(t.c[0], tag, 200, 100);
+    EXPECT_INT(0, t.c[1], "CLUSTER", "COUNTKEYSINSLOT", slot);
+    CHECK_EQ_INT(epoch_of(t.c[0]), 1);
+    CHECK_EQ_INT(epoch_of(t.c[1]), 1);
+    snprintf(key, sizeof(key), "%sp1", tag);
+    EXPECT_OK(t.c[0], "SET", key, "after");
+    free(move_until_end(&t, 0, 1, slot, "done"));
+    EXPECT_BULK("after", t.c[1], "GET", key);
     stop_nodes(&t);
 }
 
@@ -735,9 +803,7 @@ static void t_target_disk_low(void)
         h_sleep_ms(20);
     EXPECT_ERR_PREFIX("ERR disk space low: ", t.c[1], "CLUSTER", "IMPORT", "BEGIN", "imp-low",
                       t.id[0], "1", slot);
-    move_slots(&t, 0, 1, slot, NULL);
-    char *st = wait_state(t.c[0], NULL, 30);
-    CHECK_STR(field(st, "state"), "failed");
+    char *st = move_until_end(&t, 0, 1, slot, "failed");
     if (strstr(field(st, "error"), "disk space low") == NULL)
         FAILF("the failure does not name the target's disk: %s", st);
     free(st);
@@ -747,10 +813,7 @@ static void t_target_disk_low(void)
     end = h_now_ms() + h_scaled(5000);
     while (h_info_field(t.c[1], "persistence", "disk_space_low") != 0 && h_now_ms() < end)
         h_sleep_ms(20);
-    move_slots(&t, 0, 1, slot, NULL);
-    st = wait_state(t.c[0], NULL, 30);
-    CHECK_STR(field(st, "state"), "done");
-    free(st);
+    free(move_until_end(&t, 0, 1, slot, "done"));
     EXPECT_BULK("v2", t.c[1], "GET", key);
     stop_nodes(&t);
 }
@@ -1428,6 +1491,7 @@ void suite_migrate(void)
     h_run("migrate_flushall_rolls_back", t_flushall_rolls_back, H_OWN, 90);
     h_run("migrate_record_sync_faults", t_record_sync_faults, H_OWN, 60);
     h_run("migrate_target_disk_low", t_target_disk_low, H_OWN, 60);
+    h_run("migrate_handoff_unsure", t_handoff_unsure, H_OWN, 60);
     h_run("migrate_requirepass", t_requirepass, H_OWN, 60);
     h_run("migrate_coordinator", t_coordinator, H_OWN, 90);
     h_run("migrate_moves_under_load", t_load_moves, H_OWN, 180);
