@@ -252,7 +252,7 @@ case "$err" in
 *"disk space low"*"below min-free-disk (16.0 MB)"*)
     if [ "$(echo "$info" | sed -n 's/^engine_background_errors://p')" = 0 ] &&
         [ "$(echo "$info" | sed -n 's/^disk_space_low://p')" = 1 ] &&
-        [ "$avail" -gt $((8 << 20)) ] && [ "$(cli GET low:1 | head -c 16)" = "$(head -c 16 "$val")" ] &&
+        [ "$avail" -gt $((2 << 20)) ] && [ "$(cli GET low:1 | head -c 16)" = "$(head -c 16 "$val")" ] &&
         [ "$(cli DEL low:1)" = 1 ] && grep -q 'Disk space low' "$log"; then
         pass threshold_refuses_before_full
     else
