@@ -93,7 +93,7 @@ struct clu_mig {
     /* The incoming migration (this node is the target). */
     bool in_on;
     int in_phase; /* 1 importing, 2 handoff (committed) */
-    bool in_unsure; /* "importing" not durable again yet, a "handoff" record may be (settle) */
+    bool in_unsure; /* in_phase 1, but a "handoff" record may be durable (settle) */
     char in_id[64];
     char in_source[CLU_ID_LEN + 1];
     unsigned long long in_base;
@@ -1168,24 +1168,6 @@ static int settle(struct clu_mig *g, struct cm_err *err)
     return 0;
 }
 
-/* After the commit: ASKING clients are served here, and if the source does not finish
- * (it dies now), this node finishes by itself. Called without mu. */
-static void in_committed(struct clu_mig *g)
-{
-    pthread_mutex_lock(&g->mu);
-    bool on = g->in_on && g->in_phase == 2 && !g->in_unsure;
-    for (unsigned s = 0; s < CM_SLOTS && on; s++)
-        if (has(g->in_slots, s))
-            atomic_store(&g->ss[s], SS_IN_ASK);
-    pthread_mutex_unlock(&g->mu);
-    if (!on)
-        return;
-    pthread_mutex_lock(&g->in_thread_mu);
-    if (start_in_finish(g, HANDOFF_WAIT_MS) != 0)
-        cm_log(CM_LOG_WARNING, "Import %s: no watchdog thread", g->in_id);
-    pthread_mutex_unlock(&g->in_thread_mu);
-}
-
 static void imp_begin(struct clu_mig *g, int argc, const char *const *argv, const size_t *al,
                       struct cm_buf *out)
 {
@@ -1419,13 +1401,21 @@ static void imp_handoff(struct clu_mig *g, const char *id, size_t idlen, struct 
             return;
         }
     }
+    if (rc == 0)
+        for (unsigned s = 0; s < CM_SLOTS; s++)
+            if (has(g->in_slots, s))
+                atomic_store(&g->ss[s], SS_IN_ASK);
     pthread_mutex_unlock(&g->mu);
     if (rc != 0) {
         resp_add_errorf(out, "ERR handoff not recorded: %s", err.msg);
         return;
     }
     cm_log(CM_LOG_NOTICE, "Import %s: committed (%lld keys received)", g->in_id, g->in_keys);
-    in_committed(g);
+    /* If the source does not finish (it dies now), this node finishes by itself. */
+    pthread_mutex_lock(&g->in_thread_mu);
+    if (start_in_finish(g, HANDOFF_WAIT_MS) != 0)
+        cm_log(CM_LOG_WARNING, "Import %s: no watchdog thread", g->in_id);
+    pthread_mutex_unlock(&g->in_thread_mu);
     resp_add_simple(out, "OK");
 }
 
@@ -1508,8 +1498,7 @@ void clu__mig_on_map(struct clu_mig *g, const struct clu_map *m)
             add(mine, s);
     eng_slots_refuse(g->e, mine, false);
     pthread_mutex_lock(&g->mu);
-    if (g->in_on && g->in_phase == 2 && !g->in_unsure &&
-        owns_all(g, m, g->in_slots, clu_myid(g->cl))) {
+    if (g->in_on && g->in_phase == 2 && owns_all(g, m, g->in_slots, clu_myid(g->cl))) {
         /* Remembered so that a source asking late still learns it committed. */
         eng_meta_put(g->e, KEY_IN_DONE, strlen(KEY_IN_DONE), g->in_id, strlen(g->in_id), NULL);
         eng_meta_del(g->e, KEY_IN, strlen(KEY_IN), NULL);
