@@ -100,9 +100,17 @@ void cmd_function_local(struct cmd_ctx *x)
 }
 
 /* In cluster mode, LOAD DELETE FLUSH and RESTORE apply on every node before the reply,
- * in the order the coordinator gives them (docs/CLUSTER.md). */
+ * in the order the coordinator gives them (docs/CLUSTER.md). LOAD and RESTORE store
+ * libraries: below min-free-disk they are refused, as Redis's denyoom refuses them
+ * above maxmemory (checked here, on the node the client asked). */
 static void function_cmd(struct cmd_ctx *x)
 {
+    char msg[200];
+    if ((arg_is(x, 1, "LOAD") || arg_is(x, 1, "RESTORE")) &&
+        eng_space_refuses(x->srv->eng, msg, sizeof(msg))) {
+        reply_errf(x, "ERR %s", msg);
+        return;
+    }
     if (net_cluster_fn_propagates(x))
         net_cluster_fn_change(x);
     else

@@ -465,15 +465,18 @@ static int add_script(struct udf *u, const char *code, size_t len, const char *s
     s->len = len;
     if (persist) {
         /* Kept so that EVALSHA works after a restart (Redis forgets its scripts). A
-         * failure (a full disk) leaves the script cached until restart, as Redis's:
-         * EVAL of a new script must not fail because the disk is full. */
+         * failure (a full disk), or a disk below min-free-disk, leaves the script
+         * cached until restart, as Redis's: EVAL of a new script must not fail
+         * because the disk is full, nor add data to it. */
         char k[48];
         int n = snprintf(k, sizeof(k), "script:%s", sha);
         struct cm_err perr = {0};
         static struct cm_log_limit limit;
         long long unlogged;
-        if (eng_meta_put(u->eng, k, (size_t)n, code, len, &perr) != 0 &&
-            cm_log_allow(&limit, 1, &unlogged))
+        int rc = eng_space_low(u->eng, NULL, NULL)
+                     ? cm_err_set(&perr, CM_ELIMIT, "disk space below min-free-disk")
+                     : eng_meta_put(u->eng, k, (size_t)n, code, len, &perr);
+        if (rc != 0 && cm_log_allow(&limit, 1, &unlogged))
             cm_log(CM_LOG_WARNING, "Script %s is cached but not stored: %s%s", sha, perr.msg,
                    unlogged > 0 ? " (more such lines not logged)" : "");
     }

@@ -470,9 +470,10 @@ static void t_debug_fault_syntax(void)
 
 /* --min-free-disk above the free space (100%: the whole file system): commands that add
  * data are refused with a clear error, also inside a function (redis.call and
- * eddy.set), EXPIRE and PERSIST too (they rewrite the value), while reads, DEL and
- * GETDEL run; INFO and COMMAND show it; CONFIG SET 0 lets writes run again within a
- * cron tick. The real thing, on a tmpfs that fills up, is in hardening_diskfull.sh. */
+ * eddy.set), EXPIRE and PERSIST too (they rewrite the value), FUNCTION LOAD and
+ * RESTORE, while reads, DEL and GETDEL run and a new script is cached, not stored
+ * (gone after a restart); INFO and COMMAND show it; CONFIG SET 0 lets writes run
+ * again within a cron tick. The real thing, on a tmpfs that fills up, is in hardening_diskfull.sh. */
 static void t_min_free_disk(void)
 {
     struct h_server *s = h_server_start("--min-free-disk", "10mb", NULL);
@@ -486,8 +487,13 @@ static void t_min_free_disk(void)
     CHECK_EQ_INT(h_info_field(c, "persistence", "disk_space_low"), 0);
     CHECK(h_info_field(c, "persistence", "disk_free_bytes") > 0);
     CHECK_EQ_INT(h_info_field(c, "persistence", "min_free_disk_bytes"), 10 << 20);
+    struct eddy_reply *r = CMD(c, "SCRIPT", "LOAD", "return 'stored'");
+    CHECK(r->type == EDDY_REPLY_STRING && r->len == 40);
+    char sha_stored[41];
+    memcpy(sha_stored, r->str, 41);
+    eddy_reply_free(r);
     EXPECT_OK(c, "CONFIG", "SET", "min-free-disk", "100%");
-    struct eddy_reply *r = CMD(c, "CONFIG", "GET", "min-free-disk");
+    r = CMD(c, "CONFIG", "GET", "min-free-disk");
     CHECK(r->type == EDDY_REPLY_ARRAY && r->elements == 2);
     CHECK_STR(r->element[1]->str, "100%");
     eddy_reply_free(r);
@@ -507,6 +513,31 @@ static void t_min_free_disk(void)
             FAILF("%s while the disk is low: %s", cmds[i][0], h_describe(r));
         eddy_reply_free(r);
     }
+    /* FUNCTION LOAD and RESTORE store a library (Redis: denyoom); DUMP, LIST and
+     * DELETE run. */
+    r = CMD(c, "FUNCTION", "DUMP");
+    CHECK(r->type == EDDY_REPLY_STRING);
+    struct eddy_reply *dump = r;
+    r = CMD(c, "FUNCTION", "LOAD", "#!lua name=mfd2\nredis.register_function('f2', "
+                                   "function() return 1 end)");
+    CHECK(r->type == EDDY_REPLY_ERROR && strncmp(r->str, "ERR disk space low: ", 20) == 0);
+    eddy_reply_free(r);
+    r = h_cmdv(H_AT, c, 4, (const char *[]){"FUNCTION", "RESTORE", dump->str, "REPLACE"},
+               (const size_t[]){8, 7, dump->len, 7});
+    CHECK(r->type == EDDY_REPLY_ERROR && strncmp(r->str, "ERR disk space low: ", 20) == 0);
+    eddy_reply_free(r);
+    eddy_reply_free(dump);
+    r = CMD(c, "FUNCTION", "LIST");
+    CHECK(r->type == EDDY_REPLY_ARRAY && r->elements == 2);
+    eddy_reply_free(r);
+    /* A new script runs and is cached, but not stored (as Redis keeps scripts):
+     * after a restart EVALSHA no longer finds it; one stored before does. */
+    r = CMD(c, "SCRIPT", "LOAD", "return 'cached'");
+    CHECK(r->type == EDDY_REPLY_STRING && r->len == 40);
+    char sha_cached[41];
+    memcpy(sha_cached, r->str, 41);
+    eddy_reply_free(r);
+    EXPECT_BULK("cached", c, "EVALSHA", sha_cached, "0");
     r = CMD(c, "FCALL", "put", "2", "mfd:f", "mfd:n", "1");
     CHECK(r->type == EDDY_REPLY_ERROR && strstr(r->str, "disk space low") != NULL);
     eddy_reply_free(r);
@@ -542,6 +573,12 @@ static void t_min_free_disk(void)
     EXPECT_BULK("ok", c, "FCALL", "eset", "1", "mfd:e", "1");
     CHECK_EQ_INT(h_server_log_lines(s, "Disk space low"), 1);
     CHECK_EQ_INT(h_server_log_lines(s, "Disk space back above min-free-disk"), 1);
+    CHECK_EQ_INT(h_server_log_lines(s, "cached but not stored: disk space below"), 1);
+    eddy_free(c);
+    h_server_restart(s);
+    c = h_connect_port(s->port);
+    EXPECT_BULK("stored", c, "EVALSHA", sha_stored, "0");
+    EXPECT_ERR_PREFIX("NOSCRIPT", c, "EVALSHA", sha_cached, "0");
     eddy_free(c);
     h_server_free(s);
 }
