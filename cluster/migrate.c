@@ -1441,6 +1441,16 @@ static void imp_abort(struct clu_mig *g, const char *id, size_t idlen, struct cm
     resp_add_simple(out, "OK");
 }
 
+/* What a CLUSTER IMPORT LOAD adds to the store: its batch's announced raw length (0 for
+ * BEGIN, or a length that does not parse: imp_load refuses it). */
+static size_t load_size(int argc, const char *const *argv, const size_t *argvlen)
+{
+    long long n;
+    if (argc != 4 || cm_str_to_ll(argv[2], argvlen[2], &n) != 0 || n < 0)
+        return 0;
+    return (size_t)n;
+}
+
 int clu_mig_import_cmd(struct cluster *cl, int argc, const char *const *argv, const size_t *argvlen,
                        struct cm_buf *out)
 {
@@ -1450,7 +1460,7 @@ int clu_mig_import_cmd(struct cluster *cl, int argc, const char *const *argv, co
     if (g == NULL || argc < 2) {
         resp_add_error(out, "ERR usage: CLUSTER IMPORT BEGIN|LOAD|HANDOFF|ABORT|QUERY <id> ...");
     } else if ((arg_eq(argv[0], argvlen[0], "BEGIN") || arg_eq(argv[0], argvlen[0], "LOAD")) &&
-               eng_space_refuses(g->e, msg, sizeof(msg))) {
+               eng_space_refuses(g->e, load_size(argc, argv, argvlen), msg, sizeof(msg))) {
         resp_add_errorf(out, "ERR %s", msg); /* the source rolls the move back */
     } else if (arg_eq(argv[0], argvlen[0], "BEGIN")) {
         imp_begin(g, argc, argv, argvlen, out);

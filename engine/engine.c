@@ -62,8 +62,9 @@ struct eng {
 
     atomic_ullong n_expired, n_writes, n_syncs, n_flushes;
     /* Free space of the store's file system and the server's threshold (eng_set_space);
-     * space_free -1: not measured. */
-    _Atomic long long space_free, space_min;
+     * space_free -1: not measured. space_written: bytes of the writes let through since
+     * (eng_space_refuses). */
+    _Atomic long long space_free, space_min, space_written;
     atomic_ullong n_space_refused;
     pthread_mutex_t stripes[STRIPES];
     /* Optimistic transactions: commit_seq counts commits; stripe_seq[s] is the
@@ -2620,6 +2621,9 @@ void eng_set_space(struct eng *e, long long free_bytes, long long min_bytes)
 {
     atomic_store(&e->space_min, min_bytes);
     atomic_store(&e->space_free, free_bytes);
+    /* What was written before the measure is in free_bytes (a write racing with it
+     * may be counted in neither: one batch, until the next tick). */
+    atomic_store(&e->space_written, 0);
 }
 
 bool eng_space_low(struct eng *e, long long *free_bytes, long long *min_bytes)
@@ -2632,16 +2636,35 @@ bool eng_space_low(struct eng *e, long long *free_bytes, long long *min_bytes)
     return f >= 0 && f < m;
 }
 
-bool eng_space_refuses(struct eng *e, char *msg, size_t cap)
+bool eng_space_refuses(struct eng *e, size_t need, char *msg, size_t cap)
 {
-    long long f, m;
-    if (!eng_space_low(e, &f, &m))
+    long long m = atomic_load(&e->space_min);
+    if (m <= 0)
         return false;
+    long long f = atomic_load(&e->space_free);
+    if (f < 0)
+        return false; /* not measured yet */
+    long long n = need < (1ull << 40) ? (long long)need : 1ll << 40;
+    f -= atomic_load(&e->space_written);
+    if (f - n >= m) {
+        /* Counted when let through, not when written: a pipeline's writes are applied
+         * together after all of them were checked. */
+        atomic_fetch_add_explicit(&e->space_written, n, memory_order_relaxed);
+        return false;
+    }
+    if (f < 0)
+        f = 0;
     atomic_fetch_add_explicit(&e->n_space_refused, 1, memory_order_relaxed);
-    snprintf(msg, cap,
-             "disk space low: %.1f MB free, below min-free-disk (%.1f MB); commands that add "
-             "data are refused until space is freed",
-             (double)f / (1 << 20), (double)m / (1 << 20));
+    if (f < m)
+        snprintf(msg, cap,
+                 "disk space low: %.1f MB free, below min-free-disk (%.1f MB); commands that "
+                 "add data are refused until space is freed",
+                 (double)f / (1 << 20), (double)m / (1 << 20));
+    else
+        snprintf(msg, cap,
+                 "disk space low: %.1f MB free, this write (%.1f MB) would go below "
+                 "min-free-disk (%.1f MB)",
+                 (double)f / (1 << 20), (double)need / (1 << 20), (double)m / (1 << 20));
     return true;
 }
 

@@ -195,13 +195,20 @@ int kv_del(struct cmd_ctx *x, const char *key, size_t klen)
 
 /* ---- Dispatch --------------------------------------------------------------------------- */
 
-/* A command that adds data while the disk is below min-free-disk (the cron measures it):
- * true with the error reply in out. RocksDB needs free space to flush and compact;
- * out of it, writes stay refused even after space comes back (docs/STORAGE.md). */
-static bool disk_refuses(struct server *s, const struct cmd_def *d, struct cm_buf *out)
+/* A command that adds data while the disk is below min-free-disk (the cron measures it),
+ * or that would take it below (its arguments' size counts): true with the error reply
+ * in out. RocksDB needs free space to flush and compact; out of it, writes stay
+ * refused even after space comes back (docs/STORAGE.md). */
+static bool disk_refuses(struct server *s, const struct cmd_def *d, size_t argc,
+                         const size_t *argvlen, struct cm_buf *out)
 {
     char msg[200];
-    if (!(d->flags & CMD_DENYOOM) || !eng_space_refuses(s->eng, msg, sizeof(msg)))
+    if (!(d->flags & CMD_DENYOOM))
+        return false;
+    size_t need = 0;
+    for (size_t i = 1; i < argc; i++)
+        need += argvlen[i];
+    if (!eng_space_refuses(s->eng, need, msg, sizeof(msg)))
         return false;
     resp_add_errorf(out, "ERR %s", msg);
     return true;
@@ -419,7 +426,7 @@ void cmd_execute(struct conn *c, size_t argc, const char **argv, size_t *argvlen
     }
     if (s->cluster != NULL && !net_cluster_route(c, d, argc, argv, argvlen))
         goto replied; /* CROSSSLOT, MOVED or CLUSTERDOWN */
-    if (disk_refuses(s, d, &c->out))
+    if (disk_refuses(s, d, argc, argvlen, &c->out))
         goto replied;
     struct cmd_ctx x = {
         .c = c, .srv = s, .eng = s->eng, .cmd = d, .argc = argc, .argv = argv,
@@ -496,7 +503,7 @@ int cmd_exec_from_script(void *owner, struct eng_txn *txn, int resp, int flags, 
     else if (s->cluster != NULL &&
              (where = net_cluster_script_check(d, (size_t)argc, argv, argvlen, out)) != 0)
         return where > 0 ? UDF_EXEC_REMOTE : 0; /* another node's key, or an error reply */
-    else if (disk_refuses(s, d, out))
+    else if (disk_refuses(s, d, (size_t)argc, argvlen, out))
         ; /* the function sees the error, as under Redis's maxmemory; a remote key's owner
            * checks its own disk */
     else if (d->first_key <= 0 && (flags & UDF_EXEC_HELD))

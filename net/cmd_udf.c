@@ -107,7 +107,7 @@ static void function_cmd(struct cmd_ctx *x)
 {
     char msg[200];
     if ((arg_is(x, 1, "LOAD") || arg_is(x, 1, "RESTORE")) &&
-        eng_space_refuses(x->srv->eng, msg, sizeof(msg))) {
+        eng_space_refuses(x->srv->eng, x->argvlen[2], msg, sizeof(msg))) {
         reply_errf(x, "ERR %s", msg);
         return;
     }

@@ -63,8 +63,9 @@ static const struct opt opts[] = {
      "memory for recently read and written small values, so reads skip RocksDB "
      "(default 64mb; 0 = off)", NULL},
     {"min-free-disk", OPT_SPACE, F(min_free_disk), true, 0, 0,
-     "refuse commands that add data while the data directory's file system has less "
-     "free space than this: bytes (64mb) or a percentage (5%) of it (default 2%; 0 = off)",
+     "refuse commands that add data while the data directory's file system has, or "
+     "would have after them, less free space than this: bytes (64mb) or a percentage "
+     "(5%) of it (default 2%; 0 = off)",
      NULL},
     {"hz", OPT_INT, F(hz), true, 0, INT_MAX, "background tasks per second, 1 to 500 (default 10)",
      NULL},

@@ -7,7 +7,8 @@
 # a restart, with a clear error, instead of an abort once space is back. Parts one and
 # two run with --min-free-disk 0, to reach RocksDB's own errors. Part three: with
 # --min-free-disk 16mb, writes are refused with "disk space low" before RocksDB sees a
-# full disk, reads go on, and writes run again without a restart once space is freed.
+# full disk (the free space less what was written since the cron measured it and the
+# write's size), reads go on, and writes run again without a restart once space is freed.
 # Part four: a start after kill -9 with 2 MB free and more WAL than that to replay
 # (RocksDB's default flush at recovery needs the space; eddy keeps it in memtables).
 # Needs root (mount); without it, or if mount fails, prints a SKIP note and no FAIL.
@@ -248,32 +249,37 @@ fill low 400
 avail=$(df -B1 --output=avail "$mnt" | tail -1)
 echo "  min-free-disk 16mb: refused after $acked 256 kB writes with $((avail >> 20)) MB free: $err" >&2
 info=$(cli INFO persistence | tr -d '\r')
+# The refusal comes when the free space measured by the last tick, less what was written
+# since and the write's size, would go below 16 MB; disk_space_low (the measure alone)
+# may still be 0 then, and then it was not logged either.
 case "$err" in
 *"disk space low"*"below min-free-disk (16.0 MB)"*)
     if [ "$(echo "$info" | sed -n 's/^engine_background_errors://p')" = 0 ] &&
-        [ "$(echo "$info" | sed -n 's/^disk_space_low://p')" = 1 ] &&
+        [ "$(echo "$info" | sed -n 's/^disk_space_low_refused://p')" -ge 1 ] &&
         [ "$avail" -gt $((2 << 20)) ] && [ "$(cli GET low:1 | head -c 16)" = "$(head -c 16 "$val")" ] &&
-        [ "$(cli DEL low:1)" = 1 ] && grep -q 'Disk space low' "$log"; then
+        [ "$(cli DEL low:1)" = 1 ]; then
         pass threshold_refuses_before_full
     else
-        fail threshold_refuses_before_full "INFO, free space ($avail), GET, DEL or the log line is wrong"
+        fail threshold_refuses_before_full "INFO, free space ($avail), GET or DEL is wrong"
     fi ;;
 *) fail threshold_refuses_before_full "after $acked writes: '$err'" ;;
 esac
+logged_low=0
+grep -q 'Disk space low' "$log" && logged_low=1
 rm -f "$mnt/filler"
 w=0
 out=
 while [ $w -lt 30 ]; do
-    out=$(cli SET low:again 1 2>&1)
+    out=$(cli -x SET low:again <"$val" 2>&1)
     [ "$out" = OK ] && break
     sleep 0.1
     w=$((w + 1))
 done
 if [ "$out" = OK ] && [ "$(cli INFO persistence | tr -d '\r' | sed -n 's/^disk_space_low://p')" = 0 ] &&
-    grep -q 'Disk space back above min-free-disk' "$log"; then
+    { [ $logged_low = 0 ] || grep -q 'Disk space back above min-free-disk' "$log"; }; then
     pass threshold_writes_resume
 else
-    fail threshold_writes_resume "SET after freeing 8 MB: '$out'"
+    fail threshold_writes_resume "a 256 kB SET after freeing 8 MB: '$out'"
 fi
 stop
 
