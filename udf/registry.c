@@ -114,13 +114,17 @@ static int unpersist_lib(struct udf *u, const char *name, struct cm_err *err)
     return rc != 0 ? storage_err(err, rc) : 0;
 }
 
+/* Library changes made by this thread (udf_lib_generation). */
+static _Thread_local unsigned long long thread_lib_changes;
+
 /* A library came, went or changed: the threads re-instantiate (generation), and a
- * cluster's coordinator sees a change to forward (lib_changes: a SCRIPT FLUSH on
- * another thread moves generation only, so it cannot pass for one). Lock held. */
+ * cluster's coordinator sees a change to forward (thread_lib_changes: a SCRIPT FLUSH
+ * moves generation only, and a change another thread applies at the same time, a
+ * forwarded CLUSTER FUNCTION EPOCH, is not this command's). Lock held. */
 static void libs_changed(struct udf *u)
 {
-    atomic_fetch_add(&u->lib_changes, 1);
     atomic_fetch_add(&u->generation, 1);
+    thread_lib_changes++;
 }
 
 /* Links lib (validated) in place of any library of the same name. Caller holds lock. */
@@ -201,7 +205,8 @@ static int flush_locked(struct udf *u, struct cm_err *err)
 
 unsigned long long udf_lib_generation(struct udf *u)
 {
-    return atomic_load(&u->lib_changes);
+    (void)u;
+    return thread_lib_changes;
 }
 
 int udf_lib_flush(struct udf *u, struct cm_err *err)

@@ -77,9 +77,9 @@ int udf_lib_load(struct udf *u, const char *code, size_t len, bool replace, stru
                  struct cm_err *err);
 int udf_lib_delete(struct udf *u, const char *name, size_t len, struct cm_err *err);
 int udf_lib_flush(struct udf *u, struct cm_err *err);
-/* Bumped by every change of the libraries (not by SCRIPT FLUSH): a FUNCTION command
- * that failed but moved it changed something (CM_ESYNC, or a FLUSH that failed
- * part-way). */
+/* Counts the changes of the libraries made by the calling thread (not SCRIPT FLUSH, not
+ * other threads' changes): a FUNCTION command that failed but moved it changed
+ * something (CM_ESYNC, or a FLUSH that failed part-way). */
 unsigned long long udf_lib_generation(struct udf *u);
 /* Appends the FUNCTION LIST reply (libraries matching pattern, NULL = all). */
 void udf_lib_list(struct udf *u, const char *pattern, size_t plen, bool withcode,

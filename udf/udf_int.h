@@ -57,7 +57,6 @@ struct udf {
     struct udf_lib *libs;
     struct udf_script *scripts[SCRIPT_BUCKETS];
     atomic_ullong generation;  /* bumped by every change of the libraries or scripts */
-    atomic_ullong lib_changes; /* bumped by every change of the libraries only */
     atomic_ullong conflicts, holds; /* udf_conflict_stats */
     struct udf_limits limits;
     struct udf_call *running; /* live calls of every VM, for KILL and STATS */

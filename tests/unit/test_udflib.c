@@ -14,6 +14,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -1081,9 +1082,28 @@ TEST(patterns_open_replaces_fields)
 
 /* ---- The registry's library generation ---------------------------------------------------- */
 
-/* udf_lib_generation moves with every change of the libraries and with nothing else: a
- * cluster's coordinator forwards a failed FUNCTION command when it moved (the change
- * was applied here), so a SCRIPT FLUSH on another thread must not move it. */
+struct gen_load {
+    struct udf *u;
+    int rc;
+};
+
+static void *load_other_lib(void *arg)
+{
+    struct gen_load *l = arg;
+    static const char lib[] = "#!lua name=otherlib\n"
+                              "redis.register_function('otherf', function() return 2 end)";
+    struct cm_buf name;
+    cm_buf_init(&name);
+    struct cm_err err = {0};
+    l->rc = udf_lib_load(l->u, lib, strlen(lib), false, &name, &err);
+    cm_buf_deinit(&name);
+    return NULL;
+}
+
+/* udf_lib_generation moves with every change of the libraries the calling thread makes
+ * and with nothing else: a cluster's coordinator forwards a failed FUNCTION command
+ * when it moved (the change was applied here), so a SCRIPT FLUSH, or a change another
+ * thread makes meanwhile (a forwarded CLUSTER FUNCTION EPOCH), must not move it. */
 TEST(lib_generation_counts_library_changes_only)
 {
     char dir[] = "/tmp/eddy-test-udflib-XXXXXX";
@@ -1117,6 +1137,14 @@ TEST(lib_generation_counts_library_changes_only)
     CHECK(udf_lib_generation(u) == g + 1);
     CHECK_EQ_INT(udf_lib_delete(u, "genlib", 6, &err), 0);
     CHECK(udf_lib_generation(u) == g + 2);
+    struct gen_load other = {.u = u, .rc = -1};
+    pthread_t t;
+    CHECK_EQ_INT(pthread_create(&t, NULL, load_other_lib, &other), 0);
+    CHECK_EQ_INT(pthread_join(t, NULL), 0);
+    CHECK_EQ_INT(other.rc, 0);
+    CHECK(udf_lib_generation(u) == g + 2);
+    CHECK_EQ_INT(udf_lib_delete(u, "otherlib", 8, &err), 0);
+    CHECK(udf_lib_generation(u) == g + 3);
     cm_buf_deinit(&name);
     udf_free(u);
     eng_close(e);
