@@ -10,6 +10,7 @@
 #include <string.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -63,8 +64,9 @@ struct eng {
     atomic_ullong n_expired, n_writes, n_syncs, n_flushes;
     /* Free space of the store's file system and the server's threshold (eng_set_space);
      * space_free -1: not measured. space_written: bytes of the writes let through since
-     * (eng_space_refuses). */
-    _Atomic long long space_free, space_min, space_written;
+     * (eng_space_refuses); space_pending: those of them that transactions hold staged
+     * (a function call's, until it ends), carried over to the next measure. */
+    _Atomic long long space_free, space_min, space_written, space_pending;
     atomic_ullong n_space_refused;
     pthread_mutex_t stripes[STRIPES];
     /* Optimistic transactions: commit_seq counts commits; stripe_seq[s] is the
@@ -131,6 +133,7 @@ struct eng_txn {
     bool pending_hit;
     bool cache_reads; /* read the value cache: validate even if it wrote nothing */
     bool held;        /* the caller holds its stripes (eng_txn_set_held) */
+    long long space;  /* bytes it got through eng_space_refuses, not yet written */
 };
 
 struct eng_iter {
@@ -1687,11 +1690,14 @@ struct eng_txn *eng_txn_begin(struct eng *e)
     return t;
 }
 
+static void space_release(struct eng_txn *t);
+
 void eng_txn_free(struct eng_txn *t)
 {
     if (t == NULL)
         return;
     struct eng *e = t->e;
+    space_release(t);
     if (t->snap != NULL)
         rocksdb_release_snapshot(e->db, t->snap);
     t->snap = NULL;
@@ -2082,6 +2088,7 @@ int eng_txn_checkpoint(struct eng_txn *t, struct cm_err *err)
     int rc = eng_txn_commit(t, err);
     if (rc != 0)
         return rc;
+    space_release(t);
     rocksdb_writebatch_wi_clear(t->wb);
     t->ukeys.len = 0;
     t->log.len = 0;
@@ -2621,9 +2628,26 @@ void eng_set_space(struct eng *e, long long free_bytes, long long min_bytes)
 {
     atomic_store(&e->space_min, min_bytes);
     atomic_store(&e->space_free, free_bytes);
-    /* What was written before the measure is in free_bytes (a write racing with it
-     * may be counted in neither: one batch, until the next tick). */
-    atomic_store(&e->space_written, 0);
+    /* What was written before the measure is in free_bytes; what transactions hold
+     * staged is not yet. (A write let through as the measure is taken may be counted
+     * in neither: a worker's batch is written within its loop iteration.) */
+    atomic_store(&e->space_written, atomic_load(&e->space_pending));
+}
+
+/* t no longer holds what it got through eng_space_refuses staged: written or dropped. */
+static void space_release(struct eng_txn *t)
+{
+    if (t->space > 0)
+        atomic_fetch_sub(&t->e->space_pending, t->space);
+    t->space = 0;
+}
+
+long long eng_space_margin(struct eng *e)
+{
+    long long m = atomic_load(&e->space_min), f = atomic_load(&e->space_free);
+    if (m <= 0 || f < 0)
+        return LLONG_MAX;
+    return f - atomic_load(&e->space_written) - m;
 }
 
 bool eng_space_low(struct eng *e, long long *free_bytes, long long *min_bytes)
@@ -2636,7 +2660,7 @@ bool eng_space_low(struct eng *e, long long *free_bytes, long long *min_bytes)
     return f >= 0 && f < m;
 }
 
-bool eng_space_refuses(struct eng *e, size_t need, char *msg, size_t cap)
+bool eng_space_refuses(struct eng *e, struct eng_txn *t, size_t need, char *msg, size_t cap)
 {
     long long m = atomic_load(&e->space_min);
     if (m <= 0)
@@ -2645,15 +2669,18 @@ bool eng_space_refuses(struct eng *e, size_t need, char *msg, size_t cap)
     if (f < 0)
         return false; /* not measured yet */
     long long n = need < (1ull << 40) ? (long long)need : 1ll << 40;
-    f -= atomic_load(&e->space_written);
-    if (f - n >= m) {
-        /* Counted when let through, not when written: a pipeline's writes are applied
-         * together after all of them were checked. */
-        atomic_fetch_add_explicit(&e->space_written, n, memory_order_relaxed);
-        return false;
-    }
-    if (f < 0)
-        f = 0;
+    long long w = atomic_load(&e->space_written);
+    /* Counted when let through, not when written: a pipeline's writes are applied
+     * together after all of them were checked, a function's when it ends. Two threads
+     * must not both take the same margin. */
+    while (f - w - n >= m)
+        if (atomic_compare_exchange_weak(&e->space_written, &w, w + n)) {
+            if (t != NULL) {
+                t->space += n;
+                atomic_fetch_add(&e->space_pending, n);
+            }
+            return false;
+        }
     atomic_fetch_add_explicit(&e->n_space_refused, 1, memory_order_relaxed);
     if (f < m)
         snprintf(msg, cap,
@@ -2662,9 +2689,10 @@ bool eng_space_refuses(struct eng *e, size_t need, char *msg, size_t cap)
                  (double)f / (1 << 20), (double)m / (1 << 20));
     else
         snprintf(msg, cap,
-                 "disk space low: %.1f MB free, this write (%.1f MB) would go below "
-                 "min-free-disk (%.1f MB)",
-                 (double)f / (1 << 20), (double)need / (1 << 20), (double)m / (1 << 20));
+                 "disk space low: %.1f MB free when last measured, %.1f MB written since, "
+                 "this write (%.1f MB) would go below min-free-disk (%.1f MB)",
+                 (double)f / (1 << 20), (double)w / (1 << 20), (double)n / (1 << 20),
+                 (double)m / (1 << 20));
     return true;
 }
 

@@ -398,15 +398,19 @@ unsigned long long eng_background_errors(struct eng *e);
 
 /* Free space of the store's file system against the server's min-free-disk. The engine
  * keeps what the server's cron measured (eng_set_space) for every writer that adds
- * data: commands, function calls (eddy.set), slot imports. eng_space_low: below the
- * threshold as measured (free and min may be NULL). eng_space_refuses: true when a
- * write of need bytes would go below it, less what it let through since the last
- * measure (a fast writer cannot pass it by a tick's writes, a pipeline by its batch, nor
- * one large MSET by its size); then it counts a refusal and writes the reply text
- * (without "ERR ") into msg; else it counts need as let through. */
+ * data: commands, function calls (redis.call, eddy.set), slot imports. eng_space_low:
+ * below the threshold as measured (free and min may be NULL). eng_space_refuses: true
+ * when a write of need bytes would go below it, less what it let through since the
+ * last measure (a fast writer cannot pass it by a tick's writes, a pipeline by its
+ * batch, nor one large MSET by its size) and what transactions still hold staged (t,
+ * if not NULL, is the writer's: its share is carried over measures until it is
+ * committed or freed); then it counts a refusal and writes the reply text (without
+ * "ERR ") into msg; else it counts need as let through. eng_space_margin: the bytes
+ * left above the threshold by that count, LLONG_MAX when off or not measured. */
 void eng_set_space(struct eng *e, long long free_bytes, long long min_bytes);
 bool eng_space_low(struct eng *e, long long *free_bytes, long long *min_bytes);
-bool eng_space_refuses(struct eng *e, size_t need, char *msg, size_t cap);
+bool eng_space_refuses(struct eng *e, struct eng_txn *t, size_t need, char *msg, size_t cap);
+long long eng_space_margin(struct eng *e);
 
 /* ---- Key encoding (exposed for tests) -------------------------------------------------------------- */
 /* Writes slot(2) + key into out (cleared first). Returns 0 or CM_ENOMEM. */

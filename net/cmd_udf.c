@@ -105,9 +105,10 @@ void cmd_function_local(struct cmd_ctx *x)
  * above maxmemory (checked here, on the node the client asked). */
 static void function_cmd(struct cmd_ctx *x)
 {
-    char msg[200];
-    if ((arg_is(x, 1, "LOAD") || arg_is(x, 1, "RESTORE")) &&
-        eng_space_refuses(x->srv->eng, x->argvlen[2], msg, sizeof(msg))) {
+    char msg[240];
+    if ((arg_is(x, 1, "LOAD") || arg_is(x, 1, "RESTORE")) && x->argc >= 3 &&
+        eng_space_refuses(x->srv->eng, NULL, x->argvlen[arg_is(x, 1, "LOAD") ? x->argc - 1 : 2],
+                          msg, sizeof(msg))) {
         reply_errf(x, "ERR %s", msg);
         return;
     }

@@ -330,7 +330,9 @@ enum {
     CMD_OWNTXN = 256,  /* a function call: reads in its own transaction, which sees the
                         * worker's pending writes (no flush before it), and its commit
                         * joins the worker's batch (conn.c worker_commit) */
-    CMD_DENYOOM = 512  /* adds data: refused while the disk is below min-free-disk */
+    CMD_DENYOOM = 512, /* adds data: refused while the disk is below min-free-disk */
+    CMD_REWRITE = 1024 /* writes its key's whole value again (APPEND, EXPIRE ...): the
+                        * free-space check counts the value's length (cmd.c) */
 };
 
 struct cmd_ctx;

@@ -356,8 +356,12 @@ static void disk_check(struct server *s)
 {
     static bool low;
     struct statvfs v;
-    if (statvfs(s->cfg->dir, &v) != 0)
-        return; /* keeps the last measure */
+    if (statvfs(s->cfg->dir, &v) != 0) {
+        /* Not measured: nothing is refused (a count of writes against an old measure
+         * would grow until it refused them all). */
+        eng_set_space(s->eng, -1, 0);
+        return;
+    }
     long long avail = (long long)v.f_bavail * (long long)v.f_frsize;
     long long size = (long long)v.f_blocks * (long long)v.f_frsize;
     long long opt = NET_CFG(s->cfg, min_free_disk);

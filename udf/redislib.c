@@ -437,8 +437,8 @@ static void check_staged(lua_State *L, struct udf_call *c)
         udf__tick(L);
     size_t limit = c->vm->u->limits.memory, staged;
     if (c->txn != NULL && (staged = eng_txn_write_bytes(c->txn)) > limit)
-        luaL_error(L, "ERR the writes of %s exceed udf-memory-limit (%zu bytes staged, limit %zu)",
-                   c->label, staged, limit);
+        luaL_error(L, "ERR the writes of %s exceed udf-memory-limit (%I bytes staged, limit %I)",
+                   c->label, (lua_Integer)staged, (lua_Integer)limit);
 }
 
 /* Returns 1 when it pushed the reply itself (push_simple_reply), else 0 with the
@@ -822,8 +822,8 @@ static int udflib_set(lua_State *L)
     const char *argv[] = {"SET", k, v, "PX", ms};
     const size_t lens[] = {3, n, vn, 2, (size_t)snprintf(ms, sizeof(ms), "%lld", (long long)ttl)};
     data_remote(L, c, RK_SET, ttl > 0 ? 5 : 3, argv, lens);
-    char msg[200];
-    if (eng_space_refuses(c->vm->u->eng, n + vn, msg, sizeof(msg)))
+    char msg[240];
+    if (eng_space_refuses(c->vm->u->eng, c->txn, n + vn, msg, sizeof(msg)))
         return luaL_error(L, "eddy.set: %s", msg); /* as SET (net/cmd.c disk_refuses) */
     int64_t expire = ttl > 0 ? cm_now_ms() + ttl : 0;
     if (eng_txn_put(c->txn, k, n, ENG_T_STRING, expire, v, vn) != 0)

@@ -456,37 +456,46 @@ static struct udf_script *find_script(struct udf *u, const char *sha)
     return NULL;
 }
 
+/* Stores s so that EVALSHA works after a restart (Redis forgets its scripts). A failure
+ * (a full disk), or a disk below min-free-disk, leaves it cached until restart, as
+ * Redis's: EVAL of a new script must not fail because the disk is full, nor add data
+ * to it. Returns whether it is stored. */
+static bool store_script(struct udf *u, const struct udf_script *s)
+{
+    char k[48];
+    int n = snprintf(k, sizeof(k), "script:%s", s->sha);
+    struct cm_err perr = {0};
+    static struct cm_log_limit limit;
+    long long unlogged;
+    int rc = eng_space_margin(u->eng) < (long long)s->len
+                 ? cm_err_set(&perr, CM_ELIMIT, "disk space below min-free-disk")
+                 : eng_meta_put(u->eng, k, (size_t)n, s->code, s->len, &perr);
+    if (rc != 0 && cm_log_allow(&limit, 1, &unlogged))
+        cm_log(CM_LOG_WARNING, "Script %s is cached but not stored: %s%s", s->sha, perr.msg,
+               unlogged > 0 ? " (more such lines not logged)" : "");
+    return rc == 0;
+}
+
+/* Caches a script (persist: and stores it, also when it was cached before but could
+ * not be stored then). Caller holds lock. */
 static int add_script(struct udf *u, const char *code, size_t len, const char *sha, bool persist,
                       struct cm_err *err)
 {
-    if (find_script(u, sha) != NULL)
-        return 0;
-    struct udf_script *s = cm_calloc(1, sizeof(*s));
-    if (s == NULL || (s->code = cm_memdup(code, len)) == NULL) {
-        cm_free(s);
-        return cm_err_set(err, CM_ENOMEM, "ERR out of memory");
+    struct udf_script *s = find_script(u, sha);
+    if (s == NULL) {
+        s = cm_calloc(1, sizeof(*s));
+        if (s == NULL || (s->code = cm_memdup(code, len)) == NULL) {
+            cm_free(s);
+            return cm_err_set(err, CM_ENOMEM, "ERR out of memory");
+        }
+        memcpy(s->sha, sha, 41);
+        s->len = len;
+        s->stored = !persist; /* persist false: read from the store */
+        s->next = u->scripts[bucket(sha)];
+        u->scripts[bucket(sha)] = s;
     }
-    memcpy(s->sha, sha, 41);
-    s->len = len;
-    if (persist) {
-        /* Kept so that EVALSHA works after a restart (Redis forgets its scripts). A
-         * failure (a full disk), or a disk below min-free-disk, leaves the script
-         * cached until restart, as Redis's: EVAL of a new script must not fail
-         * because the disk is full, nor add data to it. */
-        char k[48];
-        int n = snprintf(k, sizeof(k), "script:%s", sha);
-        struct cm_err perr = {0};
-        static struct cm_log_limit limit;
-        long long unlogged;
-        int rc = eng_space_low(u->eng, NULL, NULL)
-                     ? cm_err_set(&perr, CM_ELIMIT, "disk space below min-free-disk")
-                     : eng_meta_put(u->eng, k, (size_t)n, code, len, &perr);
-        if (rc != 0 && cm_log_allow(&limit, 1, &unlogged))
-            cm_log(CM_LOG_WARNING, "Script %s is cached but not stored: %s%s", sha, perr.msg,
-                   unlogged > 0 ? " (more such lines not logged)" : "");
-    }
-    s->next = u->scripts[bucket(sha)];
-    u->scripts[bucket(sha)] = s;
+    if (persist && !s->stored)
+        s->stored = store_script(u, s);
     return 0;
 }
 

@@ -45,6 +45,7 @@ struct udf_script {
     char sha[41];
     char *code;
     size_t len;
+    bool stored; /* in the store (add_script tries again while it is not) */
     struct udf_script *next;
 };
 

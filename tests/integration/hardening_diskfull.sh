@@ -7,8 +7,9 @@
 # a restart, with a clear error, instead of an abort once space is back. Parts one and
 # two run with --min-free-disk 0, to reach RocksDB's own errors. Part three: with
 # --min-free-disk 16mb, writes are refused with "disk space low" before RocksDB sees a
-# full disk (the free space less what was written since the cron measured it and the
-# write's size), reads go on, and writes run again without a restart once space is freed.
+# full disk (the free space less what was let through since the cron measured it and
+# the write's size, a rewritten value's and a function's staged writes included), reads
+# go on, and writes run again without a restart once space is freed.
 # Part four: a start after kill -9 with 2 MB free and more WAL than that to replay
 # (RocksDB's default flush at recovery needs the space; eddy keeps it in memtables).
 # Needs root (mount); without it, or if mount fails, prints a SKIP note and no FAIL.
@@ -281,6 +282,27 @@ if [ "$out" = OK ] && [ "$(cli INFO persistence | tr -d '\r' | sed -n 's/^disk_s
 else
     fail threshold_writes_resume "a 256 kB SET after freeing 8 MB: '$out'"
 fi
+# A function's staged writes stay counted across the cron's ticks until the call ends
+# (50 SETs of 1 MB, 150 ms apart: more ticks than SETs before the margin is used), and what
+# a command writes beyond its arguments counts too (SETRANGE to a 60 MB offset: more
+# than the 64 MB tmpfs has above the threshold): both refused, nothing of the
+# function's writes applied.
+cli CONFIG SET udf-time-limit 30000 >/dev/null
+out=$(cli EVAL "local function us() local t = redis.call('TIME') return t[1] * 1000000 + t[2] end
+    for i = 1, 50 do redis.call('SET', 'fn:' .. i, string.rep('x', 1048576))
+    local t0 = us(); repeat until us() - t0 > 150000 end; return 'done'" 0 2>&1)
+cli CONFIG SET udf-time-limit 5000 >/dev/null
+case "$out" in
+*"disk space low"*) [ "$(cli EXISTS fn:1)" = 0 ] && pass threshold_counts_function_writes ||
+    fail threshold_counts_function_writes "EVAL refused, but its first write is there" ;;
+*) fail threshold_counts_function_writes "EVAL staging 50 MB across ticks: '$out'" ;;
+esac
+out=$(cli SETRANGE big:range 62914560 x 2>&1)
+case "$out" in
+*"disk space low"*) [ "$(cli EXISTS big:range)" = 0 ] && pass threshold_counts_rewrite ||
+    fail threshold_counts_rewrite "SETRANGE refused, but the key exists" ;;
+*) fail threshold_counts_rewrite "SETRANGE to 60 MB with 64 MB of tmpfs: '$out'" ;;
+esac
 stop
 
 # Part four: kill -9 with about 4 MB in the WAL (a 64 MB memtable budget keeps it
