@@ -2064,7 +2064,7 @@ static void t_sandbox_review_attacks(void)
         {"local t = {} t[1] = t t[2] = t return t", "ERR the reply is larger than udf-memory-limit"},
         {"local s = string.rep('a', 8e6) local i = 0 while true do i = i + 1 "
          "redis.call('SET', 'sbx:k' .. i, s) end",
-         "ERR"},
+         "ERR exceed udf-memory-limit ("},
         {"local s = string.rep('a', 8e6) while true do local x = s:upper() end",
          "ERR Script timed out"},
         {"local v = eddy.vec.zeros(3e6) while true do v:fill(1) end", "ERR Script timed out"},
