@@ -2626,12 +2626,14 @@ void eng_get_stats(struct eng *e, struct eng_stats *st)
 
 void eng_set_space(struct eng *e, long long free_bytes, long long min_bytes)
 {
-    atomic_store(&e->space_min, min_bytes);
-    atomic_store(&e->space_free, free_bytes);
     /* What was written before the measure is in free_bytes; what transactions hold
      * staged is not yet. (A write let through as the measure is taken may be counted
-     * in neither: a worker's batch is written within its loop iteration.) */
+     * in neither: a worker's batch is written within its loop iteration. The count is
+     * set before the measure: a check in between errs on letting one write through,
+     * not on refusing one.) */
     atomic_store(&e->space_written, atomic_load(&e->space_pending));
+    atomic_store(&e->space_min, min_bytes);
+    atomic_store(&e->space_free, free_bytes);
 }
 
 /* t no longer holds what it got through eng_space_refuses staged: written or dropped. */
@@ -2669,18 +2671,21 @@ bool eng_space_refuses(struct eng *e, struct eng_txn *t, size_t need, char *msg,
     if (f < 0)
         return false; /* not measured yet */
     long long n = need < (1ull << 40) ? (long long)need : 1ll << 40;
-    long long w = atomic_load(&e->space_written);
     /* Counted when let through, not when written: a pipeline's writes are applied
-     * together after all of them were checked, a function's when it ends. Two threads
-     * must not both take the same margin. */
+     * together after all of them were checked, a function's when it ends (pending
+     * first, so that a measure taken meanwhile carries them over). Two threads must
+     * not both take the same margin. */
+    if (t != NULL)
+        atomic_fetch_add(&e->space_pending, n);
+    long long w = atomic_load(&e->space_written);
     while (f - w - n >= m)
         if (atomic_compare_exchange_weak(&e->space_written, &w, w + n)) {
-            if (t != NULL) {
+            if (t != NULL)
                 t->space += n;
-                atomic_fetch_add(&e->space_pending, n);
-            }
             return false;
         }
+    if (t != NULL)
+        atomic_fetch_sub(&e->space_pending, n);
     atomic_fetch_add_explicit(&e->n_space_refused, 1, memory_order_relaxed);
     if (f < m)
         snprintf(msg, cap,
@@ -2689,8 +2694,9 @@ bool eng_space_refuses(struct eng *e, struct eng_txn *t, size_t need, char *msg,
                  (double)f / (1 << 20), (double)m / (1 << 20));
     else
         snprintf(msg, cap,
-                 "disk space low: %.1f MB free when last measured, %.1f MB written since, "
-                 "this write (%.1f MB) would go below min-free-disk (%.1f MB)",
+                 "disk space low: %.1f MB free when last measured, %.1f MB of writes since "
+                 "(not measured yet), this write (%.1f MB) would go below min-free-disk "
+                 "(%.1f MB)",
                  (double)f / (1 << 20), (double)w / (1 << 20), (double)n / (1 << 20),
                  (double)m / (1 << 20));
     return true;

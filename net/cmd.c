@@ -180,6 +180,17 @@ int kv_put(struct cmd_ctx *x, const char *key, size_t klen, int64_t expire_ms, c
     return 0;
 }
 
+int kv_rewrite(struct cmd_ctx *x, const char *key, size_t klen, int64_t expire_ms,
+               const void *val, size_t vlen)
+{
+    char msg[240];
+    if (eng_space_refuses(x->eng, x->txn, klen + vlen, msg, sizeof(msg))) {
+        reply_errf(x, "ERR %s", msg);
+        return CM_ELIMIT;
+    }
+    return kv_put(x, key, klen, expire_ms, val, vlen);
+}
+
 int kv_del(struct cmd_ctx *x, const char *key, size_t klen)
 {
     if (x->txn == NULL) {
@@ -195,47 +206,21 @@ int kv_del(struct cmd_ctx *x, const char *key, size_t klen)
 
 /* ---- Dispatch --------------------------------------------------------------------------- */
 
-/* What a CMD_REWRITE command writes besides its arguments: the value it rewrites (for
- * SETRANGE, up to its offset). 0 when the key does not exist or cannot be read (the
- * command itself answers that). */
-static size_t rewrite_size(struct server *s, const struct cmd_def *d, size_t argc,
-                           const char **argv, const size_t *argvlen)
-{
-    struct eng_item it;
-    struct cm_err err = {0};
-    size_t len = 0;
-    if (eng_get(s->eng, argv[1], argvlen[1], cm_now_ms(), &it, &err) == 0) {
-        len = it.len;
-        eng_item_release(&it);
-    }
-    long long off;
-    if (strcmp(d->name, "setrange") == 0 && argc == 4 &&
-        cm_str_to_ll(argv[2], argvlen[2], &off) == 0 && off >= 0 &&
-        (unsigned long long)off + argvlen[3] > len)
-        len = (size_t)off + argvlen[3];
-    return len;
-}
-
 /* A command that adds data while the disk is below min-free-disk (the cron measures it),
- * or that would take it below (its arguments' size counts, and a rewritten value's):
- * true with the error reply in out. t: the function call's transaction the command
- * runs in, or NULL. RocksDB needs free space to flush and compact; out of it, writes
- * stay refused even after space comes back (docs/STORAGE.md). */
+ * or that would take it below (its arguments' size counts): true with the error reply
+ * in out. t: the function call's transaction the command runs in, or NULL. A
+ * CMD_REWRITE command checks the value it writes instead (kv_rewrite). RocksDB needs
+ * free space to flush and compact; out of it, writes stay refused even after space
+ * comes back (docs/STORAGE.md). */
 static bool disk_refuses(struct server *s, const struct cmd_def *d, struct eng_txn *t,
-                         size_t argc, const char **argv, const size_t *argvlen,
-                         struct cm_buf *out)
+                         size_t argc, const size_t *argvlen, struct cm_buf *out)
 {
     char msg[240];
-    if (!(d->flags & CMD_DENYOOM))
+    if (!(d->flags & CMD_DENYOOM) || (d->flags & CMD_REWRITE))
         return false;
     size_t need = 0;
     for (size_t i = 1; i < argc; i++)
         need += argvlen[i];
-    /* The value is looked up only where its length could matter: within the largest
-     * value (proto-max-bulk-len) of the threshold. */
-    if ((d->flags & CMD_REWRITE) && argc >= 2 &&
-        eng_space_margin(s->eng) - (long long)need < NET_CFG(s->cfg, max_bulk))
-        need += rewrite_size(s, d, argc, argv, argvlen);
     if (!eng_space_refuses(s->eng, t, need, msg, sizeof(msg)))
         return false;
     resp_add_errorf(out, "ERR %s", msg);
@@ -454,7 +439,7 @@ void cmd_execute(struct conn *c, size_t argc, const char **argv, size_t *argvlen
     }
     if (s->cluster != NULL && !net_cluster_route(c, d, argc, argv, argvlen))
         goto replied; /* CROSSSLOT, MOVED or CLUSTERDOWN */
-    if (disk_refuses(s, d, NULL, argc, argv, argvlen, &c->out))
+    if (disk_refuses(s, d, NULL, argc, argvlen, &c->out))
         goto replied;
     struct cmd_ctx x = {
         .c = c, .srv = s, .eng = s->eng, .cmd = d, .argc = argc, .argv = argv,
@@ -531,7 +516,7 @@ int cmd_exec_from_script(void *owner, struct eng_txn *txn, int resp, int flags, 
     else if (s->cluster != NULL &&
              (where = net_cluster_script_check(d, (size_t)argc, argv, argvlen, out)) != 0)
         return where > 0 ? UDF_EXEC_REMOTE : 0; /* another node's key, or an error reply */
-    else if (disk_refuses(s, d, txn, (size_t)argc, argv, argvlen, out))
+    else if (disk_refuses(s, d, txn, (size_t)argc, argvlen, out))
         ; /* the function sees the error, as under Redis's maxmemory; a remote key's owner
            * checks its own disk */
     else if (d->first_key <= 0 && (flags & UDF_EXEC_HELD))

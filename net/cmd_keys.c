@@ -139,10 +139,12 @@ static void expire_generic(struct cmd_ctx *x, long long unit, bool absolute)
               !((flags & EXP_GT) && (cur == 0 || when <= cur)) &&
               !((flags & EXP_LT) && cur != 0 && when >= cur);
     if (ok) {
-        if (when <= x->now_ms)
+        if (when <= x->now_ms) {
             kv_del(x, x->argv[1], x->argvlen[1]);
-        else
-            kv_put(x, x->argv[1], x->argvlen[1], when, it.data, it.len);
+        } else if (kv_rewrite(x, x->argv[1], x->argvlen[1], when, it.data, it.len) != 0) {
+            eng_item_release(&it);
+            return; /* replied */
+        }
     }
     eng_item_release(&it);
     resp_add_int(x->out, ok ? 1 : 0);
@@ -210,8 +212,10 @@ static void persist_cmd(struct cmd_ctx *x)
     if (rc != 0)
         return;
     bool had = it.expire_ms != 0;
-    if (had)
-        kv_put(x, x->argv[1], x->argvlen[1], 0, it.data, it.len);
+    if (had && kv_rewrite(x, x->argv[1], x->argvlen[1], 0, it.data, it.len) != 0) {
+        eng_item_release(&it);
+        return; /* replied */
+    }
     eng_item_release(&it);
     resp_add_int(x->out, had ? 1 : 0);
 }

@@ -181,9 +181,13 @@ static void getex_cmd(struct cmd_ctx *x)
     }
     if (rc != 0)
         return;
+    /* The write first: a refusal (or its failure) is the only reply. */
+    if (expire >= 0 && expire != it.expire_ms &&
+        kv_rewrite(x, x->argv[1], x->argvlen[1], expire, it.data, it.len) != 0) {
+        eng_item_release(&it);
+        return;
+    }
     resp_add_bulk(x->out, it.data, it.len);
-    if (expire >= 0 && expire != it.expire_ms)
-        kv_put(x, x->argv[1], x->argvlen[1], expire, it.data, it.len);
     eng_item_release(&it);
 }
 
@@ -369,7 +373,7 @@ static void append_cmd(struct cmd_ctx *x)
         eng_item_release(&it);
     }
     cm_buf_append(&v, x->argv[2], x->argvlen[2]);
-    if (kv_put(x, x->argv[1], x->argvlen[1], expire, v.p, v.len) == 0)
+    if (kv_rewrite(x, x->argv[1], x->argvlen[1], expire, v.p, v.len) == 0)
         resp_add_int(x->out, (long long)v.len);
     cm_buf_deinit(&v);
 }
@@ -464,7 +468,7 @@ static void setrange_cmd(struct cmd_ctx *x)
         eng_item_release(&it);
     }
     memcpy(v + off, x->argv[3], vlen);
-    if (kv_put(x, x->argv[1], x->argvlen[1], expire, v, newlen) == 0)
+    if (kv_rewrite(x, x->argv[1], x->argvlen[1], expire, v, newlen) == 0)
         resp_add_int(x->out, (long long)newlen);
     cm_free(v);
 }

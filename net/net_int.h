@@ -331,8 +331,8 @@ enum {
                         * worker's pending writes (no flush before it), and its commit
                         * joins the worker's batch (conn.c worker_commit) */
     CMD_DENYOOM = 512, /* adds data: refused while the disk is below min-free-disk */
-    CMD_REWRITE = 1024 /* writes its key's whole value again (APPEND, EXPIRE ...): the
-                        * free-space check counts the value's length (cmd.c) */
+    CMD_REWRITE = 1024 /* writes its key's whole value again (APPEND, EXPIRE ...): it
+                        * checks the free space for what it writes (kv_rewrite) */
 };
 
 struct cmd_ctx;
@@ -409,6 +409,10 @@ bool arg_ll(struct cmd_ctx *x, size_t i, long long *v);
 int kv_get(struct cmd_ctx *x, const char *key, size_t klen, struct eng_item *it);
 int kv_put(struct cmd_ctx *x, const char *key, size_t klen, int64_t expire_ms, const void *val,
            size_t vlen);
+/* kv_put for a CMD_REWRITE command: first the free-space check for what it writes
+ * (--min-free-disk), which replies the error and returns CM_ELIMIT when it refuses. */
+int kv_rewrite(struct cmd_ctx *x, const char *key, size_t klen, int64_t expire_ms,
+               const void *val, size_t vlen);
 int kv_del(struct cmd_ctx *x, const char *key, size_t klen);
 
 /* FUNCTION's work on this node only (cmd_udf.c): FUNCTION itself, and CLUSTER

@@ -566,7 +566,11 @@ int udf_script_flush(struct udf *u, struct cm_err *err)
     int rc = eng_meta_scan(u->eng, "script:", 7, del_meta_fn, &d, err);
     if (rc != 0) {
         /* Nothing forgotten: the scripts deleted from the store so far stay cached
-         * until restart; SCRIPT FLUSH again finishes it. */
+         * until restart; SCRIPT FLUSH again finishes it. Which of them are still in
+         * the store is not known: the next SCRIPT LOAD or EVAL of each stores it again. */
+        for (int i = 0; i < SCRIPT_BUCKETS; i++)
+            for (struct udf_script *s = u->scripts[i]; s != NULL; s = s->next)
+                s->stored = false;
         pthread_mutex_unlock(&u->lock);
         return storage_err(err, rc);
     }

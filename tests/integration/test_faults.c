@@ -485,6 +485,7 @@ static void t_min_free_disk(void)
     struct h_server *s = h_server_start("--min-free-disk", "10mb", NULL);
     eddy_ctx *c = h_connect_port(s->port);
     EXPECT_OK(c, "SET", "mfd:k", "v");
+    EXPECT_OK(c, "SET", "mfd:t", "v", "EX", "1000");
     EXPECT_OK(c, "SET", "mfd:n", "1");
     EXPECT_BULK("faultlib", c, "FUNCTION", "LOAD", lib_src);
     EXPECT_BULK("mfdlib", c, "FUNCTION", "LOAD",
@@ -513,7 +514,8 @@ static void t_min_free_disk(void)
                                   (const size_t[]){3, 7, big});
     if (r->type != EDDY_REPLY_ERROR ||
         strncmp(r->str, "ERR disk space low: ", 20) != 0 ||
-        strstr(r->str, " MB written since, this write (100.0 MB) would go below min-free-disk (") == NULL)
+        strstr(r->str, " MB of writes since (not measured yet), this write (100.0 MB) would go "
+                       "below min-free-disk (") == NULL)
         FAILF("SET of 100 MB with 64 MB above min-free-disk: %s", h_describe(r));
     eddy_reply_free(r);
     /* FUNCTION LOAD without its code is a usage error, whatever came before it. */
@@ -524,6 +526,18 @@ static void t_min_free_disk(void)
     CHECK(r->type == EDDY_REPLY_STATUS);
     eddy_reply_free(r);
     EXPECT_INT(1 << 20, c, "STRLEN", "mfd:big");
+    /* APPEND writes the whole value again: in a pipeline after a 40 MB SET of the same
+     * key, it needs 40 MB more than the 63 MB left. */
+    CHECK(eddy_append_argv(c, 3, (const char *[]){"SET", "mfd:a40", val},
+                           (const size_t[]){3, 7, 40u << 20}) == EDDY_OK);
+    CHECK(eddy_append_argv(c, 3, (const char *[]){"APPEND", "mfd:a40", "x"}, NULL) == EDDY_OK);
+    CHECK(eddy_get_reply(c, &r) == EDDY_OK && r->type == EDDY_REPLY_STATUS);
+    eddy_reply_free(r);
+    CHECK(eddy_get_reply(c, &r) == EDDY_OK);
+    if (r->type != EDDY_REPLY_ERROR || strstr(r->str, "this write (40.0 MB)") == NULL)
+        FAILF("APPEND to a 40 MB value with 23 MB left: %s", h_describe(r));
+    eddy_reply_free(r);
+    EXPECT_INT(40 << 20, c, "STRLEN", "mfd:a40");
     /* A pipeline of 100 SETs of 1 MB: its writes are applied together, after every
      * command was checked; those past the 63 MB left are refused (fewer pass when a
      * tick measures the WAL they wrote meanwhile). */
@@ -564,7 +578,8 @@ static void t_min_free_disk(void)
     const char *cmds[][4] = {{"SET", "mfd:k", "w", NULL},      {"INCR", "mfd:n", NULL, NULL},
                              {"APPEND", "mfd:k", "x", NULL},    {"MSET", "mfd:a", "1", NULL},
                              {"SETRANGE", "mfd:k", "0", "x"},   {"EXPIRE", "mfd:k", "100", NULL},
-                             {"PERSIST", "mfd:k", NULL, NULL},  {"GETEX", "mfd:k", "PERSIST", NULL}};
+                             {"PERSIST", "mfd:t", NULL, NULL},  {"GETEX", "mfd:t", "PERSIST", NULL},
+                             {"GETEX", "mfd:k", "EX", "100"}};
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
         int argc = cmds[i][3] ? 4 : cmds[i][2] ? 3 : 2;
         r = h_cmdv(H_AT, c, argc, cmds[i], NULL);
@@ -573,6 +588,13 @@ static void t_min_free_disk(void)
             FAILF("%s while the disk is low: %s", cmds[i][0], h_describe(r));
         eddy_reply_free(r);
     }
+    /* What writes nothing, or deletes, runs: GETEX without options, PERSIST of a key
+     * without a TTL or of none, EXPIRE in the past. */
+    EXPECT_BULK("v", c, "GETEX", "mfd:k");
+    EXPECT_INT(0, c, "PERSIST", "mfd:k");
+    EXPECT_INT(0, c, "PERSIST", "mfd:none");
+    EXPECT_INT(1, c, "EXPIRE", "mfd:p0", "-1");
+    EXPECT_INT(0, c, "EXISTS", "mfd:p0");
     /* FUNCTION LOAD and RESTORE store a library (Redis: denyoom); DUMP, LIST and
      * DELETE run. */
     r = CMD(c, "FUNCTION", "DUMP");
@@ -613,6 +635,9 @@ static void t_min_free_disk(void)
     EXPECT_BULK("1", c, "GET", "mfd:n");
     EXPECT_NIL(c, "GET", "mfd:f");
     EXPECT_INT(-1, c, "TTL", "mfd:k");
+    r = CMD(c, "TTL", "mfd:t");
+    CHECK(r->type == EDDY_REPLY_INTEGER && r->integer > 900);
+    eddy_reply_free(r);
     EXPECT_BULK("1", c, "GETDEL", "mfd:n");
     EXPECT_INT(1, c, "DEL", "mfd:k");
     CHECK(h_info_field(c, "persistence", "disk_space_low_refused") >= 10);
