@@ -13,7 +13,7 @@
 enum opt_type {
     OPT_INT, OPT_MEM, OPT_STR, OPT_FSYNC, OPT_LOGLEVEL, OPT_YESNO_FIXED, OPT_BOOL,
     OPT_YESNOLOCAL, /* no = 0, yes = 1, local = 2 */
-    OPT_SPACE       /* a memory value, or N% (stored as -N) */
+    OPT_SPACE       /* a memory value, or N% with up to two decimals (stored as -100 N) */
 };
 
 struct opt {
@@ -65,7 +65,7 @@ static const struct opt opts[] = {
     {"min-free-disk", OPT_SPACE, F(min_free_disk), true, 0, 0,
      "refuse commands that add data while the data directory's file system has, or "
      "would have after them, less free space than this: bytes (64mb) or a percentage "
-     "(5%) of it (default 2%; 0 = off)",
+     "(5%, 0.5%) of it (default 2%; 0 = off)",
      NULL},
     {"hz", OPT_INT, F(hz), true, 0, INT_MAX, "background tasks per second, 1 to 500 (default 10)",
      NULL},
@@ -106,7 +106,7 @@ static void defaults(struct net_config *c)
     c->hz = 10;
     c->udf_time_limit = 5000;
     c->udf_memory_limit = 64LL * 1024 * 1024;
-    c->min_free_disk = -2; /* 2% */
+    c->min_free_disk = -200; /* 2% (hundredths of a percent, negative) */
 }
 
 static const struct opt *find_opt(const char *name, size_t n)
@@ -176,6 +176,31 @@ static void store_num(char *field, size_t size, long long v)
 }
 
 /* Matches val against names[0..n-1] (case-insensitive); the index or -1. */
+/* A percentage's number ("2", "2.5", "0.25") in hundredths of a percent: 250 for
+ * "2.5". -1 if it is not digits with at most one point and two decimals. */
+static long long parse_hundredths(const char *p, size_t n)
+{
+    long long whole = 0, frac = 0;
+    int decimals = 0, digits = 0;
+    bool point = false;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '.' && !point) {
+            point = true;
+        } else if (p[i] >= '0' && p[i] <= '9' && !point) {
+            if ((whole = whole * 10 + (p[i] - '0')) > 100)
+                return -1;
+            digits++;
+        } else if (p[i] >= '0' && p[i] <= '9' && decimals < 2) {
+            frac = frac * 10 + (p[i] - '0');
+            decimals++;
+            digits++;
+        } else {
+            return -1;
+        }
+    }
+    return digits == 0 ? -1 : whole * 100 + (decimals == 1 ? frac * 10 : frac);
+}
+
 static int pick(const char *val, const char *const *names, int n)
 {
     for (int i = 0; i < n; i++)
@@ -252,7 +277,7 @@ static int set_opt(struct net_config *c, const struct opt *o, const char *val, c
     case OPT_SPACE: {
         size_t n = strlen(val);
         if (n > 1 && val[n - 1] == '%') {
-            if (cm_str_to_ll(val, n - 1, &v) != 0 || v < 0 || v > 100) {
+            if ((v = parse_hundredths(val, n - 1)) < 0 || v > 10000) {
                 snprintf(msg, cap, "argument must be a percentage from 0%% to 100%%");
                 return CM_EINVAL;
             }
@@ -295,7 +320,14 @@ static void format_opt(const struct net_config *c, const struct opt *o, char *bu
         break;
     case OPT_SPACE: {
         long long v = __atomic_load_n((const long long *)field, __ATOMIC_RELAXED);
-        snprintf(buf, cap, v < 0 ? "%lld%%" : "%lld", v < 0 ? -v : v);
+        if (v >= 0)
+            snprintf(buf, cap, "%lld", v);
+        else if (-v % 100 == 0)
+            snprintf(buf, cap, "%lld%%", -v / 100);
+        else if (-v % 10 == 0)
+            snprintf(buf, cap, "%lld.%lld%%", -v / 100, -v % 100 / 10);
+        else
+            snprintf(buf, cap, "%lld.%02lld%%", -v / 100, -v % 100);
         break;
     }
     case OPT_STR:

@@ -365,7 +365,7 @@ static void disk_check(struct server *s)
     long long avail = (long long)v.f_bavail * (long long)v.f_frsize;
     long long size = (long long)v.f_blocks * (long long)v.f_frsize;
     long long opt = NET_CFG(s->cfg, min_free_disk);
-    long long min = opt < 0 ? (long long)((double)size * (double)-opt / 100.0) : opt;
+    long long min = opt < 0 ? (long long)((double)size * (double)-opt / 10000.0) : opt;
     eng_set_space(s->eng, avail, min);
     bool now = eng_space_low(s->eng, NULL, NULL);
     if (now == low)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 
 #include "harness.h"
@@ -542,7 +543,7 @@ static void t_min_free_disk(void)
      * command was checked; those past the 63 MB left are refused (fewer pass when a
      * tick measures the WAL they wrote meanwhile). */
     for (int i = 0; i < 100; i++) {
-        char k[16];
+        char k[24];
         snprintf(k, sizeof(k), "mfd:p%d", i);
         CHECK(eddy_append_argv(c, 3, (const char *[]){"SET", k, val},
                                (const size_t[]){3, strlen(k), 1u << 20}) == EDDY_OK);
@@ -650,9 +651,30 @@ static void t_min_free_disk(void)
         del_deny |= strcmp(r->element[1]->element[2]->element[i]->str, "denyoom") == 0;
     CHECK(set_deny && !del_deny);
     eddy_reply_free(r);
-    EXPECT_ERR("ERR CONFIG SET failed (possibly related to argument 'min-free-disk') - "
-               "argument must be a percentage from 0% to 100%",
-               c, "CONFIG", "SET", "min-free-disk", "101%");
+    static const char *bad_pct[] = {"101%", "100.01%", "2.555%", "1.2.3%", ".%", "-1%", "x%"};
+    for (size_t i = 0; i < sizeof(bad_pct) / sizeof(bad_pct[0]); i++)
+        EXPECT_ERR("ERR CONFIG SET failed (possibly related to argument 'min-free-disk') - "
+                   "argument must be a percentage from 0% to 100%",
+                   c, "CONFIG", "SET", "min-free-disk", bad_pct[i]);
+    /* Two decimals at most: 0.5% of the file system (INFO gives it in bytes). */
+    static const char *pct[][2] = {{"0.5%", "0.5%"}, {"0.25%", "0.25%"}, {"2.50%", "2.5%"},
+                                   {"100%", "100%"}};
+    for (size_t i = 0; i < sizeof(pct) / sizeof(pct[0]); i++) {
+        EXPECT_OK(c, "CONFIG", "SET", "min-free-disk", pct[i][0]);
+        r = CMD(c, "CONFIG", "GET", "min-free-disk");
+        CHECK(r->type == EDDY_REPLY_ARRAY && r->elements == 2);
+        CHECK_STR(r->element[1]->str, pct[i][1]);
+        eddy_reply_free(r);
+    }
+    EXPECT_OK(c, "CONFIG", "SET", "min-free-disk", "0.5%");
+    struct statvfs sv;
+    CHECK(statvfs(s->dir, &sv) == 0);
+    long long size = (long long)sv.f_blocks * (long long)sv.f_frsize;
+    long long half = (long long)((double)size * 50.0 / 10000.0); /* net/server.c's rounding */
+    end = h_now_ms() + h_scaled(5000);
+    while (h_info_field(c, "persistence", "min_free_disk_bytes") != half && h_now_ms() < end)
+        h_sleep_ms(20);
+    CHECK_EQ_INT(h_info_field(c, "persistence", "min_free_disk_bytes"), half);
     EXPECT_OK(c, "CONFIG", "SET", "min-free-disk", "0");
     end = h_now_ms() + h_scaled(5000);
     while (h_info_field(c, "persistence", "disk_space_low") != 0 && h_now_ms() < end)
