@@ -2662,6 +2662,8 @@ bool eng_space_low(struct eng *e, long long *free_bytes, long long *min_bytes)
     return f >= 0 && f < m;
 }
 
+#define SPACE_FAR (1ll << 30)
+
 bool eng_space_refuses(struct eng *e, struct eng_txn *t, size_t need, char *msg, size_t cap)
 {
     long long m = atomic_load(&e->space_min);
@@ -2671,6 +2673,11 @@ bool eng_space_refuses(struct eng *e, struct eng_txn *t, size_t need, char *msg,
     if (f < 0)
         return false; /* not measured yet */
     long long n = need < (1ull << 40) ? (long long)need : 1ll << 40;
+    /* Far above the threshold nothing is counted (the count is a write to a cache
+     * line every command that adds data would share): going from SPACE_FAR above it
+     * to below between two measures takes more than that written in a tick. */
+    if (f - m - atomic_load_explicit(&e->space_written, memory_order_relaxed) - n > SPACE_FAR)
+        return false;
     /* Counted when let through, not when written: a pipeline's writes are applied
      * together after all of them were checked, a function's when it ends (pending
      * first, so that a measure taken meanwhile carries them over). Two threads must
