@@ -1456,7 +1456,7 @@ int clu_mig_import_cmd(struct cluster *cl, int argc, const char *const *argv, co
 {
     struct clu_mig *g = clu__mig(cl);
     size_t mark = out->len;
-    char msg[240];
+    char msg[320];
     if (g == NULL || argc < 2) {
         resp_add_error(out, "ERR usage: CLUSTER IMPORT BEGIN|LOAD|HANDOFF|ABORT|QUERY <id> ...");
     } else if ((arg_eq(argv[0], argvlen[0], "BEGIN") || arg_eq(argv[0], argvlen[0], "LOAD")) &&

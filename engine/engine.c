@@ -2636,12 +2636,17 @@ void eng_set_space(struct eng *e, long long free_bytes, long long min_bytes)
     atomic_store(&e->space_free, free_bytes);
 }
 
+void eng_space_release(struct eng *e, long long *held)
+{
+    if (*held > 0)
+        atomic_fetch_sub(&e->space_pending, *held);
+    *held = 0;
+}
+
 /* t no longer holds what it got through eng_space_refuses staged: written or dropped. */
 static void space_release(struct eng_txn *t)
 {
-    if (t->space > 0)
-        atomic_fetch_sub(&t->e->space_pending, t->space);
-    t->space = 0;
+    eng_space_release(t->e, &t->space);
 }
 
 long long eng_space_margin(struct eng *e)
@@ -2663,8 +2668,14 @@ bool eng_space_low(struct eng *e, long long *free_bytes, long long *min_bytes)
 }
 
 #define SPACE_FAR (1ll << 30)
+#define SPACE_SMALL (64ll << 10)
 
 bool eng_space_refuses(struct eng *e, struct eng_txn *t, size_t need, char *msg, size_t cap)
+{
+    return eng_space_refuses_held(e, t != NULL ? &t->space : NULL, need, msg, cap);
+}
+
+bool eng_space_refuses_held(struct eng *e, long long *held, size_t need, char *msg, size_t cap)
 {
     long long m = atomic_load(&e->space_min);
     if (m <= 0)
@@ -2672,27 +2683,35 @@ bool eng_space_refuses(struct eng *e, struct eng_txn *t, size_t need, char *msg,
     long long f = atomic_load(&e->space_free);
     if (f < 0)
         return false; /* not measured yet */
-    long long n = need < (1ull << 40) ? (long long)need : 1ll << 40;
-    /* Far above the threshold nothing is counted (the count is a write to a cache
-     * line every command that adds data would share): going from SPACE_FAR above it
-     * to below between two measures takes more than that written in a tick. */
-    if (f - m - atomic_load_explicit(&e->space_written, memory_order_relaxed) - n > SPACE_FAR)
-        return false;
-    /* Counted when let through, not when written: a pipeline's writes are applied
-     * together after all of them were checked, a function's when it ends (pending
-     * first, so that a measure taken meanwhile carries them over). Two threads must
-     * not both take the same margin. */
-    if (t != NULL)
-        atomic_fetch_add(&e->space_pending, n);
+    /* A write takes its size twice until the next measure can see it all: in the WAL
+     * and, when its memtable is flushed (at once, for a batch larger than the memtable),
+     * in a table or blob file, before the WAL file goes. Counted once, a pipeline of
+     * 1 GB with 1.1 GB to spare filled the disk during the flush. */
+    long long n = 2 * (need < (1ull << 40) ? (long long)need : 1ll << 40);
     long long w = atomic_load(&e->space_written);
-    while (f - w - n >= m)
-        if (atomic_compare_exchange_weak(&e->space_written, &w, w + n)) {
-            if (t != NULL)
-                t->space += n;
+    if (f >= m) {
+        long long margin = f - m; /* >= 0; w and n are at most about 2^62 and 2^40 */
+        /* Far above the threshold a small write nobody holds is not counted (the count
+         * is a write to a cache line that every such command on either thread would
+         * share): going from SPACE_FAR above it to below between two measures takes
+         * writing that much in small writes in a tick. Large writes and held ones
+         * are always counted. */
+        if (held == NULL && n < SPACE_SMALL && margin - w - n > SPACE_FAR)
             return false;
-        }
-    if (t != NULL)
-        atomic_fetch_sub(&e->space_pending, n);
+        /* Counted when let through, not when written (pending first, so that a
+         * measure taken meanwhile carries them over). Two threads must not both take
+         * the same margin. */
+        if (held != NULL)
+            atomic_fetch_add(&e->space_pending, n);
+        while (w + n <= margin)
+            if (atomic_compare_exchange_weak(&e->space_written, &w, w + n)) {
+                if (held != NULL)
+                    *held += n;
+                return false;
+            }
+        if (held != NULL)
+            atomic_fetch_sub(&e->space_pending, n);
+    }
     atomic_fetch_add_explicit(&e->n_space_refused, 1, memory_order_relaxed);
     if (f < m)
         snprintf(msg, cap,
@@ -2701,9 +2720,9 @@ bool eng_space_refuses(struct eng *e, struct eng_txn *t, size_t need, char *msg,
                  (double)f / (1 << 20), (double)m / (1 << 20));
     else
         snprintf(msg, cap,
-                 "disk space low: %.1f MB free when last measured, %.1f MB of writes since "
-                 "(not measured yet), this write (%.1f MB) would go below min-free-disk "
-                 "(%.1f MB)",
+                 "disk space low: %.1f MB free when last measured, %.1f MB for the writes "
+                 "since (not measured yet), this write (%.1f MB: its size in the WAL and in "
+                 "a table file) would go below min-free-disk (%.1f MB)",
                  (double)f / (1 << 20), (double)w / (1 << 20), (double)n / (1 << 20),
                  (double)m / (1 << 20));
     return true;

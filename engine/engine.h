@@ -411,6 +411,11 @@ void eng_set_space(struct eng *e, long long free_bytes, long long min_bytes);
 bool eng_space_low(struct eng *e, long long *free_bytes, long long *min_bytes);
 bool eng_space_refuses(struct eng *e, struct eng_txn *t, size_t need, char *msg, size_t cap);
 long long eng_space_margin(struct eng *e);
+/* eng_space_refuses for a writer that holds what it lets through in *held (a worker's
+ * batch: its writes are applied, and the WAL flushed, at the end of the loop iteration)
+ * until eng_space_release: until then a measure carries it over. */
+bool eng_space_refuses_held(struct eng *e, long long *held, size_t need, char *msg, size_t cap);
+void eng_space_release(struct eng *e, long long *held);
 
 /* ---- Key encoding (exposed for tests) -------------------------------------------------------------- */
 /* Writes slot(2) + key into out (cleared first). Returns 0 or CM_ENOMEM. */

@@ -183,8 +183,10 @@ int kv_put(struct cmd_ctx *x, const char *key, size_t klen, int64_t expire_ms, c
 int kv_rewrite(struct cmd_ctx *x, const char *key, size_t klen, int64_t expire_ms,
                const void *val, size_t vlen)
 {
-    char msg[240];
-    if (eng_space_refuses(x->eng, x->txn, klen + vlen, msg, sizeof(msg))) {
+    char msg[320];
+    if (x->txn != NULL ? eng_space_refuses(x->eng, x->txn, klen + vlen, msg, sizeof(msg))
+                       : eng_space_refuses_held(x->eng, x->c != NULL ? &x->c->w->space_held : NULL,
+                                                klen + vlen, msg, sizeof(msg))) {
         reply_errf(x, "ERR %s", msg);
         return CM_ELIMIT;
     }
@@ -208,20 +210,23 @@ int kv_del(struct cmd_ctx *x, const char *key, size_t klen)
 
 /* A command that adds data while the disk is below min-free-disk (the cron measures it),
  * or that would take it below (its arguments' size counts): true with the error reply
- * in out. t: the function call's transaction the command runs in, or NULL. A
+ * in out. t: the function call's transaction the command runs in, or NULL; held: else
+ * the worker's count for its batch (NULL: none). A
  * CMD_REWRITE command checks the value it writes instead (kv_rewrite). RocksDB needs
  * free space to flush and compact; out of it, writes stay refused even after space
  * comes back (docs/STORAGE.md). */
 static bool disk_refuses(struct server *s, const struct cmd_def *d, struct eng_txn *t,
-                         size_t argc, const size_t *argvlen, struct cm_buf *out)
+                         long long *held, size_t argc, const size_t *argvlen,
+                         struct cm_buf *out)
 {
-    char msg[240];
+    char msg[320];
     if (!(d->flags & CMD_DENYOOM) || (d->flags & CMD_REWRITE))
         return false;
     size_t need = 0;
     for (size_t i = 1; i < argc; i++)
         need += argvlen[i];
-    if (!eng_space_refuses(s->eng, t, need, msg, sizeof(msg)))
+    if (t != NULL ? !eng_space_refuses(s->eng, t, need, msg, sizeof(msg))
+                  : !eng_space_refuses_held(s->eng, held, need, msg, sizeof(msg)))
         return false;
     resp_add_errorf(out, "ERR %s", msg);
     return true;
@@ -439,7 +444,7 @@ void cmd_execute(struct conn *c, size_t argc, const char **argv, size_t *argvlen
     }
     if (s->cluster != NULL && !net_cluster_route(c, d, argc, argv, argvlen))
         goto replied; /* CROSSSLOT, MOVED or CLUSTERDOWN */
-    if (disk_refuses(s, d, NULL, argc, argvlen, &c->out))
+    if (disk_refuses(s, d, NULL, &w->space_held, argc, argvlen, &c->out))
         goto replied;
     struct cmd_ctx x = {
         .c = c, .srv = s, .eng = s->eng, .cmd = d, .argc = argc, .argv = argv,
@@ -516,7 +521,7 @@ int cmd_exec_from_script(void *owner, struct eng_txn *txn, int resp, int flags, 
     else if (s->cluster != NULL &&
              (where = net_cluster_script_check(d, (size_t)argc, argv, argvlen, out)) != 0)
         return where > 0 ? UDF_EXEC_REMOTE : 0; /* another node's key, or an error reply */
-    else if (disk_refuses(s, d, txn, (size_t)argc, argvlen, out))
+    else if (disk_refuses(s, d, txn, NULL, (size_t)argc, argvlen, out))
         ; /* the function sees the error, as under Redis's maxmemory; a remote key's owner
            * checks its own disk */
     else if (d->first_key <= 0 && (flags & UDF_EXEC_HELD))

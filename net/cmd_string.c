@@ -181,9 +181,12 @@ static void getex_cmd(struct cmd_ctx *x)
     }
     if (rc != 0)
         return;
-    /* The write first: a refusal (or its failure) is the only reply. */
-    if (expire >= 0 && expire != it.expire_ms &&
-        kv_rewrite(x, x->argv[1], x->argvlen[1], expire, it.data, it.len) != 0) {
+    /* A time already past deletes the key, as in Redis (and as EXPIRE does). Else the
+     * write first: a refusal (or its failure) is the only reply. */
+    if (expire > 0 && expire <= x->now_ms) {
+        kv_del(x, x->argv[1], x->argvlen[1]);
+    } else if (expire >= 0 && expire != it.expire_ms &&
+               kv_rewrite(x, x->argv[1], x->argvlen[1], expire, it.data, it.len) != 0) {
         eng_item_release(&it);
         return;
     }

@@ -105,7 +105,7 @@ void cmd_function_local(struct cmd_ctx *x)
  * above maxmemory (checked here, on the node the client asked). */
 static void function_cmd(struct cmd_ctx *x)
 {
-    char msg[240];
+    char msg[320];
     if ((arg_is(x, 1, "LOAD") || arg_is(x, 1, "RESTORE")) && x->argc >= 3 &&
         eng_space_refuses(x->srv->eng, NULL, x->argvlen[arg_is(x, 1, "LOAD") ? x->argc - 1 : 2],
                           msg, sizeof(msg))) {

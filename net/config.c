@@ -177,28 +177,20 @@ static void store_num(char *field, size_t size, long long v)
 
 /* Matches val against names[0..n-1] (case-insensitive); the index or -1. */
 /* A percentage's number ("2", "2.5", "0.25") in hundredths of a percent: 250 for
- * "2.5". -1 if it is not digits with at most one point and two decimals. */
+ * "2.5". -1 unless it is digits, or digits, a point and one or two digits. */
 static long long parse_hundredths(const char *p, size_t n)
 {
     long long whole = 0, frac = 0;
-    int decimals = 0, digits = 0;
-    bool point = false;
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] == '.' && !point) {
-            point = true;
-        } else if (p[i] >= '0' && p[i] <= '9' && !point) {
-            if ((whole = whole * 10 + (p[i] - '0')) > 100)
-                return -1;
-            digits++;
-        } else if (p[i] >= '0' && p[i] <= '9' && decimals < 2) {
-            frac = frac * 10 + (p[i] - '0');
-            decimals++;
-            digits++;
-        } else {
+    size_t i = 0, w = 0, d = 0;
+    for (; i < n && p[i] >= '0' && p[i] <= '9'; i++, w++)
+        if ((whole = whole * 10 + (p[i] - '0')) > 100)
             return -1;
-        }
-    }
-    return digits == 0 ? -1 : whole * 100 + (decimals == 1 ? frac * 10 : frac);
+    if (i < n && p[i] == '.')
+        for (i++; i < n && p[i] >= '0' && p[i] <= '9' && d < 2; i++, d++)
+            frac = frac * 10 + (p[i] - '0');
+    if (i != n || w == 0 || (i > w && d == 0))
+        return -1;
+    return whole * 100 + (d == 1 ? frac * 10 : frac);
 }
 
 static int pick(const char *val, const char *const *names, int n)
@@ -278,7 +270,8 @@ static int set_opt(struct net_config *c, const struct opt *o, const char *val, c
         size_t n = strlen(val);
         if (n > 1 && val[n - 1] == '%') {
             if ((v = parse_hundredths(val, n - 1)) < 0 || v > 10000) {
-                snprintf(msg, cap, "argument must be a percentage from 0%% to 100%%");
+                snprintf(msg, cap, "argument must be a percentage from 0%% to 100%%, two "
+                                   "decimals at most");
                 return CM_EINVAL;
             }
             v = -v;

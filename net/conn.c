@@ -393,6 +393,8 @@ void conn_batch_end(void *ud)
     while (w->ready != NULL) {
         cmd_flush_writes(w);
         persist_batch(w);
+        /* The batch's writes are in the OS now: the next free-space measure sees them. */
+        eng_space_release(w->srv->eng, &w->space_held);
         struct conn *list = w->ready, *next;
         w->ready = NULL;
         for (struct conn *c = list; c != NULL; c = next) {

@@ -158,6 +158,8 @@ extern struct server *g_server;
 struct worker {
     int id;
     struct server *srv;
+    long long space_held;      /* --min-free-disk bytes let through for this batch's
+                                * writes, until its WAL flush (eng_space_refuses_held) */
     struct loop *loop;
     pthread_t thread;
     struct loop_async *wake;   /* new connections or kill requests are pending */

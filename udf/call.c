@@ -42,10 +42,29 @@ static void free_strings(char **s, size_t *lens, int n)
     cm_free(lens);
 }
 
-/* Pushes the compiled chunk of script sha (compiling and caching it on first use).
- * Returns 0, or an error reply in err_out. */
-static int push_script(struct udf_vm *vm, const char *sha, int *flags, bool *shebang,
-                       struct cm_buf *err_out)
+int udf__load_script(lua_State *L, const char *code, size_t len, size_t off)
+{
+    /* KEYS and ARGV are locals of the chunk, so calls interleaved on one VM cannot
+     * see each other's; the prefix keeps the script's line numbers. */
+    struct cm_buf src;
+    cm_buf_init(&src);
+    cm_buf_appendf(&src, "local KEYS, ARGV = ...; ");
+    if (len > off) /* an empty script has no buffer: no NULL + 0 */
+        cm_buf_append(&src, code + off, len - off);
+    if (src.p == NULL) {
+        lua_pushliteral(L, "out of memory");
+        return LUA_ERRMEM;
+    }
+    int rc = luaL_loadbufferx(L, src.p, src.len, "@user_script", "t");
+    cm_buf_deinit(&src);
+    return rc;
+}
+
+/* Pushes the compiled chunk of script sha (compiling and caching it on first use),
+ * from src (src_len bytes) if not NULL, else from the registry's copy. Returns 0, or
+ * an error reply in err_out. */
+static int push_script(struct udf_vm *vm, const char *sha, const char *src, size_t src_len,
+                       int *flags, bool *shebang, struct cm_buf *err_out)
 {
     lua_State *L = vm->L;
     struct cm_buf code;
@@ -53,13 +72,17 @@ static int push_script(struct udf_vm *vm, const char *sha, int *flags, bool *she
     char name[8];
     size_t off;
     cm_buf_init(&code);
-    if (udf__script_code(vm->u, sha, &code) != 0) {
-        resp_add_error(err_out, "NOSCRIPT No matching script. Please use EVAL.");
-        return CM_ENOTFOUND;
+    if (src == NULL) {
+        if (udf__script_code(vm->u, sha, &code) != 0) {
+            resp_add_error(err_out, "NOSCRIPT No matching script. Please use EVAL.");
+            return CM_ENOTFOUND;
+        }
+        src = code.p;
+        src_len = code.len;
     }
-    int rc = udf__parse_shebang(code.p, code.len, false, name, sizeof(name), flags, &off, &err);
+    int rc = udf__parse_shebang(src, src_len, false, name, sizeof(name), flags, &off, &err);
     if (shebang != NULL)
-        *shebang = code.len >= 2 && code.p[0] == '#' && code.p[1] == '!';
+        *shebang = src_len >= 2 && src[0] == '#' && src[1] == '!';
     if (rc != 0) {
         resp_add_error(err_out, err.msg);
         cm_buf_deinit(&code);
@@ -72,22 +95,14 @@ static int push_script(struct udf_vm *vm, const char *sha, int *flags, bool *she
         return 0;
     }
     lua_pop(L, 1);
-    /* KEYS and ARGV are locals of the chunk, so calls interleaved on one VM cannot
-     * see each other's; the prefix keeps the script's line numbers. */
-    struct cm_buf src;
-    cm_buf_init(&src);
-    cm_buf_appendf(&src, "local KEYS, ARGV = ...; ");
-    if (code.len > off) /* an empty script has no buffer: no NULL + 0 */
-        cm_buf_append(&src, code.p + off, code.len - off);
+    rc = udf__load_script(L, src, src_len, off);
     cm_buf_deinit(&code);
-    if (src.p == NULL || luaL_loadbufferx(L, src.p, src.len, "@user_script", "t") != LUA_OK) {
+    if (rc != LUA_OK) {
         resp_add_errorf(err_out, "ERR Error compiling script (new function): %s",
-                        src.p ? lua_tostring(L, -1) : "out of memory");
-        lua_pop(L, src.p ? 2 : 1);
-        cm_buf_deinit(&src);
+                        lua_tostring(L, -1));
+        lua_pop(L, 2);
         return CM_EINVAL;
     }
-    cm_buf_deinit(&src);
     /* The cache lives in the state, inside udf-memory-limit: 10,000 distinct scripts
      * filled it and every call of the thread failed for memory. It is emptied when it
      * holds UDF_SCRIPT_CACHE scripts or half the limit is in use. */
@@ -189,7 +204,9 @@ struct udf_call *udf_call_new(struct udf_vm *vm, const struct udf_call_req *req,
                 sha[i] = (char)tolower((unsigned char)req->name[i]);
             sha[40] = '\0';
         }
-        if (push_script(vm, sha, &flags, &shebang, err_out) != 0)
+        if (push_script(vm, sha, req->kind == UDF_EVAL ? req->name : NULL,
+                        req->kind == UDF_EVAL ? req->name_len : 0, &flags, &shebang,
+                        err_out) != 0)
             return NULL;
         lua_settop(L, top);
         label = cm_strdup(sha);
@@ -214,6 +231,11 @@ struct udf_call *udf_call_new(struct udf_vm *vm, const struct udf_call_req *req,
     if (is_func) {
         memcpy(c->name, req->name, req->name_len);
         c->name[req->name_len] = '\0';
+    }
+    if (req->kind == UDF_EVAL) {
+        if ((c->src = cm_memdup(req->name, req->name_len)) == NULL && req->name_len > 0)
+            goto oom;
+        c->src_len = req->name_len;
     }
     c->part = req->part;
     if (req->kind == UDF_REDUCE) {
@@ -411,7 +433,7 @@ static int start_attempt(struct udf_call *c)
         struct cm_buf err;
         int flags;
         cm_buf_init(&err);
-        if (push_script(vm, c->name, &flags, NULL, &err) != 0) {
+        if (push_script(vm, c->name, c->src, c->src_len, &flags, NULL, &err) != 0) {
             cm_buf_append(&c->reply, err.p, err.len);
             cm_buf_deinit(&err);
             return -1;
@@ -736,6 +758,7 @@ void udf_call_free(struct udf_call *c)
     free_strings(c->keys, c->keylens, c->nkeys);
     free_strings(c->args, c->arglens, c->nargs);
     cm_free(c->name);
+    cm_free(c->src);
     cm_free(c->label);
     cm_free(c);
 }

@@ -521,7 +521,7 @@ int udf_script_load(struct udf *u, const char *code, size_t len, char sha[41],
     int flags;
     size_t off;
     int rc = udf__parse_shebang(code, len, false, name, sizeof(name), &flags, &off, err);
-    if (rc == 0 && luaL_loadbufferx(vm->L, code + off, len - off, "@user_script", "t") != LUA_OK)
+    if (rc == 0 && udf__load_script(vm->L, code, len, off) != LUA_OK)
         rc = cm_err_set(err, CM_EINVAL, "ERR Error compiling script (new function): %s",
                         lua_tostring(vm->L, -1));
     udf_vm_free(vm);

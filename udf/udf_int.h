@@ -102,6 +102,9 @@ struct udf_call {
     struct udf_vm *vm;
     enum udf_kind kind;
     char *name;           /* function name, or SHA-1 for scripts */
+    char *src;            /* EVAL: the script's source, compiled from it if the VM has
+                           * not cached it (a SCRIPT FLUSH may run meanwhile) */
+    size_t src_len;
     char *label;          /* "lib.fn" or the SHA-1, for error messages */
     int flags;            /* UDF_F_* of the function or script */
     bool readonly;
@@ -174,6 +177,10 @@ void udf__running_add(struct udf *u, struct udf_call *c);
 void udf__running_remove(struct udf *u, struct udf_call *c);
 /* Copies the code of script sha into out; CM_ENOTFOUND if unknown. */
 int udf__script_code(struct udf *u, const char *sha, struct cm_buf *out);
+/* call.c: compiles a script's body (code + off, after its shebang) as EVAL runs it,
+ * with KEYS and ARGV as the chunk's locals, and pushes the chunk or the error message.
+ * Returns luaL_loadbufferx's status (LUA_ERRMEM also when out of memory here). */
+int udf__load_script(lua_State *L, const char *code, size_t len, size_t off);
 
 /* ser.c: Lua values <-> bytes, for partial results of map calls. encode returns 0
  * or an error with *why (also past 4 x limit bytes or limit / 16 values: limit is

@@ -12,6 +12,7 @@
 # go on, and writes run again without a restart once space is freed.
 # Part four: a start after kill -9 with 2 MB free and more WAL than that to replay
 # (RocksDB's default flush at recovery needs the space; eddy keeps it in memtables).
+# Part five: the threshold's edges (the largest value; 1 GB above it, a pipeline).
 # Needs root (mount); without it, or if mount fails, prints a SKIP note and no FAIL.
 # Env: EDDYD (default bin/eddyd). Talks to 127.0.0.1 only; cleans up with a trap.
 EDDYD=${EDDYD:-bin/eddyd}
@@ -331,5 +332,50 @@ elif start --min-free-disk 0 --memtable-size 64mb; then
     stop
 else
     fail crash_start_full_disk "eddyd did not start: $(grep Fatal "$log" | tail -1)"
+fi
+
+# Part five: the threshold's edges. On the 64 MB tmpfs, the largest threshold the
+# option takes must refuse a value larger than the free space (the margin's arithmetic
+# wrapped around once). Then on the tmpfs grown to 1200 MB, more than 1 GB above a
+# 100 MB threshold (where small writes are not counted), a pipeline of twelve 100 MB
+# SETRANGEs: those past the margin refused, not the disk filled.
+rm -rf "$mnt/data" "$mnt/filler"
+start --min-free-disk 9223372036854775807 || { fail edges_setup "eddyd did not start"; exit 0; }
+head -c 100000000 /dev/zero | tr '\0' 'e' >"$val.big"
+out=$(cli -x SET huge <"$val.big" 2>&1)
+rm -f "$val.big"
+case "$out" in
+*"disk space low"*"below min-free-disk"*) pass threshold_largest_refuses ;;
+*) fail threshold_largest_refuses "SET of 100 MB (more than the tmpfs has) with min-free-disk 2^63-1: '$out'" ;;
+esac
+stop
+rm -rf "$mnt/data"
+if mount -o remount,size=1200m "$mnt" 2>/dev/null; then
+    start --min-free-disk 100mb || { fail edges_setup "eddyd did not start on 1200 MB"; exit 0; }
+    from=$(wc -l <"$log")
+    i=1
+    cmds=
+    while [ $i -le 12 ]; do
+        cmds="${cmds}SETRANGE far:$i 104857599 x\r\n"
+        i=$((i + 1))
+    done
+    out=$(printf "$cmds" | timeout 120 "$CLI" -h 127.0.0.1 -p "$port" --pipe 2>&1 | tail -1)
+    avail=$(df -B1 --output=avail "$mnt" | tail -1)
+    refused=$(cli INFO persistence | tr -d '\r' | sed -n 's/^engine_writes_refused_until_restart://p')
+    echo "  12 pipelined SETRANGEs of 100 MB, 1200 MB tmpfs, 100 MB threshold: $out; $((avail >> 20)) MB free after" >&2
+    case "$out" in
+    *"errors: 0,"*) fail threshold_far_pipeline "none refused: '$out'" ;;
+    *"errors: "*)
+        if [ "$avail" -gt $((50 << 20)) ] && [ "$refused" = 0 ] &&
+            ! tail -n +$((from + 1)) "$log" | grep -q 'No space left'; then
+            pass threshold_far_pipeline
+        else
+            fail threshold_far_pipeline "$((avail >> 20)) MB free, refused_until_restart $refused"
+        fi ;;
+    *) fail threshold_far_pipeline "redis-cli --pipe: '$out'" ;;
+    esac
+    stop
+else
+    fail threshold_far_pipeline "cannot grow the tmpfs to 1200 MB"
 fi
 exit 0

@@ -2189,6 +2189,66 @@ static void t_sandbox_script_cache_bounded(void)
     h_server_free(s);
 }
 
+/* Found by a review (thirteenth session): EVAL looked its script up again by SHA-1
+ * when the call started, and a SCRIPT FLUSH on the other I/O thread in between made
+ * it answer NOSCRIPT (53 in 53,450 EVALs). It compiles from the source it was sent.
+ * Also: SCRIPT LOAD compiled without the KEYS/ARGV prefix EVAL runs with, so a script
+ * with 199 locals loaded but never ran; both refuse it now. */
+static void t_eval_during_script_flush(void)
+{
+    struct h_server *s = h_server_start(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        eddy_ctx *f = h_connect_port(s->port);
+        int64_t end = h_now_ms() + 2500;
+        while (f != NULL && h_now_ms() < end) {
+            struct eddy_reply *r = eddy_command(f, "SCRIPT", "FLUSH", NULL);
+            if (r == NULL)
+                break;
+            eddy_reply_free(r);
+        }
+        _exit(0);
+    }
+    eddy_ctx *a = h_connect_port(s->port);
+    eddy_ctx *b = h_connect_port(s->port); /* the other I/O thread, whichever a has */
+    int noscript = 0, evals = 0;
+    int64_t end = h_now_ms() + 2000;
+    for (int round = 0; h_now_ms() < end; round++) {
+        eddy_ctx *c = round % 2 ? a : b;
+        for (int i = 0; i < 100; i++) {
+            char src[64];
+            snprintf(src, sizeof(src), "return %d", round * 100 + i);
+            send_cmd(c, "EVAL", src, "0", (char *)NULL);
+        }
+        for (int i = 0; i < 100; i++) {
+            struct eddy_reply *r = READ_REPLY(c);
+            if (r->type == EDDY_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
+                noscript++;
+            else if (r->type != EDDY_REPLY_INTEGER || r->integer != round * 100 + i)
+                FAILF("EVAL return %d: %s", round * 100 + i, h_describe(r));
+            evals++;
+            eddy_reply_free(r);
+        }
+    }
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid);
+    if (noscript > 0)
+        FAILF("%d of %d EVALs answered NOSCRIPT during SCRIPT FLUSH", noscript, evals);
+    /* 199 locals and the two of the prefix: over Lua's 200, for SCRIPT LOAD as for EVAL. */
+    static char big[199 * 24 + 16];
+    size_t off = 0;
+    for (int i = 0; i < 199; i++)
+        off += (size_t)snprintf(big + off, sizeof(big) - off, "local v%d = %d\n", i, i);
+    snprintf(big + off, sizeof(big) - off, "return v198");
+    EXPECT_ERR_HAS("ERR Error compiling script", "too many local variables", a, "SCRIPT", "LOAD",
+                   big);
+    EXPECT_ERR_HAS("ERR Error compiling script", "too many local variables", a, "EVAL", big, "0");
+    eddy_free(a);
+    eddy_free(b);
+    h_server_free(s);
+}
+
 /* ---- Suite ------------------------------------------------------------------------------------- */
 
 void suite_udf(void); /* until harness.h lists it with the other suites */
@@ -2226,6 +2286,7 @@ void suite_udf(void)
     h_run("udf_kill_and_timeout", t_kill_and_timeout, H_OWN, 40);
     h_run("udf_sandbox_review_attacks", t_sandbox_review_attacks, H_OWN, 120);
     h_run("udf_sandbox_script_cache_bounded", t_sandbox_script_cache_bounded, H_OWN, 120);
+    h_run("udf_eval_during_script_flush", t_eval_during_script_flush, H_OWN, 60);
     h_run("udf_mapreduce_review", t_mapreduce_review, H_OWN, 60);
     h_run("udf_txn_counters", t_txn_counters, 0, 90);
     h_run("udf_txn_transfer", t_txn_transfer, 0, 60);
