@@ -2670,12 +2670,24 @@ bool eng_space_low(struct eng *e, long long *free_bytes, long long *min_bytes)
 #define SPACE_FAR (1ll << 30)
 #define SPACE_SMALL (64ll << 10)
 
+static bool space_refuses(struct eng *e, long long *held, bool always, size_t need, char *msg,
+                          size_t cap);
+
 bool eng_space_refuses(struct eng *e, struct eng_txn *t, size_t need, char *msg, size_t cap)
 {
-    return eng_space_refuses_held(e, t != NULL ? &t->space : NULL, need, msg, cap);
+    return space_refuses(e, t != NULL ? &t->space : NULL, t != NULL, need, msg, cap);
 }
 
 bool eng_space_refuses_held(struct eng *e, long long *held, size_t need, char *msg, size_t cap)
+{
+    return space_refuses(e, held, false, need, msg, cap);
+}
+
+/* held: where the writer keeps what it let through until it releases it (NULL: not
+ * kept); always: count even a small write far above the threshold (a transaction's,
+ * written when the function ends, maybe seconds later). */
+static bool space_refuses(struct eng *e, long long *held, bool always, size_t need, char *msg,
+                          size_t cap)
 {
     long long m = atomic_load(&e->space_min);
     if (m <= 0)
@@ -2691,12 +2703,12 @@ bool eng_space_refuses_held(struct eng *e, long long *held, size_t need, char *m
     long long w = atomic_load(&e->space_written);
     if (f >= m) {
         long long margin = f - m; /* >= 0; w and n are at most about 2^62 and 2^40 */
-        /* Far above the threshold a small write nobody holds is not counted (the count
-         * is a write to a cache line that every such command on either thread would
-         * share): going from SPACE_FAR above it to below between two measures takes
-         * writing that much in small writes in a tick. Large writes and held ones
-         * are always counted. */
-        if (held == NULL && n < SPACE_SMALL && margin - w - n > SPACE_FAR)
+        /* Far above the threshold a small write outside a transaction is not counted
+         * (the count is a write to a cache line that every such command on either
+         * thread would share): going from SPACE_FAR above it to below between two
+         * measures takes writing that much in small writes in a tick. Large writes
+         * and a transaction's are always counted. */
+        if (!always && n < SPACE_SMALL && margin - w - n > SPACE_FAR)
             return false;
         /* Counted when let through, not when written (pending first, so that a
          * measure taken meanwhile carries them over). Two threads must not both take
