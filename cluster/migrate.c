@@ -1442,11 +1442,12 @@ static void imp_abort(struct clu_mig *g, const char *id, size_t idlen, struct cm
 }
 
 /* What a CLUSTER IMPORT LOAD adds to the store: its batch's announced raw length (0 for
- * BEGIN, or a length that does not parse: imp_load refuses it). */
+ * BEGIN, or a length that does not parse or is over MAX_RAW: imp_load refuses it with
+ * its usage error). */
 static size_t load_size(int argc, const char *const *argv, const size_t *argvlen)
 {
     long long n;
-    if (argc != 4 || cm_str_to_ll(argv[2], argvlen[2], &n) != 0 || n < 0)
+    if (argc != 4 || cm_str_to_ll(argv[2], argvlen[2], &n) != 0 || n < 0 || n > (long long)MAX_RAW)
         return 0;
     return (size_t)n;
 }
