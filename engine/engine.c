@@ -2633,6 +2633,12 @@ void eng_set_space(struct eng *e, long long free_bytes, long long min_bytes)
      * not on refusing one.) */
     atomic_store(&e->space_written, atomic_load(&e->space_pending));
     atomic_store(&e->space_min, min_bytes);
+    /* What the memtables hold is in the WAL, and their flushes will write it again to
+     * table and blob files before the WAL goes: not free space for new writes. */
+    if (free_bytes > 0) {
+        long long mem = (long long)prop(e, "rocksdb.cur-size-all-mem-tables");
+        free_bytes = free_bytes > mem ? free_bytes - mem : 0;
+    }
     atomic_store(&e->space_free, free_bytes);
 }
 
@@ -2695,10 +2701,11 @@ static bool space_refuses(struct eng *e, long long *held, bool always, size_t ne
     long long f = atomic_load(&e->space_free);
     if (f < 0)
         return false; /* not measured yet */
-    /* A write takes its size twice until the next measure can see it all: in the WAL
-     * and, when its memtable is flushed (at once, for a batch larger than the memtable),
-     * in a table or blob file, before the WAL file goes. Counted once, a pipeline of
-     * 1 GB with 1.1 GB to spare filled the disk during the flush. */
+    /* A write takes its size twice: in the WAL and, when its memtable is flushed (at
+     * once, for a batch larger than the memtable), in a table or blob file, before the
+     * WAL file goes. Counted once, a pipeline of 1 GB with 1.1 GB to spare filled the
+     * disk during the flush. (Once measured, the second copy is the memtables' size,
+     * which eng_set_space takes off the free space.) */
     long long n = 2 * (need < (1ull << 40) ? (long long)need : 1ll << 40);
     long long w = atomic_load(&e->space_written);
     if (f >= m) {
@@ -2708,7 +2715,7 @@ static bool space_refuses(struct eng *e, long long *held, bool always, size_t ne
          * thread would share): going from SPACE_FAR above it to below between two
          * measures takes writing that much in small writes in a tick. Large writes
          * and a transaction's are always counted. */
-        if (!always && n < SPACE_SMALL && margin - w - n > SPACE_FAR)
+        if (!always && (long long)need < SPACE_SMALL && margin - w - n > SPACE_FAR)
             return false;
         /* Counted when let through, not when written (pending first, so that a
          * measure taken meanwhile carries them over). Two threads must not both take

@@ -388,8 +388,13 @@ void conn_batch_end(void *ud)
     /* A connection closed in its batch (its output limit, CLIENT KILL) left the
      * ready list, but not its staged writes and held stripes: apply and release them
      * even when no other connection is ready, or the stripes stay locked. */
-    if (w->ready == NULL)
+    if (w->ready == NULL) {
         cmd_flush_writes(w);
+        /* Not flushed here (no reply waits for them): the cron's WAL flush writes them
+         * out; the count is released as if they were, or it stays until this worker's
+         * next batch, on an idle worker for good. */
+        eng_space_release(w->srv->eng, &w->space_held);
+    }
     while (w->ready != NULL) {
         cmd_flush_writes(w);
         persist_batch(w);

@@ -513,6 +513,38 @@ static void t_min_free_disk(void)
     char *val = malloc(big);
     CHECK(val != NULL);
     memset(val, 'b', big);
+    /* A connection closed for its output limit within its batch: what its SET was
+     * counted for (32 MB) is released too; it stayed counted for good when that
+     * worker had nothing else to do, and the 20 MB SET (40 MB) after it was refused.
+     * (XX of a missing key: nothing is written.) */
+    {
+        char kb2[2048];
+        memset(kb2, 'k', sizeof(kb2));
+        struct eddy_reply *kr = h_cmdv(H_AT, c, 3, (const char *[]){"SET", "mfd:2k", kb2},
+                                       (const size_t[]){3, 6, sizeof(kb2)});
+        CHECK(kr->type == EDDY_REPLY_STATUS);
+        eddy_reply_free(kr);
+        EXPECT_OK(c, "CONFIG", "SET", "client-output-buffer-limit", "1000");
+        eddy_ctx *d = h_connect_port(s->port); /* the other I/O thread (round robin) */
+        CHECK(eddy_append_argv(d, 4, (const char *[]){"SET", "mfd:none", val, "XX"},
+                               (const size_t[]){3, 8, 16u << 20, 2}) == EDDY_OK);
+        CHECK(eddy_append_argv(d, 2, (const char *[]){"GET", "mfd:2k"}, NULL) == EDDY_OK);
+        CHECK(eddy_flush(d) == EDDY_OK);
+        for (int i = 0; i < 2; i++) { /* nil, then the close (or both before it) */
+            struct eddy_reply *dr = NULL;
+            if (eddy_get_reply(d, &dr) != EDDY_OK)
+                break;
+            eddy_reply_free(dr);
+        }
+        eddy_free(d);
+        EXPECT_OK(c, "CONFIG", "SET", "client-output-buffer-limit", "1gb");
+        h_sleep_ms(300); /* three measures */
+        kr = h_cmdv(H_AT, c, 4, (const char *[]){"SET", "mfd:none", val, "XX"},
+                    (const size_t[]){3, 8, 20u << 20, 2});
+        if (kr->type != EDDY_REPLY_NIL)
+            FAILF("SET XX of 20 MB after a closed connection's 16 MB: %s", h_describe(kr));
+        eddy_reply_free(kr);
+    }
     struct eddy_reply *r = h_cmdv(H_AT, c, 3, (const char *[]){"SET", "mfd:big", val},
                                   (const size_t[]){3, 7, big});
     if (r->type != EDDY_REPLY_ERROR ||
