@@ -737,10 +737,10 @@ static void t_min_free_disk(void)
     EXPECT_BULK(sha_later, c, "SCRIPT", "LOAD", "return 'later'");
     EXPECT_INT(1, c, "FCALL", "put", "2", "mfd:f", "mfd:n", "1");
     EXPECT_BULK("ok", c, "FCALL", "eset", "1", "mfd:e", "1");
-    /* Once for the largest threshold, once for 100%, and once more if the pipeline's
-     * writes took the measure below. */
+    /* Once for the largest threshold, once for 100%, and once or twice more if the
+     * 64 MB part's writes took the measure below (its WAL, and its memtables' size). */
     int lows = h_server_log_lines(s, "Disk space low");
-    CHECK(lows == 2 || lows == 3);
+    CHECK(lows >= 2 && lows <= 4);
     CHECK_EQ_INT(h_server_log_lines(s, "Disk space back above min-free-disk"), lows);
     CHECK(h_server_log_lines(s, "cached but not stored: disk space below") >= 1);
     eddy_free(c);
