@@ -62,10 +62,11 @@ struct eng {
     char wal_error[200];       /* the last failure's error */
 
     atomic_ullong n_expired, n_writes, n_syncs, n_flushes;
-    /* Free space of the store's file system and the server's threshold (eng_set_space);
-     * space_free -1: not measured. space_written: bytes of the writes let through since
-     * (eng_space_refuses); space_pending: those of them that transactions hold staged
-     * (a function call's, until it ends), carried over to the next measure. */
+    /* Free space of the store's file system (less the memtables') and the server's
+     * threshold (eng_set_space); space_free -1: not measured. space_written: what the
+     * writes let through since count (eng_space_refuses); space_pending: the part their
+     * writers still hold (a function call's until it ends, a worker batch's until its
+     * WAL flush), carried over to the next measure. */
     _Atomic long long space_free, space_min, space_written, space_pending;
     atomic_ullong n_space_refused;
     pthread_mutex_t stripes[STRIPES];
