@@ -1461,7 +1461,8 @@ int clu_mig_import_cmd(struct cluster *cl, int argc, const char *const *argv, co
     if (g == NULL || argc < 2) {
         resp_add_error(out, "ERR usage: CLUSTER IMPORT BEGIN|LOAD|HANDOFF|ABORT|QUERY <id> ...");
     } else if ((arg_eq(argv[0], argvlen[0], "BEGIN") || arg_eq(argv[0], argvlen[0], "LOAD")) &&
-               eng_space_refuses(g->e, NULL, load_size(argc, argv, argvlen), msg, sizeof(msg))) {
+               eng_space_refuses(g->e, NULL, NULL, load_size(argc, argv, argvlen), msg,
+                                 sizeof(msg))) {
         resp_add_errorf(out, "ERR %s", msg); /* the source rolls the move back */
     } else if (arg_eq(argv[0], argvlen[0], "BEGIN")) {
         imp_begin(g, argc, argv, argvlen, out);

@@ -2677,25 +2677,14 @@ bool eng_space_low(struct eng *e, long long *free_bytes, long long *min_bytes)
 #define SPACE_FAR (1ll << 30)
 #define SPACE_SMALL (64ll << 10)
 
-static bool space_refuses(struct eng *e, long long *held, bool always, size_t need, char *msg,
-                          size_t cap);
-
-bool eng_space_refuses(struct eng *e, struct eng_txn *t, size_t need, char *msg, size_t cap)
+bool eng_space_refuses(struct eng *e, struct eng_txn *t, long long *held, size_t need,
+                       char *msg, size_t cap)
 {
-    return space_refuses(e, t != NULL ? &t->space : NULL, t != NULL, need, msg, cap);
-}
-
-bool eng_space_refuses_held(struct eng *e, long long *held, size_t need, char *msg, size_t cap)
-{
-    return space_refuses(e, held, false, need, msg, cap);
-}
-
-/* held: where the writer keeps what it let through until it releases it (NULL: not
- * kept); always: count even a small write far above the threshold (a transaction's,
- * written when the function ends, maybe seconds later). */
-static bool space_refuses(struct eng *e, long long *held, bool always, size_t need, char *msg,
-                          size_t cap)
-{
+    /* A transaction's writes are held until it ends, maybe seconds later: counted even
+     * when small and far above the threshold. */
+    bool always = t != NULL;
+    if (t != NULL)
+        held = &t->space;
     long long m = atomic_load(&e->space_min);
     if (m <= 0)
         return false;

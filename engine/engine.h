@@ -402,20 +402,19 @@ unsigned long long eng_background_errors(struct eng *e);
  * below the threshold as measured (free and min may be NULL). eng_space_refuses: true
  * when a write of need bytes would go below it, less what it let through since the
  * last measure (a fast writer cannot pass it by a tick's writes, a pipeline by its
- * batch, nor one large MSET by its size) and what transactions still hold staged (t,
- * if not NULL, is the writer's: its share is carried over measures until it is
- * committed or freed); then it counts a refusal and writes the reply text (without
- * "ERR ") into msg; else it counts need as let through. eng_space_margin: the bytes
- * left above the threshold by that count, LLONG_MAX when off or not measured. */
+ * batch, nor one large MSET by its size); then it counts a refusal and writes the reply
+ * text (without "ERR ") into msg; else it counts need as let through. What a writer
+ * holds is carried over measures until eng_space_release: t, if not NULL, is the
+ * writer's transaction (held until it is committed or freed); else held, if not NULL,
+ * is the writer's own count (a worker's batch: its writes are applied, and the WAL
+ * flushed, at the end of the loop iteration). eng_space_margin: the bytes left above
+ * the threshold by that count, LLONG_MAX when off or not measured. */
 void eng_set_space(struct eng *e, long long free_bytes, long long min_bytes);
 bool eng_space_low(struct eng *e, long long *free_bytes, long long *min_bytes);
-bool eng_space_refuses(struct eng *e, struct eng_txn *t, size_t need, char *msg, size_t cap);
-long long eng_space_margin(struct eng *e);
-/* eng_space_refuses for a writer that holds what it lets through in *held (a worker's
- * batch: its writes are applied, and the WAL flushed, at the end of the loop iteration)
- * until eng_space_release: until then a measure carries it over. */
-bool eng_space_refuses_held(struct eng *e, long long *held, size_t need, char *msg, size_t cap);
+bool eng_space_refuses(struct eng *e, struct eng_txn *t, long long *held, size_t need,
+                       char *msg, size_t cap);
 void eng_space_release(struct eng *e, long long *held);
+long long eng_space_margin(struct eng *e);
 
 /* ---- Key encoding (exposed for tests) -------------------------------------------------------------- */
 /* Writes slot(2) + key into out (cleared first). Returns 0 or CM_ENOMEM. */

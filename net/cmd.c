@@ -184,9 +184,8 @@ int kv_rewrite(struct cmd_ctx *x, const char *key, size_t klen, int64_t expire_m
                const void *val, size_t vlen)
 {
     char msg[320];
-    if (x->txn != NULL ? eng_space_refuses(x->eng, x->txn, klen + vlen, msg, sizeof(msg))
-                       : eng_space_refuses_held(x->eng, x->c != NULL ? &x->c->w->space_held : NULL,
-                                                klen + vlen, msg, sizeof(msg))) {
+    if (eng_space_refuses(x->eng, x->txn, x->c != NULL ? &x->c->w->space_held : NULL,
+                          klen + vlen, msg, sizeof(msg))) {
         reply_errf(x, "ERR %s", msg);
         return CM_ELIMIT;
     }
@@ -225,8 +224,7 @@ static bool disk_refuses(struct server *s, const struct cmd_def *d, struct eng_t
     size_t need = 0;
     for (size_t i = 1; i < argc; i++)
         need += argvlen[i];
-    if (t != NULL ? !eng_space_refuses(s->eng, t, need, msg, sizeof(msg))
-                  : !eng_space_refuses_held(s->eng, held, need, msg, sizeof(msg)))
+    if (!eng_space_refuses(s->eng, t, held, need, msg, sizeof(msg)))
         return false;
     resp_add_errorf(out, "ERR %s", msg);
     return true;

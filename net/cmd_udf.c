@@ -107,8 +107,8 @@ static void function_cmd(struct cmd_ctx *x)
 {
     char msg[320];
     if ((arg_is(x, 1, "LOAD") || arg_is(x, 1, "RESTORE")) && x->argc >= 3 &&
-        eng_space_refuses(x->srv->eng, NULL, x->argvlen[arg_is(x, 1, "LOAD") ? x->argc - 1 : 2],
-                          msg, sizeof(msg))) {
+        eng_space_refuses(x->srv->eng, NULL, NULL,
+                          x->argvlen[arg_is(x, 1, "LOAD") ? x->argc - 1 : 2], msg, sizeof(msg))) {
         reply_errf(x, "ERR %s", msg);
         return;
     }

@@ -175,7 +175,6 @@ static void store_num(char *field, size_t size, long long v)
         __atomic_store_n((long long *)field, v, __ATOMIC_RELAXED);
 }
 
-/* Matches val against names[0..n-1] (case-insensitive); the index or -1. */
 /* A percentage's number ("2", "2.5", "0.25") in hundredths of a percent: 250 for
  * "2.5". -1 unless it is digits, or digits, a point and one or two digits. */
 static long long parse_hundredths(const char *p, size_t n)
@@ -193,6 +192,7 @@ static long long parse_hundredths(const char *p, size_t n)
     return whole * 100 + (d == 1 ? frac * 10 : frac);
 }
 
+/* Matches val against names[0..n-1] (case-insensitive); the index or -1. */
 static int pick(const char *val, const char *const *names, int n)
 {
     for (int i = 0; i < n; i++)

@@ -159,7 +159,7 @@ struct worker {
     int id;
     struct server *srv;
     long long space_held;      /* --min-free-disk bytes let through for this batch's
-                                * writes, until its WAL flush (eng_space_refuses_held) */
+                                * writes, until its WAL flush (eng_space_refuses) */
     struct loop *loop;
     pthread_t thread;
     struct loop_async *wake;   /* new connections or kill requests are pending */

@@ -823,7 +823,7 @@ static int udflib_set(lua_State *L)
     const size_t lens[] = {3, n, vn, 2, (size_t)snprintf(ms, sizeof(ms), "%lld", (long long)ttl)};
     data_remote(L, c, RK_SET, ttl > 0 ? 5 : 3, argv, lens);
     char msg[320];
-    if (eng_space_refuses(c->vm->u->eng, c->txn, n + vn, msg, sizeof(msg)))
+    if (eng_space_refuses(c->vm->u->eng, c->txn, NULL, n + vn, msg, sizeof(msg)))
         return luaL_error(L, "eddy.set: %s", msg); /* as SET (net/cmd.c disk_refuses) */
     int64_t expire = ttl > 0 ? cm_now_ms() + ttl : 0;
     if (eng_txn_put(c->txn, k, n, ENG_T_STRING, expire, v, vn) != 0)

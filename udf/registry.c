@@ -507,11 +507,11 @@ int udf_script_load(struct udf *u, const char *code, size_t len, char sha[41],
      * compile it in (a state per EVAL held eddy to 10,000 EVALs a second where Redis
      * ran 90,000; bench/RESULTS.md). Only its store is tried again if it failed. */
     pthread_mutex_lock(&u->lock);
-    struct udf_script *known = find_script(u, sha);
-    if (known != NULL && !known->stored)
-        known->stored = store_script(u, known);
+    bool known = find_script(u, sha) != NULL;
+    if (known)
+        (void)add_script(u, code, len, sha, true, err); /* stores it if that failed before */
     pthread_mutex_unlock(&u->lock);
-    if (known != NULL)
+    if (known)
         return 0;
     /* Compile once to reject bad scripts as Redis does. */
     struct udf_vm *vm = udf_vm_new(u, err);
